@@ -1,0 +1,178 @@
+//! The `ebb` command line: argument parsing and one function per command.
+//! Commands print results on stdout (tables for people, `--format json` or
+//! csv for programs) and leave errors to `main`, which prints them once.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Config;
+use crate::output;
+use crate::plugin::{Engine, EngineOptions};
+use crate::run;
+use crate::state::{State, Status};
+
+#[derive(Parser)]
+#[command(name = "ebb", version, about = "Sync warehouse models to business tools, sending only what changed")]
+pub struct Cli {
+    /// The config file; relative paths inside it start at its folder.
+    #[arg(long, short, global = true, env = "EBB_CONFIG", default_value = "ebb.toml")]
+    pub config: PathBuf,
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log lines as text or JSON objects.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Validate the config, connect to sources, load plugins, check mappings.
+    Check,
+    /// Show the first rows of a model.
+    Preview {
+        model: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show what a run would send now; sends and commits nothing.
+    Plan {
+        sync: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run a sync once.
+    Run {
+        sync: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// List a sync's runs, newest first.
+    History {
+        sync: String,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// List rows still owed to the destination, with their errors.
+    Errors {
+        sync: String,
+        /// Only rows that last failed in this run.
+        #[arg(long)]
+        run: Option<i64>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Forget what a sync delivered; its next run sends everything as added.
+    Reset { sync: String },
+}
+
+pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(&cli.config)?;
+    match cli.command {
+        Command::Check => check(&cfg).await,
+        Command::Preview { model, limit, format } => {
+            let (columns, rows) = crate::preview::rows(&cfg, &model, limit).await?;
+            output::preview(&columns, &rows, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plan { sync, format } => {
+            let events = run::plan(&cfg, &engine(&cfg)?, &sync, &progress(format)).await?;
+            output::events(&events, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { sync, format } => {
+            let summary = run::run(&cfg, &engine(&cfg)?, &sync, &progress(format)).await?;
+            output::summary(&summary, format)?;
+            Ok(match summary.status {
+                Status::Success | Status::Skipped => ExitCode::SUCCESS,
+                Status::Partial => ExitCode::from(2),
+                Status::Failed | Status::Running => ExitCode::FAILURE,
+            })
+        }
+        Command::History { sync, limit, format } => {
+            cfg.sync(&sync)?;
+            let runs = match State::open_existing(&cfg.state_url).await? {
+                Some(state) => state.history(&sync, limit).await?,
+                None => Vec::new(),
+            };
+            output::history(&runs, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Errors { sync, run, format } => {
+            cfg.sync(&sync)?;
+            let rows = match State::open_existing(&cfg.state_url).await? {
+                Some(state) => state.owed(&sync, run).await?,
+                None => Vec::new(),
+            };
+            output::owed(&rows, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reset { sync } => {
+            cfg.sync(&sync)?;
+            if let Some(state) = State::open_existing(&cfg.state_url).await? {
+                state.reset(&sync).await?;
+            }
+            println!("sync `{sync}` reset: its next run sends every record as added");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn engine(cfg: &Config) -> anyhow::Result<Engine> {
+    Engine::new(EngineOptions { cache_dir: Some(cfg.cache_dir.clone()) }).context("cannot start the plugin engine")
+}
+
+/// A spinner on a terminal when people read the output; hidden otherwise.
+fn progress(format: Format) -> ProgressBar {
+    if format != Format::Table {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
+    println!("config {}: ok", cfg.file.display());
+    for source in cfg.sources.values() {
+        crate::source::Warehouse::connect(source).await?;
+        println!("source `{}`: connected", source.name);
+    }
+    let engine = engine(cfg)?;
+    for sync in cfg.syncs.values() {
+        let p = run::prepare(cfg, &engine, &sync.name).await?;
+        println!(
+            "sync `{}`: ok (model `{}`, destination `{}` action `{}`, {} transform(s))",
+            sync.name,
+            sync.model,
+            sync.destination,
+            p.loader.action,
+            p.steps.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

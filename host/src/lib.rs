@@ -1,0 +1,20 @@
+//! Ebb: a reverse-ETL engine. The pipeline of one sync run is
+//! extract → diff → transform → map → load → commit ([`run`]); each stage has
+//! its own module, and plugins (destinations and transforms) are WebAssembly
+//! components run by [`plugin`].
+
+pub mod cli;
+pub mod config;
+pub mod diff;
+pub mod event;
+pub mod extract;
+pub mod limits;
+pub mod load;
+pub mod mapping;
+pub mod output;
+pub mod plugin;
+pub mod preview;
+pub mod run;
+pub mod source;
+pub mod state;
+pub mod transform;

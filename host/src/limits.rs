@@ -1,0 +1,68 @@
+//! The limits from DESIGN.md, configurable under `[limits]`. They keep one
+//! runaway model from exhausting memory or a destination's patience, and each
+//! breach says which limit, which column or row, and how to raise it.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub query_chars: usize,
+    pub columns: usize,
+    pub column_name_chars: usize,
+    pub record_bytes: usize,
+    pub value_bytes: usize,
+    pub records_per_extract: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            query_chars: 131_072,
+            columns: 512,
+            column_name_chars: 128,
+            record_bytes: 512 * 1024,
+            value_bytes: 128 * 1024,
+            records_per_extract: 30_000_000,
+        }
+    }
+}
+
+impl Limits {
+    pub fn check(&self) -> Result<(), String> {
+        if self.columns == 0 || self.record_bytes == 0 || self.value_bytes == 0 || self.records_per_extract == 0 {
+            return Err("every limit must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn check_query(&self, query: &str) -> Result<(), String> {
+        let chars = query.chars().count();
+        if chars > self.query_chars {
+            return Err(format!(
+                "the query has {chars} characters, over the limit of {}; shorten it or raise limits.query_chars",
+                self.query_chars
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn check_columns<'a>(&self, names: impl ExactSizeIterator<Item = &'a str>) -> Result<(), String> {
+        if names.len() > self.columns {
+            return Err(format!(
+                "the query returns {} columns, over the limit of {}; select fewer or raise limits.columns",
+                names.len(),
+                self.columns
+            ));
+        }
+        for name in names {
+            if name.chars().count() > self.column_name_chars {
+                return Err(format!(
+                    "column `{name}` has a name longer than {} characters; alias it or raise limits.column_name_chars",
+                    self.column_name_chars
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! Load: delivers events to the destination in batches, several in flight,
+//! retrying what the destination calls retryable with exponential backoff
+//! (never sooner than its Retry-After), and reports one delivery result per
+//! event so the caller commits exactly what was acknowledged.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::config::Retry;
+use crate::event::Event;
+use crate::plugin::{CallError, Destination, ErrorKind, Outcome, RemoteError};
+
+/// The longest a destination's Retry-After is honoured before giving up on
+/// it for this run.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    Ok,
+    /// The destination refused it; retrying in this run will not help.
+    Rejected(String),
+    /// It could not be delivered (retries exhausted, plugin failure).
+    Failed(String),
+}
+
+pub struct Loader {
+    pub destination: Destination,
+    pub label: String,
+    pub config: Value,
+    pub action: String,
+    pub max_in_flight: usize,
+    pub batch_records: usize,
+    pub batch_bytes: usize,
+    pub retry: Retry,
+}
+
+/// What delivering a set of events cost, for the run's counters.
+#[derive(Debug, Default)]
+pub struct Effort {
+    pub retried: u64,
+}
+
+impl Loader {
+    pub async fn deliver(&self, events: &[Event]) -> (Vec<Delivery>, Effort) {
+        let batches = self.batches(events);
+        let mut results = vec![Delivery::Failed("not attempted".into()); events.len()];
+        let mut effort = Effort::default();
+        let mut in_flight = futures::stream::iter(batches)
+            .map(|range| async move {
+                let (deliveries, retried) = self.deliver_batch(&events[range.clone()]).await;
+                (range, deliveries, retried)
+            })
+            .buffer_unordered(self.max_in_flight);
+        while let Some((range, deliveries, retried)) = in_flight.next().await {
+            effort.retried += retried;
+            for (slot, d) in results[range].iter_mut().zip(deliveries) {
+                *slot = d;
+            }
+        }
+        (results, effort)
+    }
+
+    /// Consecutive ranges within the record and byte limits of one batch.
+    fn batches(&self, events: &[Event]) -> Vec<std::ops::Range<usize>> {
+        let mut out = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (i, e) in events.iter().enumerate() {
+            let size = serde_json::to_vec(e).map(|b| b.len()).unwrap_or(0);
+            if i > start && (i - start >= self.batch_records || bytes + size > self.batch_bytes) {
+                out.push(start..i);
+                (start, bytes) = (i, 0);
+            }
+            bytes += size;
+        }
+        if start < events.len() {
+            out.push(start..events.len());
+        }
+        out
+    }
+
+    async fn deliver_batch(&self, batch: &[Event]) -> (Vec<Delivery>, u64) {
+        let mut results = vec![Delivery::Failed("not attempted".into()); batch.len()];
+        let mut todo: Vec<usize> = (0..batch.len()).collect();
+        let mut retried = 0;
+        for attempt in 1.. {
+            let sub: Vec<Event> = todo.iter().map(|&i| batch[i].clone()).collect();
+            let mut again = Vec::new();
+            let mut wait = Duration::ZERO;
+            let mut last = String::new();
+            let mut retry = |i: usize, e: &RemoteError, again: &mut Vec<usize>| {
+                wait = wait.max(e.retry_after.unwrap_or_default());
+                last = e.message.clone();
+                again.push(i);
+            };
+            match self.destination.write(&self.config, &self.action, &sub).await {
+                Ok(outcomes) => {
+                    for (&i, outcome) in todo.iter().zip(outcomes) {
+                        match outcome {
+                            Outcome::Ok => results[i] = Delivery::Ok,
+                            Outcome::Reject(e) => results[i] = Delivery::Rejected(e.message),
+                            Outcome::Retry(e) => retry(i, &e, &mut again),
+                        }
+                    }
+                }
+                Err(CallError::Remote(e)) if matches!(e.kind, ErrorKind::Transient | ErrorKind::RateLimited) => {
+                    for &i in &todo {
+                        retry(i, &e, &mut again);
+                    }
+                }
+                Err(CallError::Remote(e)) => {
+                    for &i in &todo {
+                        results[i] = Delivery::Rejected(e.message.clone());
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    for &i in &todo {
+                        results[i] = Delivery::Failed(message.clone());
+                    }
+                }
+            }
+            if again.is_empty() {
+                break;
+            }
+            if attempt >= self.retry.max_attempts {
+                let message = format!("{}: still failing after {attempt} attempts: {last}", self.label);
+                for i in again {
+                    results[i] = Delivery::Failed(message.clone());
+                }
+                break;
+            }
+            tokio::time::sleep(self.backoff(attempt).max(wait.min(MAX_RETRY_AFTER))).await;
+            retried += again.len() as u64;
+            todo = again;
+        }
+        (results, retried)
+    }
+
+    /// Exponential backoff with jitter between half and all of the step.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let step = self
+            .retry
+            .initial_backoff
+            .saturating_mul(1 << (attempt - 1).min(20))
+            .min(self.retry.max_backoff);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let jitter = (xxhash_rust::xxh3::xxh3_64(&nanos.to_le_bytes()) % 1000) as u32;
+        step / 2 + step / 2 * jitter / 1000
+    }
+}

@@ -1,0 +1,184 @@
+//! How command results look: tables for people, JSON and CSV for programs.
+
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cli::Format;
+use crate::event::{Event, Record};
+use crate::run::Summary;
+use crate::state::{OwedRow, RunRecord};
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    t
+}
+
+fn json(value: &impl Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A cell for a JSON value: strings bare, the rest as compact JSON, cut short.
+fn cell(v: &Value) -> String {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match s.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+pub fn preview(columns: &[String], rows: &[Record], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => json(&rows),
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout());
+            w.write_record(columns)?;
+            for row in rows {
+                w.write_record(columns.iter().map(|c| row.get(c).map(cell).unwrap_or_default()))?;
+            }
+            Ok(w.flush()?)
+        }
+        Format::Table => {
+            let mut t = table(&columns.iter().map(String::as_str).collect::<Vec<_>>());
+            // The first non-null value of each column tells its JSON type.
+            t.add_row(columns.iter().map(|c| {
+                let v = rows.iter().filter_map(|r| r.get(c)).find(|v| !v.is_null());
+                format!("({})", v.map(kind).unwrap_or("null"))
+            }));
+            for row in rows {
+                t.add_row(columns.iter().map(|c| row.get(c).map(cell).unwrap_or_default()));
+            }
+            println!("{t}");
+            Ok(())
+        }
+    }
+}
+
+pub fn events(events: &[Event], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => json(&events),
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout());
+            w.write_record(["op", "id", "fields", "previous"])?;
+            for e in events {
+                let prev = e.previous.as_ref().map(|p| Value::Object(p.clone()).to_string()).unwrap_or_default();
+                w.write_record([e.op.as_str(), &e.id, &Value::Object(e.fields.clone()).to_string(), &prev])?;
+            }
+            Ok(w.flush()?)
+        }
+        Format::Table => {
+            let mut t = table(&["op", "id", "fields", "previous"]);
+            for e in events {
+                let prev = e.previous.as_ref().map(|p| cell(&Value::Object(p.clone()))).unwrap_or_default();
+                t.add_row(vec![e.op.to_string(), e.id.clone(), cell(&Value::Object(e.fields.clone())), prev]);
+            }
+            println!("{t}");
+            println!("{} event(s) would be sent", events.len());
+            Ok(())
+        }
+    }
+}
+
+pub fn summary(s: &Summary, format: Format) -> anyhow::Result<()> {
+    if format != Format::Table {
+        return json(s);
+    }
+    println!("run {} of sync `{}`: {}", s.run_id, s.sync, s.status.as_str());
+    let c = &s.counts;
+    let mut t = table(&["extracted", "added", "updated", "deleted", "sent", "ok", "rejected", "failed", "retried", "dropped", "filtered"]);
+    t.add_row([c.extracted, c.added, c.updated, c.deleted, c.sent, c.ok, c.rejected, c.failed, c.retried, c.dropped, c.filtered]);
+    println!("{t}");
+    if let Some(e) = &s.error {
+        println!("{e}");
+    }
+    if c.rejected + c.failed > 0 {
+        println!("{} row(s) are still owed; see `ebb errors {}`; they are retried on the next run", c.rejected + c.failed, s.sync);
+    }
+    Ok(())
+}
+
+pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return json(&runs);
+    }
+    if format == Format::Csv {
+        let mut w = csv::Writer::from_writer(std::io::stdout());
+        w.write_record(["run_id", "status", "started_at", "finished_at", "extracted", "sent", "ok", "rejected", "failed", "error"])?;
+        for r in runs {
+            let c = &r.counts;
+            w.write_record([
+                r.run_id.to_string(),
+                r.status.as_str().to_string(),
+                r.started_at.clone(),
+                r.finished_at.clone().unwrap_or_default(),
+                c.extracted.to_string(),
+                c.sent.to_string(),
+                c.ok.to_string(),
+                c.rejected.to_string(),
+                c.failed.to_string(),
+                r.error.clone().unwrap_or_default(),
+            ])?;
+        }
+        return Ok(w.flush()?);
+    }
+    let mut t = table(&["run", "status", "started", "finished", "extracted", "added", "updated", "deleted", "ok", "rejected", "failed", "error"]);
+    for r in runs {
+        let c = &r.counts;
+        t.add_row(vec![
+            r.run_id.to_string(),
+            r.status.as_str().to_string(),
+            r.started_at.clone(),
+            r.finished_at.clone().unwrap_or_default(),
+            c.extracted.to_string(),
+            c.added.to_string(),
+            c.updated.to_string(),
+            c.deleted.to_string(),
+            c.ok.to_string(),
+            c.rejected.to_string(),
+            c.failed.to_string(),
+            cell(&Value::String(r.error.clone().unwrap_or_default())),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub fn owed(rows: &[OwedRow], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => json(&rows),
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(std::io::stdout());
+            w.write_record(["key", "op", "run_id", "attempts", "error", "payload"])?;
+            for r in rows {
+                w.write_record([&r.key, &r.op, &r.run_id.to_string(), &r.attempts.to_string(), &r.error, &r.payload.to_string()])?;
+            }
+            Ok(w.flush()?)
+        }
+        Format::Table => {
+            let mut t = table(&["key", "op", "run", "attempts", "error"]);
+            for r in rows {
+                t.add_row(vec![r.key.clone(), r.op.clone(), r.run_id.to_string(), r.attempts.to_string(), r.error.clone()]);
+            }
+            println!("{t}");
+            println!("{} row(s) owed", rows.len());
+            Ok(())
+        }
+    }
+}

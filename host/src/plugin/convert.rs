@@ -1,0 +1,129 @@
+//! Conversions between the host's types and the WIT-generated ones.
+//!
+//! Event fields cross the boundary as JSON bytes (WIT has no recursive
+//! types), so everything coming back from a guest is parsed and checked
+//! here; a malformed value becomes a protocol error naming the event, never a
+//! panic.
+
+use std::time::Duration;
+
+use super::bindings::{WitError, WitErrorKind, WitEvent, WitItem, WitOp, WitOutcome};
+use super::{ErrorKind, Item, Outcome, RemoteError};
+use crate::event::{Event, Op, Record};
+
+pub fn event_to_wit(event: &Event) -> WitEvent {
+    WitEvent {
+        op: match event.op {
+            Op::Added => WitOp::Added,
+            Op::Updated => WitOp::Updated,
+            Op::Deleted => WitOp::Deleted,
+        },
+        id: event.id.clone(),
+        fields: json_bytes(&event.fields),
+        previous: event.previous.as_ref().map(json_bytes),
+    }
+}
+
+fn json_bytes(record: &Record) -> Vec<u8> {
+    serde_json::to_vec(record).expect("a JSON object with string keys always serialises")
+}
+
+pub fn event_from_wit(event: WitEvent) -> Result<Event, String> {
+    let object = |what: &str, bytes: &[u8]| -> Result<Record, String> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| format!("`{what}` of event `{}` is not a JSON object: {e}", event.id))
+    };
+    let fields = object("fields", &event.fields)?;
+    let previous = match &event.previous {
+        Some(bytes) => Some(object("previous", bytes)?),
+        None => None,
+    };
+    Ok(Event {
+        op: match event.op {
+            WitOp::Added => Op::Added,
+            WitOp::Updated => Op::Updated,
+            WitOp::Deleted => Op::Deleted,
+        },
+        id: event.id,
+        fields,
+        previous,
+    })
+}
+
+pub fn remote_error(error: WitError) -> RemoteError {
+    RemoteError {
+        kind: match error.kind {
+            WitErrorKind::InvalidConfig => ErrorKind::InvalidConfig,
+            WitErrorKind::Auth => ErrorKind::Auth,
+            WitErrorKind::RateLimited => ErrorKind::RateLimited,
+            WitErrorKind::Transient => ErrorKind::Transient,
+            WitErrorKind::Rejected => ErrorKind::Rejected,
+            WitErrorKind::Internal => ErrorKind::Internal,
+        },
+        message: error.message,
+        retry_after: error.retry_after_ms.map(Duration::from_millis),
+    }
+}
+
+pub fn outcome_from_wit(outcome: WitOutcome) -> Outcome {
+    match outcome {
+        WitOutcome::Ok => Outcome::Ok,
+        WitOutcome::Retry(e) => Outcome::Retry(remote_error(e)),
+        WitOutcome::Reject(e) => Outcome::Reject(remote_error(e)),
+    }
+}
+
+pub fn item_from_wit(item: WitItem) -> Result<Item, String> {
+    Ok(match item {
+        WitItem::Keep(event) => Item::Keep(event_from_wit(event)?),
+        WitItem::Drop => Item::Drop,
+        WitItem::Split(events) => Item::Split(
+            events
+                .into_iter()
+                .map(event_from_wit)
+                .collect::<Result<_, _>>()?,
+        ),
+        WitItem::Fail(e) => Item::Fail(remote_error(e)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event() -> Event {
+        Event {
+            op: Op::Updated,
+            id: "42".into(),
+            fields: serde_json::from_str(r#"{"email":"a@example.com","n":1.50}"#).unwrap(),
+            previous: Some(json!({"email": "old@example.com"}).as_object().cloned().unwrap()),
+        }
+    }
+
+    #[test]
+    fn events_round_trip_through_json_bytes() {
+        let wit = event_to_wit(&event());
+        assert_eq!(wit.fields, br#"{"email":"a@example.com","n":1.50}"#);
+        assert_eq!(event_from_wit(wit).unwrap(), event());
+    }
+
+    #[test]
+    fn non_object_fields_name_the_event() {
+        let mut wit = event_to_wit(&event());
+        wit.fields = b"[1,2]".to_vec();
+        let err = event_from_wit(wit).unwrap_err();
+        assert!(err.contains("`fields` of event `42`"), "{err}");
+    }
+
+    #[test]
+    fn retry_after_is_milliseconds() {
+        let error = remote_error(WitError {
+            kind: WitErrorKind::RateLimited,
+            message: "slow down".into(),
+            retry_after_ms: Some(1500),
+        });
+        assert_eq!(error.kind, ErrorKind::RateLimited);
+        assert_eq!(error.retry_after, Some(Duration::from_millis(1500)));
+    }
+}

@@ -1,0 +1,27 @@
+//! `ebb preview`: the first rows of a model, to check a query before a sync
+//! uses it.
+
+use anyhow::anyhow;
+
+use crate::config::Config;
+use crate::event::Record;
+use crate::extract::{self, Templates};
+use crate::source::Warehouse;
+
+pub async fn rows(cfg: &Config, model: &str, limit: usize) -> anyhow::Result<(Vec<String>, Vec<Record>)> {
+    let model = cfg.model(model)?;
+    let source = &cfg.sources[&model.source];
+    let mut warehouse = Warehouse::connect(source).await?;
+    let query = extract::bind(model, source.kind, &Templates { last_sync_time: 0 }).map_err(|e| anyhow!(e))?;
+    let columns = warehouse.columns(&query).await?;
+    extract::check_columns(model, &columns, &cfg.limits).map_err(|e| anyhow!(e))?;
+    let mut stream = warehouse.stream(query);
+    let mut rows = Vec::with_capacity(limit);
+    while rows.len() < limit {
+        match stream.recv().await {
+            Some(chunk) => rows.extend(chunk?.into_iter().take(limit - rows.len())),
+            None => break,
+        }
+    }
+    Ok((columns, rows))
+}

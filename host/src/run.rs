@@ -1,0 +1,446 @@
+//! One sync run: claim → extract → diff → transform → map → load → commit →
+//! record. `plan` walks the same path but stops before load and writes
+//! nothing.
+//!
+//! Everything that can fail because of the config (plugins, destination
+//! config, action, columns, mapping) is checked in [`prepare`], before the
+//! state store is opened, so a bad config leaves no trace. After that, each
+//! chunk of changes is committed as soon as the destination acknowledged it,
+//! so a crash loses at most the chunk in flight, which the next run derives
+//! again.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use crate::config::{self, Config};
+use crate::diff::{Change, Differ, Verdict};
+use crate::event::{Event, Op};
+use crate::extract::{self, Templates};
+use crate::load::{Delivery, Loader};
+use crate::plugin::{Engine, Grants};
+use crate::source::Warehouse;
+use crate::state::{Claim, Commit, Counts, RowError, State, Status};
+use crate::transform::{self, Step};
+
+/// Everything a run needs, loaded and checked.
+pub struct Prepared {
+    pub sync: config::Sync,
+    pub model: config::Model,
+    pub source: config::Source,
+    pub limits: crate::limits::Limits,
+    pub warehouse: Warehouse,
+    pub loader: Loader,
+    pub steps: Vec<Step>,
+}
+
+/// Loads the sync's plugins, checks the destination config, the action, the
+/// query's columns and the mapping.
+pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::Result<Prepared> {
+    let sync = cfg.sync(sync_name)?.clone();
+    let model = cfg.model(&sync.model)?.clone();
+    let source = cfg.sources[&model.source].clone();
+    let dest = &cfg.destinations[&sync.destination];
+    let key = format!("syncs.{}", sync.name);
+
+    let grants = Grants {
+        allow_hosts: dest.allow_hosts.clone(),
+        dir: dest.allow_dir.clone(),
+        limits: dest.plugin_limits.clone(),
+        ..Grants::default()
+    };
+    let destination = engine.destination(&dest.plugin, grants).await?;
+    if let Err(problems) = destination.validate(&dest.config).await? {
+        bail!(
+            "destinations.{}.config: {} refuses its config: {}",
+            dest.name,
+            dest.plugin.label,
+            problems.join("; ")
+        );
+    }
+    let spec = destination.spec().clone();
+    let declared = || spec.actions.iter().map(|a| format!("`{}`", a.name)).collect::<Vec<_>>().join(", ");
+    let action = match &sync.action {
+        Some(a) => spec.actions.iter().find(|x| &x.name == a).ok_or_else(|| {
+            anyhow!(
+                "{key}.action: destination `{}` has no action `{a}`; it declares: {}",
+                dest.name,
+                declared()
+            )
+        })?,
+        None if spec.actions.len() == 1 => &spec.actions[0],
+        None => bail!("{key}.action: destination `{}` declares several actions ({}); choose one", dest.name, declared()),
+    }
+    .clone();
+
+    let mut steps = Vec::with_capacity(sync.transforms.len());
+    for t in &sync.transforms {
+        steps.push(Step {
+            label: t.plugin.label.clone(),
+            transform: engine.transform(&t.plugin, t.limits.clone()).await?,
+            config: t.config.clone(),
+        });
+    }
+
+    let mut warehouse = Warehouse::connect(&source).await?;
+    let probe = extract::bind(&model, source.kind, &Templates { last_sync_time: 0 }).map_err(|e| anyhow!(e))?;
+    let columns = warehouse.columns(&probe).await?;
+    extract::check_columns(&model, &columns, &cfg.limits).map_err(|e| anyhow!(e))?;
+
+    // With transforms in between, the shape reaching the mapping is theirs
+    // to decide; only a direct mapping can be checked against the columns.
+    if steps.is_empty() {
+        if let Some(mapping) = &sync.mapping {
+            for field in mapping.source_columns() {
+                let known = columns.iter().any(|c| c == field || field.starts_with(&format!("{c}.")));
+                if !known {
+                    bail!(
+                        "{key}.mapping: `{field}` is not a column of model `{}` (columns: {})",
+                        model.name,
+                        columns.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    let produced: Option<HashSet<&str>> = match &sync.mapping {
+        Some(m) => Some(m.targets().collect()),
+        None if steps.is_empty() => Some(columns.iter().map(String::as_str).collect()),
+        None => None,
+    };
+    if let Some(produced) = produced {
+        for field in action.fields.iter().filter(|f| f.required) {
+            if !produced.contains(field.name.as_str()) {
+                bail!(
+                    "{key}: action `{}` of destination `{}` requires field `{}`; map it in {key}.mapping",
+                    action.name,
+                    dest.name,
+                    field.name
+                );
+            }
+        }
+    }
+
+    let loader = Loader {
+        label: dest.plugin.label.clone(),
+        config: dest.config.clone(),
+        action: action.name.clone(),
+        max_in_flight: dest.max_in_flight,
+        batch_records: dest.batch_size.unwrap_or(spec.max_batch_records).min(spec.max_batch_records).max(1),
+        batch_bytes: spec.max_batch_bytes.max(1),
+        retry: sync.retry,
+        destination,
+    };
+    Ok(Prepared { sync, model, source, limits: cfg.limits.clone(), warehouse, loader, steps })
+}
+
+/// How a run ended, as `ebb run` reports it.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub run_id: i64,
+    pub sync: String,
+    pub status: Status,
+    pub counts: Counts,
+    pub error: Option<String>,
+}
+
+/// Runs the sync once and records the run.
+pub async fn run(cfg: &Config, engine: &Engine, sync_name: &str, progress: &ProgressBar) -> anyhow::Result<Summary> {
+    let prepared = prepare(cfg, engine, sync_name).await?;
+    let state = State::open(&cfg.state_url).await?;
+    let run_id = match state.claim(sync_name).await? {
+        Claim::Started(id) => id,
+        Claim::Busy { running, skipped } => {
+            return Ok(Summary {
+                run_id: skipped,
+                sync: sync_name.to_string(),
+                status: Status::Skipped,
+                counts: Counts::default(),
+                error: Some(format!("skipped: run {running} of this sync is still in progress")),
+            });
+        }
+    };
+    let heartbeat = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(15)).await;
+                if let Err(e) = state.heartbeat(run_id).await {
+                    tracing::warn!(run_id, "cannot record the run's heartbeat: {e}");
+                }
+            }
+        })
+    };
+    let mut pass = Pass::new(&prepared.sync, &prepared.loader, &prepared.steps, Some((&state, run_id)), progress);
+    let result = pass.execute(prepared.warehouse, &prepared.model, &prepared.source, &prepared.limits).await;
+    heartbeat.abort();
+    progress.finish_and_clear();
+    let Pass { counts, timings, .. } = pass;
+    let (status, error) = match result {
+        Err(e) => (Status::Failed, Some(format!("{e:#}"))),
+        Ok(()) if counts.rejected + counts.failed == 0 => (Status::Success, None),
+        Ok(()) if counts.ok + counts.dropped + counts.filtered > 0 => (Status::Partial, None),
+        Ok(()) => (Status::Failed, Some("no change could be delivered; see `ebb errors`".into())),
+    };
+    let timings_ms = serde_json::Value::Object(
+        timings.into_iter().map(|(k, d)| (k.to_string(), (d.as_millis() as u64).into())).collect(),
+    );
+    state
+        .finish(sync_name, run_id, status, &counts, &timings_ms, error.as_deref())
+        .await
+        .context("cannot record the end of the run")?;
+    Ok(Summary { run_id, sync: sync_name.to_string(), status, counts, error })
+}
+
+/// What a run would send now; sends and writes nothing.
+pub async fn plan(cfg: &Config, engine: &Engine, sync_name: &str, progress: &ProgressBar) -> anyhow::Result<Vec<Event>> {
+    let prepared = prepare(cfg, engine, sync_name).await?;
+    let state = State::open_existing(&cfg.state_url).await?;
+    let mut pass = Pass::new(&prepared.sync, &prepared.loader, &prepared.steps, None, progress);
+    pass.reader = state.as_ref();
+    pass.execute(prepared.warehouse, &prepared.model, &prepared.source, &prepared.limits).await?;
+    progress.finish_and_clear();
+    Ok(pass.planned)
+}
+
+/// One walk through the pipeline. With `writer` it loads and commits; without
+/// it, it collects the events it would send.
+struct Pass<'a> {
+    sync: &'a config::Sync,
+    loader: &'a Loader,
+    steps: &'a [Step],
+    writer: Option<(&'a State, i64)>,
+    reader: Option<&'a State>,
+    progress: &'a ProgressBar,
+    counts: Counts,
+    timings: Vec<(&'static str, Duration)>,
+    errors: Vec<RowError>,
+    planned: Vec<Event>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(
+        sync: &'a config::Sync,
+        loader: &'a Loader,
+        steps: &'a [Step],
+        writer: Option<(&'a State, i64)>,
+        progress: &'a ProgressBar,
+    ) -> Pass<'a> {
+        Pass {
+            sync,
+            loader,
+            steps,
+            writer,
+            reader: writer.map(|(s, _)| s),
+            progress,
+            counts: Counts::default(),
+            timings: ["extract", "diff", "transform", "load", "commit"].map(|s| (s, Duration::ZERO)).to_vec(),
+            errors: Vec::new(),
+            planned: Vec::new(),
+        }
+    }
+
+    fn timed(&mut self, stage: &'static str, since: Instant) {
+        if let Some((_, d)) = self.timings.iter_mut().find(|(s, _)| *s == stage) {
+            *d += since.elapsed();
+        }
+    }
+
+    fn chunk_size(&self) -> usize {
+        (self.loader.batch_records * self.loader.max_in_flight).clamp(1000, 10_000)
+    }
+
+    async fn execute(
+        &mut self,
+        warehouse: Warehouse,
+        model: &config::Model,
+        source: &config::Source,
+        limits: &crate::limits::Limits,
+    ) -> anyhow::Result<()> {
+        let (snapshot, last_sync_time) = match self.reader {
+            Some(s) => (s.fingerprints(&self.sync.name).await?, s.last_sync_time(&self.sync.name).await?),
+            None => Default::default(),
+        };
+        let query = extract::bind(model, source.kind, &Templates { last_sync_time }).map_err(|e| anyhow!(e))?;
+        let mut differ = Differ::new(snapshot);
+        let mut rows = warehouse.stream(query);
+        let mut changes = Vec::new();
+        loop {
+            let t = Instant::now();
+            let chunk = rows.recv().await;
+            self.timed("extract", t);
+            let Some(chunk) = chunk else { break };
+            let t = Instant::now();
+            for record in chunk? {
+                self.counts.extracted += 1;
+                if self.counts.extracted > limits.records_per_extract {
+                    bail!(
+                        "model `{}` returned more than {} records; narrow the query or raise limits.records_per_extract",
+                        model.name,
+                        limits.records_per_extract
+                    );
+                }
+                let key = match extract::keyed(model, &record, limits) {
+                    Ok(key) => key,
+                    Err(problem) => {
+                        let key = match problem.key.is_empty() {
+                            true => format!("(row {} without a key)", self.counts.extracted),
+                            false => problem.key,
+                        };
+                        self.row_error(key, Op::Added, problem.message, serde_json::Value::Object(record));
+                        continue;
+                    }
+                };
+                match differ.row(key.clone(), record) {
+                    Verdict::Changed(c) => changes.push(c),
+                    Verdict::Unchanged => {}
+                    Verdict::Duplicate => self.row_error(
+                        key.clone(),
+                        Op::Added,
+                        format!(
+                            "model `{}`: primary key `{}` = {key} appears more than once; the first row was used and this one skipped; make the key unique",
+                            model.name, model.primary_key
+                        ),
+                        serde_json::Value::Null,
+                    ),
+                }
+            }
+            self.timed("diff", t);
+            self.progress.set_message(format!("extracted {}, sent {}", self.counts.extracted, self.counts.sent));
+            if changes.len() >= self.chunk_size() {
+                self.changes(std::mem::take(&mut changes)).await?;
+            }
+        }
+        self.changes(changes).await?;
+        if !extract::is_incremental(model) {
+            let deletions = differ.deletions();
+            for chunk in deletions.chunks(self.chunk_size()) {
+                self.changes(chunk.to_vec()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn row_error(&mut self, key: String, op: Op, message: String, payload: serde_json::Value) {
+        self.counts.failed += 1;
+        self.errors.push(RowError { key, op, message, payload });
+    }
+
+    /// Transforms, maps, loads and commits one chunk of changes.
+    async fn changes(&mut self, changes: Vec<Change>) -> anyhow::Result<()> {
+        let t = Instant::now();
+        let previous = match self.reader {
+            Some(state) => {
+                let keys: Vec<&str> = changes.iter().filter(|c| c.op != Op::Added).map(|c| c.key.as_str()).collect();
+                state.records(&self.sync.name, &keys).await?
+            }
+            None => HashMap::new(),
+        };
+        let mut commits = Vec::new();
+        let mut originals = Vec::new();
+        for (origin, c) in changes.iter().enumerate() {
+            match c.op {
+                Op::Added => self.counts.added += 1,
+                Op::Updated => self.counts.updated += 1,
+                Op::Deleted => self.counts.deleted += 1,
+            }
+            if !self.sync.on.contains(&c.op) {
+                self.counts.filtered += 1;
+                commits.push(commit_of(c));
+                continue;
+            }
+            let prev = previous.get(&c.key).cloned();
+            let fields = c.record.clone().or_else(|| prev.clone()).unwrap_or_default();
+            originals.push((origin, Event { op: c.op, id: c.key.clone(), fields, previous: prev }));
+        }
+        self.timed("diff", t);
+
+        let t = Instant::now();
+        let transformed = transform::run_chain(self.steps, originals.clone())
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        self.timed("transform", t);
+        let mut events = transformed.events;
+        let refused: HashMap<usize, String> = transformed.failed.into_iter().collect();
+        if let Some(mapping) = &self.sync.mapping {
+            for (_, e) in &mut events {
+                e.fields = mapping.apply(&e.fields);
+                e.previous = e.previous.as_ref().map(|p| mapping.apply(p));
+            }
+        }
+        let sending: HashSet<usize> = events.iter().map(|(o, _)| *o).collect();
+        for (origin, event) in &originals {
+            if let Some(message) = refused.get(origin) {
+                self.row_error(event.id.clone(), event.op, message.clone(), serde_json::to_value(event)?);
+            } else if !sending.contains(origin) {
+                self.counts.dropped += 1;
+                commits.push(commit_of(&changes[*origin]));
+            }
+        }
+
+        let Some((state, run_id)) = self.writer else {
+            self.planned.extend(events.into_iter().map(|(_, e)| e));
+            return Ok(());
+        };
+
+        let t = Instant::now();
+        let (origins, batch): (Vec<usize>, Vec<Event>) = events.into_iter().unzip();
+        let (deliveries, effort) = self.loader.deliver(&batch).await;
+        self.timed("load", t);
+        self.counts.sent += batch.len() as u64;
+        self.counts.retried += effort.retried;
+        let mut failures: HashMap<usize, (String, &Event)> = HashMap::new();
+        // Errors are keyed by the change's key: a transform may rename ids.
+        for ((origin, delivery), event) in origins.iter().zip(deliveries).zip(&batch) {
+            let message = match delivery {
+                Delivery::Ok => {
+                    self.counts.ok += 1;
+                    continue;
+                }
+                Delivery::Rejected(m) => {
+                    self.counts.rejected += 1;
+                    m
+                }
+                Delivery::Failed(m) => {
+                    self.counts.failed += 1;
+                    m
+                }
+            };
+            failures.entry(*origin).or_insert((message, event));
+        }
+        let mut committed: HashSet<usize> = HashSet::new();
+        for origin in origins {
+            if !failures.contains_key(&origin) && committed.insert(origin) {
+                commits.push(commit_of(&changes[origin]));
+            }
+        }
+        for (origin, (message, event)) in failures {
+            self.errors.push(RowError {
+                key: changes[origin].key.clone(),
+                op: changes[origin].op,
+                message,
+                payload: serde_json::to_value(event)?,
+            });
+        }
+
+        let t = Instant::now();
+        let errors = std::mem::take(&mut self.errors);
+        state
+            .commit(&self.sync.name, run_id, &commits, &errors)
+            .await
+            .context("cannot commit acknowledged changes to the state store")?;
+        self.timed("commit", t);
+        self.progress.set_message(format!("extracted {}, sent {}", self.counts.extracted, self.counts.sent));
+        Ok(())
+    }
+}
+
+fn commit_of(c: &Change) -> Commit {
+    match &c.record {
+        Some(record) => Commit::Upsert { key: c.key.clone(), fingerprint: c.fingerprint, record: record.clone() },
+        None => Commit::Delete { key: c.key.clone() },
+    }
+}

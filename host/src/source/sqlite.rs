@@ -1,0 +1,103 @@
+//! SQLite as a warehouse: the embedded default for quickstarts and tests.
+//! Opened read-only, so a model can never write to it. Types come from each
+//! value (SQLite is dynamically typed): integer, real, text, blob (base64).
+
+use base64::Engine as _;
+use futures::TryStreamExt;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
+use sqlx::{Column, ConnectOptions, Connection, Executor, Row, SqliteConnection, TypeInfo, ValueRef};
+use std::str::FromStr;
+
+use super::{BoundQuery, ChunkSender, SourceError, float};
+use crate::config::Source;
+use crate::event::Record;
+
+pub struct Sqlite {
+    conn: SqliteConnection,
+}
+
+impl Sqlite {
+    pub async fn connect(source: &Source) -> Result<Sqlite, SourceError> {
+        let fail = |message: String| SourceError::Connect { source_name: source.name.clone(), message };
+        if let Some(script) = &source.init_sql {
+            create_from_script(source, script).await.map_err(fail)?;
+        }
+        let opts = SqliteConnectOptions::from_str(&source.url)
+            .map_err(|e| fail(format!("bad SQLite URL: {e}")))?
+            .read_only(true)
+            .busy_timeout(source.statement_timeout);
+        let conn = opts.connect().await.map_err(|e| fail(e.to_string()))?;
+        Ok(Sqlite { conn })
+    }
+
+    pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<String>, SourceError> {
+        let stmt = self.conn.prepare(&query.sql).await.map_err(|e| query_error(query, e))?;
+        Ok(sqlx::Statement::columns(&stmt).iter().map(|c| c.name().to_string()).collect())
+    }
+
+    pub async fn stream(
+        mut self,
+        query: &BoundQuery,
+        tx: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SourceError>>,
+    ) -> Result<(), SourceError> {
+        let mut out = ChunkSender::new(tx);
+        let mut q = sqlx::query(&query.sql);
+        for p in &query.params {
+            q = q.bind(*p);
+        }
+        let mut rows = q.fetch(&mut self.conn);
+        while let Some(row) = rows.try_next().await.map_err(|e| query_error(query, e))? {
+            let rec = record(&row).map_err(|e| query_error(query, e))?;
+            if !out.push(rec).await {
+                return Ok(());
+            }
+        }
+        out.flush().await;
+        Ok(())
+    }
+}
+
+fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
+    SourceError::Query { model: query.model.clone(), message: e.to_string() }
+}
+
+fn record(row: &SqliteRow) -> Result<Record, sqlx::Error> {
+    let mut rec = Record::with_capacity(row.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        rec.insert(col.name().to_string(), value(row, i)?);
+    }
+    Ok(rec)
+}
+
+fn value(row: &SqliteRow, i: usize) -> Result<Value, sqlx::Error> {
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    Ok(match raw.type_info().name() {
+        "INTEGER" | "BOOLEAN" => Value::from(row.try_get::<i64, _>(i)?),
+        "REAL" | "NUMERIC" => float(row.try_get::<f64, _>(i)?),
+        "BLOB" => Value::String(base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(i)?)),
+        _ => Value::String(row.try_get::<String, _>(i)?),
+    })
+}
+
+/// Creates the database from `script` when its file does not exist yet.
+async fn create_from_script(source: &Source, script: &std::path::Path) -> Result<(), String> {
+    let opts = SqliteConnectOptions::from_str(&source.url).map_err(|e| format!("bad SQLite URL: {e}"))?;
+    let file = opts.get_filename().to_path_buf();
+    if file.exists() {
+        return Ok(());
+    }
+    let sql = std::fs::read_to_string(script)
+        .map_err(|e| format!("cannot read init_sql {}: {e}", script.display()))?;
+    let mut conn = opts.create_if_missing(true).connect().await.map_err(|e| e.to_string())?;
+    let result = conn.execute(sql.as_str()).await;
+    conn.close().await.ok();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&file);
+        return Err(format!("init_sql {} failed: {e}", script.display()));
+    }
+    Ok(())
+}

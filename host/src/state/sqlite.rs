@@ -1,0 +1,383 @@
+//! The embedded state store: one SQLite file, WAL mode. Migrations are the
+//! numbered statements below, tracked in `PRAGMA user_version`, so a newer
+//! binary upgrades an older file in place.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{Claim, Commit, Counts, OwedRow, RowError, RunRecord, Status};
+use crate::event::Record;
+
+/// A run whose heartbeat is older than this is taken to be dead.
+const STALE_AFTER: Duration = Duration::from_secs(120);
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE snapshot (
+    sync TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (sync, key)
+) WITHOUT ROWID;
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sync TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    counts TEXT NOT NULL DEFAULT '{}',
+    timings TEXT NOT NULL DEFAULT '{}',
+    error TEXT
+);
+CREATE INDEX runs_by_sync ON runs (sync, id);
+CREATE TABLE row_errors (
+    sync TEXT NOT NULL,
+    key TEXT NOT NULL,
+    op TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (sync, key)
+) WITHOUT ROWID;
+CREATE TABLE sync_state (
+    sync TEXT PRIMARY KEY,
+    last_sync_time INTEGER NOT NULL
+);
+"#];
+
+#[derive(Clone)]
+pub struct State {
+    pool: SqlitePool,
+}
+
+type Result<T> = std::result::Result<T, sqlx::Error>;
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn time(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+impl State {
+    /// Opens (creating and migrating if needed) the store at `url`.
+    pub async fn open(url: &str) -> anyhow::Result<State> {
+        let opts = Self::options(url)?;
+        if let Some(dir) = opts.get_filename().parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("cannot create the state folder {}: {e}", dir.display()))?;
+        }
+        let state = Self::connect(opts.create_if_missing(true)).await?;
+        state.migrate().await?;
+        Ok(state)
+    }
+
+    /// Opens the store only if it exists, for commands that must not create it.
+    pub async fn open_existing(url: &str) -> anyhow::Result<Option<State>> {
+        let opts = Self::options(url)?;
+        if !opts.get_filename().exists() {
+            return Ok(None);
+        }
+        let state = Self::connect(opts).await?;
+        state.migrate().await?;
+        Ok(Some(state))
+    }
+
+    fn options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
+        if !url.starts_with("sqlite:") {
+            anyhow::bail!("state.url `{url}`: only sqlite:// state stores are supported by this build");
+        }
+        Ok(SqliteConnectOptions::from_str(url)
+            .map_err(|e| anyhow::anyhow!("state.url `{url}`: {e}"))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30)))
+    }
+
+    async fn connect(opts: SqliteConnectOptions) -> anyhow::Result<State> {
+        let file = opts.get_filename().display().to_string();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the state store {file}: {e}"))?;
+        Ok(State { pool })
+    }
+
+    async fn migrate(&self) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            anyhow::bail!(
+                "the state store was written by a newer Ebb (schema {version}, this binary knows {known}); upgrade ebb"
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Starts a run unless one of the same sync is alive.
+    pub async fn claim(&self, sync: &str) -> Result<Claim> {
+        // IMMEDIATE takes the write lock first, so two claims cannot both see "no run".
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE runs SET status = 'failed', finished_at = ?, \
+             error = 'abandoned: the process running it stopped without finishing' \
+             WHERE sync = ? AND status = 'running' AND heartbeat_at < ?",
+        )
+        .bind(now)
+        .bind(sync)
+        .bind(now - STALE_AFTER.as_millis() as i64)
+        .execute(&mut *tx)
+        .await?;
+        let running: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE sync = ? AND status = 'running' ORDER BY id LIMIT 1")
+                .bind(sync)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let status = if running.is_some() { "skipped" } else { "running" };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(sync)
+        .bind(status)
+        .bind(now)
+        .bind(now)
+        .bind(running.map(|_| now))
+        .bind(running.map(|r| format!("run {r} of this sync was still in progress")))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(match running {
+            Some(running) => Claim::Busy { running, skipped: id },
+            None => Claim::Started(id),
+        })
+    }
+
+    pub async fn heartbeat(&self, run_id: i64) -> Result<()> {
+        sqlx::query("UPDATE runs SET heartbeat_at = ? WHERE id = ?")
+            .bind(now_ms())
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Unix seconds of the start of the last successful run (0 if none since
+    /// the last reset).
+    pub async fn last_sync_time(&self, sync: &str) -> Result<i64> {
+        let t: Option<i64> = sqlx::query_scalar("SELECT last_sync_time FROM sync_state WHERE sync = ?")
+            .bind(sync)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(t.unwrap_or(0))
+    }
+
+    pub async fn fingerprints(&self, sync: &str) -> Result<HashMap<String, u128>> {
+        let rows = sqlx::query("SELECT key, fingerprint FROM snapshot WHERE sync = ?")
+            .bind(sync)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let fp: Vec<u8> = r.get(1);
+                let fp = fp.try_into().map(u128::from_be_bytes).unwrap_or(0);
+                (r.get(0), fp)
+            })
+            .collect())
+    }
+
+    /// The committed records for `keys` (those that exist).
+    pub async fn records(&self, sync: &str, keys: &[&str]) -> Result<HashMap<String, Record>> {
+        let mut out = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT key, record FROM snapshot WHERE sync = ? AND key IN ({placeholders})");
+            let mut q = sqlx::query(&sql).bind(sync);
+            for k in chunk {
+                q = q.bind(*k);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                let text: String = row.get(1);
+                let record: Record = serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                out.insert(row.get(0), record);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves acknowledged changes into the snapshot and records row errors,
+    /// atomically.
+    pub async fn commit(&self, sync: &str, run_id: i64, commits: &[Commit], errors: &[RowError]) -> Result<()> {
+        if commits.is_empty() && errors.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for c in commits {
+            let key = match c {
+                Commit::Upsert { key, fingerprint, record } => {
+                    sqlx::query(
+                        "INSERT INTO snapshot (sync, key, fingerprint, record) VALUES (?, ?, ?, ?) \
+                         ON CONFLICT (sync, key) DO UPDATE SET fingerprint = excluded.fingerprint, record = excluded.record",
+                    )
+                    .bind(sync)
+                    .bind(key)
+                    .bind(fingerprint.to_be_bytes().to_vec())
+                    .bind(serde_json::to_string(record).unwrap_or_default())
+                    .execute(&mut *tx)
+                    .await?;
+                    key
+                }
+                Commit::Delete { key } => {
+                    sqlx::query("DELETE FROM snapshot WHERE sync = ? AND key = ?")
+                        .bind(sync)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                    key
+                }
+            };
+            sqlx::query("DELETE FROM row_errors WHERE sync = ? AND key = ?")
+                .bind(sync)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for e in errors {
+            sqlx::query(
+                "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload) VALUES (?, ?, ?, ?, 1, ?, ?) \
+                 ON CONFLICT (sync, key) DO UPDATE SET op = excluded.op, run_id = excluded.run_id, \
+                 attempts = CASE WHEN row_errors.run_id = excluded.run_id THEN row_errors.attempts ELSE row_errors.attempts + 1 END, \
+                 error = excluded.error, payload = excluded.payload",
+            )
+            .bind(sync)
+            .bind(&e.key)
+            .bind(e.op.as_str())
+            .bind(run_id)
+            .bind(&e.message)
+            .bind(e.payload.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Closes a run. A run that went through every change also clears owed
+    /// rows it did not meet again (they are no longer owed); a successful
+    /// one moves `{{last_sync_time}}` to its start.
+    pub async fn finish(
+        &self,
+        sync: &str,
+        run_id: i64,
+        status: Status,
+        counts: &Counts,
+        timings_ms: &serde_json::Value,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE runs SET status = ?, finished_at = ?, counts = ?, timings = ?, error = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(now_ms())
+            .bind(serde_json::to_string(counts).unwrap_or_default())
+            .bind(timings_ms.to_string())
+            .bind(error)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        if matches!(status, Status::Success | Status::Partial) {
+            sqlx::query("DELETE FROM row_errors WHERE sync = ? AND run_id < ?")
+                .bind(sync)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if status == Status::Success {
+            sqlx::query(
+                "INSERT INTO sync_state (sync, last_sync_time) \
+                 SELECT sync, started_at / 1000 FROM runs WHERE id = ? \
+                 ON CONFLICT (sync) DO UPDATE SET last_sync_time = excluded.last_sync_time",
+            )
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn history(&self, sync: &str, limit: i64) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, status, started_at, finished_at, counts, timings, error FROM runs \
+             WHERE sync = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(sync)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RunRecord {
+                run_id: r.get(0),
+                status: Status::parse(r.get(1)),
+                started_at: time(r.get(2)),
+                finished_at: r.get::<Option<i64>, _>(3).map(time),
+                counts: serde_json::from_str(r.get(4)).unwrap_or_default(),
+                timings_ms: serde_json::from_str(r.get(5)).unwrap_or_default(),
+                error: r.get(6),
+            })
+            .collect())
+    }
+
+    pub async fn owed(&self, sync: &str, run: Option<i64>) -> Result<Vec<OwedRow>> {
+        let rows = sqlx::query(
+            "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
+             WHERE sync = ? AND (? IS NULL OR run_id = ?) ORDER BY key",
+        )
+        .bind(sync)
+        .bind(run)
+        .bind(run)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OwedRow {
+                key: r.get(0),
+                op: r.get(1),
+                run_id: r.get(2),
+                attempts: r.get(3),
+                error: r.get(4),
+                payload: serde_json::from_str(r.get(5)).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Forgets what the sync delivered; its run history stays.
+    pub async fn reset(&self, sync: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["snapshot", "row_errors", "sync_state"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE sync = ?"))
+                .bind(sync)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+}

@@ -1,0 +1,405 @@
+//! The plugin engine against real components: the first-party plugins and
+//! the `misbehave` fixture, built to wasm32-wasip2 by the build script.
+//! Tests that need a component are skipped (with a note) when
+//! `EBB_FIXTURE_DIR` was not set at build time.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ebb::event::{Event, Op};
+use ebb::plugin::{
+    CallError, Engine, EngineOptions, Grants, Item, Limits, Outcome, PluginError,
+    PluginLocation, PluginRef, builtin,
+};
+use serde_json::{Value, json};
+
+fn fixture(file: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(option_env!("EBB_FIXTURE_DIR")?).join(file);
+    path.is_file().then_some(path)
+}
+
+macro_rules! fixture_or_skip {
+    ($file:expr) => {
+        match fixture($file) {
+            Some(path) => path,
+            None => {
+                eprintln!("skipped: fixture {} not built", $file);
+                return;
+            }
+        }
+    };
+}
+
+fn file_ref(label: &str, path: PathBuf) -> PluginRef {
+    PluginRef {
+        label: label.to_string(),
+        location: PluginLocation::File(path),
+        sha256: None,
+    }
+}
+
+fn event(id: &str, fields: Value) -> Event {
+    Event {
+        op: Op::Added,
+        id: id.to_string(),
+        fields: fields.as_object().cloned().unwrap(),
+        previous: None,
+    }
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineOptions::default()).unwrap()
+}
+
+#[tokio::test]
+async fn builtin_unpack_pairs_applies_a_batch() {
+    if builtin::get("unpack-pairs").is_none() {
+        eprintln!("skipped: built-in unpack-pairs not embedded");
+        return;
+    }
+    let plugin = PluginRef {
+        label: "transform `unpack`".into(),
+        location: PluginLocation::Builtin("unpack-pairs".into()),
+        sha256: None,
+    };
+    let transform = engine()
+        .transform(&plugin, Limits::default())
+        .await
+        .unwrap();
+    let batch = [
+        event("1", json!({"pairs": [["plan", "pro"], ["seats", 3]]})),
+        event("2", json!({"pairs": "[[\"plan\", \"free\"]]"})),
+        event("3", json!({"pairs": 7})),
+    ];
+    let items = transform
+        .apply(&json!({"field": "pairs"}), &batch)
+        .await
+        .unwrap();
+    assert_eq!(
+        items[0],
+        Item::Keep(event("1", json!({"pairs": {"plan": "pro", "seats": 3}})))
+    );
+    assert_eq!(
+        items[1],
+        Item::Keep(event("2", json!({"pairs": {"plan": "free"}})))
+    );
+    assert!(matches!(&items[2], Item::Fail(e) if e.message.contains("event 3")));
+}
+
+#[tokio::test]
+async fn unknown_builtin_lists_the_known_ones() {
+    let plugin = PluginRef {
+        label: "transform `t`".into(),
+        location: PluginLocation::Builtin("nope".into()),
+        sha256: None,
+    };
+    let err = engine()
+        .transform(&plugin, Limits::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, PluginError::UnknownBuiltin { .. }), "{err}");
+    assert!(err.to_string().contains("`nope`"), "{err}");
+}
+
+#[tokio::test]
+async fn misbehaving_guests_fail_the_call_not_the_engine() {
+    let path = fixture_or_skip!("ebb_misbehave.wasm");
+    let engine = engine();
+    let limits = Limits {
+        memory_bytes: 32 << 20,
+        call_timeout: Duration::from_millis(500),
+    };
+    let transform = engine
+        .transform(&file_ref("transform `misbehave`", path), limits)
+        .await
+        .unwrap();
+    let batch = [event("1", json!({"a": 1}))];
+    let run = |mode: &'static str| {
+        let transform = transform.clone();
+        let batch = batch.clone();
+        async move {
+            let started = Instant::now();
+            let result = transform.apply(&json!({ "mode": mode }), &batch).await;
+            (result, started.elapsed())
+        }
+    };
+
+    let (result, _) = run("trap").await;
+    match result {
+        Err(CallError::Trap { label, msg }) => {
+            assert_eq!(label, "transform `misbehave`");
+            assert!(msg.contains("trapping as configured"), "{msg}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+
+    let (result, took) = run("loop").await;
+    assert!(
+        matches!(result, Err(CallError::Timeout { after, .. }) if after == limits.call_timeout),
+        "{result:?}"
+    );
+    assert!(took < Duration::from_secs(3), "loop stopped after {took:?}");
+
+    let (result, took) = run("alloc").await;
+    assert!(
+        matches!(result, Err(CallError::OutOfMemory { limit_bytes, .. }) if limit_bytes == 32 << 20),
+        "{result:?}"
+    );
+    assert!(took < Duration::from_secs(3), "alloc stopped after {took:?}");
+
+    let (result, _) = run("ok").await;
+    assert_eq!(result.unwrap(), vec![Item::Keep(batch[0].clone())]);
+}
+
+#[tokio::test]
+async fn concurrent_calls_are_isolated() {
+    let path = fixture_or_skip!("ebb_misbehave.wasm");
+    let transform = engine()
+        .transform(&file_ref("transform `misbehave`", path), Limits::default())
+        .await
+        .unwrap();
+    let batch = [event("1", json!({"a": 1}))];
+    let calls = (0..16).map(|i| {
+        let transform = transform.clone();
+        let batch = batch.clone();
+        tokio::spawn(async move {
+            let mode = if i % 2 == 0 { "ok" } else { "trap" };
+            transform.apply(&json!({ "mode": mode }), &batch).await
+        })
+    });
+    for (i, call) in futures::future::join_all(calls).await.into_iter().enumerate() {
+        let result = call.unwrap();
+        assert_eq!(result.is_ok(), i % 2 == 0, "call {i}: {result:?}");
+    }
+}
+
+#[tokio::test]
+async fn precompiled_components_are_cached_on_disk() {
+    let path = fixture_or_skip!("ebb_http.wasm");
+    let cache = tempfile::tempdir().unwrap();
+    let opts = EngineOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+    };
+    let plugin = file_ref("destination `crm`", path);
+
+    let started = Instant::now();
+    let first = Engine::new(opts.clone()).unwrap();
+    first.destination(&plugin, Grants::default()).await.unwrap();
+    let cold = started.elapsed();
+    drop(first);
+
+    let cached: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert_eq!(cached[0].extension().unwrap(), "cwasm");
+
+    let started = Instant::now();
+    let second = Engine::new(opts).unwrap();
+    let destination = second.destination(&plugin, Grants::default()).await.unwrap();
+    let warm = started.elapsed();
+    assert_eq!(destination.spec().name, "http");
+    assert!(warm < cold, "cached load {warm:?} vs cold {cold:?}");
+
+    // Loading the same plugin again in one process reuses its InstancePre.
+    let started = Instant::now();
+    second.destination(&plugin, Grants::default()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(200));
+}
+
+#[tokio::test]
+async fn http_destination_cannot_reach_ungranted_hosts() {
+    let path = fixture_or_skip!("ebb_http.wasm");
+    let grants = Grants {
+        allow_hosts: vec!["api.example.com".into()],
+        ..Grants::default()
+    };
+    let destination = engine()
+        .destination(&file_ref("destination `crm`", path), grants)
+        .await
+        .unwrap();
+    let config = json!({"url": "http://127.0.0.1:1/ingest"});
+    assert_eq!(destination.validate(&config).await.unwrap(), Ok(()));
+    let outcomes = destination
+        .write(&config, "post", &[event("1", json!({"a": 1}))])
+        .await
+        .unwrap();
+    let [Outcome::Retry(error) | Outcome::Reject(error)] = &outcomes[..] else {
+        panic!("expected a failed outcome, got {outcomes:?}");
+    };
+    assert!(
+        error.message.contains(
+            "request to http://127.0.0.1:1/ denied: not in allow_hosts of destination `crm` \
+             (granted: [api.example.com])"
+        ),
+        "{}",
+        error.message
+    );
+}
+
+#[tokio::test]
+async fn http_destination_posts_to_a_granted_host() {
+    use axum::{Json, Router, routing::post};
+    let path = fixture_or_skip!("ebb_http.wasm");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let app = Router::new().route(
+        "/ingest",
+        post(move |Json(body): Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                tx.send(body).unwrap();
+                Json(json!({"rejected": [{"id": "2", "error": "bad email"}]}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let grants = Grants {
+        allow_hosts: vec![addr.to_string()],
+        ..Grants::default()
+    };
+    let destination = engine()
+        .destination(&file_ref("destination `crm`", path), grants)
+        .await
+        .unwrap();
+    let batch = [event("1", json!({"a": 1})), event("2", json!({"a": 2}))];
+    let outcomes = destination
+        .write(&json!({"url": format!("http://{addr}/ingest")}), "post", &batch)
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0], Outcome::Ok);
+    assert!(matches!(&outcomes[1], Outcome::Reject(e) if e.message.contains("bad email")));
+    let body = rx.recv().await.unwrap();
+    assert_eq!(body["events"][1]["id"], "2");
+    assert_eq!(body["events"][0]["fields"], json!({"a": 1}));
+}
+
+#[tokio::test]
+async fn file_destination_writes_only_into_its_granted_folder() {
+    let path = fixture_or_skip!("ebb_file.wasm");
+    let out = tempfile::tempdir().unwrap();
+    let grants = Grants {
+        dir: Some(out.path().to_path_buf()),
+        ..Grants::default()
+    };
+    let destination = engine()
+        .destination(&file_ref("destination `audit`", path), grants)
+        .await
+        .unwrap();
+    let outcomes = destination
+        .write(&json!({"file": "events.jsonl"}), "append", &[event("1", json!({"a": 1}))])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [Outcome::Ok]);
+    let written = std::fs::read_to_string(out.path().join("events.jsonl")).unwrap();
+    assert!(written.contains("\"id\":\"1\""), "{written}");
+}
+
+#[tokio::test]
+async fn load_errors_name_the_plugin_and_the_fix() {
+    let engine = engine();
+    let missing = file_ref("destination `crm`", "/nonexistent/http.wasm".into());
+    let err = engine
+        .destination(&missing, Grants::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, PluginError::NotFound { .. }), "{err}");
+    assert!(err.to_string().starts_with("destination `crm`: plugin file /nonexistent/http.wasm not found"));
+
+    let not_wasm = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_wasm.path(), b"#!/bin/sh\n").unwrap();
+    let err = engine
+        .destination(&file_ref("destination `crm`", not_wasm.path().into()), Grants::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, PluginError::NotAComponent { .. }), "{err}");
+
+    let err = engine
+        .destination(
+            &file_ref("destination `crm`", "/nonexistent".into()),
+            Grants {
+                allow_hosts: vec!["*".into()],
+                ..Grants::default()
+            },
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("wildcards are not supported"), "{err}");
+
+    let path = fixture_or_skip!("ebb_misbehave.wasm");
+    let mut pinned = file_ref("transform `m`", path.clone());
+    pinned.sha256 = Some("00".repeat(32));
+    let err = engine
+        .transform(&pinned, Limits::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, PluginError::HashMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("update sha256 in ebb.toml"), "{err}");
+
+    let err = engine
+        .destination(&file_ref("destination `m`", path), Grants::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, PluginError::WrongWorld { .. }), "{err}");
+    assert!(err.to_string().contains("ebb:plugin/transform@0.1.0"), "{err}");
+}
+
+#[tokio::test]
+async fn destinations_are_not_transforms() {
+    let path = fixture_or_skip!("ebb_http.wasm");
+    let err = engine()
+        .transform(&file_ref("transform `h`", path), Limits::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, PluginError::WrongWorld { .. }), "{err}");
+    assert!(err.to_string().contains("no network"), "{err}");
+}
+
+/// Prints load and call timings; run with
+/// `cargo test -p ebb --release --test plugin_engine -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn timings() {
+    let http = fixture_or_skip!("ebb_http.wasm");
+    let misbehave = fixture_or_skip!("ebb_misbehave.wasm");
+    let cache = tempfile::tempdir().unwrap();
+    let opts = EngineOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+    };
+    let plugin = file_ref("destination `crm`", http);
+    for round in ["cold compile", "cached load"] {
+        let engine = Engine::new(opts.clone()).unwrap();
+        let started = Instant::now();
+        engine.destination(&plugin, Grants::default()).await.unwrap();
+        println!("http destination, {round}: {:?}", started.elapsed());
+    }
+
+    let transform = engine()
+        .transform(&file_ref("transform `m`", misbehave), Limits::default())
+        .await
+        .unwrap();
+    let config = json!({"mode": "ok"});
+    let batch = [event("1", json!({"a": 1}))];
+    for _ in 0..100 {
+        transform.apply(&config, &batch).await.unwrap();
+    }
+    let calls = 5000;
+    let started = Instant::now();
+    for _ in 0..calls {
+        transform.apply(&config, &batch).await.unwrap();
+    }
+    println!(
+        "transform call with one event (fresh instance each): {:?}",
+        started.elapsed() / calls
+    );
+}

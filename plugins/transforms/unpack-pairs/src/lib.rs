@@ -1,0 +1,231 @@
+//! `ebb:unpack-pairs`: turns a field holding `[[key, value], …]` into an
+//! object. Warehouses often store sparse attributes as key/value pairs (or as
+//! text holding them, where there is no JSON type); business tools want an
+//! object.
+//!
+//! Config: `field` (default `"pairs"`) names the field; `into` says where the
+//! object goes. Without `into` it replaces the field in place; with
+//! `into = ""` its keys are merged into the event's fields, where existing
+//! columns win over pairs of the same name; with `into = "name"` it is stored
+//! under `name`. In both `into` forms the pairs field itself is removed.
+//!
+//! Pairs whose value is `null` or `""` are skipped; a later pair overrides an
+//! earlier one with the same key. A value that already is an object is taken
+//! as unpacked (so applying this twice changes nothing), and `null` or `""`
+//! count as no pairs. An event without the field is kept unchanged. Both
+//! `fields` and `previous` are unpacked, so a later `compare-truths` compares
+//! like with like.
+
+use ebb_sdk::{Error, Event, Item, Record, Transform};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+struct UnpackPairs;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_field")]
+    field: String,
+    into: Option<String>,
+}
+
+fn default_field() -> String {
+    "pairs".to_owned()
+}
+
+impl Transform for UnpackPairs {
+    type Config = Config;
+
+    fn apply(config: &Config, mut event: Event) -> Item {
+        let field = &config.field;
+        if let Err(problem) = unpack(config, &mut event.fields) {
+            return Item::Fail(Error::rejected(format!(
+                "event {}: field `{field}` {problem}",
+                event.id
+            )));
+        }
+        if let Some(previous) = &mut event.previous
+            && let Err(problem) = unpack(config, previous)
+        {
+            return Item::Fail(Error::rejected(format!(
+                "event {}: previous value of field `{field}` {problem}",
+                event.id
+            )));
+        }
+        Item::Keep(event)
+    }
+}
+
+fn unpack(config: &Config, record: &mut Record) -> Result<(), String> {
+    let Some(value) = record.get_mut(&config.field) else {
+        return Ok(());
+    };
+    let object = to_object(value)?;
+    match config.into.as_deref() {
+        None => *value = Value::Object(object),
+        Some("") => {
+            record.shift_remove(&config.field);
+            for (key, value) in object {
+                record.entry(key).or_insert(value);
+            }
+        }
+        Some(into) => {
+            record.shift_remove(&config.field);
+            record.insert(into.to_owned(), Value::Object(object));
+        }
+    }
+    Ok(())
+}
+
+fn to_object(value: &Value) -> Result<Map<String, Value>, String> {
+    let parsed;
+    let pairs = match value {
+        Value::Null => return Ok(Map::new()),
+        Value::String(text) if text.trim().is_empty() => return Ok(Map::new()),
+        Value::Object(object) => {
+            let mut object = object.clone();
+            object.retain(|_, value| !is_unset(value));
+            return Ok(object);
+        }
+        Value::String(text) => {
+            parsed = serde_json::from_str::<Value>(text)
+                .map_err(|e| format!("holds text that is not JSON ({e})"))?;
+            parsed
+                .as_array()
+                .ok_or("holds JSON text that is not a list of [key, value] pairs")?
+        }
+        Value::Array(pairs) => pairs,
+        _ => return Err("is neither a list of [key, value] pairs nor text holding one".into()),
+    };
+    let mut object = Map::new();
+    for (index, pair) in pairs.iter().enumerate() {
+        let (key, value) = match pair.as_array().map(Vec::as_slice) {
+            Some([Value::String(key), value]) => (key.clone(), value),
+            Some([Value::Number(key), value]) => (key.to_string(), value),
+            _ => {
+                return Err(format!(
+                    "has entry {index} that is not a [key, value] pair with a text key: {pair}"
+                ));
+            }
+        };
+        if !is_unset(value) {
+            object.insert(key, value.clone());
+        }
+    }
+    Ok(object)
+}
+
+fn is_unset(value: &Value) -> bool {
+    value.is_null() || value.as_str() == Some("")
+}
+
+ebb_sdk::export_transform!(UnpackPairs);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_sdk::Op;
+    use serde_json::json;
+
+    fn run(config: Value, fields: Value, previous: Option<Value>) -> Item {
+        let config: Config = serde_json::from_value(config).unwrap();
+        let record = |value: Value| value.as_object().unwrap().clone();
+        let event = Event {
+            op: Op::Updated,
+            id: "42".into(),
+            fields: record(fields),
+            previous: previous.map(record),
+        };
+        UnpackPairs::apply(&config, event)
+    }
+
+    fn kept(item: Item) -> (Value, Option<Value>) {
+        match item {
+            Item::Keep(event) => (
+                Value::Object(event.fields),
+                event.previous.map(Value::Object),
+            ),
+            other => panic!("expected keep, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn replaces_the_field_skipping_empty_values() {
+        let fields = json!({"id": 1, "pairs": [["plan", "pro"], ["seats", 3], ["gone", null], ["blank", ""]], "z": 0});
+        let (fields, _) = kept(run(json!({}), fields, None));
+        assert_eq!(
+            fields,
+            json!({"id": 1, "pairs": {"plan": "pro", "seats": 3}, "z": 0})
+        );
+        assert_eq!(
+            fields.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["id", "pairs", "z"]
+        );
+    }
+
+    #[test]
+    fn reads_pairs_from_text_and_unpacks_previous_too() {
+        let fields = json!({"attrs": r#"[["a", 1], ["a", 2]]"#});
+        let previous = json!({"attrs": [["a", 1]]});
+        let (fields, previous) = kept(run(json!({"field": "attrs"}), fields, Some(previous)));
+        assert_eq!(fields, json!({"attrs": {"a": 2}}));
+        assert_eq!(previous, Some(json!({"attrs": {"a": 1}})));
+    }
+
+    #[test]
+    fn merges_without_overriding_columns() {
+        let fields = json!({"email": "a@x", "pairs": [["email", "b@x"], ["plan", "pro"]]});
+        let (fields, _) = kept(run(json!({"into": ""}), fields, None));
+        assert_eq!(fields, json!({"email": "a@x", "plan": "pro"}));
+    }
+
+    #[test]
+    fn stores_under_another_name() {
+        let fields = json!({"pairs": [["plan", "pro"]]});
+        let (fields, _) = kept(run(json!({"into": "traits"}), fields, None));
+        assert_eq!(fields, json!({"traits": {"plan": "pro"}}));
+    }
+
+    #[test]
+    fn missing_empty_and_unpacked_fields_are_fine() {
+        assert_eq!(
+            kept(run(json!({}), json!({"a": 1}), None)).0,
+            json!({"a": 1})
+        );
+        assert_eq!(
+            kept(run(json!({}), json!({"pairs": null}), None)).0,
+            json!({"pairs": {}})
+        );
+        assert_eq!(
+            kept(run(json!({}), json!({"pairs": ""}), None)).0,
+            json!({"pairs": {}})
+        );
+        let unpacked = json!({"pairs": {"plan": "pro"}});
+        assert_eq!(kept(run(json!({}), unpacked.clone(), None)).0, unpacked);
+    }
+
+    #[test]
+    fn malformed_values_fail_naming_event_and_field() {
+        let fail = |fields: Value, previous: Option<Value>| match run(json!({}), fields, previous) {
+            Item::Fail(error) => error.message,
+            other => panic!("expected fail, got {other:?}"),
+        };
+        assert_eq!(
+            fail(json!({"pairs": [["a"]]}), None),
+            r#"event 42: field `pairs` has entry 0 that is not a [key, value] pair with a text key: ["a"]"#
+        );
+        assert!(
+            fail(json!({"pairs": "[[1,"}), None)
+                .starts_with("event 42: field `pairs` holds text that is not JSON")
+        );
+        assert_eq!(
+            fail(json!({"pairs": 5}), None),
+            "event 42: field `pairs` is neither a list of [key, value] pairs nor text holding one"
+        );
+        assert!(
+            fail(json!({}), Some(json!({"pairs": "{}"})))
+                .starts_with("event 42: previous value of field `pairs` holds JSON text")
+        );
+    }
+}

@@ -1,0 +1,41 @@
+//! Bindings generated from `wit/` for both plugin worlds.
+//!
+//! Each world lives in its own module. The transform world reuses the
+//! destination world's `types` and `host` bindings, so an event or an error
+//! is one Rust type whichever world a plugin exports, and the SDK converts it
+//! in one place. The destination world maps `wasi:http` and `wasi:io` onto the
+//! `wasip2` crate so that `wstd`'s HTTP client and these bindings share types.
+//!
+//! The export macros are public so that a plugin crate exports its world
+//! through [`crate::export_destination!`] and [`crate::export_transform!`].
+
+pub mod destination {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "ebb:plugin/destination-plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_destination_world",
+        with: {
+            "wasi:http/outgoing-handler@0.2.12": wasip2::http::outgoing_handler,
+            "wasi:http/types@0.2.12": wasip2::http::types,
+            "wasi:io/error@0.2.12": wasip2::io::error,
+            "wasi:io/poll@0.2.12": wasip2::io::poll,
+            "wasi:io/streams@0.2.12": wasip2::io::streams,
+            "wasi:clocks/monotonic-clock@0.2.12": wasip2::clocks::monotonic_clock,
+        },
+        generate_all,
+    });
+}
+
+pub mod transform {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "ebb:plugin/transform-plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_transform_world",
+        with: {
+            "ebb:plugin/types@0.1.0": crate::bindings::destination::ebb::plugin::types,
+            "ebb:plugin/host@0.1.0": crate::bindings::destination::ebb::plugin::host,
+        },
+    });
+}

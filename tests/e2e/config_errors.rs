@@ -1,0 +1,130 @@
+//! A bad config gives one clear error naming what is wrong (exit 1) and
+//! never creates or changes the state store.
+
+use std::path::Path;
+
+use crate::support::cmd::Output;
+use crate::support::config::Config;
+use crate::support::project::{Project, SYNC};
+use crate::support::warehouse::Warehouse;
+
+/// Runs `args` under the config `bad` makes, first in a project that never
+/// ran (no state store may appear) and then after one good run (the state
+/// store must stay byte-identical); both times expects exactly one error
+/// mentioning each of `mentions`.
+fn rejected_without_touching_state(
+    bad: impl Fn(&Warehouse) -> String,
+    args: &[&str],
+    mentions: &[&str],
+) {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=3);
+
+    project.write_config(&bad(&wh));
+    assert_one_error(&project.ebb(args), mentions);
+    assert!(
+        !project.state_db().exists(),
+        "a config error created {}",
+        project.state_db().display()
+    );
+
+    project.write_config(&Config::new(&wh).render());
+    project.run_ok();
+    let before = state_files(&project.state_db());
+    project.write_config(&bad(&wh));
+    assert_one_error(&project.ebb(args), mentions);
+    assert!(
+        state_files(&project.state_db()) == before,
+        "a config error modified the state store"
+    );
+}
+
+fn assert_one_error(out: &Output, mentions: &[&str]) {
+    assert_eq!(out.code, Some(1), "config error must exit 1: {out:#?}");
+    let errors = out
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .count();
+    assert_eq!(
+        errors, 1,
+        "expected exactly one `error:` line:\n{}",
+        out.stderr
+    );
+    for needle in mentions {
+        assert!(
+            out.stderr.contains(needle),
+            "the error must mention {needle:?}:\n{}",
+            out.stderr
+        );
+    }
+}
+
+/// The state database and its WAL, byte for byte (`None` when absent).
+fn state_files(db: &Path) -> [Option<Vec<u8>>; 2] {
+    let wal = db.with_extension("db-wal");
+    [std::fs::read(db).ok(), std::fs::read(wal).ok()]
+}
+
+#[test]
+fn unknown_sync_is_named_with_the_known_ones() {
+    rejected_without_touching_state(
+        |wh| Config::new(wh).render(),
+        &["run", "nope"],
+        &["nope", SYNC],
+    );
+}
+
+#[test]
+fn primary_key_missing_from_the_query_names_column_and_model() {
+    rejected_without_touching_state(
+        |wh| Config::new(wh).primary_key("user_id").render(),
+        &["run", SYNC],
+        &["user_id", "users"],
+    );
+}
+
+#[test]
+fn unknown_action_names_it_and_the_declared_ones() {
+    rejected_without_touching_state(
+        |wh| Config::new(wh).sync(r#"action = "upsert""#).render(),
+        &["run", SYNC],
+        &["upsert", "append"],
+    );
+}
+
+#[test]
+fn malformed_toml_names_file_and_line() {
+    let broken_line = |wh: &Warehouse| {
+        let good = Config::new(wh).render();
+        let line = good
+            .lines()
+            .position(|l| l == "model = \"users\"")
+            .expect("sync model line")
+            + 1;
+        (good.replace("model = \"users\"", "model = \"users"), line)
+    };
+    let project = Project::new();
+    let line = broken_line(&Warehouse::sqlite(&project)).1;
+    rejected_without_touching_state(
+        |wh| broken_line(wh).0,
+        &["run", SYNC],
+        &["ebb.toml", &format!("line {line}")],
+    );
+}
+
+#[test]
+fn missing_plugin_file_names_the_path() {
+    rejected_without_touching_state(
+        |wh| {
+            Config::new(wh)
+                .destination(
+                    "[destinations.out]\nplugin = \"plugins/missing-destination.wasm\"\nconfig = {}\n",
+                )
+                .render()
+        },
+        &["run", SYNC],
+        &["missing-destination.wasm"],
+    );
+}

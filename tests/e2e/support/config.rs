@@ -1,0 +1,99 @@
+//! Writing `ebb.toml` for a test: one source `wh`, one model `users`, one
+//! destination `out` and one sync `users_out`, with the parts a test varies
+//! (query, destination, sync options) set by builder methods.
+
+use super::project::SYNC;
+use super::server::Server;
+use super::warehouse::Warehouse;
+
+/// The model's default query: every user, without the `pairs` column.
+pub const USERS_QUERY: &str = "SELECT id, email, plan FROM users ORDER BY id";
+
+/// The file destination writing one JSON line per event to
+/// [`super::project::FILE_OUTPUT`].
+pub const FILE_DESTINATION: &str = r#"[destinations.out]
+plugin = "ebb:file"
+allow_dir = "out"
+config = { file = "events.jsonl" }
+"#;
+
+pub struct Config {
+    source: String,
+    primary_key: String,
+    query: String,
+    destination: String,
+    sync_lines: Vec<String>,
+}
+
+impl Config {
+    /// `users` from `wh` into the file destination, all ops.
+    pub fn new(wh: &Warehouse) -> Config {
+        Config {
+            source: wh.source_toml().to_owned(),
+            primary_key: "id".to_owned(),
+            query: USERS_QUERY.to_owned(),
+            destination: FILE_DESTINATION.to_owned(),
+            sync_lines: Vec::new(),
+        }
+    }
+
+    pub fn query(mut self, query: &str) -> Config {
+        self.query = query.to_owned();
+        self
+    }
+
+    pub fn primary_key(mut self, column: &str) -> Config {
+        self.primary_key = column.to_owned();
+        self
+    }
+
+    /// Replaces the whole `[destinations.out]` block.
+    pub fn destination(mut self, block: &str) -> Config {
+        self.destination = block.to_owned();
+        self
+    }
+
+    /// `ebb:http` posting to `server`, granted `allow_host`, one batch in
+    /// flight (so scripted answers hit batches deterministically) of at
+    /// most `batch_size` events, each call limited to 3 s.
+    pub fn http(self, server: &Server, allow_host: &str, batch_size: usize) -> Config {
+        self.destination(&format!(
+            r#"[destinations.out]
+plugin = "ebb:http"
+allow_hosts = ["{allow_host}"]
+max_in_flight = 1
+timeout_secs = 3
+config = {{ url = "{url}", batch_size = {batch_size} }}
+"#,
+            url = server.url()
+        ))
+    }
+
+    /// Adds a `key = value` line to `[syncs.users_out]`.
+    pub fn sync(mut self, line: &str) -> Config {
+        self.sync_lines.push(line.to_owned());
+        self
+    }
+
+    pub fn render(&self) -> String {
+        format!(
+            r#"{source}
+[models.users]
+source = "wh"
+primary_key = "{pk}"
+query = '''{query}'''
+
+{destination}
+[syncs.{SYNC}]
+model = "users"
+destination = "out"
+{sync}
+"#,
+            source = self.source,
+            pk = self.primary_key,
+            query = self.query,
+            destination = self.destination,
+            sync = self.sync_lines.join("\n"),
+        )
+    }
+}

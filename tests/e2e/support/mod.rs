@@ -1,0 +1,10 @@
+//! Shared harness: a project in a temp dir, the source warehouses, a local
+//! HTTP destination and helpers to compare delivered events.
+
+pub mod cmd;
+pub mod config;
+pub mod events;
+pub mod fixture;
+pub mod project;
+pub mod server;
+pub mod warehouse;

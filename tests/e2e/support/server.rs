@@ -1,0 +1,229 @@
+//! A local HTTP destination endpoint for the `ebb:http` plugin: it records
+//! every request and answers as the test scripts it (accept, refuse given
+//! ids, 503/429 with or without Retry-After, or hang). It listens on
+//! loopback only and talks to nothing else.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio::runtime::Runtime;
+
+/// How the server answers a request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// 200, refusing the events whose ids were given to [`Server::reject`].
+    Accept,
+    /// This status (e.g. 503, 429) with an optional `Retry-After` in seconds.
+    Status { code: u16, retry_after: Option<u32> },
+    /// Never answers (sleeps far longer than any test).
+    Hang,
+}
+
+/// One request the server saw and what it answered.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub at: Instant,
+    pub events: Vec<Value>,
+    pub status: u16,
+    /// Ids refused in a 200 answer's `rejected` list.
+    pub rejected: Vec<String>,
+}
+
+impl Received {
+    pub fn carries(&self, id: &str) -> bool {
+        self.events.iter().any(|event| event_id(event) == id)
+    }
+
+    /// Events this request delivered: answered 200 and not refused.
+    pub fn accepted(&self) -> impl Iterator<Item = &Value> {
+        self.events.iter().filter(move |event| {
+            self.status == 200 && !self.rejected.iter().any(|id| *id == event_id(event))
+        })
+    }
+}
+
+/// A scripted answer for the next `remaining` requests that match.
+struct Script {
+    /// Only requests carrying an event with this id match; `None` matches all.
+    when_id: Option<String>,
+    reply: Reply,
+    remaining: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    log: Vec<Received>,
+    rejects: BTreeMap<String, String>,
+    scripts: Vec<Script>,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+pub struct Server {
+    addr: SocketAddr,
+    inner: Shared,
+    rt: Option<Runtime>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("building the server runtime");
+        let inner = Shared::default();
+        let app = Router::new()
+            .route("/ingest", post(ingest))
+            .with_state(inner.clone());
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("binding a loopback port");
+        let addr = listener.local_addr().expect("local addr");
+        rt.spawn(async move {
+            axum::serve(listener, app).await.expect("serving");
+        });
+        Server {
+            addr,
+            inner,
+            rt: Some(rt),
+        }
+    }
+
+    /// `127.0.0.1:<port>`, as `allow_hosts` wants it.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/ingest", self.addr)
+    }
+
+    /// From now on, 200 answers refuse events with this id.
+    pub fn reject(&self, id: &str, error: &str) {
+        self.lock().rejects.insert(id.to_owned(), error.to_owned());
+    }
+
+    /// The next `times` requests (carrying an event with id `when_id`, if
+    /// given) get `reply`. Scripts are matched in the order they were added.
+    pub fn script(&self, when_id: Option<&str>, reply: Reply, times: usize) {
+        self.lock().scripts.push(Script {
+            when_id: when_id.map(str::to_owned),
+            reply,
+            remaining: times,
+        });
+    }
+
+    /// Back to accepting everything.
+    pub fn accept_all(&self) {
+        let mut inner = self.lock();
+        inner.rejects.clear();
+        inner.scripts.clear();
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<Received> {
+        self.lock().log.clone()
+    }
+
+    /// Every event delivered so far (200 and not refused), in arrival order.
+    pub fn accepted(&self) -> Vec<Value> {
+        self.lock()
+            .log
+            .iter()
+            .flat_map(|r| r.accepted().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("server state poisoned")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The envelope's `id`.
+pub fn event_id(event: &Value) -> String {
+    event["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("event without a string id: {event}"))
+        .to_owned()
+}
+
+async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
+    let events: Vec<Value> = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("events").and_then(Value::as_array).cloned())
+        .unwrap_or_default();
+    let reply = {
+        let mut inner = inner.lock().expect("server state poisoned");
+        let ids: HashSet<String> = events.iter().map(event_id).collect();
+        let reply = inner
+            .scripts
+            .iter_mut()
+            .find(|s| s.remaining > 0 && s.when_id.as_ref().is_none_or(|id| ids.contains(id)))
+            .map(|s| {
+                s.remaining -= 1;
+                s.reply.clone()
+            })
+            .unwrap_or(Reply::Accept);
+        let (status, rejected) = match &reply {
+            Reply::Accept => (
+                200,
+                events
+                    .iter()
+                    .map(event_id)
+                    .filter(|id| inner.rejects.contains_key(id))
+                    .collect(),
+            ),
+            Reply::Status { code, .. } => (*code, Vec::new()),
+            Reply::Hang => (0, Vec::new()),
+        };
+        let body = json!({
+            "rejected": rejected
+                .iter()
+                .map(|id| json!({ "id": id, "error": inner.rejects[id] }))
+                .collect::<Vec<_>>()
+        });
+        inner.log.push(Received {
+            at: Instant::now(),
+            events,
+            status,
+            rejected,
+        });
+        (reply, body)
+    };
+    match reply {
+        (Reply::Accept, body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        (Reply::Status { code, retry_after }, _) => {
+            let mut response = StatusCode::from_u16(code)
+                .expect("valid status")
+                .into_response();
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
+        }
+        (Reply::Hang, _) => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::OK.into_response()
+        }
+    }
+}

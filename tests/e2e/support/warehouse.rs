@@ -1,0 +1,173 @@
+//! The source database a test syncs from: a SQLite file inside the project,
+//! or a schema of its own in the local Postgres. Both hold the same `users`
+//! table so the change scenarios run unchanged against either.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use tokio::runtime::Runtime;
+
+use super::project::Project;
+
+/// The local Postgres the suite uses; tests skip (or fail under `CI=true`)
+/// when it is not there.
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+const CREATE_USERS: &str =
+    "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, plan TEXT, pairs TEXT)";
+
+enum Db {
+    Sqlite(SqlitePool),
+    Postgres { pool: PgPool, schema: String },
+}
+
+pub struct Warehouse {
+    rt: Runtime,
+    db: Db,
+    source_toml: String,
+}
+
+impl Warehouse {
+    /// `warehouse.db` in the project dir, with an empty `users` table.
+    pub fn sqlite(project: &Project) -> Warehouse {
+        let rt = runtime();
+        let options = SqliteConnectOptions::new()
+            .filename(project.path("warehouse.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Delete);
+        let pool = rt
+            .block_on(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options),
+            )
+            .expect("creating the SQLite warehouse");
+        let wh = Warehouse {
+            rt,
+            db: Db::Sqlite(pool),
+            source_toml: "[sources.wh]\nkind = \"sqlite\"\nurl = \"sqlite://warehouse.db\"\n"
+                .to_owned(),
+        };
+        wh.exec(CREATE_USERS);
+        wh
+    }
+
+    /// A fresh schema in the local Postgres with an empty `users` table, or
+    /// `None` (after saying so) when no server is reachable outside CI.
+    pub fn postgres() -> Option<Warehouse> {
+        let rt = runtime();
+        let admin = match rt.block_on(connect_postgres(None)) {
+            Ok(pool) => pool,
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("no Postgres at 127.0.0.1:5432 under CI: {e}")
+            }
+            Err(_) => {
+                eprintln!("skipping: no Postgres at 127.0.0.1:5432");
+                return None;
+            }
+        };
+        let schema = unique_schema();
+        rt.block_on(sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin))
+            .expect("creating the test schema");
+        rt.block_on(admin.close());
+        let pool = rt
+            .block_on(connect_postgres(Some(&schema)))
+            .expect("connecting to the test schema");
+        let wh = Warehouse {
+            rt,
+            source_toml: format!(
+                "[sources.wh]\nkind = \"postgres\"\nurl = \"{POSTGRES_URL}?options=-csearch_path%3D{schema}\"\n"
+            ),
+            db: Db::Postgres { pool, schema },
+        };
+        wh.exec(CREATE_USERS);
+        Some(wh)
+    }
+
+    /// The `[sources.wh]` block pointing Ebb at this warehouse.
+    pub fn source_toml(&self) -> &str {
+        &self.source_toml
+    }
+
+    /// Runs one statement, failing the test on error.
+    pub fn exec(&self, sql: &str) {
+        let result = match &self.db {
+            Db::Sqlite(pool) => self.block_on(sqlx::query(sql).execute(pool)).map(|_| ()),
+            Db::Postgres { pool, .. } => self.block_on(sqlx::query(sql).execute(pool)).map(|_| ()),
+        };
+        result.unwrap_or_else(|e| panic!("warehouse statement failed: {sql}: {e}"));
+    }
+
+    /// Inserts users `ids` with the fields [`user`] describes.
+    pub fn insert_users(&self, ids: impl IntoIterator<Item = i64>) {
+        for id in ids {
+            let fields = user(id);
+            self.exec(&format!(
+                "INSERT INTO users (id, email, plan, pairs) VALUES ({id}, '{}', '{}', '[]')",
+                fields["email"].as_str().expect("email"),
+                fields["plan"].as_str().expect("plan"),
+            ));
+        }
+    }
+
+    fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        self.rt.block_on(fut)
+    }
+}
+
+impl Drop for Warehouse {
+    fn drop(&mut self) {
+        if let Db::Postgres { pool, schema } = &self.db {
+            let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+            if let Err(e) = self.rt.block_on(sqlx::query(&drop).execute(pool)) {
+                eprintln!("could not drop test schema {schema}: {e}");
+            }
+            self.rt.block_on(pool.close());
+        }
+    }
+}
+
+/// The fields the model `SELECT id, email, plan FROM users` returns for a
+/// user seeded by [`Warehouse::insert_users`].
+pub fn user(id: i64) -> Value {
+    let plan = if id % 2 == 0 { "pro" } else { "free" };
+    json!({ "id": id, "email": format!("user{id}@example.com"), "plan": plan })
+}
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime")
+}
+
+async fn connect_postgres(schema: Option<&str>) -> Result<PgPool, sqlx::Error> {
+    let mut options = PgConnectOptions::from_str(POSTGRES_URL)?;
+    if let Some(schema) = schema {
+        options = options.options([("search_path", schema)]);
+    }
+    PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+/// `ebb_e2e_<pid>_<n>_<nanos>`: unique across parallel tests and processes.
+fn unique_schema() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .subsec_nanos();
+    format!(
+        "ebb_e2e_{}_{}_{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

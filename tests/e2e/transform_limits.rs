@@ -1,0 +1,64 @@
+//! A transform that traps, loops or allocates without bound fails its run
+//! promptly with an error naming it, delivers and commits nothing, and the
+//! next run with a well-behaved config delivers everything.
+
+use std::time::Duration;
+
+use crate::changes::all_added;
+use crate::support::config::Config;
+use crate::support::events::assert_events;
+use crate::support::fixture::misbehave_wasm;
+use crate::support::project::Project;
+use crate::support::warehouse::Warehouse;
+
+/// Far above the 2 s call limit set below, far below the 30 s default.
+const PROMPT: Duration = Duration::from_secs(60);
+
+fn transform(mode: &str) -> String {
+    format!(
+        "transforms = [{{ plugin = '{}', config = {{ mode = \"{mode}\" }}, timeout_secs = 2, memory_mb = 32 }}]",
+        misbehave_wasm().display()
+    )
+}
+
+fn misbehaving_transform_fails_the_run(mode: &str) {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=5);
+    project.write_config(&Config::new(&wh).sync(&transform(mode)).render());
+
+    let run = project.run();
+    run.assert_status("failed");
+    assert!(
+        run.output.elapsed < PROMPT,
+        "mode {mode}: run took {:?}",
+        run.output.elapsed
+    );
+    let error = format!("{} {}", run.report["error"], run.output.stderr);
+    assert!(
+        error.contains("misbehave"),
+        "mode {mode}: the error must name the transform: {error}"
+    );
+    assert_events(&project.take_delivered(), &[]);
+    let history = project.history();
+    assert_eq!(history[0]["status"], "failed", "{history:#?}");
+
+    project.write_config(&Config::new(&wh).sync(&transform("ok")).render());
+    project.run_ok();
+    assert_events(&project.take_delivered(), &all_added(1..=5));
+}
+
+#[test]
+fn trapping_transform_fails_the_run() {
+    misbehaving_transform_fails_the_run("trap");
+}
+
+#[test]
+fn looping_transform_is_stopped_by_its_deadline() {
+    misbehaving_transform_fails_the_run("loop");
+}
+
+#[test]
+fn allocating_transform_is_stopped_by_its_memory_cap() {
+    misbehaving_transform_fails_the_run("alloc");
+}
