@@ -25,6 +25,17 @@ const PLUGINS: &[(&str, &str)] = &[
 ];
 /// Guests only the tests use; found through `EBB_FIXTURE_DIR`.
 const FIXTURES: &[&str] = &["ebb-misbehave"];
+/// Settings of the outer build (clippy's wrapper, coverage flags, its target
+/// dir, target and profile, its jobserver) that must not reach the guests.
+const LEAKY_VARS: &[&str] = &[
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_MAKEFLAGS",
+];
+const LEAKY_PREFIXES: &[&str] = &["CARGO_BUILD_", "CARGO_PROFILE_", "__CARGO"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -90,19 +101,9 @@ fn build_guests(workspace: &Path, target_dir: &Path) {
     }
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy();
-        let leaks = [
-            "RUSTC_WRAPPER",
-            "RUSTC_WORKSPACE_WRAPPER",
-            "RUSTFLAGS",
-            "CARGO_ENCODED_RUSTFLAGS",
-            "CARGO_TARGET_DIR",
-            "CARGO_MAKEFLAGS",
-        ]
-        .contains(&key.as_ref())
-            || key.starts_with("CARGO_BUILD_")
-            || key.starts_with("CARGO_PROFILE_")
-            || key.starts_with("__CARGO");
-        if leaks {
+        if LEAKY_VARS.contains(&key.as_ref())
+            || LEAKY_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+        {
             cmd.env_remove(key.as_ref());
         }
     }

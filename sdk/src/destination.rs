@@ -101,13 +101,8 @@ impl<D: Destination> Guest for Export<D> {
 
 /// Exports a type implementing [`Destination`] as the plugin's
 /// `ebb:plugin/destination` world. Call it once, at the crate root of a
-/// `cdylib` built for `wasm32-wasip2`.
-///
-/// ```ignore
-/// struct Crm;
-/// impl ebb_sdk::Destination for Crm { /* … */ }
-/// ebb_sdk::export_destination!(Crm);
-/// ```
+/// `cdylib` built for `wasm32-wasip2`: `ebb_sdk::export_destination!(MyType);`. The
+/// crate README has a complete example.
 #[macro_export]
 macro_rules! export_destination {
     ($ty:ty) => {

@@ -29,3 +29,8 @@ pub use error::{Error, ErrorKind};
 pub use event::{Event, Op, Record};
 pub use spec::{Action, Field, FieldType, Spec};
 pub use transform::{Item, Transform};
+
+/// Compiles the README's example as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

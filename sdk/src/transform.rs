@@ -74,13 +74,8 @@ impl<T: Transform> Guest for Export<T> {
 
 /// Exports a type implementing [`Transform`] as the plugin's
 /// `ebb:plugin/transform` world. Call it once, at the crate root of a
-/// `cdylib` built for `wasm32-wasip2`.
-///
-/// ```ignore
-/// struct Rename;
-/// impl ebb_sdk::Transform for Rename { /* … */ }
-/// ebb_sdk::export_transform!(Rename);
-/// ```
+/// `cdylib` built for `wasm32-wasip2`: `ebb_sdk::export_transform!(MyType);`. The
+/// crate README has a complete example.
 #[macro_export]
 macro_rules! export_transform {
     ($ty:ty) => {

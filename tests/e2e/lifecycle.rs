@@ -6,10 +6,10 @@ use serde_json::Value;
 use crate::changes::{all_added, with};
 use crate::support::config::Config;
 use crate::support::events::{added, assert_events, deleted, updated};
-use crate::support::fixture::misbehave_wasm;
 use crate::support::project::{Project, SYNC};
 use crate::support::server::Server;
 use crate::support::warehouse::{Warehouse, user};
+use crate::transform_limits::{names_the_transform, transform};
 
 #[test]
 fn plan_shows_pending_events_and_sends_nothing() {
@@ -78,14 +78,10 @@ fn history_lists_runs_newest_first_with_statuses() {
     let partial = project.run();
     partial.assert_status("partial");
 
-    let trap = format!(
-        "transforms = [{{ plugin = '{}', config = {{ mode = \"trap\" }} }}]",
-        misbehave_wasm().display()
-    );
     project.write_config(
         &Config::new(&wh)
             .http(&server, &server.host(), 10)
-            .sync(&trap)
+            .sync(&transform("trap"))
             .render(),
     );
     let failed = project.run();
