@@ -18,13 +18,18 @@ INSERT INTO users VALUES (13, 'alan@example.com', 'pro', '[[\"country\",\"UK\"],
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let db = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart/warehouse.db");
+    let db = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/quickstart/warehouse.db"
+    );
     if !std::path::Path::new(db).exists() {
         anyhow::bail!("{db} does not exist yet: run the quickstart sync once first");
     }
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{db}")).await?;
     let mut tx = conn.begin().await?;
-    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE user_id = 13").fetch_one(&mut *tx).await?;
+    let done: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE user_id = 13")
+        .fetch_one(&mut *tx)
+        .await?;
     if done > 0 {
         anyhow::bail!("the changes are already applied; delete {db} to start the quickstart over");
     }

@@ -16,10 +16,20 @@ use crate::run;
 use crate::state::{State, Status};
 
 #[derive(Parser)]
-#[command(name = "ebb", version, about = "Sync warehouse models to business tools, sending only what changed")]
+#[command(
+    name = "ebb",
+    version,
+    about = "Sync warehouse models to business tools, sending only what changed"
+)]
 pub struct Cli {
     /// The config file; relative paths inside it start at its folder.
-    #[arg(long, short, global = true, env = "EBB_CONFIG", default_value = "ebb.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "EBB_CONFIG",
+        default_value = "ebb.toml"
+    )]
     pub config: PathBuf,
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
@@ -93,7 +103,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(&cli.config)?;
     match cli.command {
         Command::Check => check(&cfg).await,
-        Command::Preview { model, limit, format } => {
+        Command::Preview {
+            model,
+            limit,
+            format,
+        } => {
             let (columns, rows) = crate::preview::rows(&cfg, &model, limit).await?;
             output::preview(&columns, &rows, format)?;
             Ok(ExitCode::SUCCESS)
@@ -112,7 +126,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 Status::Failed | Status::Running => ExitCode::FAILURE,
             })
         }
-        Command::History { sync, limit, format } => {
+        Command::History {
+            sync,
+            limit,
+            format,
+        } => {
             cfg.sync(&sync)?;
             let runs = match State::open_existing(&cfg.state_url).await? {
                 Some(state) => state.history(&sync, limit).await?,
@@ -142,7 +160,10 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn engine(cfg: &Config) -> anyhow::Result<Engine> {
-    Engine::new(EngineOptions { cache_dir: Some(cfg.cache_dir.clone()) }).context("cannot start the plugin engine")
+    Engine::new(EngineOptions {
+        cache_dir: Some(cfg.cache_dir.clone()),
+    })
+    .context("cannot start the plugin engine")
 }
 
 /// A spinner on a terminal when people read the output; hidden otherwise.
@@ -151,7 +172,10 @@ fn progress(format: Format) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
 }

@@ -250,9 +250,12 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        Resolver { dir, env: &|name| std::env::var(name).ok() }
-            .resolve(raw, path)
-            .map_err(err)
+        Resolver {
+            dir,
+            env: &|name| std::env::var(name).ok(),
+        }
+        .resolve(raw, path)
+        .map_err(err)
     }
 
     pub fn sync(&self, name: &str) -> Result<&Sync, ConfigError> {
@@ -309,7 +312,9 @@ impl Resolver<'_> {
             };
             let init_sql = match (s.kind, s.init_sql) {
                 (_, None) => None,
-                (SourceKind::Sqlite, Some(f)) => Some(self.existing_file(&format!("{key}.init_sql"), &f)?),
+                (SourceKind::Sqlite, Some(f)) => {
+                    Some(self.existing_file(&format!("{key}.init_sql"), &f)?)
+                }
                 (_, Some(_)) => {
                     return Err(format!(
                         "{key}.init_sql: only SQLite sources can be created from a script; remove it"
@@ -317,7 +322,16 @@ impl Resolver<'_> {
                 }
             };
             let statement_timeout = Duration::from_secs(s.statement_timeout_secs.unwrap_or(600));
-            sources.insert(name.clone(), Source { name, kind: s.kind, url, init_sql, statement_timeout });
+            sources.insert(
+                name.clone(),
+                Source {
+                    name,
+                    kind: s.kind,
+                    url,
+                    init_sql,
+                    statement_timeout,
+                },
+            );
         }
 
         let mut models = BTreeMap::new();
@@ -334,27 +348,44 @@ impl Resolver<'_> {
                 (Some(q), None) => q,
                 (None, Some(f)) => {
                     let p = self.existing_file(&format!("{key}.query_file"), &f)?;
-                    std::fs::read_to_string(&p)
-                        .map_err(|e| format!("{key}.query_file: cannot read {}: {e}", p.display()))?
+                    std::fs::read_to_string(&p).map_err(|e| {
+                        format!("{key}.query_file: cannot read {}: {e}", p.display())
+                    })?
                 }
-                _ => return Err(format!("{key}: set exactly one of `query` and `query_file`")),
+                _ => {
+                    return Err(format!(
+                        "{key}: set exactly one of `query` and `query_file`"
+                    ));
+                }
             };
             raw.limits
                 .check_query(&query)
                 .map_err(|e| format!("{key}.query: {e}"))?;
             if m.primary_key.trim().is_empty() {
-                return Err(format!("{key}.primary_key: must name a column of the query"));
+                return Err(format!(
+                    "{key}.primary_key: must name a column of the query"
+                ));
             }
             models.insert(
                 name.clone(),
-                Model { name, source: m.source, primary_key: m.primary_key, query },
+                Model {
+                    name,
+                    source: m.source,
+                    primary_key: m.primary_key,
+                    query,
+                },
             );
         }
 
         let mut destinations = BTreeMap::new();
         for (name, d) in raw.destinations {
             let key = format!("destinations.{name}");
-            let plugin = self.plugin_ref(&key, format!("destination `{name}`"), &d.plugin, d.sha256)?;
+            let plugin = self.plugin_ref(
+                &key,
+                format!("destination `{name}` ({})", d.plugin),
+                &d.plugin,
+                d.sha256,
+            )?;
             let allow_dir = match d.allow_dir {
                 Some(dir) => {
                     let p = self.path(&dir);
@@ -367,7 +398,9 @@ impl Resolver<'_> {
             };
             let config = self.json_with_secrets(&format!("{key}.config"), d.config)?;
             if d.max_in_flight == Some(0) || d.batch_size == Some(0) {
-                return Err(format!("{key}: max_in_flight and batch_size must be at least 1"));
+                return Err(format!(
+                    "{key}: max_in_flight and batch_size must be at least 1"
+                ));
             }
             destinations.insert(
                 name.clone(),
@@ -407,7 +440,9 @@ impl Resolver<'_> {
                     .iter()
                     .map(|o| {
                         Op::parse(o).ok_or_else(|| {
-                            format!("{key}.on: unknown change `{o}`; use any of added, updated, deleted")
+                            format!(
+                                "{key}.on: unknown change `{o}`; use any of added, updated, deleted"
+                            )
                         })
                     })
                     .collect::<Result<_, _>>()?,
@@ -416,7 +451,12 @@ impl Resolver<'_> {
             for (i, t) in s.transforms.into_iter().enumerate() {
                 let tkey = format!("{key}.transforms[{i}]");
                 transforms.push(Transform {
-                    plugin: self.plugin_ref(&tkey, format!("transform {} of sync `{name}`", i + 1), &t.plugin, t.sha256)?,
+                    plugin: self.plugin_ref(
+                        &tkey,
+                        format!("transform {} ({}) of sync `{name}`", i + 1, t.plugin),
+                        &t.plugin,
+                        t.sha256,
+                    )?,
                     config: self.json_with_secrets(&format!("{tkey}.config"), t.config)?,
                     limits: plugin_limits(&tkey, &t.limits)?,
                 });
@@ -431,8 +471,16 @@ impl Resolver<'_> {
             let defaults = Retry::default();
             let retry = Retry {
                 max_attempts: s.retry.max_attempts.unwrap_or(defaults.max_attempts).max(1),
-                initial_backoff: s.retry.initial_backoff_ms.map(Duration::from_millis).unwrap_or(defaults.initial_backoff),
-                max_backoff: s.retry.max_backoff_ms.map(Duration::from_millis).unwrap_or(defaults.max_backoff),
+                initial_backoff: s
+                    .retry
+                    .initial_backoff_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(defaults.initial_backoff),
+                max_backoff: s
+                    .retry
+                    .max_backoff_ms
+                    .map(Duration::from_millis)
+                    .unwrap_or(defaults.max_backoff),
             };
             syncs.insert(
                 name.clone(),
@@ -463,7 +511,11 @@ impl Resolver<'_> {
 
     fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.dir.join(p)
+        }
     }
 
     fn existing_file(&self, key: &str, p: &str) -> Result<PathBuf, String> {
@@ -471,7 +523,10 @@ impl Resolver<'_> {
         if path.is_file() {
             Ok(path)
         } else {
-            Err(format!("{key}: file {} does not exist; fix the path (relative paths start at the config file's folder)", path.display()))
+            Err(format!(
+                "{key}: file {} does not exist; fix the path (relative paths start at the config file's folder)",
+                path.display()
+            ))
         }
     }
 
@@ -485,13 +540,23 @@ impl Resolver<'_> {
         }
     }
 
-    fn plugin_ref(&self, key: &str, label: String, plugin: &str, sha256: Option<String>) -> Result<PluginRef, String> {
+    fn plugin_ref(
+        &self,
+        key: &str,
+        label: String,
+        plugin: &str,
+        sha256: Option<String>,
+    ) -> Result<PluginRef, String> {
         let location = match plugin.strip_prefix("ebb:") {
             Some(name) => {
                 if plugin::builtin::get(name).is_none() {
                     return Err(format!(
                         "{key}.plugin: no built-in plugin `{plugin}`; built-ins are {}",
-                        plugin::builtin::NAMES.iter().map(|n| format!("ebb:{n}")).collect::<Vec<_>>().join(", ")
+                        plugin::builtin::NAMES
+                            .iter()
+                            .map(|n| format!("ebb:{n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                 }
                 PluginLocation::Builtin(name.to_string())
@@ -503,7 +568,11 @@ impl Resolver<'_> {
                 return Err(format!("{key}.sha256: expected 64 hex digits, got `{h}`"));
             }
         }
-        Ok(PluginRef { label, location, sha256 })
+        Ok(PluginRef {
+            label,
+            location,
+            sha256,
+        })
     }
 
     /// Substitutes `${env:NAME}` in a string value.
@@ -513,12 +582,14 @@ impl Resolver<'_> {
         while let Some(start) = rest.find("${env:") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 6..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("{key}: unterminated `${{env:` reference; write `${{env:NAME}}`"))?;
+            let end = after.find('}').ok_or_else(|| {
+                format!("{key}: unterminated `${{env:` reference; write `${{env:NAME}}`")
+            })?;
             let name = &after[..end];
             let value = (self.env)(name).ok_or_else(|| {
-                format!("{key}: environment variable `{name}` is not set; export it before running ebb")
+                format!(
+                    "{key}: environment variable `{name}` is not set; export it before running ebb"
+                )
             })?;
             out.push_str(&value);
             rest = &after[end + 1..];
@@ -544,7 +615,9 @@ impl Resolver<'_> {
             ),
             toml::Value::Table(t) => Value::Object(
                 t.into_iter()
-                    .map(|(k, v)| Ok((k.clone(), self.json_with_secrets(&format!("{key}.{k}"), v)?)))
+                    .map(|(k, v)| {
+                        Ok((k.clone(), self.json_with_secrets(&format!("{key}.{k}"), v)?))
+                    })
                     .collect::<Result<_, String>>()?,
             ),
         })
@@ -573,17 +646,32 @@ mod tests {
     use super::*;
 
     fn resolver(env: &dyn Fn(&str) -> Option<String>) -> Resolver<'_> {
-        Resolver { dir: PathBuf::from("/cfg"), env }
+        Resolver {
+            dir: PathBuf::from("/cfg"),
+            env,
+        }
     }
 
     #[test]
     fn secrets_are_substituted_and_missing_ones_named() {
         let env = |n: &str| (n == "TOKEN").then(|| "s3cret".to_string());
         let r = resolver(&env);
-        assert_eq!(r.secrets("k", "Bearer ${env:TOKEN}!").unwrap(), "Bearer s3cret!");
-        let e = r.secrets("destinations.crm.config.key", "${env:NOPE}").unwrap_err();
-        assert!(e.contains("destinations.crm.config.key") && e.contains("`NOPE`"), "{e}");
-        assert!(r.secrets("k", "${env:TOKEN").unwrap_err().contains("unterminated"));
+        assert_eq!(
+            r.secrets("k", "Bearer ${env:TOKEN}!").unwrap(),
+            "Bearer s3cret!"
+        );
+        let e = r
+            .secrets("destinations.crm.config.key", "${env:NOPE}")
+            .unwrap_err();
+        assert!(
+            e.contains("destinations.crm.config.key") && e.contains("`NOPE`"),
+            "{e}"
+        );
+        assert!(
+            r.secrets("k", "${env:TOKEN")
+                .unwrap_err()
+                .contains("unterminated")
+        );
     }
 
     #[test]

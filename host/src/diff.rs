@@ -35,7 +35,10 @@ pub enum Verdict {
 
 impl Differ {
     pub fn new(snapshot: HashMap<String, u128>) -> Differ {
-        Differ { snapshot, seen: HashSet::new() }
+        Differ {
+            snapshot,
+            seen: HashSet::new(),
+        }
     }
 
     pub fn row(&mut self, key: String, record: Record) -> Verdict {
@@ -48,15 +51,29 @@ impl Differ {
             Some(old) if *old != fp => Op::Updated,
             Some(_) => return Verdict::Unchanged,
         };
-        Verdict::Changed(Change { key, op, record: Some(record), fingerprint: fp })
+        Verdict::Changed(Change {
+            key,
+            op,
+            record: Some(record),
+            fingerprint: fp,
+        })
     }
 
     /// Keys in the snapshot that this extraction did not return.
     pub fn deletions(self) -> Vec<Change> {
-        let mut keys: Vec<String> = self.snapshot.into_keys().filter(|k| !self.seen.contains(k)).collect();
+        let mut keys: Vec<String> = self
+            .snapshot
+            .into_keys()
+            .filter(|k| !self.seen.contains(k))
+            .collect();
         keys.sort();
         keys.into_iter()
-            .map(|key| Change { key, op: Op::Deleted, record: None, fingerprint: 0 })
+            .map(|key| Change {
+                key,
+                op: Op::Deleted,
+                record: None,
+                fingerprint: 0,
+            })
             .collect()
     }
 }
@@ -73,15 +90,36 @@ mod tests {
     #[test]
     fn classifies_changes() {
         let snap = HashMap::from([
-            ("1".to_string(), fingerprint(&rec(json!({"id": 1, "a": "x"})))),
-            ("2".to_string(), fingerprint(&rec(json!({"id": 2, "a": "y"})))),
+            (
+                "1".to_string(),
+                fingerprint(&rec(json!({"id": 1, "a": "x"}))),
+            ),
+            (
+                "2".to_string(),
+                fingerprint(&rec(json!({"id": 2, "a": "y"}))),
+            ),
             ("3".to_string(), 0),
         ]);
         let mut d = Differ::new(snap);
-        assert!(matches!(d.row("1".into(), rec(json!({"id": 1, "a": "x"}))), Verdict::Unchanged));
-        assert!(matches!(d.row("2".into(), rec(json!({"id": 2, "a": "z"}))), Verdict::Changed(Change { op: Op::Updated, .. })));
-        assert!(matches!(d.row("4".into(), rec(json!({"id": 4}))), Verdict::Changed(Change { op: Op::Added, .. })));
-        assert!(matches!(d.row("4".into(), rec(json!({"id": 4}))), Verdict::Duplicate));
+        assert!(matches!(
+            d.row("1".into(), rec(json!({"id": 1, "a": "x"}))),
+            Verdict::Unchanged
+        ));
+        assert!(matches!(
+            d.row("2".into(), rec(json!({"id": 2, "a": "z"}))),
+            Verdict::Changed(Change {
+                op: Op::Updated,
+                ..
+            })
+        ));
+        assert!(matches!(
+            d.row("4".into(), rec(json!({"id": 4}))),
+            Verdict::Changed(Change { op: Op::Added, .. })
+        ));
+        assert!(matches!(
+            d.row("4".into(), rec(json!({"id": 4}))),
+            Verdict::Duplicate
+        ));
         let deleted: Vec<_> = d.deletions().into_iter().map(|c| (c.key, c.op)).collect();
         assert_eq!(deleted, [("3".to_string(), Op::Deleted)]);
     }

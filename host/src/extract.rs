@@ -35,9 +35,12 @@ pub fn bind(model: &Model, kind: SourceKind, templates: &Templates) -> Result<Bo
     while let Some(start) = rest.find("{{") {
         sql.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("model `{}`: `{{{{` without a closing `}}}}` in the query", model.name))?;
+        let end = after.find("}}").ok_or_else(|| {
+            format!(
+                "model `{}`: `{{{{` without a closing `}}}}` in the query",
+                model.name
+            )
+        })?;
         let name = after[..end].trim();
         let value = templates.value(name).ok_or_else(|| {
             format!(
@@ -57,7 +60,11 @@ pub fn bind(model: &Model, kind: SourceKind, templates: &Templates) -> Result<Bo
         rest = &after[end + 2..];
     }
     sql.push_str(rest);
-    Ok(BoundQuery { model: model.name.clone(), sql, params: params.into_iter().map(|(_, v)| v).collect() })
+    Ok(BoundQuery {
+        model: model.name.clone(),
+        sql,
+        params: params.into_iter().map(|(_, v)| v).collect(),
+    })
 }
 
 /// A model that only returns rows changed since the last run cannot reveal
@@ -155,32 +162,72 @@ mod tests {
     use serde_json::json;
 
     fn model(query: &str) -> Model {
-        Model { name: "m".into(), source: "s".into(), primary_key: "id".into(), query: query.into() }
+        Model {
+            name: "m".into(),
+            source: "s".into(),
+            primary_key: "id".into(),
+            query: query.into(),
+        }
     }
 
     #[test]
     fn templates_become_numbered_parameters() {
         let t = Templates { last_sync_time: 42 };
-        let q = bind(&model("SELECT * FROM t WHERE a > {{last_sync_time}} OR b > {{ last_sync_time }}"), SourceKind::Postgres, &t).unwrap();
+        let q = bind(
+            &model("SELECT * FROM t WHERE a > {{last_sync_time}} OR b > {{ last_sync_time }}"),
+            SourceKind::Postgres,
+            &t,
+        )
+        .unwrap();
         assert_eq!(q.sql, "SELECT * FROM t WHERE a > $1 OR b > $1");
         assert_eq!(q.params, [42]);
-        let q = bind(&model("SELECT 1 WHERE x > {{last_sync_time}}"), SourceKind::Sqlite, &t).unwrap();
+        let q = bind(
+            &model("SELECT 1 WHERE x > {{last_sync_time}}"),
+            SourceKind::Sqlite,
+            &t,
+        )
+        .unwrap();
         assert_eq!(q.sql, "SELECT 1 WHERE x > ?1");
-        assert!(bind(&model("{{nope}}"), SourceKind::Sqlite, &t).unwrap_err().contains("unknown template variable `{{nope}}`"));
-        assert!(bind(&model("{{last_sync_time"), SourceKind::Sqlite, &t).unwrap_err().contains("closing"));
+        assert!(
+            bind(&model("{{nope}}"), SourceKind::Sqlite, &t)
+                .unwrap_err()
+                .contains("unknown template variable `{{nope}}`")
+        );
+        assert!(
+            bind(&model("{{last_sync_time"), SourceKind::Sqlite, &t)
+                .unwrap_err()
+                .contains("closing")
+        );
     }
 
     #[test]
     fn keys_and_limits() {
         let m = model("");
-        let limits = Limits { value_bytes: 20, record_bytes: 40, ..Limits::default() };
+        let limits = Limits {
+            value_bytes: 20,
+            record_bytes: 40,
+            ..Limits::default()
+        };
         let rec = |v: Value| v.as_object().unwrap().clone();
-        assert_eq!(keyed(&m, &rec(json!({"id": 7, "a": "x"})), &limits).unwrap(), "7");
+        assert_eq!(
+            keyed(&m, &rec(json!({"id": 7, "a": "x"})), &limits).unwrap(),
+            "7"
+        );
         assert_eq!(keyed(&m, &rec(json!({"id": "k"})), &limits).unwrap(), "k");
-        assert!(keyed(&m, &rec(json!({"id": null})), &limits).unwrap_err().message.contains("null `id`"));
+        assert!(
+            keyed(&m, &rec(json!({"id": null})), &limits)
+                .unwrap_err()
+                .message
+                .contains("null `id`")
+        );
         let e = keyed(&m, &rec(json!({"id": 1, "big": "x".repeat(30)})), &limits).unwrap_err();
         assert!(e.key == "1" && e.message.contains("column `big`"), "{e:?}");
-        let e = keyed(&m, &rec(json!({"id": 1, "a": "x".repeat(15), "b": "y".repeat(15)})), &limits).unwrap_err();
+        let e = keyed(
+            &m,
+            &rec(json!({"id": 1, "a": "x".repeat(15), "b": "y".repeat(15)})),
+            &limits,
+        )
+        .unwrap_err();
         assert!(e.message.contains("record is"), "{e:?}");
     }
 }

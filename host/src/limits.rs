@@ -30,7 +30,11 @@ impl Default for Limits {
 
 impl Limits {
     pub fn check(&self) -> Result<(), String> {
-        if self.columns == 0 || self.record_bytes == 0 || self.value_bytes == 0 || self.records_per_extract == 0 {
+        if self.columns == 0
+            || self.record_bytes == 0
+            || self.value_bytes == 0
+            || self.records_per_extract == 0
+        {
             return Err("every limit must be at least 1".into());
         }
         Ok(())
@@ -47,7 +51,10 @@ impl Limits {
         Ok(())
     }
 
-    pub fn check_columns<'a>(&self, names: impl ExactSizeIterator<Item = &'a str>) -> Result<(), String> {
+    pub fn check_columns<'a>(
+        &self,
+        names: impl ExactSizeIterator<Item = &'a str>,
+    ) -> Result<(), String> {
         if names.len() > self.columns {
             return Err(format!(
                 "the query returns {} columns, over the limit of {}; select fewer or raise limits.columns",

@@ -94,7 +94,11 @@ impl Loader {
                 last = e.message.clone();
                 again.push(i);
             };
-            match self.destination.write(&self.config, &self.action, &sub).await {
+            match self
+                .destination
+                .write(&self.config, &self.action, &sub)
+                .await
+            {
                 Ok(outcomes) => {
                     for (&i, outcome) in todo.iter().zip(outcomes) {
                         match outcome {
@@ -104,7 +108,9 @@ impl Loader {
                         }
                     }
                 }
-                Err(CallError::Remote(e)) if matches!(e.kind, ErrorKind::Transient | ErrorKind::RateLimited) => {
+                Err(CallError::Remote(e))
+                    if matches!(e.kind, ErrorKind::Transient | ErrorKind::RateLimited) =>
+                {
                     for &i in &todo {
                         retry(i, &e, &mut again);
                     }
@@ -125,7 +131,10 @@ impl Loader {
                 break;
             }
             if attempt >= self.retry.max_attempts {
-                let message = format!("{}: still failing after {attempt} attempts: {last}", self.label);
+                let message = format!(
+                    "{}: still failing after {attempt} attempts: {last}",
+                    self.label
+                );
                 for i in again {
                     results[i] = Delivery::Failed(message.clone());
                 }

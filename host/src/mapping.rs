@@ -33,14 +33,21 @@ impl Mapping {
         for (target, spec) in table {
             let path: Vec<String> = target.split('.').map(str::to_string).collect();
             if path.iter().any(String::is_empty) {
-                return Err(format!("`{target}`: a target path cannot have empty segments"));
+                return Err(format!(
+                    "`{target}`: a target path cannot have empty segments"
+                ));
             }
             let value = match spec {
                 toml::Value::String(field) => Source::Field(field.clone()),
                 toml::Value::Table(t) if t.len() == 1 && t.contains_key("static") => {
-                    Source::Static(serde_json::to_value(&t["static"]).map_err(|e| format!("`{target}`: {e}"))?)
+                    Source::Static(
+                        serde_json::to_value(&t["static"])
+                            .map_err(|e| format!("`{target}`: {e}"))?,
+                    )
                 }
-                toml::Value::Table(t) if t.len() == 1 && matches!(t.get("column"), Some(toml::Value::String(_))) => {
+                toml::Value::Table(t)
+                    if t.len() == 1 && matches!(t.get("column"), Some(toml::Value::String(_))) =>
+                {
                     Source::Field(t["column"].as_str().unwrap_or_default().to_string())
                 }
                 _ => {
@@ -49,7 +56,10 @@ impl Mapping {
                     ));
                 }
             };
-            rules.push(Rule { target: path, value });
+            rules.push(Rule {
+                target: path,
+                value,
+            });
         }
         for (i, a) in rules.iter().enumerate() {
             for b in &rules[i + 1..] {
@@ -111,7 +121,9 @@ fn insert(out: &mut Record, path: &[String], value: Value) {
     let (last, parents) = path.split_last().expect("target paths are never empty");
     let mut cur = out;
     for p in parents {
-        let slot = cur.entry(p.clone()).or_insert_with(|| Value::Object(Record::new()));
+        let slot = cur
+            .entry(p.clone())
+            .or_insert_with(|| Value::Object(Record::new()));
         if !slot.is_object() {
             *slot = Value::Object(Record::new());
         }
@@ -142,7 +154,8 @@ mod tests {
             "#,
         )
         .unwrap();
-        let fields = json!({"email": "a@x", "plan": "pro", "address": {"city": "Oslo", "zip": "0150"}});
+        let fields =
+            json!({"email": "a@x", "plan": "pro", "address": {"city": "Oslo", "zip": "0150"}});
         let out = m.apply(fields.as_object().unwrap());
         assert_eq!(
             Value::Object(out),
@@ -156,8 +169,20 @@ mod tests {
 
     #[test]
     fn rejects_bad_specs() {
-        assert!(mapping(r#""a" = 3"#).unwrap_err().contains("expected a column name"));
-        assert!(mapping(r#""a..b" = "x""#).unwrap_err().contains("empty segments"));
-        assert!(mapping("\"a\" = \"x\"\n\"a.b\" = \"y\"").unwrap_err().contains("overlap"));
+        assert!(
+            mapping(r#""a" = 3"#)
+                .unwrap_err()
+                .contains("expected a column name")
+        );
+        assert!(
+            mapping(r#""a..b" = "x""#)
+                .unwrap_err()
+                .contains("empty segments")
+        );
+        assert!(
+            mapping("\"a\" = \"x\"\n\"a.b\" = \"y\"")
+                .unwrap_err()
+                .contains("overlap")
+        );
     }
 }

@@ -11,7 +11,8 @@ use crate::state::{OwedRow, RunRecord};
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
     t
 }
 
@@ -51,7 +52,11 @@ pub fn preview(columns: &[String], rows: &[Record], format: Format) -> anyhow::R
             let mut w = csv::Writer::from_writer(std::io::stdout());
             w.write_record(columns)?;
             for row in rows {
-                w.write_record(columns.iter().map(|c| row.get(c).map(cell).unwrap_or_default()))?;
+                w.write_record(
+                    columns
+                        .iter()
+                        .map(|c| row.get(c).map(cell).unwrap_or_default()),
+                )?;
             }
             Ok(w.flush()?)
         }
@@ -63,7 +68,11 @@ pub fn preview(columns: &[String], rows: &[Record], format: Format) -> anyhow::R
                 format!("({})", v.map(kind).unwrap_or("null"))
             }));
             for row in rows {
-                t.add_row(columns.iter().map(|c| row.get(c).map(cell).unwrap_or_default()));
+                t.add_row(
+                    columns
+                        .iter()
+                        .map(|c| row.get(c).map(cell).unwrap_or_default()),
+                );
             }
             println!("{t}");
             Ok(())
@@ -78,16 +87,34 @@ pub fn events(events: &[Event], format: Format) -> anyhow::Result<()> {
             let mut w = csv::Writer::from_writer(std::io::stdout());
             w.write_record(["op", "id", "fields", "previous"])?;
             for e in events {
-                let prev = e.previous.as_ref().map(|p| Value::Object(p.clone()).to_string()).unwrap_or_default();
-                w.write_record([e.op.as_str(), &e.id, &Value::Object(e.fields.clone()).to_string(), &prev])?;
+                let prev = e
+                    .previous
+                    .as_ref()
+                    .map(|p| Value::Object(p.clone()).to_string())
+                    .unwrap_or_default();
+                w.write_record([
+                    e.op.as_str(),
+                    &e.id,
+                    &Value::Object(e.fields.clone()).to_string(),
+                    &prev,
+                ])?;
             }
             Ok(w.flush()?)
         }
         Format::Table => {
             let mut t = table(&["op", "id", "fields", "previous"]);
             for e in events {
-                let prev = e.previous.as_ref().map(|p| cell(&Value::Object(p.clone()))).unwrap_or_default();
-                t.add_row(vec![e.op.to_string(), e.id.clone(), cell(&Value::Object(e.fields.clone())), prev]);
+                let prev = e
+                    .previous
+                    .as_ref()
+                    .map(|p| cell(&Value::Object(p.clone())))
+                    .unwrap_or_default();
+                t.add_row(vec![
+                    e.op.to_string(),
+                    e.id.clone(),
+                    cell(&Value::Object(e.fields.clone())),
+                    prev,
+                ]);
             }
             println!("{t}");
             println!("{} event(s) would be sent", events.len());
@@ -100,16 +127,49 @@ pub fn summary(s: &Summary, format: Format) -> anyhow::Result<()> {
     if format != Format::Table {
         return json(s);
     }
-    println!("run {} of sync `{}`: {}", s.run_id, s.sync, s.status.as_str());
+    println!(
+        "run {} of sync `{}`: {}",
+        s.run_id,
+        s.sync,
+        s.status.as_str()
+    );
     let c = &s.counts;
-    let mut t = table(&["extracted", "added", "updated", "deleted", "sent", "ok", "rejected", "failed", "retried", "dropped", "filtered"]);
-    t.add_row([c.extracted, c.added, c.updated, c.deleted, c.sent, c.ok, c.rejected, c.failed, c.retried, c.dropped, c.filtered]);
+    let mut t = table(&[
+        "extracted",
+        "added",
+        "updated",
+        "deleted",
+        "sent",
+        "ok",
+        "rejected",
+        "failed",
+        "retried",
+        "dropped",
+        "filtered",
+    ]);
+    t.add_row([
+        c.extracted,
+        c.added,
+        c.updated,
+        c.deleted,
+        c.sent,
+        c.ok,
+        c.rejected,
+        c.failed,
+        c.retried,
+        c.dropped,
+        c.filtered,
+    ]);
     println!("{t}");
     if let Some(e) = &s.error {
         println!("{e}");
     }
     if c.rejected + c.failed > 0 {
-        println!("{} row(s) are still owed; see `ebb errors {}`; they are retried on the next run", c.rejected + c.failed, s.sync);
+        println!(
+            "{} row(s) are still owed; see `ebb errors {}`; they are retried on the next run",
+            c.rejected + c.failed,
+            s.sync
+        );
     }
     Ok(())
 }
@@ -120,7 +180,18 @@ pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
     }
     if format == Format::Csv {
         let mut w = csv::Writer::from_writer(std::io::stdout());
-        w.write_record(["run_id", "status", "started_at", "finished_at", "extracted", "sent", "ok", "rejected", "failed", "error"])?;
+        w.write_record([
+            "run_id",
+            "status",
+            "started_at",
+            "finished_at",
+            "extracted",
+            "sent",
+            "ok",
+            "rejected",
+            "failed",
+            "error",
+        ])?;
         for r in runs {
             let c = &r.counts;
             w.write_record([
@@ -138,7 +209,20 @@ pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
         }
         return Ok(w.flush()?);
     }
-    let mut t = table(&["run", "status", "started", "finished", "extracted", "added", "updated", "deleted", "ok", "rejected", "failed", "error"]);
+    let mut t = table(&[
+        "run",
+        "status",
+        "started",
+        "finished",
+        "extracted",
+        "added",
+        "updated",
+        "deleted",
+        "ok",
+        "rejected",
+        "failed",
+        "error",
+    ]);
     for r in runs {
         let c = &r.counts;
         t.add_row(vec![
@@ -167,14 +251,27 @@ pub fn owed(rows: &[OwedRow], format: Format) -> anyhow::Result<()> {
             let mut w = csv::Writer::from_writer(std::io::stdout());
             w.write_record(["key", "op", "run_id", "attempts", "error", "payload"])?;
             for r in rows {
-                w.write_record([&r.key, &r.op, &r.run_id.to_string(), &r.attempts.to_string(), &r.error, &r.payload.to_string()])?;
+                w.write_record([
+                    &r.key,
+                    &r.op,
+                    &r.run_id.to_string(),
+                    &r.attempts.to_string(),
+                    &r.error,
+                    &r.payload.to_string(),
+                ])?;
             }
             Ok(w.flush()?)
         }
         Format::Table => {
             let mut t = table(&["key", "op", "run", "attempts", "error"]);
             for r in rows {
-                t.add_row(vec![r.key.clone(), r.op.clone(), r.run_id.to_string(), r.attempts.to_string(), r.error.clone()]);
+                t.add_row(vec![
+                    r.key.clone(),
+                    r.op.clone(),
+                    r.run_id.to_string(),
+                    r.attempts.to_string(),
+                    r.error.clone(),
+                ]);
             }
             println!("{t}");
             println!("{} row(s) owed", rows.len());

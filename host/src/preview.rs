@@ -8,11 +8,16 @@ use crate::event::Record;
 use crate::extract::{self, Templates};
 use crate::source::Warehouse;
 
-pub async fn rows(cfg: &Config, model: &str, limit: usize) -> anyhow::Result<(Vec<String>, Vec<Record>)> {
+pub async fn rows(
+    cfg: &Config,
+    model: &str,
+    limit: usize,
+) -> anyhow::Result<(Vec<String>, Vec<Record>)> {
     let model = cfg.model(model)?;
     let source = &cfg.sources[&model.source];
     let mut warehouse = Warehouse::connect(source).await?;
-    let query = extract::bind(model, source.kind, &Templates { last_sync_time: 0 }).map_err(|e| anyhow!(e))?;
+    let query = extract::bind(model, source.kind, &Templates { last_sync_time: 0 })
+        .map_err(|e| anyhow!(e))?;
     let columns = warehouse.columns(&query).await?;
     extract::check_columns(model, &columns, &cfg.limits).map_err(|e| anyhow!(e))?;
     let mut stream = warehouse.stream(query);

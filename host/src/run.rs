@@ -62,7 +62,13 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
         );
     }
     let spec = destination.spec().clone();
-    let declared = || spec.actions.iter().map(|a| format!("`{}`", a.name)).collect::<Vec<_>>().join(", ");
+    let declared = || {
+        spec.actions
+            .iter()
+            .map(|a| format!("`{}`", a.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let action = match &sync.action {
         Some(a) => spec.actions.iter().find(|x| &x.name == a).ok_or_else(|| {
             anyhow!(
@@ -72,7 +78,11 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
             )
         })?,
         None if spec.actions.len() == 1 => &spec.actions[0],
-        None => bail!("{key}.action: destination `{}` declares several actions ({}); choose one", dest.name, declared()),
+        None => bail!(
+            "{key}.action: destination `{}` declares several actions ({}); choose one",
+            dest.name,
+            declared()
+        ),
     }
     .clone();
 
@@ -86,7 +96,8 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
     }
 
     let mut warehouse = Warehouse::connect(&source).await?;
-    let probe = extract::bind(&model, source.kind, &Templates { last_sync_time: 0 }).map_err(|e| anyhow!(e))?;
+    let probe = extract::bind(&model, source.kind, &Templates { last_sync_time: 0 })
+        .map_err(|e| anyhow!(e))?;
     let columns = warehouse.columns(&probe).await?;
     extract::check_columns(&model, &columns, &cfg.limits).map_err(|e| anyhow!(e))?;
 
@@ -95,7 +106,9 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
     if steps.is_empty() {
         if let Some(mapping) = &sync.mapping {
             for field in mapping.source_columns() {
-                let known = columns.iter().any(|c| c == field || field.starts_with(&format!("{c}.")));
+                let known = columns
+                    .iter()
+                    .any(|c| c == field || field.starts_with(&format!("{c}.")));
                 if !known {
                     bail!(
                         "{key}.mapping: `{field}` is not a column of model `{}` (columns: {})",
@@ -129,12 +142,24 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
         config: dest.config.clone(),
         action: action.name.clone(),
         max_in_flight: dest.max_in_flight,
-        batch_records: dest.batch_size.unwrap_or(spec.max_batch_records).min(spec.max_batch_records).max(1),
+        batch_records: dest
+            .batch_size
+            .unwrap_or(spec.max_batch_records)
+            .min(spec.max_batch_records)
+            .max(1),
         batch_bytes: spec.max_batch_bytes.max(1),
         retry: sync.retry,
         destination,
     };
-    Ok(Prepared { sync, model, source, limits: cfg.limits.clone(), warehouse, loader, steps })
+    Ok(Prepared {
+        sync,
+        model,
+        source,
+        limits: cfg.limits.clone(),
+        warehouse,
+        loader,
+        steps,
+    })
 }
 
 /// How a run ended, as `ebb run` reports it.
@@ -148,7 +173,12 @@ pub struct Summary {
 }
 
 /// Runs the sync once and records the run.
-pub async fn run(cfg: &Config, engine: &Engine, sync_name: &str, progress: &ProgressBar) -> anyhow::Result<Summary> {
+pub async fn run(
+    cfg: &Config,
+    engine: &Engine,
+    sync_name: &str,
+    progress: &ProgressBar,
+) -> anyhow::Result<Summary> {
     let prepared = prepare(cfg, engine, sync_name).await?;
     let state = State::open(&cfg.state_url).await?;
     let run_id = match state.claim(sync_name).await? {
@@ -159,7 +189,9 @@ pub async fn run(cfg: &Config, engine: &Engine, sync_name: &str, progress: &Prog
                 sync: sync_name.to_string(),
                 status: Status::Skipped,
                 counts: Counts::default(),
-                error: Some(format!("skipped: run {running} of this sync is still in progress")),
+                error: Some(format!(
+                    "skipped: run {running} of this sync is still in progress"
+                )),
             });
         }
     };
@@ -174,34 +206,85 @@ pub async fn run(cfg: &Config, engine: &Engine, sync_name: &str, progress: &Prog
             }
         })
     };
-    let mut pass = Pass::new(&prepared.sync, &prepared.loader, &prepared.steps, Some((&state, run_id)), progress);
-    let result = pass.execute(prepared.warehouse, &prepared.model, &prepared.source, &prepared.limits).await;
+    let mut pass = Pass::new(
+        &prepared.sync,
+        &prepared.loader,
+        &prepared.steps,
+        Some((&state, run_id)),
+        progress,
+    );
+    let result = pass
+        .execute(
+            prepared.warehouse,
+            &prepared.model,
+            &prepared.source,
+            &prepared.limits,
+        )
+        .await;
     heartbeat.abort();
     progress.finish_and_clear();
-    let Pass { counts, timings, .. } = pass;
+    let Pass {
+        counts, timings, ..
+    } = pass;
     let (status, error) = match result {
         Err(e) => (Status::Failed, Some(format!("{e:#}"))),
         Ok(()) if counts.rejected + counts.failed == 0 => (Status::Success, None),
         Ok(()) if counts.ok + counts.dropped + counts.filtered > 0 => (Status::Partial, None),
-        Ok(()) => (Status::Failed, Some("no change could be delivered; see `ebb errors`".into())),
+        Ok(()) => (
+            Status::Failed,
+            Some("no change could be delivered; see `ebb errors`".into()),
+        ),
     };
     let timings_ms = serde_json::Value::Object(
-        timings.into_iter().map(|(k, d)| (k.to_string(), (d.as_millis() as u64).into())).collect(),
+        timings
+            .into_iter()
+            .map(|(k, d)| (k.to_string(), (d.as_millis() as u64).into()))
+            .collect(),
     );
     state
-        .finish(sync_name, run_id, status, &counts, &timings_ms, error.as_deref())
+        .finish(
+            sync_name,
+            run_id,
+            status,
+            &counts,
+            &timings_ms,
+            error.as_deref(),
+        )
         .await
         .context("cannot record the end of the run")?;
-    Ok(Summary { run_id, sync: sync_name.to_string(), status, counts, error })
+    Ok(Summary {
+        run_id,
+        sync: sync_name.to_string(),
+        status,
+        counts,
+        error,
+    })
 }
 
 /// What a run would send now; sends and writes nothing.
-pub async fn plan(cfg: &Config, engine: &Engine, sync_name: &str, progress: &ProgressBar) -> anyhow::Result<Vec<Event>> {
+pub async fn plan(
+    cfg: &Config,
+    engine: &Engine,
+    sync_name: &str,
+    progress: &ProgressBar,
+) -> anyhow::Result<Vec<Event>> {
     let prepared = prepare(cfg, engine, sync_name).await?;
     let state = State::open_existing(&cfg.state_url).await?;
-    let mut pass = Pass::new(&prepared.sync, &prepared.loader, &prepared.steps, None, progress);
+    let mut pass = Pass::new(
+        &prepared.sync,
+        &prepared.loader,
+        &prepared.steps,
+        None,
+        progress,
+    );
     pass.reader = state.as_ref();
-    pass.execute(prepared.warehouse, &prepared.model, &prepared.source, &prepared.limits).await?;
+    pass.execute(
+        prepared.warehouse,
+        &prepared.model,
+        &prepared.source,
+        &prepared.limits,
+    )
+    .await?;
     progress.finish_and_clear();
     Ok(pass.planned)
 }
@@ -237,7 +320,9 @@ impl<'a> Pass<'a> {
             reader: writer.map(|(s, _)| s),
             progress,
             counts: Counts::default(),
-            timings: ["extract", "diff", "transform", "load", "commit"].map(|s| (s, Duration::ZERO)).to_vec(),
+            timings: ["extract", "diff", "transform", "load", "commit"]
+                .map(|s| (s, Duration::ZERO))
+                .to_vec(),
             errors: Vec::new(),
             planned: Vec::new(),
         }
@@ -261,10 +346,14 @@ impl<'a> Pass<'a> {
         limits: &crate::limits::Limits,
     ) -> anyhow::Result<()> {
         let (snapshot, last_sync_time) = match self.reader {
-            Some(s) => (s.fingerprints(&self.sync.name).await?, s.last_sync_time(&self.sync.name).await?),
+            Some(s) => (
+                s.fingerprints(&self.sync.name).await?,
+                s.last_sync_time(&self.sync.name).await?,
+            ),
             None => Default::default(),
         };
-        let query = extract::bind(model, source.kind, &Templates { last_sync_time }).map_err(|e| anyhow!(e))?;
+        let query = extract::bind(model, source.kind, &Templates { last_sync_time })
+            .map_err(|e| anyhow!(e))?;
         let mut differ = Differ::new(snapshot);
         let mut rows = warehouse.stream(query);
         let mut changes = Vec::new();
@@ -290,7 +379,12 @@ impl<'a> Pass<'a> {
                             true => format!("(row {} without a key)", self.counts.extracted),
                             false => problem.key,
                         };
-                        self.row_error(key, Op::Added, problem.message, serde_json::Value::Object(record));
+                        self.row_error(
+                            key,
+                            Op::Added,
+                            problem.message,
+                            serde_json::Value::Object(record),
+                        );
                         continue;
                     }
                 };
@@ -309,7 +403,10 @@ impl<'a> Pass<'a> {
                 }
             }
             self.timed("diff", t);
-            self.progress.set_message(format!("extracted {}, sent {}", self.counts.extracted, self.counts.sent));
+            self.progress.set_message(format!(
+                "extracted {}, sent {}",
+                self.counts.extracted, self.counts.sent
+            ));
             if changes.len() >= self.chunk_size() {
                 self.changes(std::mem::take(&mut changes)).await?;
             }
@@ -326,7 +423,12 @@ impl<'a> Pass<'a> {
 
     fn row_error(&mut self, key: String, op: Op, message: String, payload: serde_json::Value) {
         self.counts.failed += 1;
-        self.errors.push(RowError { key, op, message, payload });
+        self.errors.push(RowError {
+            key,
+            op,
+            message,
+            payload,
+        });
     }
 
     /// Transforms, maps, loads and commits one chunk of changes.
@@ -334,7 +436,11 @@ impl<'a> Pass<'a> {
         let t = Instant::now();
         let previous = match self.reader {
             Some(state) => {
-                let keys: Vec<&str> = changes.iter().filter(|c| c.op != Op::Added).map(|c| c.key.as_str()).collect();
+                let keys: Vec<&str> = changes
+                    .iter()
+                    .filter(|c| c.op != Op::Added)
+                    .map(|c| c.key.as_str())
+                    .collect();
                 state.records(&self.sync.name, &keys).await?
             }
             None => HashMap::new(),
@@ -353,8 +459,20 @@ impl<'a> Pass<'a> {
                 continue;
             }
             let prev = previous.get(&c.key).cloned();
-            let fields = c.record.clone().or_else(|| prev.clone()).unwrap_or_default();
-            originals.push((origin, Event { op: c.op, id: c.key.clone(), fields, previous: prev }));
+            let fields = c
+                .record
+                .clone()
+                .or_else(|| prev.clone())
+                .unwrap_or_default();
+            originals.push((
+                origin,
+                Event {
+                    op: c.op,
+                    id: c.key.clone(),
+                    fields,
+                    previous: prev,
+                },
+            ));
         }
         self.timed("diff", t);
 
@@ -374,7 +492,12 @@ impl<'a> Pass<'a> {
         let sending: HashSet<usize> = events.iter().map(|(o, _)| *o).collect();
         for (origin, event) in &originals {
             if let Some(message) = refused.get(origin) {
-                self.row_error(event.id.clone(), event.op, message.clone(), serde_json::to_value(event)?);
+                self.row_error(
+                    event.id.clone(),
+                    event.op,
+                    message.clone(),
+                    serde_json::to_value(event)?,
+                );
             } else if !sending.contains(origin) {
                 self.counts.dropped += 1;
                 commits.push(commit_of(&changes[*origin]));
@@ -433,14 +556,21 @@ impl<'a> Pass<'a> {
             .await
             .context("cannot commit acknowledged changes to the state store")?;
         self.timed("commit", t);
-        self.progress.set_message(format!("extracted {}, sent {}", self.counts.extracted, self.counts.sent));
+        self.progress.set_message(format!(
+            "extracted {}, sent {}",
+            self.counts.extracted, self.counts.sent
+        ));
         Ok(())
     }
 }
 
 fn commit_of(c: &Change) -> Commit {
     match &c.record {
-        Some(record) => Commit::Upsert { key: c.key.clone(), fingerprint: c.fingerprint, record: record.clone() },
+        Some(record) => Commit::Upsert {
+            key: c.key.clone(),
+            fingerprint: c.fingerprint,
+            record: record.clone(),
+        },
         None => Commit::Delete { key: c.key.clone() },
     }
 }

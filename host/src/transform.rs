@@ -45,5 +45,8 @@ pub async fn run_chain(steps: &[Step], events: Vec<Traced>) -> Result<Transforme
         let refused: std::collections::HashSet<usize> = failed.iter().map(|(o, _)| *o).collect();
         current.retain(|(o, _)| !refused.contains(o));
     }
-    Ok(Transformed { events: current, failed })
+    Ok(Transformed {
+        events: current,
+        failed,
+    })
 }

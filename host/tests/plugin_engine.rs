@@ -4,12 +4,13 @@
 //! `EBB_FIXTURE_DIR` was not set at build time.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ebb::event::{Event, Op};
 use ebb::plugin::{
-    CallError, Engine, EngineOptions, Grants, Item, Limits, Outcome, PluginError,
-    PluginLocation, PluginRef, builtin,
+    CallError, Engine, EngineOptions, Grants, Item, Limits, Outcome, PluginError, PluginLocation,
+    PluginRef, builtin,
 };
 use serde_json::{Value, json};
 
@@ -47,8 +48,19 @@ fn event(id: &str, fields: Value) -> Event {
     }
 }
 
+/// One engine for the tests that do not test the cache itself, with a
+/// cache that outlives the test run, so each component is compiled once.
 fn engine() -> Engine {
-    Engine::new(EngineOptions::default()).unwrap()
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let cache_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
+            Engine::new(EngineOptions {
+                cache_dir: Some(cache_dir),
+            })
+            .unwrap()
+        })
+        .clone()
 }
 
 #[tokio::test]
@@ -146,7 +158,10 @@ async fn misbehaving_guests_fail_the_call_not_the_engine() {
         matches!(result, Err(CallError::OutOfMemory { limit_bytes, .. }) if limit_bytes == 32 << 20),
         "{result:?}"
     );
-    assert!(took < Duration::from_secs(3), "alloc stopped after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "alloc stopped after {took:?}"
+    );
 
     let (result, _) = run("ok").await;
     assert_eq!(result.unwrap(), vec![Item::Keep(batch[0].clone())]);
@@ -168,7 +183,11 @@ async fn concurrent_calls_are_isolated() {
             transform.apply(&json!({ "mode": mode }), &batch).await
         })
     });
-    for (i, call) in futures::future::join_all(calls).await.into_iter().enumerate() {
+    for (i, call) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
         let result = call.unwrap();
         assert_eq!(result.is_ok(), i % 2 == 0, "call {i}: {result:?}");
     }
@@ -198,14 +217,20 @@ async fn precompiled_components_are_cached_on_disk() {
 
     let started = Instant::now();
     let second = Engine::new(opts).unwrap();
-    let destination = second.destination(&plugin, Grants::default()).await.unwrap();
+    let destination = second
+        .destination(&plugin, Grants::default())
+        .await
+        .unwrap();
     let warm = started.elapsed();
     assert_eq!(destination.spec().name, "http");
     assert!(warm < cold, "cached load {warm:?} vs cold {cold:?}");
 
     // Loading the same plugin again in one process reuses its InstancePre.
     let started = Instant::now();
-    second.destination(&plugin, Grants::default()).await.unwrap();
+    second
+        .destination(&plugin, Grants::default())
+        .await
+        .unwrap();
     assert!(started.elapsed() < Duration::from_millis(200));
 }
 
@@ -268,7 +293,11 @@ async fn http_destination_posts_to_a_granted_host() {
         .unwrap();
     let batch = [event("1", json!({"a": 1})), event("2", json!({"a": 2}))];
     let outcomes = destination
-        .write(&json!({"url": format!("http://{addr}/ingest")}), "post", &batch)
+        .write(
+            &json!({"url": format!("http://{addr}/ingest")}),
+            "post",
+            &batch,
+        )
         .await
         .unwrap();
     assert_eq!(outcomes[0], Outcome::Ok);
@@ -276,6 +305,48 @@ async fn http_destination_posts_to_a_granted_host() {
     let body = rx.recv().await.unwrap();
     assert_eq!(body["events"][1]["id"], "2");
     assert_eq!(body["events"][0]["fields"], json!({"a": 1}));
+}
+
+#[tokio::test]
+async fn a_guest_waiting_on_the_network_times_out() {
+    use axum::{Router, routing::post};
+    let path = fixture_or_skip!("ebb_http.wasm");
+    let app = Router::new().route(
+        "/slow",
+        post(|| async {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            "too late"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let limits = Limits {
+        call_timeout: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let grants = Grants {
+        allow_hosts: vec![addr.to_string()],
+        limits,
+        ..Grants::default()
+    };
+    let destination = engine()
+        .destination(&file_ref("destination `slow`", path), grants)
+        .await
+        .unwrap();
+    let config = json!({"url": format!("http://{addr}/slow")});
+    let started = Instant::now();
+    let result = destination
+        .write(&config, "post", &[event("1", json!({"a": 1}))])
+        .await;
+    assert!(
+        matches!(result, Err(CallError::Timeout { .. })),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The destination stays usable.
+    assert!(destination.validate(&config).await.unwrap().is_ok());
 }
 
 #[tokio::test]
@@ -291,7 +362,11 @@ async fn file_destination_writes_only_into_its_granted_folder() {
         .await
         .unwrap();
     let outcomes = destination
-        .write(&json!({"file": "events.jsonl"}), "append", &[event("1", json!({"a": 1}))])
+        .write(
+            &json!({"file": "events.jsonl"}),
+            "append",
+            &[event("1", json!({"a": 1}))],
+        )
         .await
         .unwrap();
     assert_eq!(outcomes, [Outcome::Ok]);
@@ -309,12 +384,18 @@ async fn load_errors_name_the_plugin_and_the_fix() {
         .err()
         .unwrap();
     assert!(matches!(err, PluginError::NotFound { .. }), "{err}");
-    assert!(err.to_string().starts_with("destination `crm`: plugin file /nonexistent/http.wasm not found"));
+    assert!(
+        err.to_string()
+            .starts_with("destination `crm`: plugin file /nonexistent/http.wasm not found")
+    );
 
     let not_wasm = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(not_wasm.path(), b"#!/bin/sh\n").unwrap();
     let err = engine
-        .destination(&file_ref("destination `crm`", not_wasm.path().into()), Grants::default())
+        .destination(
+            &file_ref("destination `crm`", not_wasm.path().into()),
+            Grants::default(),
+        )
         .await
         .err()
         .unwrap();
@@ -331,7 +412,10 @@ async fn load_errors_name_the_plugin_and_the_fix() {
         .await
         .err()
         .unwrap();
-    assert!(err.to_string().contains("wildcards are not supported"), "{err}");
+    assert!(
+        err.to_string().contains("wildcards are not supported"),
+        "{err}"
+    );
 
     let path = fixture_or_skip!("ebb_misbehave.wasm");
     let mut pinned = file_ref("transform `m`", path.clone());
@@ -342,7 +426,10 @@ async fn load_errors_name_the_plugin_and_the_fix() {
         .err()
         .unwrap();
     assert!(matches!(err, PluginError::HashMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("update sha256 in ebb.toml"), "{err}");
+    assert!(
+        err.to_string().contains("update sha256 in ebb.toml"),
+        "{err}"
+    );
 
     let err = engine
         .destination(&file_ref("destination `m`", path), Grants::default())
@@ -350,7 +437,10 @@ async fn load_errors_name_the_plugin_and_the_fix() {
         .err()
         .unwrap();
     assert!(matches!(err, PluginError::WrongWorld { .. }), "{err}");
-    assert!(err.to_string().contains("ebb:plugin/transform@0.1.0"), "{err}");
+    assert!(
+        err.to_string().contains("ebb:plugin/transform@0.1.0"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -380,7 +470,10 @@ async fn timings() {
     for round in ["cold compile", "cached load"] {
         let engine = Engine::new(opts.clone()).unwrap();
         let started = Instant::now();
-        engine.destination(&plugin, Grants::default()).await.unwrap();
+        engine
+            .destination(&plugin, Grants::default())
+            .await
+            .unwrap();
         println!("http destination, {round}: {:?}", started.elapsed());
     }
 

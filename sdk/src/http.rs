@@ -7,7 +7,7 @@
 use crate::Error;
 use serde::Serialize;
 use std::time::Duration;
-use wstd::http::{Client, ErrorCode, Request};
+use wstd::http::{Client, ErrorCode, HeaderName, HeaderValue, Request};
 
 /// How much of a response body an error message quotes.
 const SNIPPET_BYTES: usize = 1024;
@@ -74,7 +74,8 @@ impl Response {
     }
 }
 
-/// POSTs `body` as JSON to `url` with extra `headers`, and reads the whole
+/// POSTs `body` as JSON to `url` with extra `headers` (which may replace
+/// the default `content-type: application/json`), and reads the whole
 /// response. `timeout` bounds connecting and each wait for response bytes;
 /// without it the host's limits apply.
 pub fn post_json<K, V>(
@@ -89,14 +90,24 @@ where
 {
     let body = serde_json::to_vec(body)
         .map_err(|e| Error::internal(format!("cannot encode the request body as JSON: {e}")))?;
-    let request = headers
-        .into_iter()
-        .fold(
-            Request::post(url).header("content-type", "application/json"),
-            |request, (name, value)| request.header(name.as_ref(), value.as_ref()),
-        )
+    let length = HeaderValue::from(body.len());
+    let mut request = Request::post(url)
         .body(body)
-        .map_err(|e| Error::invalid_config(format!("cannot build a request to {url}: {e}")))?;
+        .map_err(|e| Error::invalid_config(format!("cannot send a request to {url:?}: {e}")))?;
+    let fields = request.headers_mut();
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        let name = HeaderName::try_from(name)
+            .map_err(|_| Error::invalid_config(format!("{name:?} is not a valid header name")))?;
+        let value = HeaderValue::try_from(value).map_err(|_| {
+            Error::invalid_config(format!("the value of header {name} is not valid in HTTP"))
+        })?;
+        fields.insert(name, value);
+    }
+    fields
+        .entry(HeaderName::from_static("content-type"))
+        .or_insert(HeaderValue::from_static("application/json"));
+    fields.insert(HeaderName::from_static("content-length"), length);
     let mut client = Client::new();
     if let Some(timeout) = timeout {
         client.set_connect_timeout(timeout);
@@ -134,8 +145,7 @@ where
 fn transport_error(url: &str, error: wstd::http::Error) -> Error {
     match error.downcast_ref::<ErrorCode>() {
         Some(ErrorCode::HttpRequestDenied) => Error::invalid_config(format!(
-            "the host denied the request to {url} (HttpRequestDenied): \
-             the operator must grant its host:port in the destination's allow_hosts"
+            "request to {url} denied by the host (HttpRequestDenied)"
         )),
         _ => Error::transient(format!("request to {url} failed: {error:#}")),
     }

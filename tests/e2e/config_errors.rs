@@ -12,7 +12,7 @@ use crate::support::warehouse::Warehouse;
 /// ran (no state store may appear) and then after one good run (the state
 /// store must stay byte-identical); both times expects exactly one error
 /// mentioning each of `mentions`.
-fn rejected_without_touching_state(
+pub fn rejected_without_touching_state(
     bad: impl Fn(&Warehouse) -> String,
     args: &[&str],
     mentions: &[&str],

@@ -118,7 +118,7 @@ fn history_lists_runs_newest_first_with_statuses() {
     assert!(
         history[1]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("misbehave")),
+            .is_some_and(names_the_transform),
         "{}",
         history[1]
     );

@@ -4,11 +4,16 @@
 
 mod support;
 
+mod builtin_transforms;
 mod changes;
 mod config_errors;
 mod egress;
 mod http_delivery;
+mod keys;
 mod last_sync_time;
 mod lifecycle;
+mod mapping;
 mod postgres_source;
+mod preview_plan;
+mod quickstart;
 mod transform_limits;

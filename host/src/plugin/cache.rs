@@ -79,7 +79,10 @@ impl DiskCache {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("plugin");
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("plugin");
         let tmp = self
             .dir
             .join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));

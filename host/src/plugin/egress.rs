@@ -191,7 +191,8 @@ impl Timeouts {
     /// The guest's own timeouts where shorter, ours otherwise.
     fn clamp(&self, guest: Option<RequestOptions>) -> RequestOptions {
         let guest = guest.unwrap_or_default();
-        let pick = |asked: Option<Duration>, ours: Duration| Some(asked.map_or(ours, |a| a.min(ours)));
+        let pick =
+            |asked: Option<Duration>, ours: Duration| Some(asked.map_or(ours, |a| a.min(ours)));
         RequestOptions {
             connect_timeout: pick(guest.connect_timeout, self.connect),
             first_byte_timeout: pick(guest.first_byte_timeout, self.first_byte),
@@ -226,7 +227,9 @@ impl WasiHttpHooks for EgressHooks {
     ) -> SendFuture {
         let uri = request.uri();
         let allowed = match (uri.scheme(), uri.authority()) {
-            (Some(scheme), Some(authority)) => self.policy.check(scheme, authority.as_str()).allowed,
+            (Some(scheme), Some(authority)) => {
+                self.policy.check(scheme, authority.as_str()).allowed
+            }
             _ => false,
         };
         if !allowed {

@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use super::bindings::{DestinationPluginPre, TransformPluginPre};
@@ -115,7 +115,16 @@ impl Engine {
                 dir.display()
             )));
         }
-        let pre = self.load_destination(plugin).await?;
+        let inner = &self.inner;
+        let pre = self
+            .load(
+                plugin,
+                World::Destination,
+                &inner.destinations,
+                &inner.destination_linker,
+                DestinationPluginPre::new,
+            )
+            .await?;
         let caller = Caller {
             inner: self.inner.clone(),
             label: plugin.label.as_str().into(),
@@ -165,7 +174,16 @@ impl Engine {
             label: plugin.label.clone(),
             msg,
         })?;
-        let pre = self.load_transform(plugin).await?;
+        let inner = &self.inner;
+        let pre = self
+            .load(
+                plugin,
+                World::Transform,
+                &inner.transforms,
+                &inner.transform_linker,
+                TransformPluginPre::new,
+            )
+            .await?;
         Ok(Transform {
             caller: Caller {
                 inner: self.inner.clone(),
@@ -177,41 +195,26 @@ impl Engine {
         })
     }
 
-    async fn load_destination(
+    /// Reads, checks, compiles and links a plugin for `world`, reusing the
+    /// `InstancePre` of a component already loaded in this process.
+    async fn load<P: Clone>(
         &self,
         plugin: &PluginRef,
-    ) -> Result<DestinationPluginPre<State>, PluginError> {
+        world: World,
+        loaded: &Mutex<HashMap<String, P>>,
+        linker: &Linker<State>,
+        check_exports: fn(InstancePre<State>) -> wasmtime::Result<P>,
+    ) -> Result<P, PluginError> {
         let (sha, bytes) = read(plugin).await?;
-        if let Some(pre) = lock(&self.inner.destinations).get(&sha) {
+        if let Some(pre) = lock(loaded).get(&sha) {
             return Ok(pre.clone());
         }
         let component = self.compile(plugin, &sha, bytes).await?;
-        let pre = self
-            .inner
-            .destination_linker
+        let pre = linker
             .instantiate_pre(&component)
-            .and_then(DestinationPluginPre::new)
-            .map_err(|e| self.wrong_world(plugin, &component, "destination", e))?;
-        lock(&self.inner.destinations).insert(sha, pre.clone());
-        Ok(pre)
-    }
-
-    async fn load_transform(
-        &self,
-        plugin: &PluginRef,
-    ) -> Result<TransformPluginPre<State>, PluginError> {
-        let (sha, bytes) = read(plugin).await?;
-        if let Some(pre) = lock(&self.inner.transforms).get(&sha) {
-            return Ok(pre.clone());
-        }
-        let component = self.compile(plugin, &sha, bytes).await?;
-        let pre = self
-            .inner
-            .transform_linker
-            .instantiate_pre(&component)
-            .and_then(TransformPluginPre::new)
-            .map_err(|e| self.wrong_world(plugin, &component, "transform", e))?;
-        lock(&self.inner.transforms).insert(sha, pre.clone());
+            .and_then(check_exports)
+            .map_err(|e| self.wrong_world(plugin, &component, world, e))?;
+        lock(loaded).insert(sha, pre.clone());
         Ok(pre)
     }
 
@@ -247,7 +250,7 @@ impl Engine {
         &self,
         plugin: &PluginRef,
         component: &Component,
-        world: &'static str,
+        world: World,
         error: wasmtime::Error,
     ) -> PluginError {
         let exports: Vec<String> = component
@@ -255,19 +258,36 @@ impl Engine {
             .exports(&self.inner.wasm)
             .map(|(name, _)| name.to_string())
             .collect();
-        let hint = if world == "transform" {
-            "transforms may import only WASI basics and `ebb:plugin/host` (no network); "
-        } else {
-            ""
+        let hint = match world {
+            World::Transform => {
+                "transforms may import only WASI basics and `ebb:plugin/host` (no network); "
+            }
+            World::Destination => "",
         };
         PluginError::WrongWorld {
             label: plugin.label.clone(),
             location: plugin.location.to_string(),
-            world,
+            world: world.name(),
             msg: format!(
-                "{error:#}; {hint}it exports [{}], and this Ebb expects `ebb:plugin/{world}@0.1.0`",
-                exports.join(", ")
+                "{error:#}; {hint}it exports [{}], and this Ebb expects `ebb:plugin/{}@0.1.0`",
+                exports.join(", "),
+                world.name()
             ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum World {
+    Destination,
+    Transform,
+}
+
+impl World {
+    fn name(self) -> &'static str {
+        match self {
+            World::Destination => "destination",
+            World::Transform => "transform",
         }
     }
 }
@@ -296,13 +316,16 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Reads a plugin's bytes and checks its pin; returns its sha256 in hex.
 async fn read(plugin: &PluginRef) -> Result<(String, Cow<'static, [u8]>), PluginError> {
-    let bytes: Cow<'static, [u8]> = match &plugin.location {
+    let bytes = match &plugin.location {
         PluginLocation::Builtin(name) => {
-            Cow::Borrowed(builtin::get(name).ok_or_else(|| PluginError::UnknownBuiltin {
-                label: plugin.label.clone(),
-                name: name.clone(),
-                known: builtin::NAMES.join(", "),
-            })?)
+            let Some(bytes) = builtin::get(name) else {
+                return Err(PluginError::UnknownBuiltin {
+                    label: plugin.label.clone(),
+                    name: name.clone(),
+                    known: builtin::NAMES.join(", "),
+                });
+            };
+            Cow::Borrowed(bytes)
         }
         PluginLocation::File(path) => match tokio::fs::read(path).await {
             Ok(bytes) => Cow::Owned(bytes),
@@ -409,21 +432,7 @@ impl Caller {
     ) -> Result<Finished<T>, CallError> {
         // The semaphore is never closed, so this always yields a permit.
         let _slot = self.inner.slots.acquire().await;
-        let state = State::new(
-            self.label.clone(),
-            self.limits.memory_bytes,
-            self.net.as_deref(),
-        )
-        .map_err(|msg| CallError::Trap {
-            label: self.label.to_string(),
-            msg,
-        })?;
-        let mut store = Store::new(&self.inner.wasm, state);
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(1);
-        let mut deadline = limits::deadline_callback(&self.limits);
-        store.epoch_deadline_callback(move |_| deadline());
-
+        let mut store = self.store()?;
         let result = tokio::time::timeout(self.limits.call_timeout, body(&mut store)).await;
         let state = store.data();
         let output = state.output.text();
@@ -433,7 +442,12 @@ impl Caller {
             .filter(|_| !state.denied.is_empty())
             .map(|net| {
                 let explain = |url: &String| net.policy.denial(url, &self.label);
-                state.denied.iter().map(explain).collect::<Vec<_>>().join("; ")
+                state
+                    .denied
+                    .iter()
+                    .map(explain)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             });
         let error = match result {
             Ok(Ok(value)) => {
@@ -449,6 +463,25 @@ impl Caller {
             tracing::warn!(plugin = %self.label, "plugin output before the failure:\n{output}");
         }
         Err(error)
+    }
+
+    /// A fresh store with this caller's grants, memory cap and deadline.
+    fn store(&self) -> Result<Store<State>, CallError> {
+        let state = State::new(
+            self.label.clone(),
+            self.limits.memory_bytes,
+            self.net.as_deref(),
+        )
+        .map_err(|msg| CallError::Trap {
+            label: self.label.to_string(),
+            msg,
+        })?;
+        let mut store = Store::new(&self.inner.wasm, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(1);
+        let mut deadline = limits::deadline_callback(&self.limits);
+        store.epoch_deadline_callback(move |_| deadline());
+        Ok(store)
     }
 
     fn timeout(&self) -> CallError {
@@ -485,13 +518,19 @@ impl Caller {
 const SUMMARY_LINES: usize = 6;
 
 /// The cause of a trap, the end of the guest's output (where a panic
-/// message is) and the top of the backtrace.
+/// message is) and the top of the backtrace when the plugin kept its
+/// function names.
 fn trap_summary(error: &wasmtime::Error, output: &str, denied: Option<&str>) -> String {
     let mut msg = match error.downcast_ref::<Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => error.root_cause().to_string(),
     };
-    let tail: Vec<&str> = output.lines().rev().take(SUMMARY_LINES).collect();
+    let tail: Vec<&str> = output
+        .lines()
+        .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+        .rev()
+        .take(SUMMARY_LINES)
+        .collect();
     if !tail.is_empty() {
         msg.push_str("\nplugin output (last lines):");
         for line in tail.into_iter().rev() {
@@ -501,10 +540,15 @@ fn trap_summary(error: &wasmtime::Error, output: &str, denied: Option<&str>) -> 
     }
     if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
         let text = backtrace.to_string();
-        let mut frames = text.lines().skip(1).take(SUMMARY_LINES).peekable();
-        if frames.peek().is_some() {
+        let named: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .filter(|frame| !frame.contains("<wasm function "))
+            .take(SUMMARY_LINES)
+            .collect();
+        if !named.is_empty() {
             msg.push_str("\nwasm backtrace (top):");
-            for frame in frames {
+            for frame in named {
                 msg.push('\n');
                 msg.push_str(frame);
             }
@@ -592,7 +636,8 @@ impl Destination {
             })
             .await?;
         let denied = denied.as_deref();
-        let outcomes = value.map_err(|e| CallError::Remote(explain(convert::remote_error(e), denied)))?;
+        let outcomes =
+            value.map_err(|e| CallError::Remote(explain(convert::remote_error(e), denied)))?;
         if outcomes.len() != batch.len() {
             return Err(CallError::Protocol {
                 label: self.caller.label.to_string(),
@@ -672,12 +717,76 @@ impl Transform {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    /// The pipeline shares handles across tasks and spawns their futures.
+    #[test]
+    fn handles_and_their_futures_are_send() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>(_: T) {}
+        fn futures(e: &Engine, d: &Destination, t: &Transform, p: &PluginRef, b: &[Event]) {
+            let config = serde_json::Value::Null;
+            send(e.destination(p, Grants::default()));
+            send(e.transform(p, Limits::default()));
+            send(d.validate(&config));
+            send(d.write(&config, "post", b));
+            send(t.apply(&config, b));
+        }
+        send_sync::<Engine>();
+        send_sync::<Destination>();
+        send_sync::<Transform>();
+        let _ = futures;
+    }
+
+    #[test]
+    fn pooling_allocator_fits_this_machine() {
+        wasmtime::Engine::new(&config(true)).unwrap();
+    }
+
+    /// Prints the cost of a fresh instance per call; run with
+    /// `cargo test -p ebb --release --lib instantiate_timing -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore]
+    async fn instantiate_timing() {
+        let Some(dir) = option_env!("EBB_FIXTURE_DIR") else {
+            return;
+        };
+        let engine = Engine::new(EngineOptions::default()).unwrap();
+        let plugin = PluginRef {
+            label: "transform `m`".into(),
+            location: PluginLocation::File(PathBuf::from(dir).join("ebb_misbehave.wasm")),
+            sha256: None,
+        };
+        let transform = engine.transform(&plugin, Limits::default()).await.unwrap();
+        let rounds = 10_000u32;
+        let mut fastest = Duration::MAX;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let one = Instant::now();
+            let mut store = transform.caller.store().unwrap();
+            transform.pre.instantiate_async(&mut store).await.unwrap();
+            drop(store);
+            fastest = fastest.min(one.elapsed());
+        }
+        println!(
+            "Store::new + instantiate + drop: mean {:?}, fastest {fastest:?}",
+            started.elapsed() / rounds
+        );
+    }
 
     #[test]
     fn headers_tell_components_from_modules() {
         assert!(check_header(b"\0asm\x0d\0\x01\0rest").is_ok());
-        assert!(check_header(b"\0asm\x01\0\0\0").unwrap_err().contains("core WebAssembly module"));
-        assert!(check_header(b"PK\x03\x04zip!").unwrap_err().contains("WebAssembly header"));
+        assert!(
+            check_header(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
+        assert!(
+            check_header(b"PK\x03\x04zip!")
+                .unwrap_err()
+                .contains("WebAssembly header")
+        );
         assert!(check_header(b"").is_err());
     }
 }

@@ -64,9 +64,11 @@ pub enum PluginError {
         msg: String,
     },
 
+    /// The grants or limits given to the plugin cannot be applied.
     #[error("{label}: {msg}")]
     Grant { label: String, msg: String },
 
+    /// The destination failed while describing itself.
     #[error("{source} (while instantiating it to read its spec)")]
     Instantiate {
         label: String,
@@ -84,7 +86,9 @@ pub enum CallError {
     #[error("{label} crashed: {msg}")]
     Trap { label: String, msg: String },
 
-    #[error("{label} did not finish within {after:?}; raise its call timeout or look for a loop in the plugin")]
+    #[error(
+        "{label} did not finish within {after:?}; raise its call timeout or look for a loop in the plugin"
+    )]
     Timeout { label: String, after: Duration },
 
     #[error("{label} ran out of memory (limit {} MiB); raise its memory limit or send smaller batches", limit_bytes >> 20)]

@@ -141,8 +141,14 @@ mod tests {
         for (json, why) in [
             (r#"{"version":"1"}"#, "missing field `name`"),
             (r#"{"name":" ","version":"1"}"#, "`name` is empty"),
-            (r#"{"name":"x","version":"1","max_batch_records":0}"#, "at least 1"),
-            (r#"{"name":"x","version":"1","actions":[{"name":"a"},{"name":"a"}]}"#, "twice"),
+            (
+                r#"{"name":"x","version":"1","max_batch_records":0}"#,
+                "at least 1",
+            ),
+            (
+                r#"{"name":"x","version":"1","actions":[{"name":"a"},{"name":"a"}]}"#,
+                "twice",
+            ),
             ("not json", "expected"),
         ] {
             let err = Spec::parse(json).unwrap_err();

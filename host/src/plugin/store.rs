@@ -177,7 +177,11 @@ pub fn link_http(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     linker.instance(egress::OUTGOING_HANDLER)?.func_wrap(
         "handle",
         |mut store: StoreContextMut<'_, State>, (request, options)| {
-            store.data_mut().egress().handle(request, options).map(|r| (r,))
+            store
+                .data_mut()
+                .egress()
+                .handle(request, options)
+                .map(|r| (r,))
         },
     )?;
     linker.allow_shadowing(false);
@@ -243,7 +247,11 @@ impl Pollable for OutputTail {
 }
 
 impl AsyncWrite for OutputTail {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.push(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -21,11 +21,20 @@ pub const ROWS_PER_CHUNK: usize = 512;
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("source `{source_name}`: cannot connect: {message}")]
-    Connect { source_name: String, message: String },
+    Connect {
+        source_name: String,
+        message: String,
+    },
     #[error("model `{model}`: the query failed: {message}")]
     Query { model: String, message: String },
-    #[error("model `{model}`: column `{column}` has type {type_name}, which Ebb cannot read yet; cast it to text in the query")]
-    UnsupportedType { model: String, column: String, type_name: String },
+    #[error(
+        "model `{model}`: column `{column}` has type {type_name}, which Ebb cannot read yet; cast it to text in the query"
+    )]
+    UnsupportedType {
+        model: String,
+        column: String,
+        type_name: String,
+    },
 }
 
 /// A model query with `{{…}}` templates already turned into numbered
@@ -49,7 +58,9 @@ impl Warehouse {
     pub async fn connect(source: &Source) -> Result<Warehouse, SourceError> {
         match source.kind {
             SourceKind::Sqlite => Ok(Warehouse::Sqlite(sqlite::Sqlite::connect(source).await?)),
-            SourceKind::Postgres => Ok(Warehouse::Postgres(postgres::Postgres::connect(source).await?)),
+            SourceKind::Postgres => Ok(Warehouse::Postgres(
+                postgres::Postgres::connect(source).await?,
+            )),
         }
     }
 
@@ -94,7 +105,10 @@ pub(crate) struct ChunkSender<'a> {
 
 impl<'a> ChunkSender<'a> {
     pub fn new(tx: &'a mpsc::Sender<Result<Vec<Record>, SourceError>>) -> Self {
-        ChunkSender { tx, chunk: Vec::with_capacity(ROWS_PER_CHUNK) }
+        ChunkSender {
+            tx,
+            chunk: Vec::with_capacity(ROWS_PER_CHUNK),
+        }
     }
 
     pub async fn push(&mut self, record: Record) -> bool {

@@ -21,15 +21,29 @@ pub struct Postgres {
 
 impl Postgres {
     pub async fn connect(source: &Source) -> Result<Postgres, SourceError> {
-        let fail = |message: String| SourceError::Connect { source_name: source.name.clone(), message };
-        let opts = PgConnectOptions::from_str(&source.url).map_err(|e| fail(format!("bad Postgres URL: {e}")))?;
+        let fail = |message: String| SourceError::Connect {
+            source_name: source.name.clone(),
+            message,
+        };
+        let opts = PgConnectOptions::from_str(&source.url)
+            .map_err(|e| fail(format!("bad Postgres URL: {e}")))?;
         let conn = opts.connect().await.map_err(|e| fail(e.to_string()))?;
-        Ok(Postgres { conn, statement_timeout_ms: source.statement_timeout.as_millis() })
+        Ok(Postgres {
+            conn,
+            statement_timeout_ms: source.statement_timeout.as_millis(),
+        })
     }
 
     pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<String>, SourceError> {
-        let stmt = self.conn.prepare(&query.sql).await.map_err(|e| query_error(query, e))?;
-        Ok(sqlx::Statement::columns(&stmt).iter().map(|c| c.name().to_string()).collect())
+        let stmt = self
+            .conn
+            .prepare(&query.sql)
+            .await
+            .map_err(|e| query_error(query, e))?;
+        Ok(sqlx::Statement::columns(&stmt)
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect())
     }
 
     pub async fn stream(
@@ -39,10 +53,18 @@ impl Postgres {
     ) -> Result<(), SourceError> {
         let err = |e| query_error(query, e);
         let mut txn = sqlx::Connection::begin(&mut self.conn).await.map_err(err)?;
-        txn.execute("SET TRANSACTION READ ONLY").await.map_err(err)?;
-        txn.execute(format!("SET LOCAL statement_timeout = {}", self.statement_timeout_ms).as_str())
+        txn.execute("SET TRANSACTION READ ONLY")
             .await
             .map_err(err)?;
+        txn.execute(
+            format!(
+                "SET LOCAL statement_timeout = {}",
+                self.statement_timeout_ms
+            )
+            .as_str(),
+        )
+        .await
+        .map_err(err)?;
         let mut out = ChunkSender::new(tx);
         let mut q = sqlx::query(&query.sql);
         for p in &query.params {
@@ -63,7 +85,8 @@ impl Postgres {
 
 fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
     let message = match &e {
-        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        {
             Some(pg) => match pg.position() {
                 Some(sqlx::postgres::PgErrorPosition::Original(pos)) => {
                     format!("{} (at character {pos} of the query)", pg.message())
@@ -74,7 +97,10 @@ fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
         },
         _ => e.to_string(),
     };
-    SourceError::Query { model: query.model.clone(), message }
+    SourceError::Query {
+        model: query.model.clone(),
+        message,
+    }
 }
 
 fn record(row: &PgRow, model: &str) -> Result<Record, SourceError> {
@@ -115,8 +141,12 @@ fn value(row: &PgRow, i: usize, type_name: &str) -> Result<Value, Option<sqlx::E
         "INT8" => json(get::<i64>(row, i)?, Value::from),
         "FLOAT4" => json(get::<f32>(row, i)?, |f| float(f as f64)),
         "FLOAT8" => json(get::<f64>(row, i)?, float),
-        "NUMERIC" => json(get::<rust_decimal::Decimal>(row, i)?, |d| Value::String(d.to_string())),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => json(get::<String>(row, i)?, Value::String),
+        "NUMERIC" => json(get::<rust_decimal::Decimal>(row, i)?, |d| {
+            Value::String(d.to_string())
+        }),
+        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => {
+            json(get::<String>(row, i)?, Value::String)
+        }
         "UUID" => json(get::<uuid::Uuid>(row, i)?, |u| Value::String(u.to_string())),
         "JSON" | "JSONB" => get::<Value>(row, i)?.unwrap_or(Value::Null),
         "BYTEA" => json(get::<Vec<u8>>(row, i)?, |b| {
@@ -128,13 +158,25 @@ fn value(row: &PgRow, i: usize, type_name: &str) -> Result<Value, Option<sqlx::E
         "TIMESTAMP" => json(get::<chrono::NaiveDateTime>(row, i)?, |t| {
             Value::String(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string())
         }),
-        "DATE" => json(get::<chrono::NaiveDate>(row, i)?, |d| Value::String(d.to_string())),
-        "TIME" => json(get::<chrono::NaiveTime>(row, i)?, |t| Value::String(t.to_string())),
-        "TEXT[]" | "VARCHAR[]" => json(get::<Vec<Option<String>>>(row, i)?, |v| {
-            Value::Array(v.into_iter().map(|s| s.map(Value::String).unwrap_or(Value::Null)).collect())
+        "DATE" => json(get::<chrono::NaiveDate>(row, i)?, |d| {
+            Value::String(d.to_string())
         }),
-        "INT4[]" => json(get::<Vec<Option<i32>>>(row, i)?, |v| Value::Array(v.into_iter().map(Value::from).collect())),
-        "INT8[]" => json(get::<Vec<Option<i64>>>(row, i)?, |v| Value::Array(v.into_iter().map(Value::from).collect())),
+        "TIME" => json(get::<chrono::NaiveTime>(row, i)?, |t| {
+            Value::String(t.to_string())
+        }),
+        "TEXT[]" | "VARCHAR[]" => json(get::<Vec<Option<String>>>(row, i)?, |v| {
+            Value::Array(
+                v.into_iter()
+                    .map(|s| s.map(Value::String).unwrap_or(Value::Null))
+                    .collect(),
+            )
+        }),
+        "INT4[]" => json(get::<Vec<Option<i32>>>(row, i)?, |v| {
+            Value::Array(v.into_iter().map(Value::from).collect())
+        }),
+        "INT8[]" => json(get::<Vec<Option<i64>>>(row, i)?, |v| {
+            Value::Array(v.into_iter().map(Value::from).collect())
+        }),
         _ => return Err(None),
     })
 }

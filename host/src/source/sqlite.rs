@@ -6,7 +6,9 @@ use base64::Engine as _;
 use futures::TryStreamExt;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
-use sqlx::{Column, ConnectOptions, Connection, Executor, Row, SqliteConnection, TypeInfo, ValueRef};
+use sqlx::{
+    Column, ConnectOptions, Connection, Executor, Row, SqliteConnection, TypeInfo, ValueRef,
+};
 use std::str::FromStr;
 
 use super::{BoundQuery, ChunkSender, SourceError, float};
@@ -19,7 +21,10 @@ pub struct Sqlite {
 
 impl Sqlite {
     pub async fn connect(source: &Source) -> Result<Sqlite, SourceError> {
-        let fail = |message: String| SourceError::Connect { source_name: source.name.clone(), message };
+        let fail = |message: String| SourceError::Connect {
+            source_name: source.name.clone(),
+            message,
+        };
         if let Some(script) = &source.init_sql {
             create_from_script(source, script).await.map_err(fail)?;
         }
@@ -32,8 +37,15 @@ impl Sqlite {
     }
 
     pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<String>, SourceError> {
-        let stmt = self.conn.prepare(&query.sql).await.map_err(|e| query_error(query, e))?;
-        Ok(sqlx::Statement::columns(&stmt).iter().map(|c| c.name().to_string()).collect())
+        let stmt = self
+            .conn
+            .prepare(&query.sql)
+            .await
+            .map_err(|e| query_error(query, e))?;
+        Ok(sqlx::Statement::columns(&stmt)
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect())
     }
 
     pub async fn stream(
@@ -59,7 +71,10 @@ impl Sqlite {
 }
 
 fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
-    SourceError::Query { model: query.model.clone(), message: e.to_string() }
+    SourceError::Query {
+        model: query.model.clone(),
+        message: e.to_string(),
+    }
 }
 
 fn record(row: &SqliteRow) -> Result<Record, sqlx::Error> {
@@ -78,21 +93,28 @@ fn value(row: &SqliteRow, i: usize) -> Result<Value, sqlx::Error> {
     Ok(match raw.type_info().name() {
         "INTEGER" | "BOOLEAN" => Value::from(row.try_get::<i64, _>(i)?),
         "REAL" | "NUMERIC" => float(row.try_get::<f64, _>(i)?),
-        "BLOB" => Value::String(base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(i)?)),
+        "BLOB" => Value::String(
+            base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(i)?),
+        ),
         _ => Value::String(row.try_get::<String, _>(i)?),
     })
 }
 
 /// Creates the database from `script` when its file does not exist yet.
 async fn create_from_script(source: &Source, script: &std::path::Path) -> Result<(), String> {
-    let opts = SqliteConnectOptions::from_str(&source.url).map_err(|e| format!("bad SQLite URL: {e}"))?;
+    let opts =
+        SqliteConnectOptions::from_str(&source.url).map_err(|e| format!("bad SQLite URL: {e}"))?;
     let file = opts.get_filename().to_path_buf();
     if file.exists() {
         return Ok(());
     }
     let sql = std::fs::read_to_string(script)
         .map_err(|e| format!("cannot read init_sql {}: {e}", script.display()))?;
-    let mut conn = opts.create_if_missing(true).connect().await.map_err(|e| e.to_string())?;
+    let mut conn = opts
+        .create_if_missing(true)
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
     let result = conn.execute(sql.as_str()).await;
     conn.close().await.ok();
     if let Err(e) = result {

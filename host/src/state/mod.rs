@@ -68,8 +68,14 @@ pub struct Counts {
 /// How a change moves into the snapshot once acknowledged.
 #[derive(Debug, Clone)]
 pub enum Commit {
-    Upsert { key: String, fingerprint: u128, record: Record },
-    Delete { key: String },
+    Upsert {
+        key: String,
+        fingerprint: u128,
+        record: Record,
+    },
+    Delete {
+        key: String,
+    },
 }
 
 /// A row the destination did not take (or that failed before it).

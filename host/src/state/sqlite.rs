@@ -75,8 +75,9 @@ impl State {
     pub async fn open(url: &str) -> anyhow::Result<State> {
         let opts = Self::options(url)?;
         if let Some(dir) = opts.get_filename().parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("cannot create the state folder {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                anyhow::anyhow!("cannot create the state folder {}: {e}", dir.display())
+            })?;
         }
         let state = Self::connect(opts.create_if_missing(true)).await?;
         state.migrate().await?;
@@ -96,7 +97,9 @@ impl State {
 
     fn options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
         if !url.starts_with("sqlite:") {
-            anyhow::bail!("state.url `{url}`: only sqlite:// state stores are supported by this build");
+            anyhow::bail!(
+                "state.url `{url}`: only sqlite:// state stores are supported by this build"
+            );
         }
         Ok(SqliteConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("state.url `{url}`: {e}"))?
@@ -117,7 +120,9 @@ impl State {
 
     async fn migrate(&self) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *tx)
+            .await?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
             anyhow::bail!(
@@ -126,7 +131,9 @@ impl State {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
-            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1)).execute(&mut *tx).await?;
+            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -147,12 +154,17 @@ impl State {
         .bind(now - STALE_AFTER.as_millis() as i64)
         .execute(&mut *tx)
         .await?;
-        let running: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM runs WHERE sync = ? AND status = 'running' ORDER BY id LIMIT 1")
-                .bind(sync)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let status = if running.is_some() { "skipped" } else { "running" };
+        let running: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE sync = ? AND status = 'running' ORDER BY id LIMIT 1",
+        )
+        .bind(sync)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let status = if running.is_some() {
+            "skipped"
+        } else {
+            "running"
+        };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -167,7 +179,10 @@ impl State {
         .await?;
         tx.commit().await?;
         Ok(match running {
-            Some(running) => Claim::Busy { running, skipped: id },
+            Some(running) => Claim::Busy {
+                running,
+                skipped: id,
+            },
             None => Claim::Started(id),
         })
     }
@@ -184,10 +199,11 @@ impl State {
     /// Unix seconds of the start of the last successful run (0 if none since
     /// the last reset).
     pub async fn last_sync_time(&self, sync: &str) -> Result<i64> {
-        let t: Option<i64> = sqlx::query_scalar("SELECT last_sync_time FROM sync_state WHERE sync = ?")
-            .bind(sync)
-            .fetch_optional(&self.pool)
-            .await?;
+        let t: Option<i64> =
+            sqlx::query_scalar("SELECT last_sync_time FROM sync_state WHERE sync = ?")
+                .bind(sync)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(t.unwrap_or(0))
     }
 
@@ -211,14 +227,17 @@ impl State {
         let mut out = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(500) {
             let placeholders = vec!["?"; chunk.len()].join(",");
-            let sql = format!("SELECT key, record FROM snapshot WHERE sync = ? AND key IN ({placeholders})");
+            let sql = format!(
+                "SELECT key, record FROM snapshot WHERE sync = ? AND key IN ({placeholders})"
+            );
             let mut q = sqlx::query(&sql).bind(sync);
             for k in chunk {
                 q = q.bind(*k);
             }
             for row in q.fetch_all(&self.pool).await? {
                 let text: String = row.get(1);
-                let record: Record = serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                let record: Record =
+                    serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
                 out.insert(row.get(0), record);
             }
         }
@@ -227,14 +246,24 @@ impl State {
 
     /// Moves acknowledged changes into the snapshot and records row errors,
     /// atomically.
-    pub async fn commit(&self, sync: &str, run_id: i64, commits: &[Commit], errors: &[RowError]) -> Result<()> {
+    pub async fn commit(
+        &self,
+        sync: &str,
+        run_id: i64,
+        commits: &[Commit],
+        errors: &[RowError],
+    ) -> Result<()> {
         if commits.is_empty() && errors.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
         for c in commits {
             let key = match c {
-                Commit::Upsert { key, fingerprint, record } => {
+                Commit::Upsert {
+                    key,
+                    fingerprint,
+                    record,
+                } => {
                     sqlx::query(
                         "INSERT INTO snapshot (sync, key, fingerprint, record) VALUES (?, ?, ?, ?) \
                          ON CONFLICT (sync, key) DO UPDATE SET fingerprint = excluded.fingerprint, record = excluded.record",

@@ -2,6 +2,8 @@
 //! destination `out` and one sync `users_out`, with the parts a test varies
 //! (query, destination, sync options) set by builder methods.
 
+use std::path::{Path, PathBuf};
+
 use super::project::SYNC;
 use super::server::Server;
 use super::warehouse::Warehouse;
@@ -16,6 +18,14 @@ plugin = "ebb:file"
 allow_dir = "out"
 config = { file = "events.jsonl" }
 "#;
+
+/// One precompiled-plugin cache for the whole suite: compiling a component
+/// in a debug build takes seconds, loading it milliseconds. The cache writes
+/// each artifact under a temporary name and renames it, so parallel tests
+/// can share it.
+pub fn plugin_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-plugin-cache")
+}
 
 pub struct Config {
     source: String,
@@ -78,6 +88,9 @@ config = {{ url = "{url}", batch_size = {batch_size} }}
     pub fn render(&self) -> String {
         format!(
             r#"{source}
+[plugins]
+cache_dir = '{cache}'
+
 [models.users]
 source = "wh"
 primary_key = "{pk}"
@@ -90,6 +103,7 @@ destination = "out"
 {sync}
 "#,
             source = self.source,
+            cache = plugin_cache().display(),
             pk = self.primary_key,
             query = self.query,
             destination = self.destination,

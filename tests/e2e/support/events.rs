@@ -7,17 +7,23 @@ use serde_json::{Value, json};
 
 use super::server::event_id;
 
+/// An envelope with an explicit id, for payloads that do not carry the key
+/// as `id` (e.g. mapped ones).
+pub fn event(op: &str, id: &str, fields: Value, previous: Value) -> Value {
+    json!({ "op": op, "id": id, "fields": fields, "previous": previous })
+}
+
 pub fn added(fields: Value) -> Value {
-    json!({ "op": "added", "id": id_of(&fields), "fields": fields, "previous": null })
+    event("added", &id_of(&fields), fields, Value::Null)
 }
 
 pub fn updated(fields: Value, previous: Value) -> Value {
-    json!({ "op": "updated", "id": id_of(&fields), "fields": fields, "previous": previous })
+    event("updated", &id_of(&fields), fields, previous)
 }
 
 /// A deleted event carries the last delivered fields in both places.
 pub fn deleted(last: Value) -> Value {
-    json!({ "op": "deleted", "id": id_of(&last), "fields": last, "previous": last })
+    event("deleted", &id_of(&last), last.clone(), last)
 }
 
 /// Events keyed by id; fails on a second event for the same id.

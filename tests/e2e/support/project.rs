@@ -2,7 +2,8 @@
 //! SQLite), the state store and the file destination's output, plus helpers
 //! that drive the real binary in it and read its JSON output.
 
-use std::cell::Cell;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -24,8 +25,9 @@ pub const FILE_OUTPUT: &str = "out/events.jsonl";
 
 pub struct Project {
     dir: TempDir,
-    /// Bytes of [`FILE_OUTPUT`] already handed out by [`Project::take_delivered`].
-    delivered_offset: Cell<usize>,
+    /// Bytes of each output file already handed out by
+    /// [`Project::take_delivered_from`], by path relative to the project.
+    delivered_offsets: RefCell<HashMap<String, usize>>,
 }
 
 /// The outcome of `ebb run SYNC --format json`.
@@ -86,7 +88,7 @@ impl Project {
         std::fs::create_dir(dir.path().join("out")).expect("creating out dir");
         Project {
             dir,
-            delivered_offset: Cell::new(0),
+            delivered_offsets: RefCell::default(),
         }
     }
 
@@ -153,10 +155,15 @@ impl Project {
     /// `ebb run SYNC --format json`; any exit code, but stdout must be the
     /// run report.
     pub fn run(&self) -> Run {
-        let output = self.ebb(&["run", SYNC, "--format", "json"]);
+        self.run_sync(SYNC)
+    }
+
+    /// [`Project::run`] for a config whose sync has another name.
+    pub fn run_sync(&self, sync: &str) -> Run {
+        let output = self.ebb(&["run", sync, "--format", "json"]);
         let report = serde_json::from_str(output.stdout.trim()).unwrap_or_else(|e| {
             panic!(
-                "`ebb run {SYNC} --format json` did not print a JSON report ({e}); exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+                "`ebb run {sync} --format json` did not print a JSON report ({e}); exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
                 output.code, output.stdout, output.stderr
             )
         });
@@ -187,13 +194,20 @@ impl Project {
 
     /// Events the file destination wrote since the previous call.
     pub fn take_delivered(&self) -> Vec<Value> {
-        let path = self.path(FILE_OUTPUT);
+        self.take_delivered_from(FILE_OUTPUT)
+    }
+
+    /// Events a file destination wrote to `rel` (relative to the project)
+    /// since the previous call for that file.
+    pub fn take_delivered_from(&self, rel: &str) -> Vec<Value> {
+        let path = self.path(rel);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => panic!("reading {}: {e}", path.display()),
         };
-        let offset = self.delivered_offset.get();
+        let mut offsets = self.delivered_offsets.borrow_mut();
+        let offset = offsets.get(rel).copied().unwrap_or(0);
         assert!(
             text.len() >= offset,
             "{} shrank from {offset} to {} bytes",
@@ -206,7 +220,7 @@ impl Project {
             "{} ends in a partial line: {fresh:?}",
             path.display()
         );
-        self.delivered_offset.set(text.len());
+        offsets.insert(rel.to_owned(), text.len());
         fresh
             .lines()
             .filter(|line| !line.trim().is_empty())

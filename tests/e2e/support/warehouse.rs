@@ -35,10 +35,22 @@ pub struct Warehouse {
 impl Warehouse {
     /// `warehouse.db` in the project dir, with an empty `users` table.
     pub fn sqlite(project: &Project) -> Warehouse {
+        let wh = Warehouse::connect_sqlite(project, true);
+        wh.exec(CREATE_USERS);
+        wh
+    }
+
+    /// The project's `warehouse.db` as something else (e.g. Ebb running an
+    /// `init_sql` script) created it; no tables are added.
+    pub fn existing_sqlite(project: &Project) -> Warehouse {
+        Warehouse::connect_sqlite(project, false)
+    }
+
+    fn connect_sqlite(project: &Project, create: bool) -> Warehouse {
         let rt = runtime();
         let options = SqliteConnectOptions::new()
             .filename(project.path("warehouse.db"))
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Delete);
         let pool = rt
             .block_on(
@@ -46,15 +58,13 @@ impl Warehouse {
                     .max_connections(1)
                     .connect_with(options),
             )
-            .expect("creating the SQLite warehouse");
-        let wh = Warehouse {
+            .expect("opening the SQLite warehouse");
+        Warehouse {
             rt,
             db: Db::Sqlite(pool),
             source_toml: "[sources.wh]\nkind = \"sqlite\"\nurl = \"sqlite://warehouse.db\"\n"
                 .to_owned(),
-        };
-        wh.exec(CREATE_USERS);
-        wh
+        }
     }
 
     /// A fresh schema in the local Postgres with an empty `users` table, or
@@ -103,6 +113,16 @@ impl Warehouse {
         result.unwrap_or_else(|e| panic!("warehouse statement failed: {sql}: {e}"));
     }
 
+    /// Runs a script of several statements in one transaction, failing the
+    /// test on error.
+    pub fn exec_script(&self, sql: &str) {
+        let result = match &self.db {
+            Db::Sqlite(pool) => self.block_on(run_script(pool, sql)),
+            Db::Postgres { pool, .. } => self.block_on(run_script(pool, sql)),
+        };
+        result.unwrap_or_else(|e| panic!("warehouse script failed: {e}\n{sql}"));
+    }
+
     /// Inserts users `ids` with the fields [`user`] describes.
     pub fn insert_users(&self, ids: impl IntoIterator<Item = i64>) {
         for id in ids {
@@ -137,6 +157,15 @@ impl Drop for Warehouse {
 pub fn user(id: i64) -> Value {
     let plan = if id % 2 == 0 { "pro" } else { "free" };
     json!({ "id": id, "email": format!("user{id}@example.com"), "plan": plan })
+}
+
+async fn run_script<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, sql: &str) -> Result<(), sqlx::Error>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let mut tx = pool.begin().await?;
+    sqlx::raw_sql(sql).execute(&mut *tx).await?;
+    tx.commit().await
 }
 
 fn runtime() -> Runtime {

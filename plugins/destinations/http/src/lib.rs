@@ -40,8 +40,12 @@ struct Reply {
 struct Rejected {
     /// The event id, as a string or a number.
     id: Value,
-    #[serde(default)]
+    #[serde(default = "no_reason")]
     error: String,
+}
+
+fn no_reason() -> String {
+    "no reason given".to_owned()
 }
 
 impl Destination for Http {

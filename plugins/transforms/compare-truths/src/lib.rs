@@ -12,11 +12,14 @@ use ebb_sdk::{Event, Item, Op, Record, Transform};
 use serde::Deserialize;
 use serde_json::Value;
 
-struct CompareTruths;
+/// The transform; public so it can also be called natively (the host's
+/// benchmark does).
+pub struct CompareTruths;
 
+/// Its settings, as described above.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Config {
+pub struct Config {
     #[serde(default)]
     fields: Vec<String>,
 }
@@ -55,6 +58,9 @@ fn lookup<'a>(record: &'a Record, path: &str) -> Option<&'a Value> {
     keys.try_fold(first, |value, key| value.get(key))
 }
 
+// Only the component exports the world: natively (the host's benchmark
+// compiles this file as a module) there is nothing to export to.
+#[cfg(target_arch = "wasm32")]
 ebb_sdk::export_transform!(CompareTruths);
 
 #[cfg(test)]

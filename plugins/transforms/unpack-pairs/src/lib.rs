@@ -20,11 +20,14 @@ use ebb_sdk::{Error, Event, Item, Record, Transform};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-struct UnpackPairs;
+/// The transform; public so it can also be called natively (the host's
+/// benchmark does).
+pub struct UnpackPairs;
 
+/// Its settings, as described above.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Config {
+pub struct Config {
     #[serde(default = "default_field")]
     field: String,
     into: Option<String>,
@@ -120,6 +123,9 @@ fn is_unset(value: &Value) -> bool {
     value.is_null() || value.as_str() == Some("")
 }
 
+// Only the component exports the world: natively (the host's benchmark
+// compiles this file as a module) there is nothing to export to.
+#[cfg(target_arch = "wasm32")]
 ebb_sdk::export_transform!(UnpackPairs);
 
 #[cfg(test)]
