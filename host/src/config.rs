@@ -563,10 +563,10 @@ impl Resolver<'_> {
             }
             None => PluginLocation::File(self.existing_file(&format!("{key}.plugin"), plugin)?),
         };
-        if let Some(h) = &sha256 {
-            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("{key}.sha256: expected 64 hex digits, got `{h}`"));
-            }
+        if let Some(h) = &sha256
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(format!("{key}.sha256: expected 64 hex digits, got `{h}`"));
         }
         Ok(PluginRef {
             label,

@@ -76,10 +76,10 @@ impl Mapping {
         Ok(Mapping { rules })
     }
 
-    /// The top-level field names the mapping reads.
-    pub fn source_columns(&self) -> impl Iterator<Item = &str> {
+    /// The source fields (names or dot paths) the mapping reads.
+    pub fn source_fields(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().filter_map(|r| match &r.value {
-            Source::Field(f) => Some(f.split('.').next().unwrap_or(f)),
+            Source::Field(f) => Some(f.as_str()),
             Source::Static(_) => None,
         })
     }
@@ -162,9 +162,9 @@ mod tests {
             json!({"traits": {"email": "a@x", "city": "Oslo"}, "source": "warehouse", "plan": "pro",
                    "whole": {"city": "Oslo", "zip": "0150"}})
         );
-        let mut sources: Vec<_> = m.source_columns().collect();
+        let mut sources: Vec<_> = m.source_fields().collect();
         sources.sort();
-        assert_eq!(sources, ["address", "address", "email", "missing", "plan"]);
+        assert_eq!(sources, ["address", "address.city", "email", "missing", "plan"]);
     }
 
     #[test]

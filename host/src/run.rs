@@ -49,7 +49,7 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
     let grants = Grants {
         allow_hosts: dest.allow_hosts.clone(),
         dir: dest.allow_dir.clone(),
-        limits: dest.plugin_limits.clone(),
+        limits: dest.plugin_limits,
         ..Grants::default()
     };
     let destination = engine.destination(&dest.plugin, grants).await?;
@@ -90,7 +90,7 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
     for t in &sync.transforms {
         steps.push(Step {
             label: t.plugin.label.clone(),
-            transform: engine.transform(&t.plugin, t.limits.clone()).await?,
+            transform: engine.transform(&t.plugin, t.limits).await?,
             config: t.config.clone(),
         });
     }
@@ -103,19 +103,17 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
 
     // With transforms in between, the shape reaching the mapping is theirs
     // to decide; only a direct mapping can be checked against the columns.
-    if steps.is_empty() {
-        if let Some(mapping) = &sync.mapping {
-            for field in mapping.source_columns() {
-                let known = columns
-                    .iter()
-                    .any(|c| c == field || field.starts_with(&format!("{c}.")));
-                if !known {
-                    bail!(
-                        "{key}.mapping: `{field}` is not a column of model `{}` (columns: {})",
-                        model.name,
-                        columns.join(", ")
-                    );
-                }
+    if let Some(mapping) = sync.mapping.as_ref().filter(|_| steps.is_empty()) {
+        for field in mapping.source_fields() {
+            let known = columns
+                .iter()
+                .any(|c| c == field || field.starts_with(&format!("{c}.")));
+            if !known {
+                bail!(
+                    "{key}.mapping: `{field}` is not a column of model `{}` (columns: {})",
+                    model.name,
+                    columns.join(", ")
+                );
             }
         }
     }
