@@ -164,7 +164,10 @@ mod tests {
         );
         let mut sources: Vec<_> = m.source_fields().collect();
         sources.sort();
-        assert_eq!(sources, ["address", "address.city", "email", "missing", "plan"]);
+        assert_eq!(
+            sources,
+            ["address", "address.city", "email", "missing", "plan"]
+        );
     }
 
     #[test]

@@ -95,10 +95,6 @@ impl State {
         })
     }
 
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
     fn egress(&mut self) -> egress::Handler<'_> {
         let State {
             http,
@@ -277,13 +273,6 @@ mod tests {
         let text = tail.text();
         assert!(text.len() <= OUTPUT_TAIL_BYTES);
         assert!(text.ends_with("panicked at src/lib.rs:1:1: boom"));
-    }
-
-    #[test]
-    fn nothing_is_granted_by_default() {
-        let state = State::new("transform `t`".into(), 1 << 20, None).unwrap();
-        assert_eq!(state.label(), "transform `t`");
-        assert!(state.denied.is_empty());
     }
 
     #[test]

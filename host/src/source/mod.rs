@@ -128,6 +128,18 @@ impl<'a> ChunkSender<'a> {
     }
 }
 
+/// The columns a query would return, from preparing it (nothing runs).
+pub(crate) async fn column_names<'c, E: sqlx::Executor<'c>>(
+    conn: E,
+    sql: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let stmt = conn.prepare(sql).await?;
+    Ok(sqlx::Statement::columns(&stmt)
+        .iter()
+        .map(|c| sqlx::Column::name(c).to_string())
+        .collect())
+}
+
 /// JSON numbers cannot hold NaN or infinities; they travel as strings.
 pub(crate) fn float(f: f64) -> Value {
     serde_json::Number::from_f64(f)

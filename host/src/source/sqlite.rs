@@ -11,7 +11,7 @@ use sqlx::{
 };
 use std::str::FromStr;
 
-use super::{BoundQuery, ChunkSender, SourceError, float};
+use super::{BoundQuery, ChunkSender, SourceError, column_names, float};
 use crate::config::Source;
 use crate::event::Record;
 
@@ -37,15 +37,9 @@ impl Sqlite {
     }
 
     pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<String>, SourceError> {
-        let stmt = self
-            .conn
-            .prepare(&query.sql)
+        column_names(&mut self.conn, &query.sql)
             .await
-            .map_err(|e| query_error(query, e))?;
-        Ok(sqlx::Statement::columns(&stmt)
-            .iter()
-            .map(|c| c.name().to_string())
-            .collect())
+            .map_err(|e| query_error(query, e))
     }
 
     pub async fn stream(
