@@ -26,6 +26,24 @@ use crate::source::Warehouse;
 use crate::state::{Claim, Commit, Counts, RowError, State, Status};
 use crate::transform::{self, Step};
 
+/// How often a running run tells the state store it is alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// Resolves when the process is asked to stop, naming the signal.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        },
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
 /// Everything a run needs, loaded and checked.
 pub struct Prepared {
     pub sync: config::Sync,
@@ -197,7 +215,7 @@ pub async fn run(
         let state = state.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_secs(15)).await;
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
                 if let Err(e) = state.heartbeat(run_id).await {
                     tracing::warn!(run_id, "cannot record the run's heartbeat: {e}");
                 }
@@ -211,14 +229,20 @@ pub async fn run(
         Some((&state, run_id)),
         progress,
     );
-    let result = pass
-        .execute(
+    // On Ctrl-C or SIGTERM the chunk in flight is abandoned (it was not
+    // committed, so the next run sends it again) and the run is closed at
+    // once, so the next run need not wait for this one's heartbeat to expire.
+    let result = tokio::select! {
+        result = pass.execute(
             prepared.warehouse,
             &prepared.model,
             &prepared.source,
             &prepared.limits,
-        )
-        .await;
+        ) => result,
+        signal = interrupted() => Err(anyhow!(
+            "interrupted by {signal}; what the destination acknowledged is committed, the rest is sent next run"
+        )),
+    };
     heartbeat.abort();
     progress.finish_and_clear();
     let Pass {

@@ -9,6 +9,7 @@ mod changes;
 mod config_errors;
 mod egress;
 mod http_delivery;
+mod interrupt;
 mod keys;
 mod last_sync_time;
 mod lifecycle;

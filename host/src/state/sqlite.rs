@@ -13,8 +13,9 @@ use sqlx::{Row, SqlitePool};
 use super::{Claim, Commit, Counts, OwedRow, RowError, RunRecord, Status};
 use crate::event::Record;
 
-/// A run whose heartbeat is older than this is taken to be dead.
-const STALE_AFTER: Duration = Duration::from_secs(120);
+/// A run whose heartbeat is older than this is taken to be dead (runs beat
+/// every few seconds; a killed process stops beating).
+const STALE_AFTER: Duration = Duration::from_secs(30);
 
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE snapshot (

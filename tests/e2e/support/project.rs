@@ -61,10 +61,10 @@ impl Run {
     }
 
     /// Asserts the exit code and status agree with `status`
-    /// (success → 0, partial → 2, failed → 1).
+    /// (success and skipped → 0, partial → 2, failed → 1).
     pub fn assert_status(&self, status: &str) {
         let code = match status {
-            "success" => 0,
+            "success" | "skipped" => 0,
             "partial" => 2,
             "failed" => 1,
             other => panic!("unknown run status {other:?}"),
