@@ -12,9 +12,10 @@ use crate::config::Retry;
 use crate::event::Event;
 use crate::plugin::{CallError, Destination, ErrorKind, Outcome, RemoteError};
 
-/// The longest a destination's Retry-After is honoured before giving up on
-/// it for this run.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// The longest Retry-After a run waits out. A destination asking for more
+/// gets its wish: the records are left owed for the next run instead of
+/// holding this one.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
@@ -130,17 +131,24 @@ impl Loader {
             if again.is_empty() {
                 break;
             }
-            if attempt >= self.retry.max_attempts {
-                let message = format!(
-                    "{}: still failing after {attempt} attempts: {last}",
-                    self.label
-                );
+            let give_up = if attempt >= self.retry.max_attempts {
+                Some(format!("still failing after {attempt} attempts: {last}"))
+            } else if wait > MAX_RETRY_AFTER {
+                Some(format!(
+                    "the destination asked to wait {} s before retrying; left for the next run: {last}",
+                    wait.as_secs()
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = give_up {
+                let message = format!("{}: {reason}", self.label);
                 for i in again {
                     results[i] = Delivery::Failed(message.clone());
                 }
                 break;
             }
-            tokio::time::sleep(self.backoff(attempt).max(wait.min(MAX_RETRY_AFTER))).await;
+            tokio::time::sleep(self.backoff(attempt).max(wait)).await;
             retried += again.len() as u64;
             todo = again;
         }

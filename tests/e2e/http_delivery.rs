@@ -257,3 +257,36 @@ fn sqlite_owed_rows_are_delivered_once_next_run() {
     let wh = Warehouse::sqlite(&project);
     owed_rows_are_delivered_once_next_run(&project, &wh);
 }
+
+#[test]
+fn a_long_retry_after_leaves_rows_owed_instead_of_stalling_the_run() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=4);
+    let server = Server::start();
+    server.script(
+        None,
+        Reply::Status {
+            code: 429,
+            retry_after: Some(3600),
+        },
+        1,
+    );
+    project.write_config(&Config::new(&wh).http(&server, &server.host(), 10).render());
+
+    let run = project.run();
+    run.assert_status("failed");
+    assert!(
+        run.output.elapsed < Duration::from_secs(30),
+        "a Retry-After of an hour must not hold the run: {:?}",
+        run.output.elapsed
+    );
+    assert_eq!(server.requests().len(), 1, "no retry within the run");
+    let errors = project.errors();
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    let message = errors[0]["error"].as_str().unwrap_or_default();
+    assert!(message.contains("asked to wait 3600 s"), "{message}");
+
+    project.run_ok();
+    assert_events(&server.accepted(), &all_added(1..=4));
+}
