@@ -3,6 +3,7 @@
 //! (never sooner than its Retry-After), and reports one delivery result per
 //! event so the caller commits exactly what was acknowledged.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -86,7 +87,12 @@ impl Loader {
         let mut todo: Vec<usize> = (0..batch.len()).collect();
         let mut retried = 0;
         for attempt in 1.. {
-            let sub: Vec<Event> = todo.iter().map(|&i| batch[i].clone()).collect();
+            // The first attempt sends the batch as it is; retries, the rest.
+            let sub: Cow<[Event]> = if todo.len() == batch.len() {
+                Cow::Borrowed(batch)
+            } else {
+                Cow::Owned(todo.iter().map(|&i| batch[i].clone()).collect())
+            };
             let mut again = Vec::new();
             let mut wait = Duration::ZERO;
             let mut last = String::new();

@@ -456,10 +456,13 @@ impl<'a> Pass<'a> {
     /// Transforms, maps, loads and commits one chunk of changes.
     async fn changes(&mut self, changes: Vec<Change>) -> anyhow::Result<()> {
         let t = Instant::now();
+        let sent = |c: &&Change| self.sync.on.contains(&c.op);
+        // Only changes that will be sent need the record delivered before.
         let previous = match self.reader {
             Some(state) => {
                 let keys: Vec<&str> = changes
                     .iter()
+                    .filter(sent)
                     .filter(|c| c.op != Op::Added)
                     .map(|c| c.key.as_str())
                     .collect();
@@ -468,38 +471,25 @@ impl<'a> Pass<'a> {
             None => HashMap::new(),
         };
         let mut commits = Vec::new();
-        let mut originals = Vec::new();
+        let mut traced = Vec::new();
         for (origin, c) in changes.iter().enumerate() {
             match c.op {
                 Op::Added => self.counts.added += 1,
                 Op::Updated => self.counts.updated += 1,
                 Op::Deleted => self.counts.deleted += 1,
             }
-            if !self.sync.on.contains(&c.op) {
+            if sent(&c) {
+                traced.push((origin, event_of(c, &previous)));
+            } else {
                 self.counts.filtered += 1;
                 commits.push(commit_of(c));
-                continue;
             }
-            let prev = previous.get(&c.key).cloned();
-            let fields = c
-                .record
-                .clone()
-                .or_else(|| prev.clone())
-                .unwrap_or_default();
-            originals.push((
-                origin,
-                Event {
-                    op: c.op,
-                    id: c.key.clone(),
-                    fields,
-                    previous: prev,
-                },
-            ));
         }
+        let origins: Vec<usize> = traced.iter().map(|(o, _)| *o).collect();
         self.timed("diff", t);
 
         let t = Instant::now();
-        let transformed = transform::run_chain(self.steps, originals.clone())
+        let transformed = transform::run_chain(self.steps, traced)
             .await
             .map_err(|e| anyhow!("{e}"))?;
         self.timed("transform", t);
@@ -512,17 +502,15 @@ impl<'a> Pass<'a> {
             }
         }
         let sending: HashSet<usize> = events.iter().map(|(o, _)| *o).collect();
-        for (origin, event) in &originals {
-            if let Some(message) = refused.get(origin) {
-                self.row_error(
-                    event.id.clone(),
-                    event.op,
-                    message.clone(),
-                    serde_json::to_value(event)?,
-                );
-            } else if !sending.contains(origin) {
+        for origin in origins {
+            let change = &changes[origin];
+            if let Some(message) = refused.get(&origin) {
+                // The payload is the event as the chain received it.
+                let payload = serde_json::to_value(event_of(change, &previous))?;
+                self.row_error(change.key.clone(), change.op, message.clone(), payload);
+            } else if !sending.contains(&origin) {
                 self.counts.dropped += 1;
-                commits.push(commit_of(&changes[*origin]));
+                commits.push(commit_of(change));
             }
         }
 
@@ -583,6 +571,22 @@ impl<'a> Pass<'a> {
             self.counts.extracted, self.counts.sent
         ));
         Ok(())
+    }
+}
+
+/// The event a change becomes before transforms: a deletion carries the
+/// last delivered record as its fields.
+fn event_of(c: &Change, previous: &HashMap<String, crate::event::Record>) -> Event {
+    let prev = previous.get(&c.key).cloned();
+    Event {
+        op: c.op,
+        id: c.key.clone(),
+        fields: c
+            .record
+            .clone()
+            .or_else(|| prev.clone())
+            .unwrap_or_default(),
+        previous: prev,
     }
 }
 
