@@ -60,6 +60,8 @@ pub struct Model {
     pub name: String,
     pub source: String,
     pub primary_key: String,
+    /// A column whose highest delivered value is bound as `{{cursor}}`.
+    pub cursor: Option<String>,
     pub query: String,
 }
 
@@ -161,6 +163,7 @@ struct RawSource {
 struct RawModel {
     source: String,
     primary_key: String,
+    cursor: Option<String>,
     query: Option<String>,
     query_file: Option<String>,
 }
@@ -366,12 +369,27 @@ impl Resolver<'_> {
                     "{key}.primary_key: must name a column of the query"
                 ));
             }
+            let uses_cursor = crate::extract::uses_template(&query, "cursor");
+            match (&m.cursor, uses_cursor) {
+                (Some(c), false) => {
+                    return Err(format!(
+                        "{key}.cursor: the query never uses `{{{{cursor}}}}`, so `{c}` would not limit what is read; add e.g. `WHERE {{{{cursor}}}} IS NULL OR {c} > {{{{cursor}}}}`"
+                    ));
+                }
+                (None, true) => {
+                    return Err(format!(
+                        "{key}: the query uses `{{{{cursor}}}}`; set `cursor` to the column it tracks (e.g. cursor = \"updated_at\")"
+                    ));
+                }
+                _ => {}
+            }
             models.insert(
                 name.clone(),
                 Model {
                     name,
                     source: m.source,
                     primary_key: m.primary_key,
+                    cursor: m.cursor,
                     query,
                 },
             );

@@ -9,28 +9,54 @@ use serde_json::Value;
 use crate::config::{Model, SourceKind};
 use crate::event::Record;
 use crate::limits::Limits;
-use crate::source::{BoundQuery, Warehouse};
+use crate::source::{BoundQuery, Column, Param, Placeholders};
 
 /// Values a model query may reference as `{{name}}`.
 pub struct Templates {
+    /// Seconds since the epoch at the start of the last successful run.
     pub last_sync_time: i64,
+    /// The highest cursor value delivered, typed as the cursor column (a
+    /// typed NULL before anything was delivered); `None` without a cursor.
+    pub cursor: Option<Param>,
 }
 
 impl Templates {
-    const NAMES: &'static [&'static str] = &["last_sync_time"];
+    /// The values of a first run, used to describe and preview a query.
+    pub fn first_run(model: &Model) -> Templates {
+        Templates {
+            last_sync_time: 0,
+            cursor: model.cursor.as_ref().map(|_| Param {
+                kind: crate::source::ParamKind::Text,
+                value: None,
+            }),
+        }
+    }
 
-    fn value(&self, name: &str) -> Option<i64> {
+    const NAMES: &'static [&'static str] = &["last_sync_time", "cursor"];
+
+    fn value(&self, model: &Model, name: &str) -> Result<Param, String> {
         match name {
-            "last_sync_time" => Some(self.last_sync_time),
-            _ => None,
+            "last_sync_time" => Ok(Param::int(self.last_sync_time)),
+            "cursor" => self.cursor.clone().ok_or_else(|| {
+                format!(
+                    "model `{}`: the query uses `{{{{cursor}}}}` but the model sets no `cursor` column",
+                    model.name
+                )
+            }),
+            _ => Err(format!(
+                "model `{}`: unknown template variable `{{{{{name}}}}}`; available: {}",
+                model.name,
+                Templates::NAMES.join(", ")
+            )),
         }
     }
 }
 
 /// Replaces each `{{name}}` with a placeholder and collects the values.
 pub fn bind(model: &Model, kind: SourceKind, templates: &Templates) -> Result<BoundQuery, String> {
+    let style = Placeholders::of(kind);
     let mut sql = String::with_capacity(model.query.len());
-    let mut params: Vec<(String, i64)> = Vec::new();
+    let mut params: Vec<(String, Param)> = Vec::new();
     let mut rest = model.query.as_str();
     while let Some(start) = rest.find("{{") {
         sql.push_str(&rest[..start]);
@@ -42,21 +68,19 @@ pub fn bind(model: &Model, kind: SourceKind, templates: &Templates) -> Result<Bo
             )
         })?;
         let name = after[..end].trim();
-        let value = templates.value(name).ok_or_else(|| {
-            format!(
-                "model `{}`: unknown template variable `{{{{{name}}}}}`; available: {}",
-                model.name,
-                Templates::NAMES.join(", ")
-            )
-        })?;
-        let n = match params.iter().position(|(p, _)| p == name) {
+        let value = templates.value(model, name)?;
+        let reuse = style
+            .reusable()
+            .then(|| params.iter().position(|(p, _)| p == name))
+            .flatten();
+        let n = match reuse {
             Some(i) => i + 1,
             None => {
                 params.push((name.to_string(), value));
                 params.len()
             }
         };
-        sql.push_str(&Warehouse::placeholder(kind, n));
+        sql.push_str(&style.write(n));
         rest = &after[end + 2..];
     }
     sql.push_str(rest);
@@ -67,6 +91,14 @@ pub fn bind(model: &Model, kind: SourceKind, templates: &Templates) -> Result<Bo
     })
 }
 
+/// Whether the query references `{{name}}` (spaces inside the braces allowed).
+pub fn uses_template(query: &str, name: &str) -> bool {
+    query.split("{{").skip(1).any(|rest| {
+        rest.split_once("}}")
+            .is_some_and(|(inner, _)| inner.trim() == name)
+    })
+}
+
 /// A model that only returns rows changed since the last run cannot reveal
 /// deletions: a row it leaves out is unchanged, not gone.
 pub fn is_incremental(model: &Model) -> bool {
@@ -74,17 +106,27 @@ pub fn is_incremental(model: &Model) -> bool {
 }
 
 /// Checks the query's columns before anything runs.
-pub fn check_columns(model: &Model, columns: &[String], limits: &Limits) -> Result<(), String> {
+pub fn check_columns(model: &Model, columns: &[Column], limits: &Limits) -> Result<(), String> {
     limits
-        .check_columns(columns.iter().map(String::as_str))
+        .check_columns(columns.iter().map(|c| c.name.as_str()))
         .map_err(|e| format!("model `{}`: {e}", model.name))?;
-    if !columns.iter().any(|c| c == &model.primary_key) {
-        return Err(format!(
-            "model `{}`: primary_key `{}` is not a column of the query (columns: {}); fix primary_key or select that column",
-            model.name,
-            model.primary_key,
-            columns.join(", ")
-        ));
+    let names = || {
+        columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let wanted = std::iter::once(("primary_key", &model.primary_key))
+        .chain(model.cursor.as_ref().map(|c| ("cursor", c)));
+    for (setting, column) in wanted {
+        if !columns.iter().any(|c| &c.name == column) {
+            return Err(format!(
+                "model `{}`: {setting} `{column}` is not a column of the query (columns: {}); fix {setting} or select that column",
+                model.name,
+                names()
+            ));
+        }
     }
     Ok(())
 }
@@ -166,13 +208,17 @@ mod tests {
             name: "m".into(),
             source: "s".into(),
             primary_key: "id".into(),
+            cursor: None,
             query: query.into(),
         }
     }
 
     #[test]
     fn templates_become_numbered_parameters() {
-        let t = Templates { last_sync_time: 42 };
+        let t = Templates {
+            last_sync_time: 42,
+            cursor: None,
+        };
         let q = bind(
             &model("SELECT * FROM t WHERE a > {{last_sync_time}} OR b > {{ last_sync_time }}"),
             SourceKind::Postgres,
@@ -180,7 +226,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.sql, "SELECT * FROM t WHERE a > $1 OR b > $1");
-        assert_eq!(q.params, [42]);
+        assert_eq!(q.params, [Param::int(42)]);
         let q = bind(
             &model("SELECT 1 WHERE x > {{last_sync_time}}"),
             SourceKind::Sqlite,
@@ -188,6 +234,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.sql, "SELECT 1 WHERE x > ?1");
+        assert!(
+            bind(&model("{{cursor}}"), SourceKind::Sqlite, &t)
+                .unwrap_err()
+                .contains("sets no `cursor` column")
+        );
         assert!(
             bind(&model("{{nope}}"), SourceKind::Sqlite, &t)
                 .unwrap_err()

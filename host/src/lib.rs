@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cursor;
 pub mod diff;
 pub mod event;
 pub mod extract;

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::cli::Format;
 use crate::event::{Event, Record};
 use crate::run::Summary;
+use crate::source::Column;
 use crate::state::{OwedRow, RunRecord};
 
 fn table(header: &[&str]) -> Table {
@@ -45,33 +46,42 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-pub fn preview(columns: &[String], rows: &[Record], format: Format) -> anyhow::Result<()> {
+pub fn preview(columns: &[Column], rows: &[Record], format: Format) -> anyhow::Result<()> {
+    let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     match format {
         Format::Json => json(&rows),
         Format::Csv => {
             let mut w = csv::Writer::from_writer(std::io::stdout());
-            w.write_record(columns)?;
+            w.write_record(&names)?;
             for row in rows {
                 w.write_record(
-                    columns
+                    names
                         .iter()
-                        .map(|c| row.get(c).map(cell).unwrap_or_default()),
+                        .map(|c| row.get(*c).map(cell).unwrap_or_default()),
                 )?;
             }
             Ok(w.flush()?)
         }
         Format::Table => {
-            let mut t = table(&columns.iter().map(String::as_str).collect::<Vec<_>>());
-            // The first non-null value of each column tells its JSON type.
+            let mut t = table(&names);
+            // The database's type, and the JSON type the first non-null
+            // value of the column became.
             t.add_row(columns.iter().map(|c| {
-                let v = rows.iter().filter_map(|r| r.get(c)).find(|v| !v.is_null());
-                format!("({})", v.map(kind).unwrap_or("null"))
+                let v = rows
+                    .iter()
+                    .filter_map(|r| r.get(&c.name))
+                    .find(|v| !v.is_null());
+                format!(
+                    "({} → {})",
+                    c.type_name.to_lowercase(),
+                    v.map(kind).unwrap_or("null")
+                )
             }));
             for row in rows {
                 t.add_row(
-                    columns
+                    names
                         .iter()
-                        .map(|c| row.get(c).map(cell).unwrap_or_default()),
+                        .map(|c| row.get(*c).map(cell).unwrap_or_default()),
                 );
             }
             println!("{t}");

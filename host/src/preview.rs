@@ -6,18 +6,19 @@ use anyhow::anyhow;
 use crate::config::Config;
 use crate::event::Record;
 use crate::extract::{self, Templates};
-use crate::source::Warehouse;
+use crate::source::{Column, Warehouse};
 
+/// The query's columns with their database types, and its first rows.
 pub async fn rows(
     cfg: &Config,
     model: &str,
     limit: usize,
-) -> anyhow::Result<(Vec<String>, Vec<Record>)> {
+) -> anyhow::Result<(Vec<Column>, Vec<Record>)> {
     let model = cfg.model(model)?;
     let source = &cfg.sources[&model.source];
     let mut warehouse = Warehouse::connect(source).await?;
-    let query = extract::bind(model, source.kind, &Templates { last_sync_time: 0 })
-        .map_err(|e| anyhow!(e))?;
+    let query =
+        extract::bind(model, source.kind, &Templates::first_run(model)).map_err(|e| anyhow!(e))?;
     let columns = warehouse.columns(&query).await?;
     extract::check_columns(model, &columns, &cfg.limits).map_err(|e| anyhow!(e))?;
     let mut stream = warehouse.stream(query);

@@ -17,13 +17,14 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::config::{self, Config};
+use crate::cursor::Cursor;
 use crate::diff::{Change, Differ, Verdict};
 use crate::event::{Event, Op};
 use crate::extract::{self, Templates};
 use crate::load::{Delivery, Loader};
 use crate::plugin::{Engine, Grants};
-use crate::source::Warehouse;
-use crate::state::{Claim, Commit, Counts, RowError, State, Status};
+use crate::source::{ParamKind, Warehouse};
+use crate::state::{Claim, Commit, Counts, RowError, RunEnd, State, Status};
 use crate::transform::{self, Step};
 
 /// How often a running run tells the state store it is alive.
@@ -53,6 +54,8 @@ pub struct Prepared {
     pub warehouse: Warehouse,
     pub loader: Loader,
     pub steps: Vec<Step>,
+    /// How `{{cursor}}` is bound, for a cursor model.
+    pub cursor_kind: Option<crate::source::ParamKind>,
 }
 
 /// Loads the sync's plugins, checks the destination config, the action, the
@@ -114,10 +117,17 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
     }
 
     let mut warehouse = Warehouse::connect(&source).await?;
-    let probe = extract::bind(&model, source.kind, &Templates { last_sync_time: 0 })
+    let probe = extract::bind(&model, source.kind, &Templates::first_run(&model))
         .map_err(|e| anyhow!(e))?;
-    let columns = warehouse.columns(&probe).await?;
-    extract::check_columns(&model, &columns, &cfg.limits).map_err(|e| anyhow!(e))?;
+    let described = warehouse.columns(&probe).await?;
+    extract::check_columns(&model, &described, &cfg.limits).map_err(|e| anyhow!(e))?;
+    let cursor_kind = model.cursor.as_ref().and_then(|c| {
+        described
+            .iter()
+            .find(|col| &col.name == c)
+            .map(|col| crate::cursor::kind_of_type(&col.type_name))
+    });
+    let columns: Vec<String> = described.into_iter().map(|c| c.name).collect();
 
     // With transforms in between, the shape reaching the mapping is theirs
     // to decide; only a direct mapping can be checked against the columns.
@@ -175,6 +185,7 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
         warehouse,
         loader,
         steps,
+        cursor_kind,
     })
 }
 
@@ -238,6 +249,7 @@ pub async fn run(
             &prepared.model,
             &prepared.source,
             &prepared.limits,
+            prepared.cursor_kind,
         ) => result,
         signal = interrupted() => Err(anyhow!(
             "interrupted by {signal}; what the destination acknowledged is committed, the rest is sent next run"
@@ -246,7 +258,10 @@ pub async fn run(
     heartbeat.abort();
     progress.finish_and_clear();
     let Pass {
-        counts, timings, ..
+        counts,
+        timings,
+        cursor,
+        ..
     } = pass;
     let (status, error) = match result {
         Err(e) => (Status::Failed, Some(format!("{e:#}"))),
@@ -263,15 +278,16 @@ pub async fn run(
             .map(|(k, d)| (k.to_string(), (d.as_millis() as u64).into()))
             .collect(),
     );
+    let cursor = cursor.map(|c| c.template());
+    let end = RunEnd {
+        status,
+        counts: &counts,
+        timings_ms: &timings_ms,
+        error: error.as_deref(),
+        cursor: cursor.as_ref(),
+    };
     state
-        .finish(
-            sync_name,
-            run_id,
-            status,
-            &counts,
-            &timings_ms,
-            error.as_deref(),
-        )
+        .finish(sync_name, run_id, &end)
         .await
         .context("cannot record the end of the run")?;
     Ok(Summary {
@@ -305,6 +321,7 @@ pub async fn plan(
         &prepared.model,
         &prepared.source,
         &prepared.limits,
+        prepared.cursor_kind,
     )
     .await?;
     progress.finish_and_clear();
@@ -324,6 +341,8 @@ struct Pass<'a> {
     timings: Vec<(&'static str, Duration)>,
     errors: Vec<RowError>,
     planned: Vec<Event>,
+    /// The highest cursor value read, for a cursor model.
+    cursor: Option<Cursor>,
 }
 
 impl<'a> Pass<'a> {
@@ -347,6 +366,7 @@ impl<'a> Pass<'a> {
                 .to_vec(),
             errors: Vec::new(),
             planned: Vec::new(),
+            cursor: None,
         }
     }
 
@@ -366,16 +386,26 @@ impl<'a> Pass<'a> {
         model: &config::Model,
         source: &config::Source,
         limits: &crate::limits::Limits,
+        cursor_kind: Option<ParamKind>,
     ) -> anyhow::Result<()> {
-        let (snapshot, last_sync_time) = match self.reader {
+        let (snapshot, last_sync_time, stored_cursor) = match self.reader {
             Some(s) => (
                 s.fingerprints(&self.sync.name).await?,
                 s.last_sync_time(&self.sync.name).await?,
+                s.cursor(&self.sync.name).await?,
             ),
             None => Default::default(),
         };
-        let query = extract::bind(model, source.kind, &Templates { last_sync_time })
-            .map_err(|e| anyhow!(e))?;
+        self.cursor = model
+            .cursor
+            .as_ref()
+            .zip(cursor_kind)
+            .map(|(column, kind)| Cursor::new(column, kind, stored_cursor));
+        let templates = Templates {
+            last_sync_time,
+            cursor: self.cursor.as_ref().map(Cursor::template),
+        };
+        let query = extract::bind(model, source.kind, &templates).map_err(|e| anyhow!(e))?;
         let mut differ = Differ::new(snapshot);
         let mut rows = warehouse.stream(query);
         let mut changes = Vec::new();
@@ -393,6 +423,11 @@ impl<'a> Pass<'a> {
                         model.name,
                         limits.records_per_extract
                     );
+                }
+                if let Some(cursor) = &mut self.cursor {
+                    cursor
+                        .observe(record.get(&cursor.column))
+                        .map_err(|e| anyhow!("model `{}`: {e}", model.name))?;
                 }
                 let key = match extract::keyed(model, &record, limits) {
                     Ok(key) => key,

@@ -18,15 +18,58 @@ use crate::event::Record;
 /// How many rows travel through the channel together.
 pub const ROWS_PER_CHUNK: usize = 512;
 
+/// What went wrong, in the words `ebb check` uses, so an operator knows at
+/// a glance whether to look at the network, the certificates, the
+/// credentials, the grants, the SQL or the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// DNS did not resolve, or nothing answered at the address.
+    Connect,
+    Tls,
+    Authentication,
+    /// Connected and authenticated, but not allowed to read what the query reads.
+    Permission,
+    /// The database refused or failed the SQL itself.
+    Sql,
+    Timeout,
+    /// Anything else (a protocol error, a bad value).
+    Other,
+}
+
+impl Problem {
+    pub fn label(self) -> &'static str {
+        match self {
+            Problem::Connect => "connection failed",
+            Problem::Tls => "TLS failed",
+            Problem::Authentication => "authentication failed",
+            Problem::Permission => "permission denied",
+            Problem::Sql => "SQL error",
+            Problem::Timeout => "timed out",
+            Problem::Other => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("source `{source_name}`: cannot connect: {message}")]
+    #[error("source `{source_name}`: {problem}: {message}")]
     Connect {
         source_name: String,
+        problem: Problem,
         message: String,
     },
-    #[error("model `{model}`: the query failed: {message}")]
-    Query { model: String, message: String },
+    #[error("model `{model}`: {problem}: {message}")]
+    Query {
+        model: String,
+        problem: Problem,
+        message: String,
+    },
     #[error(
         "model `{model}`: column `{column}` has type {type_name}, which Ebb cannot read yet; cast it to text in the query"
     )]
@@ -37,13 +80,137 @@ pub enum SourceError {
     },
 }
 
-/// A model query with `{{…}}` templates already turned into numbered
-/// placeholders, and the values to bind to them.
+/// A model query with `{{…}}` templates already turned into placeholders,
+/// and the values to bind to them, one per placeholder number (numbered
+/// dialects) or per occurrence (`?` dialects).
 #[derive(Debug, Clone)]
 pub struct BoundQuery {
     pub model: String,
     pub sql: String,
-    pub params: Vec<i64>,
+    pub params: Vec<Param>,
+}
+
+/// The SQL type a parameter is bound as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    Int,
+    Float,
+    /// Exact decimal, carried as its text.
+    Decimal,
+    Text,
+    Bool,
+    /// A timestamp without time zone, `YYYY-MM-DDTHH:MM:SS[.f]`.
+    Timestamp,
+    /// An instant, RFC 3339 in UTC.
+    TimestampTz,
+    Date,
+}
+
+/// A typed bind parameter. The value is canonical text (or `None` for a
+/// typed NULL); each source parses it into its driver's native type, so a
+/// value is always bound, never spliced into the SQL.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Param {
+    pub kind: ParamKind,
+    pub value: Option<String>,
+}
+
+impl Param {
+    pub fn int(v: i64) -> Param {
+        Param {
+            kind: ParamKind::Int,
+            value: Some(v.to_string()),
+        }
+    }
+
+    /// The value as the Rust type drivers bind for its kind.
+    pub fn native(&self) -> Result<Native, String> {
+        fn parse<T: std::str::FromStr>(
+            v: &Option<String>,
+            what: &str,
+        ) -> Result<Option<T>, String> {
+            v.as_deref()
+                .map(|s| {
+                    s.parse::<T>()
+                        .map_err(|_| format!("`{s}` is not a valid {what}"))
+                })
+                .transpose()
+        }
+        let v = &self.value;
+        Ok(match self.kind {
+            ParamKind::Int => Native::Int(parse(v, "integer")?),
+            ParamKind::Float => Native::Float(parse(v, "number")?),
+            ParamKind::Decimal => Native::Decimal(parse(v, "decimal")?),
+            ParamKind::Text => Native::Text(v.clone()),
+            ParamKind::Bool => Native::Bool(parse(v, "boolean")?),
+            // SQLite and MySQL write a space where ISO 8601 has a `T`.
+            ParamKind::Timestamp => Native::Timestamp(parse(
+                &v.as_ref().map(|s| s.replacen(' ', "T", 1)),
+                "timestamp",
+            )?),
+            ParamKind::TimestampTz => Native::TimestampTz(parse(v, "timestamp with time zone")?),
+            ParamKind::Date => Native::Date(parse(v, "date")?),
+        })
+    }
+}
+
+/// A parameter as a driver binds it; `None` is a NULL of that type. Values
+/// of one kind order as the database orders them.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+pub enum Native {
+    Int(Option<i64>),
+    Float(Option<f64>),
+    Decimal(Option<rust_decimal::Decimal>),
+    Text(Option<String>),
+    Bool(Option<bool>),
+    Timestamp(Option<chrono::NaiveDateTime>),
+    TimestampTz(Option<chrono::DateTime<chrono::Utc>>),
+    Date(Option<chrono::NaiveDate>),
+}
+
+/// A column of a query's result and the type the database declares for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub type_name: String,
+}
+
+/// How a dialect writes bind placeholders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholders {
+    /// `?1`, `?2` (SQLite): reusable by number.
+    QuestionNumbered,
+    /// `$1`, `$2` (Postgres): reusable by number.
+    Dollar,
+    /// `?` (MySQL, Snowflake, BigQuery): one value per occurrence.
+    Question,
+    /// `:p1` (Databricks): reusable by name.
+    Named,
+}
+
+impl Placeholders {
+    pub fn of(kind: SourceKind) -> Placeholders {
+        match kind {
+            SourceKind::Sqlite => Placeholders::QuestionNumbered,
+            SourceKind::Postgres => Placeholders::Dollar,
+        }
+    }
+
+    /// The text for placeholder `n` (1-based).
+    pub fn write(self, n: usize) -> String {
+        match self {
+            Placeholders::QuestionNumbered => format!("?{n}"),
+            Placeholders::Dollar => format!("${n}"),
+            Placeholders::Question => "?".to_string(),
+            Placeholders::Named => format!(":p{n}"),
+        }
+    }
+
+    /// Whether one bound value can serve several occurrences.
+    pub fn reusable(self) -> bool {
+        self != Placeholders::Question
+    }
 }
 
 /// An open connection to one warehouse.
@@ -64,16 +231,8 @@ impl Warehouse {
         }
     }
 
-    /// The placeholder for parameter `n` (1-based) in this warehouse's dialect.
-    pub fn placeholder(kind: SourceKind, n: usize) -> String {
-        match kind {
-            SourceKind::Sqlite => format!("?{n}"),
-            SourceKind::Postgres => format!("${n}"),
-        }
-    }
-
-    /// The query's column names, without running it.
-    pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<String>, SourceError> {
+    /// The query's columns, without running it.
+    pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
         match self {
             Warehouse::Sqlite(w) => w.columns(query).await,
             Warehouse::Postgres(w) => w.columns(query).await,
@@ -129,20 +288,123 @@ impl<'a> ChunkSender<'a> {
 }
 
 /// The columns a query would return, from preparing it (nothing runs).
-pub(crate) async fn column_names<'c, E: sqlx::Executor<'c>>(
+pub(crate) async fn prepared_columns<'c, E: sqlx::Executor<'c>>(
     conn: E,
     sql: &str,
-) -> Result<Vec<String>, sqlx::Error> {
+) -> Result<Vec<Column>, sqlx::Error> {
+    use sqlx::TypeInfo;
     let stmt = conn.prepare(sql).await?;
     Ok(sqlx::Statement::columns(&stmt)
         .iter()
-        .map(|c| sqlx::Column::name(c).to_string())
+        .map(|c| Column {
+            name: sqlx::Column::name(c).to_string(),
+            type_name: sqlx::Column::type_info(c).name().to_string(),
+        })
         .collect())
 }
 
-/// JSON numbers cannot hold NaN or infinities; they travel as strings.
+/// JSON numbers cannot hold NaN or infinities; they travel as the strings
+/// `"NaN"`, `"Infinity"` and `"-Infinity"` (JavaScript's spelling).
 pub(crate) fn float(f: f64) -> Value {
-    serde_json::Number::from_f64(f)
-        .map(Value::Number)
-        .unwrap_or_else(|| Value::String(f.to_string()))
+    match serde_json::Number::from_f64(f) {
+        Some(n) => Value::Number(n),
+        None if f.is_nan() => Value::String("NaN".into()),
+        None if f > 0.0 => Value::String("Infinity".into()),
+        None => Value::String("-Infinity".into()),
+    }
+}
+
+/// Sorts a driver error into the problem `ebb check` reports. SQLSTATE
+/// classes are shared by Postgres, Redshift and MySQL; codes a database
+/// reports otherwise are mapped by its own module first.
+pub(crate) fn classify(e: &sqlx::Error) -> Problem {
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Problem::Timeout,
+        sqlx::Error::Io(_) => Problem::Connect,
+        sqlx::Error::Tls(_) => Problem::Tls,
+        sqlx::Error::PoolTimedOut => Problem::Timeout,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(c) if c.starts_with("28") => Problem::Authentication,
+            Some("42501") => Problem::Permission,
+            // query_canceled: what a statement timeout raises.
+            Some("57014") => Problem::Timeout,
+            _ => Problem::Sql,
+        },
+        _ => Problem::Other,
+    }
+}
+
+/// The largest integer a JSON number keeps exactly in every consumer (a
+/// double's 53-bit mantissa; JavaScript's `Number.MAX_SAFE_INTEGER`).
+const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
+
+/// An integer as JSON: a number when a double holds it exactly, otherwise
+/// a string of its digits, so no consumer silently rounds it.
+pub(crate) fn integer(v: impl Into<i128>) -> Value {
+    let v: i128 = v.into();
+    if v.abs() <= MAX_SAFE_INTEGER {
+        Value::from(v as i64)
+    } else {
+        Value::String(v.to_string())
+    }
+}
+
+/// An exact decimal, given as its plain digits (`-12.50`), as JSON: a
+/// number when it has at most 15 significant digits (a double holds those
+/// exactly), otherwise the digits as a string.
+pub(crate) fn decimal(text: &str) -> Value {
+    let digits = text.trim_start_matches(['-', '+']);
+    let significant = digits
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>();
+    let significant = significant.trim_start_matches('0');
+    let significant = match digits.contains('.') {
+        // Trailing zeros after the point do not need precision.
+        true => significant.trim_end_matches('0'),
+        false => significant,
+    };
+    if significant.len() <= 15
+        && let Some(n) = text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+    {
+        return Value::Number(n);
+    }
+    Value::String(text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_stay_exact() {
+        assert_eq!(
+            integer(9_007_199_254_740_991_i64),
+            json!(9007199254740991_i64)
+        );
+        assert_eq!(
+            integer(-9_007_199_254_740_991_i64),
+            json!(-9007199254740991_i64)
+        );
+        assert_eq!(
+            integer(9_007_199_254_740_992_i64),
+            json!("9007199254740992")
+        );
+        assert_eq!(integer(u64::MAX), json!("18446744073709551615"));
+        assert_eq!(decimal("12.50"), json!(12.5));
+        assert_eq!(decimal("-0.000123"), json!(-0.000123));
+        assert_eq!(decimal("123456789012345"), json!(123456789012345_f64));
+        assert_eq!(decimal("1234567890.123456"), json!("1234567890.123456"));
+        assert_eq!(
+            decimal("99999999999999999999"),
+            json!("99999999999999999999")
+        );
+        assert_eq!(decimal("NaN"), json!("NaN"));
+        assert_eq!(float(f64::NAN), json!("NaN"));
+        assert_eq!(float(f64::NEG_INFINITY), json!("-Infinity"));
+    }
 }

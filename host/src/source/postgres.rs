@@ -10,7 +10,10 @@ use sqlx::postgres::{PgConnectOptions, PgRow};
 use sqlx::{Column, ConnectOptions, Executor, PgConnection, Row, TypeInfo};
 use std::str::FromStr;
 
-use super::{BoundQuery, ChunkSender, SourceError, column_names, float};
+use super::{
+    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, decimal, float, integer,
+    prepared_columns,
+};
 use crate::config::Source;
 use crate::event::Record;
 
@@ -23,19 +26,24 @@ impl Postgres {
     pub async fn connect(source: &Source) -> Result<Postgres, SourceError> {
         let fail = |message: String| SourceError::Connect {
             source_name: source.name.clone(),
+            problem: Problem::Connect,
             message,
         };
         let opts = PgConnectOptions::from_str(&source.url)
             .map_err(|e| fail(format!("bad Postgres URL: {e}")))?;
-        let conn = opts.connect().await.map_err(|e| fail(e.to_string()))?;
+        let conn = opts.connect().await.map_err(|e| SourceError::Connect {
+            source_name: source.name.clone(),
+            problem: classify(&e),
+            message: e.to_string(),
+        })?;
         Ok(Postgres {
             conn,
             statement_timeout_ms: source.statement_timeout.as_millis(),
         })
     }
 
-    pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<String>, SourceError> {
-        column_names(&mut self.conn, &query.sql)
+    pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<super::Column>, SourceError> {
+        prepared_columns(&mut self.conn, &query.sql)
             .await
             .map_err(|e| query_error(query, e))
     }
@@ -62,7 +70,20 @@ impl Postgres {
         let mut out = ChunkSender::new(tx);
         let mut q = sqlx::query(&query.sql);
         for p in &query.params {
-            q = q.bind(*p);
+            q = match p.native().map_err(|message| SourceError::Query {
+                model: query.model.clone(),
+                problem: Problem::Other,
+                message: format!("cannot bind a template value: {message}"),
+            })? {
+                Native::Int(v) => q.bind(v),
+                Native::Float(v) => q.bind(v),
+                Native::Decimal(v) => q.bind(v),
+                Native::Text(v) => q.bind(v),
+                Native::Bool(v) => q.bind(v),
+                Native::Timestamp(v) => q.bind(v),
+                Native::TimestampTz(v) => q.bind(v),
+                Native::Date(v) => q.bind(v),
+            };
         }
         let mut rows = q.fetch(&mut *txn);
         while let Some(row) = rows.try_next().await.map_err(err)? {
@@ -93,6 +114,7 @@ fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
     };
     SourceError::Query {
         model: query.model.clone(),
+        problem: classify(&e),
         message,
     }
 }
@@ -104,6 +126,7 @@ fn record(row: &PgRow, model: &str) -> Result<Record, SourceError> {
         let v = value(row, i, type_name).map_err(|e| match e {
             Some(e) => SourceError::Query {
                 model: model.to_string(),
+                problem: Problem::Other,
                 message: format!("column `{}`: {e}", col.name()),
             },
             None => SourceError::UnsupportedType {
@@ -132,11 +155,11 @@ fn value(row: &PgRow, i: usize, type_name: &str) -> Result<Value, Option<sqlx::E
         "BOOL" => json(get::<bool>(row, i)?, Value::Bool),
         "INT2" => json(get::<i16>(row, i)?, Value::from),
         "INT4" => json(get::<i32>(row, i)?, Value::from),
-        "INT8" => json(get::<i64>(row, i)?, Value::from),
+        "INT8" => json(get::<i64>(row, i)?, integer),
         "FLOAT4" => json(get::<f32>(row, i)?, |f| float(f as f64)),
         "FLOAT8" => json(get::<f64>(row, i)?, float),
         "NUMERIC" => json(get::<rust_decimal::Decimal>(row, i)?, |d| {
-            Value::String(d.to_string())
+            decimal(&d.to_string())
         }),
         "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => {
             json(get::<String>(row, i)?, Value::String)
@@ -169,7 +192,11 @@ fn value(row: &PgRow, i: usize, type_name: &str) -> Result<Value, Option<sqlx::E
             Value::Array(v.into_iter().map(Value::from).collect())
         }),
         "INT8[]" => json(get::<Vec<Option<i64>>>(row, i)?, |v| {
-            Value::Array(v.into_iter().map(Value::from).collect())
+            Value::Array(
+                v.into_iter()
+                    .map(|n| n.map(integer).unwrap_or(Value::Null))
+                    .collect(),
+            )
         }),
         _ => return Err(None),
     })

@@ -11,7 +11,10 @@ use sqlx::{
 };
 use std::str::FromStr;
 
-use super::{BoundQuery, ChunkSender, SourceError, column_names, float};
+use super::{
+    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, float, integer,
+    prepared_columns,
+};
 use crate::config::Source;
 use crate::event::Record;
 
@@ -23,6 +26,7 @@ impl Sqlite {
     pub async fn connect(source: &Source) -> Result<Sqlite, SourceError> {
         let fail = |message: String| SourceError::Connect {
             source_name: source.name.clone(),
+            problem: Problem::Connect,
             message,
         };
         if let Some(script) = &source.init_sql {
@@ -36,8 +40,8 @@ impl Sqlite {
         Ok(Sqlite { conn })
     }
 
-    pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<String>, SourceError> {
-        column_names(&mut self.conn, &query.sql)
+    pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<super::Column>, SourceError> {
+        prepared_columns(&mut self.conn, &query.sql)
             .await
             .map_err(|e| query_error(query, e))
     }
@@ -50,7 +54,17 @@ impl Sqlite {
         let mut out = ChunkSender::new(tx);
         let mut q = sqlx::query(&query.sql);
         for p in &query.params {
-            q = q.bind(*p);
+            q = match p.native().map_err(|e| param_error(query, e))? {
+                Native::Int(v) => q.bind(v),
+                Native::Float(v) => q.bind(v),
+                // SQLite has no decimal type; compare as text of the number.
+                Native::Decimal(v) => q.bind(v.map(|d| d.to_string())),
+                Native::Text(v) => q.bind(v),
+                Native::Bool(v) => q.bind(v),
+                Native::Timestamp(v) => q.bind(v),
+                Native::TimestampTz(v) => q.bind(v),
+                Native::Date(v) => q.bind(v),
+            };
         }
         let mut rows = q.fetch(&mut self.conn);
         while let Some(row) = rows.try_next().await.map_err(|e| query_error(query, e))? {
@@ -67,7 +81,16 @@ impl Sqlite {
 fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
     SourceError::Query {
         model: query.model.clone(),
+        problem: classify(&e),
         message: e.to_string(),
+    }
+}
+
+fn param_error(query: &BoundQuery, message: String) -> SourceError {
+    SourceError::Query {
+        model: query.model.clone(),
+        problem: Problem::Other,
+        message: format!("cannot bind a template value: {message}"),
     }
 }
 
@@ -85,7 +108,7 @@ fn value(row: &SqliteRow, i: usize) -> Result<Value, sqlx::Error> {
         return Ok(Value::Null);
     }
     Ok(match raw.type_info().name() {
-        "INTEGER" | "BOOLEAN" => Value::from(row.try_get::<i64, _>(i)?),
+        "INTEGER" | "BOOLEAN" => integer(row.try_get::<i64, _>(i)?),
         "REAL" | "NUMERIC" => float(row.try_get::<f64, _>(i)?),
         "BLOB" => Value::String(
             base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(i)?),

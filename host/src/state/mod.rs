@@ -109,6 +109,17 @@ pub struct OwedRow {
     pub payload: serde_json::Value,
 }
 
+/// How a run ended, as recorded.
+#[derive(Clone, Copy)]
+pub struct RunEnd<'a> {
+    pub status: Status,
+    pub counts: &'a Counts,
+    pub timings_ms: &'a serde_json::Value,
+    pub error: Option<&'a str>,
+    /// The cursor to keep if the run succeeded.
+    pub cursor: Option<&'a crate::source::Param>,
+}
+
 pub enum Claim {
     /// The run may go ahead under this id.
     Started(i64),

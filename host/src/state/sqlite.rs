@@ -10,14 +10,16 @@ use chrono::{TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{Claim, Commit, Counts, OwedRow, RowError, RunRecord, Status};
+use super::{Claim, Commit, OwedRow, RowError, RunEnd, RunRecord, Status};
 use crate::event::Record;
+use crate::source::Param;
 
 /// A run whose heartbeat is older than this is taken to be dead (runs beat
 /// every few seconds; a killed process stops beating).
 const STALE_AFTER: Duration = Duration::from_secs(30);
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE snapshot (
     sync TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -51,7 +53,11 @@ CREATE TABLE sync_state (
     sync TEXT PRIMARY KEY,
     last_sync_time INTEGER NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE sync_state ADD COLUMN cursor TEXT;
+"#,
+];
 
 #[derive(Clone)]
 pub struct State {
@@ -208,6 +214,18 @@ impl State {
         Ok(t.unwrap_or(0))
     }
 
+    /// The cursor a cursor model's last successful run left (see [`crate::cursor`]).
+    pub async fn cursor(&self, sync: &str) -> Result<Option<Param>> {
+        let text: Option<Option<String>> =
+            sqlx::query_scalar("SELECT cursor FROM sync_state WHERE sync = ?")
+                .bind(sync)
+                .fetch_optional(&self.pool)
+                .await?;
+        text.flatten()
+            .map(|t| serde_json::from_str(&t).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+            .transpose()
+    }
+
     pub async fn fingerprints(&self, sync: &str) -> Result<HashMap<String, u128>> {
         let rows = sqlx::query("SELECT key, fingerprint FROM snapshot WHERE sync = ?")
             .bind(sync)
@@ -313,16 +331,16 @@ impl State {
 
     /// Closes a run. A run that went through every change also clears owed
     /// rows it did not meet again (they are no longer owed); a successful
-    /// one moves `{{last_sync_time}}` to its start.
-    pub async fn finish(
-        &self,
-        sync: &str,
-        run_id: i64,
-        status: Status,
-        counts: &Counts,
-        timings_ms: &serde_json::Value,
-        error: Option<&str>,
-    ) -> Result<()> {
+    /// one moves `{{last_sync_time}}` to its start and `{{cursor}}` to
+    /// `cursor`.
+    pub async fn finish(&self, sync: &str, run_id: i64, end: &RunEnd<'_>) -> Result<()> {
+        let RunEnd {
+            status,
+            counts,
+            timings_ms,
+            error,
+            cursor,
+        } = *end;
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE runs SET status = ?, finished_at = ?, counts = ?, timings = ?, error = ? WHERE id = ?")
             .bind(status.as_str())
@@ -342,10 +360,11 @@ impl State {
         }
         if status == Status::Success {
             sqlx::query(
-                "INSERT INTO sync_state (sync, last_sync_time) \
-                 SELECT sync, started_at / 1000 FROM runs WHERE id = ? \
-                 ON CONFLICT (sync) DO UPDATE SET last_sync_time = excluded.last_sync_time",
+                "INSERT INTO sync_state (sync, last_sync_time, cursor) \
+                 SELECT sync, started_at / 1000, ? FROM runs WHERE id = ? \
+                 ON CONFLICT (sync) DO UPDATE SET last_sync_time = excluded.last_sync_time, cursor = excluded.cursor",
             )
+            .bind(cursor.and_then(|c| serde_json::to_string(c).ok()))
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
