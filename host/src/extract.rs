@@ -15,34 +15,53 @@ use crate::source::{BoundQuery, Column, Param, Placeholders};
 pub struct Templates {
     /// Seconds since the epoch at the start of the last successful run.
     pub last_sync_time: i64,
-    /// The highest cursor value delivered, typed as the cursor column (a
-    /// typed NULL before anything was delivered); `None` without a cursor.
-    pub cursor: Option<Param>,
+    pub cursor: CursorTemplate,
+}
+
+/// What `{{cursor}}` becomes.
+pub enum CursorTemplate {
+    /// The model has no cursor column.
+    Absent,
+    /// The SQL literal `NULL`: how a query is described before the cursor
+    /// column's type is known (Postgres cannot type a bare `$1 IS NULL`),
+    /// and previewed as a first run would read it.
+    NullLiteral,
+    /// The highest value delivered, typed as the cursor column (a typed
+    /// NULL before anything was delivered).
+    Bound(Param),
+}
+
+/// One `{{…}}` of a query, once resolved.
+enum Resolved {
+    Param(Param),
+    Sql(&'static str),
 }
 
 impl Templates {
-    /// The values of a first run, used to describe and preview a query.
+    /// The values of a first run, for describing and previewing a query.
     pub fn first_run(model: &Model) -> Templates {
         Templates {
             last_sync_time: 0,
-            cursor: model.cursor.as_ref().map(|_| Param {
-                kind: crate::source::ParamKind::Text,
-                value: None,
-            }),
+            cursor: match model.cursor {
+                Some(_) => CursorTemplate::NullLiteral,
+                None => CursorTemplate::Absent,
+            },
         }
     }
 
     const NAMES: &'static [&'static str] = &["last_sync_time", "cursor"];
 
-    fn value(&self, model: &Model, name: &str) -> Result<Param, String> {
+    fn value(&self, model: &Model, name: &str) -> Result<Resolved, String> {
         match name {
-            "last_sync_time" => Ok(Param::int(self.last_sync_time)),
-            "cursor" => self.cursor.clone().ok_or_else(|| {
-                format!(
+            "last_sync_time" => Ok(Resolved::Param(Param::int(self.last_sync_time))),
+            "cursor" => match &self.cursor {
+                CursorTemplate::Bound(p) => Ok(Resolved::Param(p.clone())),
+                CursorTemplate::NullLiteral => Ok(Resolved::Sql("NULL")),
+                CursorTemplate::Absent => Err(format!(
                     "model `{}`: the query uses `{{{{cursor}}}}` but the model sets no `cursor` column",
                     model.name
-                )
-            }),
+                )),
+            },
             _ => Err(format!(
                 "model `{}`: unknown template variable `{{{{{name}}}}}`; available: {}",
                 model.name,
@@ -68,7 +87,14 @@ pub fn bind(model: &Model, kind: SourceKind, templates: &Templates) -> Result<Bo
             )
         })?;
         let name = after[..end].trim();
-        let value = templates.value(model, name)?;
+        rest = &after[end + 2..];
+        let value = match templates.value(model, name)? {
+            Resolved::Param(p) => p,
+            Resolved::Sql(literal) => {
+                sql.push_str(literal);
+                continue;
+            }
+        };
         let reuse = style
             .reusable()
             .then(|| params.iter().position(|(p, _)| p == name))
@@ -81,7 +107,6 @@ pub fn bind(model: &Model, kind: SourceKind, templates: &Templates) -> Result<Bo
             }
         };
         sql.push_str(&style.write(n));
-        rest = &after[end + 2..];
     }
     sql.push_str(rest);
     Ok(BoundQuery {
@@ -217,7 +242,7 @@ mod tests {
     fn templates_become_numbered_parameters() {
         let t = Templates {
             last_sync_time: 42,
-            cursor: None,
+            cursor: CursorTemplate::Absent,
         };
         let q = bind(
             &model("SELECT * FROM t WHERE a > {{last_sync_time}} OR b > {{ last_sync_time }}"),
@@ -234,6 +259,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.sql, "SELECT 1 WHERE x > ?1");
+
+        let query = "SELECT * FROM t WHERE {{cursor}} IS NULL OR at > {{cursor}} AND b > {{last_sync_time}}";
+        let described = bind(
+            &model(query),
+            SourceKind::Postgres,
+            &Templates::first_run(&Model {
+                cursor: Some("at".into()),
+                ..model(query)
+            }),
+        )
+        .unwrap();
+        assert_eq!(
+            described.sql,
+            "SELECT * FROM t WHERE NULL IS NULL OR at > NULL AND b > $1"
+        );
+        assert_eq!(described.params, [Param::int(0)]);
+        let high = Param {
+            kind: crate::source::ParamKind::TimestampTz,
+            value: Some("2024-05-01T00:00:00Z".into()),
+        };
+        let with_cursor = Templates {
+            last_sync_time: 7,
+            cursor: CursorTemplate::Bound(high.clone()),
+        };
+        let bound = bind(&model(query), SourceKind::Postgres, &with_cursor).unwrap();
+        assert_eq!(
+            bound.sql,
+            "SELECT * FROM t WHERE $1 IS NULL OR at > $1 AND b > $2"
+        );
+        assert_eq!(bound.params, [high, Param::int(7)]);
         assert!(
             bind(&model("{{cursor}}"), SourceKind::Sqlite, &t)
                 .unwrap_err()

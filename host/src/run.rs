@@ -20,7 +20,7 @@ use crate::config::{self, Config};
 use crate::cursor::Cursor;
 use crate::diff::{Change, Differ, Verdict};
 use crate::event::{Event, Op};
-use crate::extract::{self, Templates};
+use crate::extract::{self, CursorTemplate, Templates};
 use crate::load::{Delivery, Loader};
 use crate::plugin::{Engine, Grants};
 use crate::source::{ParamKind, Warehouse};
@@ -403,7 +403,10 @@ impl<'a> Pass<'a> {
             .map(|(column, kind)| Cursor::new(column, kind, stored_cursor));
         let templates = Templates {
             last_sync_time,
-            cursor: self.cursor.as_ref().map(Cursor::template),
+            cursor: match &self.cursor {
+                Some(c) => CursorTemplate::Bound(c.template()),
+                None => CursorTemplate::Absent,
+            },
         };
         let query = extract::bind(model, source.kind, &templates).map_err(|e| anyhow!(e))?;
         let mut differ = Differ::new(snapshot);

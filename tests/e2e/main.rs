@@ -7,6 +7,7 @@ mod support;
 mod builtin_transforms;
 mod changes;
 mod config_errors;
+mod cursor;
 mod egress;
 mod http_delivery;
 mod interrupt;

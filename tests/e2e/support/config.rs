@@ -31,6 +31,7 @@ pub struct Config {
     source: String,
     primary_key: String,
     query: String,
+    model_lines: Vec<String>,
     destination: String,
     sync_lines: Vec<String>,
 }
@@ -42,6 +43,7 @@ impl Config {
             source: wh.source_toml().to_owned(),
             primary_key: "id".to_owned(),
             query: USERS_QUERY.to_owned(),
+            model_lines: Vec::new(),
             destination: FILE_DESTINATION.to_owned(),
             sync_lines: Vec::new(),
         }
@@ -54,6 +56,12 @@ impl Config {
 
     pub fn primary_key(mut self, column: &str) -> Config {
         self.primary_key = column.to_owned();
+        self
+    }
+
+    /// Adds a `key = value` line to `[models.users]`.
+    pub fn model(mut self, line: &str) -> Config {
+        self.model_lines.push(line.to_owned());
         self
     }
 
@@ -95,6 +103,7 @@ cache_dir = '{cache}'
 source = "wh"
 primary_key = "{pk}"
 query = '''{query}'''
+{model}
 
 {destination}
 [syncs.{SYNC}]
@@ -106,6 +115,7 @@ destination = "out"
             cache = plugin_cache().display(),
             pk = self.primary_key,
             query = self.query,
+            model = self.model_lines.join("\n"),
             destination = self.destination,
             sync = self.sync_lines.join("\n"),
         )
