@@ -471,3 +471,29 @@ fn statements_other_than_queries_are_refused() {
     assert!(ran.iter().all(|s| *s == Statement::Ping), "{ran:?}");
     fake.assert_no_problems();
 }
+
+/// A statement Snowflake cannot compile is a SQL error carrying
+/// Snowflake's message, for `ebb check` as for `ebb run`.
+#[test]
+fn snowflake_compilation_errors_carry_its_message() {
+    let message = "SQL compilation error:\nObject 'USERS' does not exist or not authorized.";
+    let fake = fakes::snowflake::start(Script {
+        sql_error: Some(message.into()),
+        query: USERS_QUERY.into(),
+        ..Script::default()
+    });
+    let project = Project::new();
+    project.write_config(&config(&fakes::snowflake::source_toml(&fake), USERS_QUERY));
+    for args in [&["check"][..], &["run", SYNC]] {
+        let out = project.ebb(args);
+        assert_eq!(out.code, Some(1), "ebb {args:?}\n{}", out.text());
+        assert!(
+            out.stderr.contains(&format!(
+                "model `users`: SQL error: {message} [code 002003]"
+            )),
+            "ebb {args:?}:\n{}",
+            out.text()
+        );
+    }
+    fake.assert_no_problems();
+}

@@ -49,6 +49,9 @@ pub struct Script {
     pub retry_after: u64,
     /// Refuse every credential.
     pub deny_auth: bool,
+    /// Fail the model query (not the ping) with this compilation error
+    /// (Snowflake's fake).
+    pub sql_error: Option<String>,
     /// The model query Ebb is expected to run, and the vendor's encoding
     /// of the parameters expected with it (`Value::Null`: none).
     pub query: String,

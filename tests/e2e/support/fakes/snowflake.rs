@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::{Fake, Script, Shared, Table, bearer, keys, page, pages, verify_jwt};
+use super::{Fake, Script, Shared, Statement, Table, bearer, keys, page, pages, verify_jwt};
 
 /// The account as configured (region suffix and all) and as it appears in
 /// the JWT.
@@ -119,6 +119,14 @@ async fn submit(
         Ok(s) => s,
         Err(e) => return script.breach(e),
     };
+    if let Some(message) = script
+        .sql_error
+        .clone()
+        .filter(|_| statement != Statement::Ping)
+    {
+        let body = json!({"code": "002003", "message": message, "sqlState": "42S02"});
+        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();
+    }
     let bindings = body.get("bindings").cloned().unwrap_or(Value::Null);
     let want = script.expected_params(&statement);
     if bindings != want {
