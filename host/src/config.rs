@@ -17,6 +17,9 @@ use crate::event::Op;
 use crate::limits::Limits;
 use crate::plugin::{self, PluginLocation, PluginRef};
 
+mod api;
+pub use api::{ApiSource, BigQuery, Databricks, Secret, ServiceAccount, Snowflake, SnowflakeAuth};
+
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
 pub struct ConfigError {
@@ -43,6 +46,9 @@ pub struct Config {
 pub enum SourceKind {
     Sqlite,
     Postgres,
+    Snowflake,
+    Bigquery,
+    Databricks,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +59,9 @@ pub struct Source {
     /// SQLite only: a script that creates the database when its file is missing.
     pub init_sql: Option<PathBuf>,
     pub statement_timeout: Duration,
+    /// Snowflake, BigQuery and Databricks: what their SQL APIs need
+    /// (`url` is then the API's base URL).
+    pub api: Option<ApiSource>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,9 +162,23 @@ struct RawPlugins {
 #[serde(deny_unknown_fields)]
 struct RawSource {
     kind: SourceKind,
-    url: String,
+    url: Option<String>,
     init_sql: Option<String>,
     statement_timeout_secs: Option<u64>,
+    // Warehouses read over HTTP SQL APIs; see config/api.rs.
+    account: Option<String>,
+    user: Option<String>,
+    private_key: Option<String>,
+    token: Option<String>,
+    warehouse: Option<String>,
+    database: Option<String>,
+    schema: Option<String>,
+    role: Option<String>,
+    project: Option<String>,
+    credentials: Option<String>,
+    location: Option<String>,
+    warehouse_id: Option<String>,
+    catalog: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -308,10 +331,29 @@ impl Resolver<'_> {
         let mut sources = BTreeMap::new();
         for (name, s) in raw.sources {
             let key = format!("sources.{name}");
-            let url = self.secrets(&format!("{key}.url"), &s.url)?;
+            let secret = |field: &str, v: Option<String>| {
+                v.map(|v| self.secrets(&format!("{key}.{field}"), &v))
+                    .transpose()
+            };
+            let raw_api = api::RawApi {
+                account: secret("account", s.account)?,
+                user: secret("user", s.user)?,
+                private_key: secret("private_key", s.private_key)?,
+                token: secret("token", s.token)?,
+                warehouse: secret("warehouse", s.warehouse)?,
+                database: secret("database", s.database)?,
+                schema: secret("schema", s.schema)?,
+                role: secret("role", s.role)?,
+                project: secret("project", s.project)?,
+                credentials: secret("credentials", s.credentials)?,
+                location: secret("location", s.location)?,
+                warehouse_id: secret("warehouse_id", s.warehouse_id)?,
+                catalog: secret("catalog", s.catalog)?,
+            };
+            let (url, api) = api::resolve(&key, s.kind, secret("url", s.url)?, raw_api)?;
             let url = match s.kind {
                 SourceKind::Sqlite => self.sqlite_url(&url),
-                SourceKind::Postgres => url,
+                _ => url,
             };
             let init_sql = match (s.kind, s.init_sql) {
                 (_, None) => None,
@@ -333,6 +375,7 @@ impl Resolver<'_> {
                     url,
                     init_sql,
                     statement_timeout,
+                    api,
                 },
             );
         }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod api_sources;
 mod builtin_transforms;
 mod changes;
 mod config_errors;

@@ -6,8 +6,14 @@
 //! through a bounded channel from a task that owns the connection, so
 //! extraction overlaps with diffing and never holds the whole result.
 
+mod bigquery;
+mod databricks;
 mod postgres;
+mod snowflake;
+mod sql_api;
 mod sqlite;
+
+pub use sql_api::RsaKey;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -194,6 +200,8 @@ impl Placeholders {
         match kind {
             SourceKind::Sqlite => Placeholders::QuestionNumbered,
             SourceKind::Postgres => Placeholders::Dollar,
+            SourceKind::Snowflake | SourceKind::Bigquery => Placeholders::Question,
+            SourceKind::Databricks => Placeholders::Named,
         }
     }
 
@@ -217,6 +225,9 @@ impl Placeholders {
 pub enum Warehouse {
     Sqlite(sqlite::Sqlite),
     Postgres(postgres::Postgres),
+    Snowflake(snowflake::Snowflake),
+    BigQuery(bigquery::BigQuery),
+    Databricks(databricks::Databricks),
 }
 
 pub type RowChunks = mpsc::Receiver<Result<Vec<Record>, SourceError>>;
@@ -228,6 +239,15 @@ impl Warehouse {
             SourceKind::Postgres => Ok(Warehouse::Postgres(
                 postgres::Postgres::connect(source).await?,
             )),
+            SourceKind::Snowflake => Ok(Warehouse::Snowflake(
+                snowflake::Snowflake::connect(source).await?,
+            )),
+            SourceKind::Bigquery => Ok(Warehouse::BigQuery(
+                bigquery::BigQuery::connect(source).await?,
+            )),
+            SourceKind::Databricks => Ok(Warehouse::Databricks(
+                databricks::Databricks::connect(source).await?,
+            )),
         }
     }
 
@@ -236,6 +256,9 @@ impl Warehouse {
         match self {
             Warehouse::Sqlite(w) => w.columns(query).await,
             Warehouse::Postgres(w) => w.columns(query).await,
+            Warehouse::Snowflake(w) => sql_api::columns(w, query).await,
+            Warehouse::BigQuery(w) => sql_api::columns(w, query).await,
+            Warehouse::Databricks(w) => sql_api::columns(w, query).await,
         }
     }
 
@@ -247,6 +270,9 @@ impl Warehouse {
             let result = match self {
                 Warehouse::Sqlite(w) => w.stream(&query, &tx).await,
                 Warehouse::Postgres(w) => w.stream(&query, &tx).await,
+                Warehouse::Snowflake(w) => sql_api::stream(w, &query, &tx).await,
+                Warehouse::BigQuery(w) => sql_api::stream(w, &query, &tx).await,
+                Warehouse::Databricks(w) => sql_api::stream(w, &query, &tx).await,
             };
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;

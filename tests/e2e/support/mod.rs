@@ -4,6 +4,7 @@
 pub mod cmd;
 pub mod config;
 pub mod events;
+pub mod fakes;
 pub mod fixture;
 pub mod project;
 pub mod server;
