@@ -14,6 +14,7 @@
 
 use serde_json::Value;
 
+use crate::config::SourceKind;
 use crate::source::{Native, Param, ParamKind};
 
 /// The bind kind for a column of the given database type name.
@@ -110,13 +111,22 @@ mod tests {
 
     #[test]
     fn kinds_follow_declared_types() {
-        assert_eq!(kind_of_type("TIMESTAMPTZ"), ParamKind::TimestampTz);
-        assert_eq!(kind_of_type("timestamp"), ParamKind::Timestamp);
-        assert_eq!(kind_of_type("DATETIME"), ParamKind::Timestamp);
-        assert_eq!(kind_of_type("DATE"), ParamKind::Date);
-        assert_eq!(kind_of_type("BIGINT UNSIGNED"), ParamKind::Int);
-        assert_eq!(kind_of_type("NUMERIC"), ParamKind::Decimal);
-        assert_eq!(kind_of_type("VARCHAR"), ParamKind::Text);
+        use SourceKind::*;
+        assert_eq!(
+            kind_of_type(Postgres, "TIMESTAMPTZ"),
+            ParamKind::TimestampTz
+        );
+        assert_eq!(kind_of_type(Postgres, "timestamp"), ParamKind::Timestamp);
+        assert_eq!(kind_of_type(Bigquery, "TIMESTAMP"), ParamKind::TimestampTz);
+        assert_eq!(kind_of_type(Bigquery, "DATETIME"), ParamKind::Timestamp);
+        assert_eq!(
+            kind_of_type(Snowflake, "TIMESTAMP_NTZ"),
+            ParamKind::Timestamp
+        );
+        assert_eq!(kind_of_type(Sqlite, "DATE"), ParamKind::Date);
+        assert_eq!(kind_of_type(Postgres, "BIGINT UNSIGNED"), ParamKind::Int);
+        assert_eq!(kind_of_type(Postgres, "NUMERIC"), ParamKind::Decimal);
+        assert_eq!(kind_of_type(Postgres, "VARCHAR"), ParamKind::Text);
     }
 
     #[test]

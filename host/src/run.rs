@@ -125,7 +125,7 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
         described
             .iter()
             .find(|col| &col.name == c)
-            .map(|col| crate::cursor::kind_of_type(&col.type_name))
+            .map(|col| crate::cursor::kind_of_type(source.kind, &col.type_name))
     });
     let columns: Vec<String> = described.into_iter().map(|c| c.name).collect();
 
