@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::config::{self, Config};
 use crate::cursor::Cursor;
-use crate::diff::{Change, Differ, Verdict};
+use crate::diff::{self, Change, Spill};
 use crate::event::{Event, Op};
 use crate::extract::{self, CursorTemplate, Templates};
 use crate::load::{Delivery, Loader};
@@ -388,9 +388,8 @@ impl<'a> Pass<'a> {
         limits: &crate::limits::Limits,
         cursor_kind: Option<ParamKind>,
     ) -> anyhow::Result<()> {
-        let (snapshot, last_sync_time, stored_cursor) = match self.reader {
+        let (last_sync_time, stored_cursor) = match self.reader {
             Some(s) => (
-                s.fingerprints(&self.sync.name).await?,
                 s.last_sync_time(&self.sync.name).await?,
                 s.cursor(&self.sync.name).await?,
             ),
@@ -409,9 +408,8 @@ impl<'a> Pass<'a> {
             },
         };
         let query = extract::bind(model, source.kind, &templates).map_err(|e| anyhow!(e))?;
-        let mut differ = Differ::new(snapshot);
+        let mut spill = Spill::new(diff::MEMORY_BUDGET);
         let mut rows = warehouse.stream(query);
-        let mut changes = Vec::new();
         loop {
             let t = Instant::now();
             let chunk = rows.recv().await;
@@ -432,8 +430,10 @@ impl<'a> Pass<'a> {
                         .observe(record.get(&cursor.column))
                         .map_err(|e| anyhow!("model `{}`: {e}", model.name))?;
                 }
-                let key = match extract::keyed(model, &record, limits) {
-                    Ok(key) => key,
+                match extract::keyed(model, &record, limits) {
+                    Ok(key) => spill
+                        .push(&diff::row(key, &record))
+                        .context("cannot park extracted rows for the diff")?,
                     Err(problem) => {
                         let key = match problem.key.is_empty() {
                             true => format!("(row {} without a key)", self.counts.extracted),
@@ -445,40 +445,56 @@ impl<'a> Pass<'a> {
                             problem.message,
                             serde_json::Value::Object(record),
                         );
-                        continue;
                     }
-                };
-                match differ.row(key.clone(), record) {
-                    Verdict::Changed(c) => changes.push(c),
-                    Verdict::Unchanged => {}
-                    Verdict::Duplicate => self.row_error(
-                        key.clone(),
-                        Op::Added,
-                        format!(
-                            "model `{}`: primary key `{}` = {key} appears more than once; the first row was used and this one skipped; make the key unique",
-                            model.name, model.primary_key
-                        ),
-                        serde_json::Value::Null,
-                    ),
                 }
             }
             self.timed("diff", t);
-            self.progress.set_message(format!(
-                "extracted {}, sent {}",
-                self.counts.extracted, self.counts.sent
-            ));
+            self.progress
+                .set_message(format!("extracted {}", self.counts.extracted));
+        }
+        drop(rows);
+
+        let deletions = !extract::is_incremental(model);
+        let mut changes = Vec::new();
+        for p in 0..diff::PARTITIONS {
+            let t = Instant::now();
+            let extracted = spill.take(p).context("cannot read back extracted rows")?;
+            if extracted.is_empty() && !deletions {
+                continue;
+            }
+            let snapshot = match self.reader {
+                // An incremental model returns few rows of a large
+                // snapshot: look those up rather than read the range.
+                Some(s) if !deletions => {
+                    let hashes: Vec<u128> = extracted.iter().map(|r| r.key_hash).collect();
+                    s.snapshot_entries(&self.sync.name, &hashes).await?
+                }
+                Some(s) => {
+                    let (lo, hi) = diff::partition_bounds(p);
+                    s.snapshot_range(&self.sync.name, lo, hi).await?
+                }
+                None => Vec::new(),
+            };
+            let classified = diff::classify(extracted, &snapshot, deletions)
+                .context("cannot read back extracted rows")?;
+            for d in classified.duplicates {
+                self.row_error(
+                    d.key.clone(),
+                    Op::Added,
+                    format!(
+                        "model `{}`: primary key `{}` = {} is returned by {} rows; none of them is synced until the key is unique",
+                        model.name, model.primary_key, d.key, d.rows
+                    ),
+                    serde_json::Value::Object(d.first),
+                );
+            }
+            changes.extend(classified.changes);
+            self.timed("diff", t);
             if changes.len() >= self.chunk_size() {
                 self.changes(std::mem::take(&mut changes)).await?;
             }
         }
-        self.changes(changes).await?;
-        if !extract::is_incremental(model) {
-            let deletions = differ.deletions();
-            for chunk in deletions.chunks(self.chunk_size()) {
-                self.changes(chunk.to_vec()).await?;
-            }
-        }
-        Ok(())
+        self.changes(changes).await
     }
 
     fn row_error(&mut self, key: String, op: Op, message: String, payload: serde_json::Value) {
@@ -498,13 +514,13 @@ impl<'a> Pass<'a> {
         // Only changes that will be sent need the record delivered before.
         let previous = match self.reader {
             Some(state) => {
-                let keys: Vec<&str> = changes
+                let hashes: Vec<u128> = changes
                     .iter()
                     .filter(sent)
                     .filter(|c| c.op != Op::Added)
-                    .map(|c| c.key.as_str())
+                    .map(|c| c.key_hash)
                     .collect();
-                state.records(&self.sync.name, &keys).await?
+                state.records(&self.sync.name, &hashes).await?
             }
             None => HashMap::new(),
         };
@@ -614,8 +630,8 @@ impl<'a> Pass<'a> {
 
 /// The event a change becomes before transforms: a deletion carries the
 /// last delivered record as its fields.
-fn event_of(c: &Change, previous: &HashMap<String, crate::event::Record>) -> Event {
-    let prev = previous.get(&c.key).cloned();
+fn event_of(c: &Change, previous: &HashMap<u128, crate::event::Record>) -> Event {
+    let prev = previous.get(&c.key_hash).cloned();
     Event {
         op: c.op,
         id: c.key.clone(),
@@ -632,9 +648,13 @@ fn commit_of(c: &Change) -> Commit {
     match &c.record {
         Some(record) => Commit::Upsert {
             key: c.key.clone(),
+            key_hash: c.key_hash,
             fingerprint: c.fingerprint,
             record: record.clone(),
         },
-        None => Commit::Delete { key: c.key.clone() },
+        None => Commit::Delete {
+            key: c.key.clone(),
+            key_hash: c.key_hash,
+        },
     }
 }

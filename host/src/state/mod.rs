@@ -70,11 +70,13 @@ pub struct Counts {
 pub enum Commit {
     Upsert {
         key: String,
+        key_hash: u128,
         fingerprint: u128,
         record: Record,
     },
     Delete {
         key: String,
+        key_hash: u128,
     },
 }
 

@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::{Claim, Commit, OwedRow, RowError, RunEnd, RunRecord, Status};
+use crate::diff::Entry;
 use crate::event::Record;
 use crate::source::Param;
 
@@ -138,12 +139,54 @@ impl State {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            if i + 1 == REHASH_AFTER {
+                rehash_snapshot(&mut tx).await?;
+            }
             sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1))
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Snapshot entries whose key hash is in `lo..hi` (`hi` `None`: to the end).
+    pub async fn snapshot_range(
+        &self,
+        sync: &str,
+        lo: u128,
+        hi: Option<u128>,
+    ) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(
+            "SELECT key_hash, key, fingerprint FROM snapshot \
+             WHERE sync = ? AND key_hash >= ? AND (? IS NULL OR key_hash < ?)",
+        )
+        .bind(sync)
+        .bind(hash_bytes(lo))
+        .bind(hi.map(hash_bytes))
+        .bind(hi.map(hash_bytes))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry).collect()
+    }
+
+    /// Snapshot entries for these key hashes (those that exist).
+    pub async fn snapshot_entries(&self, sync: &str, hashes: &[u128]) -> Result<Vec<Entry>> {
+        let mut out = Vec::with_capacity(hashes.len());
+        for chunk in hashes.chunks(500) {
+            let sql = format!(
+                "SELECT key_hash, key, fingerprint FROM snapshot WHERE sync = ? AND key_hash IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(&sql).bind(sync);
+            for h in chunk {
+                q = q.bind(hash_bytes(*h));
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push(entry(&row)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Starts a run unless one of the same sync is alive.
@@ -226,38 +269,23 @@ impl State {
             .transpose()
     }
 
-    pub async fn fingerprints(&self, sync: &str) -> Result<HashMap<String, u128>> {
-        let rows = sqlx::query("SELECT key, fingerprint FROM snapshot WHERE sync = ?")
-            .bind(sync)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let fp: Vec<u8> = r.get(1);
-                let fp = fp.try_into().map(u128::from_be_bytes).unwrap_or(0);
-                (r.get(0), fp)
-            })
-            .collect())
-    }
-
-    /// The committed records for `keys` (those that exist).
-    pub async fn records(&self, sync: &str, keys: &[&str]) -> Result<HashMap<String, Record>> {
-        let mut out = HashMap::with_capacity(keys.len());
-        for chunk in keys.chunks(500) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
+    /// The committed records for these key hashes (those that exist).
+    pub async fn records(&self, sync: &str, hashes: &[u128]) -> Result<HashMap<u128, Record>> {
+        let mut out = HashMap::with_capacity(hashes.len());
+        for chunk in hashes.chunks(500) {
             let sql = format!(
-                "SELECT key, record FROM snapshot WHERE sync = ? AND key IN ({placeholders})"
+                "SELECT key_hash, record FROM snapshot WHERE sync = ? AND key_hash IN ({})",
+                vec!["?"; chunk.len()].join(",")
             );
             let mut q = sqlx::query(&sql).bind(sync);
-            for k in chunk {
-                q = q.bind(*k);
+            for h in chunk {
+                q = q.bind(hash_bytes(*h));
             }
             for row in q.fetch_all(&self.pool).await? {
                 let text: String = row.get(1);
                 let record: Record =
                     serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                out.insert(row.get(0), record);
+                out.insert(hash_of(row.get(0))?, record);
             }
         }
         Ok(out)
@@ -280,25 +308,27 @@ impl State {
             let key = match c {
                 Commit::Upsert {
                     key,
+                    key_hash,
                     fingerprint,
                     record,
                 } => {
                     sqlx::query(
-                        "INSERT INTO snapshot (sync, key, fingerprint, record) VALUES (?, ?, ?, ?) \
-                         ON CONFLICT (sync, key) DO UPDATE SET fingerprint = excluded.fingerprint, record = excluded.record",
+                        "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) VALUES (?, ?, ?, ?, ?) \
+                         ON CONFLICT (sync, key_hash) DO UPDATE SET key = excluded.key, fingerprint = excluded.fingerprint, record = excluded.record",
                     )
                     .bind(sync)
+                    .bind(hash_bytes(*key_hash))
                     .bind(key)
-                    .bind(fingerprint.to_be_bytes().to_vec())
+                    .bind(hash_bytes(*fingerprint))
                     .bind(serde_json::to_string(record).unwrap_or_default())
                     .execute(&mut *tx)
                     .await?;
                     key
                 }
-                Commit::Delete { key } => {
-                    sqlx::query("DELETE FROM snapshot WHERE sync = ? AND key = ?")
+                Commit::Delete { key, key_hash } => {
+                    sqlx::query("DELETE FROM snapshot WHERE sync = ? AND key_hash = ?")
                         .bind(sync)
-                        .bind(key)
+                        .bind(hash_bytes(*key_hash))
                         .execute(&mut *tx)
                         .await?;
                     key
@@ -429,4 +459,50 @@ impl State {
         }
         tx.commit().await
     }
+}
+
+/// Hashes are stored big-endian, so the database's byte order is their
+/// numeric order and a partition is a contiguous range.
+fn hash_bytes(h: u128) -> Vec<u8> {
+    h.to_be_bytes().to_vec()
+}
+
+fn hash_of(bytes: Vec<u8>) -> Result<u128> {
+    bytes
+        .try_into()
+        .map(u128::from_be_bytes)
+        .map_err(|_| sqlx::Error::Decode("a snapshot hash is not 16 bytes".into()))
+}
+
+fn entry(row: &sqlx::sqlite::SqliteRow) -> Result<Entry> {
+    Ok(Entry {
+        key_hash: hash_of(row.get(0))?,
+        key: row.get(1),
+        fingerprint: hash_of(row.get(2))?,
+    })
+}
+
+/// Moves the rows of the snapshot as it was keyed before schema 3 into the
+/// table keyed by key hash.
+async fn rehash_snapshot(tx: &mut sqlx::SqliteConnection) -> Result<()> {
+    let rows = sqlx::query("SELECT sync, key, fingerprint, record FROM snapshot_by_key")
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in rows {
+        let key: String = row.get(1);
+        sqlx::query(
+            "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(row.get::<String, _>(0))
+        .bind(hash_bytes(crate::diff::key_hash(&key)))
+        .bind(&key)
+        .bind(row.get::<Vec<u8>, _>(2))
+        .bind(row.get::<String, _>(3))
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::raw_sql("DROP TABLE snapshot_by_key")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }

@@ -1,0 +1,208 @@
+//! Diff: finds what changed in a model since the sync's committed snapshot,
+//! in memory that does not grow with the model.
+//!
+//! Each extracted row is reduced to its key's hash, its fingerprint
+//! (xxh3-128 of the record's JSON, columns in query order) and its JSON,
+//! and parked in a [`Spill`] partitioned by key hash. Once extraction ends,
+//! partitions are classified one at a time against the snapshot entries of
+//! the same key-hash range: `added` (key not in the snapshot), `updated`
+//! (fingerprint differs), `deleted` (snapshot key not extracted; full
+//! models only). A key extracted more than once is a row error for every
+//! row carrying it: which of them is "the" row cannot be known, so none is
+//! synced and the snapshot keeps what was last delivered.
+
+mod spill;
+
+use std::collections::HashMap;
+
+use crate::event::{Op, Record};
+pub use spill::{PARTITIONS, Row, Spill, partition_of};
+
+/// How much extracted data stays in memory before the diff spills to disk.
+pub const MEMORY_BUDGET: usize = 64 << 20;
+
+pub fn key_hash(key: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(key.as_bytes())
+}
+
+pub fn fingerprint_of(json: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(json)
+}
+
+/// The first key hash of partition `p` and the first of the next one
+/// (`None` past the last), as the snapshot's range bounds.
+pub fn partition_bounds(p: usize) -> (u128, Option<u128>) {
+    let lo = (p as u128) << 120;
+    let hi = (p + 1 < PARTITIONS).then(|| ((p + 1) as u128) << 120);
+    (lo, hi)
+}
+
+/// One committed snapshot entry, as the diff compares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key_hash: u128,
+    pub key: String,
+    pub fingerprint: u128,
+}
+
+/// A change found by the diff; `record` is `None` for deletions.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub key: String,
+    pub key_hash: u128,
+    pub op: Op,
+    pub record: Option<Record>,
+    pub fingerprint: u128,
+}
+
+/// A key the extraction returned more than once.
+#[derive(Debug, Clone)]
+pub struct Duplicate {
+    pub key: String,
+    pub rows: usize,
+    /// The first of its rows, for the row error's payload.
+    pub first: Record,
+}
+
+#[derive(Debug, Default)]
+pub struct Classified {
+    pub changes: Vec<Change>,
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// Reduces a row to what the diff keeps.
+pub fn row(key: String, record: &Record) -> Row {
+    let json = serde_json::to_vec(record).unwrap_or_default();
+    Row {
+        key_hash: key_hash(&key),
+        fingerprint: fingerprint_of(&json),
+        key,
+        json,
+    }
+}
+
+fn parse(json: &[u8]) -> std::io::Result<Record> {
+    serde_json::from_slice(json)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Compares one partition's extracted rows (in extraction order) with the
+/// snapshot entries of the same range. With `deletions` false (incremental
+/// models), snapshot keys that were not extracted are left alone.
+pub fn classify(
+    rows: Vec<Row>,
+    snapshot: &[Entry],
+    deletions: bool,
+) -> std::io::Result<Classified> {
+    let mut count: HashMap<u128, usize> = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        *count.entry(r.key_hash).or_default() += 1;
+    }
+    let known: HashMap<u128, u128> = snapshot
+        .iter()
+        .map(|e| (e.key_hash, e.fingerprint))
+        .collect();
+    let mut out = Classified::default();
+    for r in rows {
+        match count[&r.key_hash] {
+            1 => {}
+            // A duplicated key already reported.
+            0 => continue,
+            n => {
+                count.insert(r.key_hash, 0);
+                out.duplicates.push(Duplicate {
+                    first: parse(&r.json)?,
+                    key: r.key,
+                    rows: n,
+                });
+                continue;
+            }
+        }
+        let op = match known.get(&r.key_hash) {
+            None => Op::Added,
+            Some(fp) if *fp != r.fingerprint => Op::Updated,
+            Some(_) => continue,
+        };
+        out.changes.push(Change {
+            record: Some(parse(&r.json)?),
+            key: r.key,
+            key_hash: r.key_hash,
+            op,
+            fingerprint: r.fingerprint,
+        });
+    }
+    if deletions {
+        for e in snapshot {
+            if !count.contains_key(&e.key_hash) {
+                out.changes.push(Change {
+                    key: e.key.clone(),
+                    key_hash: e.key_hash,
+                    op: Op::Deleted,
+                    record: None,
+                    fingerprint: 0,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(v: serde_json::Value) -> Record {
+        v.as_object().unwrap().clone()
+    }
+
+    fn entry(key: &str, record: serde_json::Value) -> Entry {
+        let r = row(key.into(), &rec(record));
+        Entry {
+            key_hash: r.key_hash,
+            key: r.key,
+            fingerprint: r.fingerprint,
+        }
+    }
+
+    #[test]
+    fn classifies_changes_and_refuses_every_row_of_a_duplicated_key() {
+        let snapshot = [
+            entry("1", json!({"id": 1, "a": "x"})),
+            entry("2", json!({"id": 2, "a": "y"})),
+            entry("3", json!({"id": 3})),
+            entry("5", json!({"id": 5})),
+        ];
+        let rows = vec![
+            row("1".into(), &rec(json!({"id": 1, "a": "x"}))),
+            row("2".into(), &rec(json!({"id": 2, "a": "z"}))),
+            row("4".into(), &rec(json!({"id": 4}))),
+            row("5".into(), &rec(json!({"id": 5, "n": 1}))),
+            row("5".into(), &rec(json!({"id": 5, "n": 2}))),
+        ];
+        let got = classify(rows.clone(), &snapshot, true).unwrap();
+        let ops: Vec<_> = got.changes.iter().map(|c| (c.key.as_str(), c.op)).collect();
+        assert_eq!(
+            ops,
+            [("2", Op::Updated), ("4", Op::Added), ("3", Op::Deleted)]
+        );
+        assert_eq!(got.duplicates.len(), 1);
+        assert_eq!(
+            (got.duplicates[0].key.as_str(), got.duplicates[0].rows),
+            ("5", 2)
+        );
+        assert_eq!(got.duplicates[0].first, rec(json!({"id": 5, "n": 1})));
+
+        let incremental = classify(rows, &snapshot, false).unwrap();
+        assert!(incremental.changes.iter().all(|c| c.op != Op::Deleted));
+    }
+
+    #[test]
+    fn partitions_cover_the_key_hash_space() {
+        assert_eq!(partition_bounds(0), (0, Some(1 << 120)));
+        assert_eq!(partition_bounds(PARTITIONS - 1), (255 << 120, None));
+        let h = key_hash("some key");
+        let (lo, hi) = partition_bounds(partition_of(h));
+        assert!(h >= lo && hi.is_none_or(|hi| h < hi));
+    }
+}
