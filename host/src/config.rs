@@ -43,6 +43,8 @@ pub struct Config {
 pub enum SourceKind {
     Sqlite,
     Postgres,
+    /// Amazon Redshift, read through the Postgres protocol.
+    Redshift,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ pub struct Source {
     /// SQLite only: a script that creates the database when its file is missing.
     pub init_sql: Option<PathBuf>,
     pub statement_timeout: Duration,
+    /// How long connecting (DNS, TCP, TLS, authentication) may take.
+    pub connect_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +160,7 @@ struct RawSource {
     url: String,
     init_sql: Option<String>,
     statement_timeout_secs: Option<u64>,
+    connect_timeout_secs: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -311,7 +316,7 @@ impl Resolver<'_> {
             let url = self.secrets(&format!("{key}.url"), &s.url)?;
             let url = match s.kind {
                 SourceKind::Sqlite => self.sqlite_url(&url),
-                SourceKind::Postgres => url,
+                SourceKind::Postgres | SourceKind::Redshift => url,
             };
             let init_sql = match (s.kind, s.init_sql) {
                 (_, None) => None,
@@ -325,6 +330,7 @@ impl Resolver<'_> {
                 }
             };
             let statement_timeout = Duration::from_secs(s.statement_timeout_secs.unwrap_or(600));
+            let connect_timeout = Duration::from_secs(s.connect_timeout_secs.unwrap_or(10));
             sources.insert(
                 name.clone(),
                 Source {
@@ -333,6 +339,7 @@ impl Resolver<'_> {
                     url,
                     init_sql,
                     statement_timeout,
+                    connect_timeout,
                 },
             );
         }

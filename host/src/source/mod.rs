@@ -193,7 +193,7 @@ impl Placeholders {
     pub fn of(kind: SourceKind) -> Placeholders {
         match kind {
             SourceKind::Sqlite => Placeholders::QuestionNumbered,
-            SourceKind::Postgres => Placeholders::Dollar,
+            SourceKind::Postgres | SourceKind::Redshift => Placeholders::Dollar,
         }
     }
 
@@ -213,7 +213,8 @@ impl Placeholders {
     }
 }
 
-/// An open connection to one warehouse.
+/// An open connection to one warehouse. Redshift speaks the Postgres
+/// protocol and is read by the same code, with its own connect options.
 pub enum Warehouse {
     Sqlite(sqlite::Sqlite),
     Postgres(postgres::Postgres),
@@ -222,12 +223,38 @@ pub enum Warehouse {
 pub type RowChunks = mpsc::Receiver<Result<Vec<Record>, SourceError>>;
 
 impl Warehouse {
+    /// Connects within the source's `connect_timeout`, so an address that
+    /// accepts and never answers fails instead of hanging.
     pub async fn connect(source: &Source) -> Result<Warehouse, SourceError> {
-        match source.kind {
-            SourceKind::Sqlite => Ok(Warehouse::Sqlite(sqlite::Sqlite::connect(source).await?)),
-            SourceKind::Postgres => Ok(Warehouse::Postgres(
-                postgres::Postgres::connect(source).await?,
-            )),
+        let connect = async {
+            match source.kind {
+                SourceKind::Sqlite => Ok(Warehouse::Sqlite(sqlite::Sqlite::connect(source).await?)),
+                SourceKind::Postgres | SourceKind::Redshift => Ok(Warehouse::Postgres(
+                    postgres::Postgres::connect(source).await?,
+                )),
+            }
+        };
+        tokio::time::timeout(source.connect_timeout, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Connect {
+                    source_name: source.name.clone(),
+                    problem: Problem::Timeout,
+                    message: format!(
+                        "no answer within {} s; check the host and port, or raise connect_timeout_secs",
+                        source.connect_timeout.as_secs_f64()
+                    ),
+                })
+            })
+    }
+
+    /// Runs the query without reading a row (its result wrapped in
+    /// `LIMIT 0`), so the database checks the SQL, the grants and the column
+    /// types the way a sync would, at almost no cost.
+    pub async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
+        match self {
+            Warehouse::Sqlite(w) => w.check(query).await,
+            Warehouse::Postgres(w) => w.check(query).await,
         }
     }
 
@@ -303,6 +330,18 @@ pub(crate) async fn prepared_columns<'c, E: sqlx::Executor<'c>>(
         .collect())
 }
 
+/// The model's SQL wrapped so that it runs without returning a row, and
+/// how many characters the wrapper puts before the model's SQL (to map an
+/// error position back onto the model's text).
+pub(crate) fn limit_zero(sql: &str) -> (String, usize) {
+    const BEFORE: &str = "SELECT * FROM (\n";
+    let sql = sql.trim_end().trim_end_matches(';');
+    (
+        format!("{BEFORE}{sql}\n) AS ebb_check LIMIT 0"),
+        BEFORE.chars().count(),
+    )
+}
+
 /// JSON numbers cannot hold NaN or infinities; they travel as the strings
 /// `"NaN"`, `"Infinity"` and `"-Infinity"` (JavaScript's spelling).
 pub(crate) fn float(f: f64) -> Value {
@@ -320,6 +359,8 @@ pub(crate) fn float(f: f64) -> Value {
 pub(crate) fn classify(e: &sqlx::Error) -> Problem {
     match e {
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Problem::Timeout,
+        // How TLS libraries report a failed handshake on the socket.
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => Problem::Tls,
         sqlx::Error::Io(_) => Problem::Connect,
         sqlx::Error::Tls(_) => Problem::Tls,
         sqlx::Error::PoolTimedOut => Problem::Timeout,

@@ -12,7 +12,7 @@ use sqlx::{
 use std::str::FromStr;
 
 use super::{
-    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, float, integer,
+    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, float, integer, limit_zero,
     prepared_columns,
 };
 use crate::config::Source;
@@ -52,21 +52,7 @@ impl Sqlite {
         tx: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SourceError>>,
     ) -> Result<(), SourceError> {
         let mut out = ChunkSender::new(tx);
-        let mut q = sqlx::query(&query.sql);
-        for p in &query.params {
-            q = match p.native().map_err(|e| param_error(query, e))? {
-                Native::Int(v) => q.bind(v),
-                Native::Float(v) => q.bind(v),
-                // SQLite has no decimal type; compare as text of the number.
-                Native::Decimal(v) => q.bind(v.map(|d| d.to_string())),
-                Native::Text(v) => q.bind(v),
-                Native::Bool(v) => q.bind(v),
-                Native::Timestamp(v) => q.bind(v),
-                Native::TimestampTz(v) => q.bind(v),
-                Native::Date(v) => q.bind(v),
-            };
-        }
-        let mut rows = q.fetch(&mut self.conn);
+        let mut rows = bind(sqlx::query(&query.sql), query)?.fetch(&mut self.conn);
         while let Some(row) = rows.try_next().await.map_err(|e| query_error(query, e))? {
             let rec = record(&row).map_err(|e| query_error(query, e))?;
             if !out.push(rec).await {
@@ -76,6 +62,35 @@ impl Sqlite {
         out.flush().await;
         Ok(())
     }
+
+    pub async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
+        let (sql, _) = limit_zero(&query.sql);
+        bind(sqlx::query(&sql), query)?
+            .execute(&mut self.conn)
+            .await
+            .map_err(|e| query_error(query, e))?;
+        Ok(())
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds the query's template values.
+fn bind<'q>(mut q: Query<'q>, query: &BoundQuery) -> Result<Query<'q>, SourceError> {
+    for p in &query.params {
+        q = match p.native().map_err(|e| param_error(query, e))? {
+            Native::Int(v) => q.bind(v),
+            Native::Float(v) => q.bind(v),
+            // SQLite has no decimal type; compare as text of the number.
+            Native::Decimal(v) => q.bind(v.map(|d| d.to_string())),
+            Native::Text(v) => q.bind(v),
+            Native::Bool(v) => q.bind(v),
+            Native::Timestamp(v) => q.bind(v),
+            Native::TimestampTz(v) => q.bind(v),
+            Native::Date(v) => q.bind(v),
+        };
+    }
+    Ok(q)
 }
 
 fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
