@@ -180,8 +180,9 @@ fn progress(format: Format) -> ProgressBar {
     bar
 }
 
-/// Checks every source, model and sync and prints one line for each, so
-/// all problems show at once; exits 1 when any is found.
+/// Checks every source, model and sync and prints one line for each (what
+/// is fine on stdout, each problem as an `error:` line on stderr), so all
+/// problems show at once; exits 1 when any is found.
 async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
     use crate::extract::{Templates, bind};
     use crate::source::Warehouse;
@@ -190,7 +191,7 @@ async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
     let mut problems = 0;
     let mut report = |line: String| {
         problems += 1;
-        println!("{}", one_line(&line));
+        eprintln!("error: {}", one_line(&line));
     };
     let mut failed_models = std::collections::BTreeSet::new();
     for source in cfg.sources.values() {

@@ -6,6 +6,7 @@ mod support;
 
 mod builtin_transforms;
 mod changes;
+mod check_diagnoses;
 mod config_errors;
 mod egress;
 mod http_delivery;
@@ -15,6 +16,7 @@ mod last_sync_time;
 mod lifecycle;
 mod mapping;
 mod postgres_source;
+mod postgres_types;
 mod preview_plan;
 mod quickstart;
 mod transform_limits;

@@ -37,3 +37,14 @@ fn postgres_owed_rows_are_delivered_once_next_run() {
     };
     http_delivery::owed_rows_are_delivered_once_next_run(&Project::new(), &wh);
 }
+
+/// Redshift speaks the Postgres protocol; a `redshift` source runs the
+/// change scenario against the local Postgres through the same startup,
+/// read-only transaction and timeout statements Redshift accepts.
+#[test]
+fn redshift_kind_delivers_exactly_the_changes() {
+    let Some(wh) = Warehouse::postgres() else {
+        return;
+    };
+    changes::delivers_exactly_the_changes(&Project::new(), &wh.declared_as("redshift"));
+}

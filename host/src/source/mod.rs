@@ -392,7 +392,8 @@ pub(crate) fn integer(v: impl Into<i128>) -> Value {
 
 /// An exact decimal, given as its plain digits (`-12.50`), as JSON: a
 /// number when it has at most 15 significant digits (a double holds those
-/// exactly), otherwise the digits as a string.
+/// exactly; a whole one is written without a fraction), otherwise the
+/// digits as a string.
 pub(crate) fn decimal(text: &str) -> Value {
     let digits = text.trim_start_matches(['-', '+']);
     let significant = digits
@@ -406,12 +407,14 @@ pub(crate) fn decimal(text: &str) -> Value {
         false => significant,
     };
     if significant.len() <= 15
-        && let Some(n) = text
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
+        && let Ok(f) = text.parse::<f64>()
     {
-        return Value::Number(n);
+        if f.fract() == 0.0 {
+            return integer(f as i64);
+        }
+        if let Some(n) = serde_json::Number::from_f64(f) {
+            return Value::Number(n);
+        }
     }
     Value::String(text.to_string())
 }
@@ -438,7 +441,8 @@ mod tests {
         assert_eq!(integer(u64::MAX), json!("18446744073709551615"));
         assert_eq!(decimal("12.50"), json!(12.5));
         assert_eq!(decimal("-0.000123"), json!(-0.000123));
-        assert_eq!(decimal("123456789012345"), json!(123456789012345_f64));
+        assert_eq!(decimal("123456789012345"), json!(123456789012345_i64));
+        assert_eq!(decimal("-100.00"), json!(-100));
         assert_eq!(decimal("1234567890.123456"), json!("1234567890.123456"));
         assert_eq!(
             decimal("99999999999999999999"),
