@@ -19,4 +19,5 @@ mod postgres_source;
 mod postgres_types;
 mod preview_plan;
 mod quickstart;
+mod sqlite_types;
 mod transform_limits;

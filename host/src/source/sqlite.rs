@@ -1,6 +1,7 @@
 //! SQLite as a warehouse: the embedded default for quickstarts and tests.
 //! Opened read-only, so a model can never write to it. Types come from each
-//! value (SQLite is dynamically typed): integer, real, text, blob (base64).
+//! value (SQLite is dynamically typed): integer, real, text, blob (base64),
+//! and 0/1 in a column declared BOOLEAN as false/true.
 
 use base64::Engine as _;
 use futures::TryStreamExt;
@@ -112,18 +113,21 @@ fn param_error(query: &BoundQuery, message: String) -> SourceError {
 fn record(row: &SqliteRow) -> Result<Record, sqlx::Error> {
     let mut rec = Record::with_capacity(row.len());
     for (i, col) in row.columns().iter().enumerate() {
-        rec.insert(col.name().to_string(), value(row, i)?);
+        let declared_bool = col.type_info().name() == "BOOLEAN";
+        rec.insert(col.name().to_string(), value(row, i, declared_bool)?);
     }
     Ok(rec)
 }
 
-fn value(row: &SqliteRow, i: usize) -> Result<Value, sqlx::Error> {
+fn value(row: &SqliteRow, i: usize, declared_bool: bool) -> Result<Value, sqlx::Error> {
     let raw = row.try_get_raw(i)?;
     if raw.is_null() {
         return Ok(Value::Null);
     }
     Ok(match raw.type_info().name() {
-        "INTEGER" | "BOOLEAN" => integer(row.try_get::<i64, _>(i)?),
+        // SQLite stores a BOOLEAN column's values as 0 and 1.
+        "INTEGER" if declared_bool => Value::Bool(row.try_get::<i64, _>(i)? != 0),
+        "INTEGER" => integer(row.try_get::<i64, _>(i)?),
         "REAL" | "NUMERIC" => float(row.try_get::<f64, _>(i)?),
         "BLOB" => Value::String(
             base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(i)?),
