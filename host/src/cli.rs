@@ -180,23 +180,74 @@ fn progress(format: Format) -> ProgressBar {
     bar
 }
 
+/// Checks every source, model and sync and prints one line for each (what
+/// is fine on stdout, each problem as an `error:` line on stderr), so all
+/// problems show at once; exits 1 when any is found.
 async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
+    use crate::extract::{Templates, bind};
+    use crate::source::Warehouse;
+
     println!("config {}: ok", cfg.file.display());
+    let mut problems = 0;
+    let mut report = |line: String| {
+        problems += 1;
+        eprintln!("error: {}", one_line(&line));
+    };
+    let mut failed_models = std::collections::BTreeSet::new();
     for source in cfg.sources.values() {
-        crate::source::Warehouse::connect(source).await?;
-        println!("source `{}`: connected", source.name);
+        let models = cfg.models.values().filter(|m| m.source == source.name);
+        let mut warehouse = match Warehouse::connect(source).await {
+            Ok(w) => w,
+            Err(e) => {
+                report(e.to_string());
+                failed_models.extend(models.map(|m| m.name.clone()));
+                continue;
+            }
+        };
+        println!("source `{}`: ok", source.name);
+        for model in models {
+            let checked = match bind(model, source.kind, &Templates::first_run(model)) {
+                Ok(query) => warehouse.check(&query).await.map_err(|e| e.to_string()),
+                // Already names the model.
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(()) => println!("model `{}`: ok", model.name),
+                Err(e) => {
+                    report(e);
+                    failed_models.insert(model.name.clone());
+                }
+            }
+        }
     }
     let engine = engine(cfg)?;
     for sync in cfg.syncs.values() {
-        let p = run::prepare(cfg, &engine, &sync.name).await?;
-        println!(
-            "sync `{}`: ok (model `{}`, destination `{}` action `{}`, {} transform(s))",
-            sync.name,
-            sync.model,
-            sync.destination,
-            p.loader.action,
-            p.steps.len()
-        );
+        if failed_models.contains(&sync.model) {
+            println!(
+                "sync `{}`: not checked (model `{}` failed)",
+                sync.name, sync.model
+            );
+            continue;
+        }
+        match run::prepare(cfg, &engine, &sync.name).await {
+            Ok(p) => println!(
+                "sync `{}`: ok (model `{}`, destination `{}` action `{}`, {} transform(s))",
+                sync.name,
+                sync.model,
+                sync.destination,
+                p.loader.action,
+                p.steps.len()
+            ),
+            Err(e) => report(format!("sync `{}`: {e:#}", sync.name)),
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(match problems {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}
+
+/// Database messages may span lines; a check prints one per finding.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -46,6 +46,8 @@ pub struct Config {
 pub enum SourceKind {
     Sqlite,
     Postgres,
+    /// Amazon Redshift, read through the Postgres protocol.
+    Redshift,
     Snowflake,
     Bigquery,
     Databricks,
@@ -59,6 +61,8 @@ pub struct Source {
     /// SQLite only: a script that creates the database when its file is missing.
     pub init_sql: Option<PathBuf>,
     pub statement_timeout: Duration,
+    /// How long connecting (DNS, TCP, TLS, authentication) may take.
+    pub connect_timeout: Duration,
     /// Snowflake, BigQuery and Databricks: what their SQL APIs need
     /// (`url` is then the API's base URL).
     pub api: Option<ApiSource>,
@@ -165,6 +169,7 @@ struct RawSource {
     url: Option<String>,
     init_sql: Option<String>,
     statement_timeout_secs: Option<u64>,
+    connect_timeout_secs: Option<u64>,
     // Warehouses read over HTTP SQL APIs; see config/api.rs.
     account: Option<String>,
     user: Option<String>,
@@ -367,6 +372,7 @@ impl Resolver<'_> {
                 }
             };
             let statement_timeout = Duration::from_secs(s.statement_timeout_secs.unwrap_or(600));
+            let connect_timeout = Duration::from_secs(s.connect_timeout_secs.unwrap_or(10));
             sources.insert(
                 name.clone(),
                 Source {
@@ -375,6 +381,7 @@ impl Resolver<'_> {
                     url,
                     init_sql,
                     statement_timeout,
+                    connect_timeout,
                     api,
                 },
             );

@@ -17,11 +17,19 @@ use serde_json::Value;
 use crate::config::SourceKind;
 use crate::source::{Native, Param, ParamKind};
 
-/// The bind kind for a column of the given database type name.
-pub fn kind_of_type(type_name: &str) -> ParamKind {
+/// The bind kind for a column of the given database type name. A bare
+/// `TIMESTAMP` is an instant in BigQuery and Databricks (and Ebb reads it
+/// as UTC), but a wall-clock time in Postgres, Snowflake and SQLite.
+pub fn kind_of_type(source: SourceKind, type_name: &str) -> ParamKind {
     let t = type_name.to_ascii_uppercase();
     let has = |s: &str| t.contains(s);
-    if has("TIMESTAMPTZ") || has("WITH TIME ZONE") || has("TIMESTAMP_TZ") || has("TIMESTAMP_LTZ") {
+    let instant_timestamps = matches!(source, SourceKind::Bigquery | SourceKind::Databricks);
+    if has("TIMESTAMPTZ")
+        || has("WITH TIME ZONE")
+        || has("TIMESTAMP_TZ")
+        || has("TIMESTAMP_LTZ")
+        || (instant_timestamps && t == "TIMESTAMP")
+    {
         ParamKind::TimestampTz
     } else if has("TIMESTAMP") || has("DATETIME") {
         ParamKind::Timestamp

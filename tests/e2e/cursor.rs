@@ -164,7 +164,7 @@ fn postgres_timestamptz_cursor_keeps_fractions() {
     assert_eq!(delivered[0]["id"], "2");
     assert_eq!(
         delivered[0]["fields"]["updated_at"],
-        "2024-05-01T08:00:01.250Z"
+        "2024-05-01T08:00:01.25Z"
     );
 }
 

@@ -118,7 +118,7 @@ pub(super) fn resolve(
         ("catalog", &raw.catalog),
     ];
     let (name, takes): (&str, &[&str]) = match kind {
-        SourceKind::Sqlite | SourceKind::Postgres => ("this", &[]),
+        SourceKind::Sqlite | SourceKind::Postgres | SourceKind::Redshift => ("this", &[]),
         SourceKind::Snowflake => (
             "a snowflake",
             &[
@@ -153,7 +153,9 @@ pub(super) fn resolve(
         url.unwrap_or(default).trim_end_matches('/').to_string()
     };
     Ok(match kind {
-        SourceKind::Sqlite | SourceKind::Postgres => (required("url", url)?, None),
+        SourceKind::Sqlite | SourceKind::Postgres | SourceKind::Redshift => {
+            (required("url", url)?, None)
+        }
         SourceKind::Snowflake => {
             let account = required("account", raw.account)?;
             let auth = match (raw.private_key, raw.token) {

@@ -199,7 +199,7 @@ impl Placeholders {
     pub fn of(kind: SourceKind) -> Placeholders {
         match kind {
             SourceKind::Sqlite => Placeholders::QuestionNumbered,
-            SourceKind::Postgres => Placeholders::Dollar,
+            SourceKind::Postgres | SourceKind::Redshift => Placeholders::Dollar,
             SourceKind::Snowflake | SourceKind::Bigquery => Placeholders::Question,
             SourceKind::Databricks => Placeholders::Named,
         }
@@ -221,7 +221,8 @@ impl Placeholders {
     }
 }
 
-/// An open connection to one warehouse.
+/// An open connection to one warehouse. Redshift speaks the Postgres
+/// protocol and is read by the same code, with its own connect options.
 pub enum Warehouse {
     Sqlite(sqlite::Sqlite),
     Postgres(postgres::Postgres),
@@ -233,21 +234,51 @@ pub enum Warehouse {
 pub type RowChunks = mpsc::Receiver<Result<Vec<Record>, SourceError>>;
 
 impl Warehouse {
+    /// Connects within the source's `connect_timeout`, so an address that
+    /// accepts and never answers fails instead of hanging.
     pub async fn connect(source: &Source) -> Result<Warehouse, SourceError> {
-        match source.kind {
-            SourceKind::Sqlite => Ok(Warehouse::Sqlite(sqlite::Sqlite::connect(source).await?)),
-            SourceKind::Postgres => Ok(Warehouse::Postgres(
-                postgres::Postgres::connect(source).await?,
-            )),
-            SourceKind::Snowflake => Ok(Warehouse::Snowflake(
-                snowflake::Snowflake::connect(source).await?,
-            )),
-            SourceKind::Bigquery => Ok(Warehouse::BigQuery(
-                bigquery::BigQuery::connect(source).await?,
-            )),
-            SourceKind::Databricks => Ok(Warehouse::Databricks(
-                databricks::Databricks::connect(source).await?,
-            )),
+        let connect = async {
+            match source.kind {
+                SourceKind::Sqlite => Ok(Warehouse::Sqlite(sqlite::Sqlite::connect(source).await?)),
+                SourceKind::Postgres | SourceKind::Redshift => Ok(Warehouse::Postgres(
+                    postgres::Postgres::connect(source).await?,
+                )),
+                SourceKind::Snowflake => Ok(Warehouse::Snowflake(
+                    snowflake::Snowflake::connect(source).await?,
+                )),
+                SourceKind::Bigquery => Ok(Warehouse::BigQuery(
+                    bigquery::BigQuery::connect(source).await?,
+                )),
+                SourceKind::Databricks => Ok(Warehouse::Databricks(
+                    databricks::Databricks::connect(source).await?,
+                )),
+            }
+        };
+        tokio::time::timeout(source.connect_timeout, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SourceError::Connect {
+                    source_name: source.name.clone(),
+                    problem: Problem::Timeout,
+                    message: format!(
+                        "no answer within {} s; check the host and port, or raise connect_timeout_secs",
+                        source.connect_timeout.as_secs_f64()
+                    ),
+                })
+            })
+    }
+
+    /// Runs the query without reading a row (its result wrapped in
+    /// `LIMIT 0`), so the database checks the SQL, the grants and the column
+    /// types the way a sync would, at almost no cost.
+    pub async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
+        match self {
+            Warehouse::Sqlite(w) => w.check(query).await,
+            Warehouse::Postgres(w) => w.check(query).await,
+            // Describing a query over these APIs already runs it as LIMIT 0.
+            Warehouse::Snowflake(w) => sql_api::columns(w, query).await.map(drop),
+            Warehouse::BigQuery(w) => sql_api::columns(w, query).await.map(drop),
+            Warehouse::Databricks(w) => sql_api::columns(w, query).await.map(drop),
         }
     }
 
@@ -329,6 +360,18 @@ pub(crate) async fn prepared_columns<'c, E: sqlx::Executor<'c>>(
         .collect())
 }
 
+/// The model's SQL wrapped so that it runs without returning a row, and
+/// how many characters the wrapper puts before the model's SQL (to map an
+/// error position back onto the model's text).
+pub(crate) fn limit_zero(sql: &str) -> (String, usize) {
+    const BEFORE: &str = "SELECT * FROM (\n";
+    let sql = sql.trim_end().trim_end_matches(';');
+    (
+        format!("{BEFORE}{sql}\n) AS ebb_check LIMIT 0"),
+        BEFORE.chars().count(),
+    )
+}
+
 /// JSON numbers cannot hold NaN or infinities; they travel as the strings
 /// `"NaN"`, `"Infinity"` and `"-Infinity"` (JavaScript's spelling).
 pub(crate) fn float(f: f64) -> Value {
@@ -346,6 +389,8 @@ pub(crate) fn float(f: f64) -> Value {
 pub(crate) fn classify(e: &sqlx::Error) -> Problem {
     match e {
         sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Problem::Timeout,
+        // How TLS libraries report a failed handshake on the socket.
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => Problem::Tls,
         sqlx::Error::Io(_) => Problem::Connect,
         sqlx::Error::Tls(_) => Problem::Tls,
         sqlx::Error::PoolTimedOut => Problem::Timeout,
@@ -377,7 +422,8 @@ pub(crate) fn integer(v: impl Into<i128>) -> Value {
 
 /// An exact decimal, given as its plain digits (`-12.50`), as JSON: a
 /// number when it has at most 15 significant digits (a double holds those
-/// exactly), otherwise the digits as a string.
+/// exactly; a whole one is written without a fraction), otherwise the
+/// digits as a string.
 pub(crate) fn decimal(text: &str) -> Value {
     let digits = text.trim_start_matches(['-', '+']);
     let significant = digits
@@ -391,12 +437,14 @@ pub(crate) fn decimal(text: &str) -> Value {
         false => significant,
     };
     if significant.len() <= 15
-        && let Some(n) = text
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
+        && let Ok(f) = text.parse::<f64>()
     {
-        return Value::Number(n);
+        if f.fract() == 0.0 {
+            return integer(f as i64);
+        }
+        if let Some(n) = serde_json::Number::from_f64(f) {
+            return Value::Number(n);
+        }
     }
     Value::String(text.to_string())
 }
@@ -423,7 +471,8 @@ mod tests {
         assert_eq!(integer(u64::MAX), json!("18446744073709551615"));
         assert_eq!(decimal("12.50"), json!(12.5));
         assert_eq!(decimal("-0.000123"), json!(-0.000123));
-        assert_eq!(decimal("123456789012345"), json!(123456789012345_f64));
+        assert_eq!(decimal("123456789012345"), json!(123456789012345_i64));
+        assert_eq!(decimal("-100.00"), json!(-100));
         assert_eq!(decimal("1234567890.123456"), json!("1234567890.123456"));
         assert_eq!(
             decimal("99999999999999999999"),

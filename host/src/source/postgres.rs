@@ -1,51 +1,78 @@
-//! Postgres as a warehouse. Each extraction runs in a `READ ONLY`
-//! transaction with a statement timeout, so a model cannot write and cannot
-//! hold the database forever. Values map to JSON by the column's declared
-//! type; types not handled here are refused by name rather than guessed.
+//! Postgres and Redshift as warehouses. Redshift speaks the Postgres
+//! protocol, so both are read by this module; what differs is only how the
+//! connection starts (Redshift's default port is 5439 and it refuses
+//! `extra_float_digits` above 2, so none is sent).
+//!
+//! Every model query runs inside `BEGIN READ ONLY` with the session's
+//! `statement_timeout` (both forms Redshift accepts too), so a model cannot
+//! write and cannot hold the database forever. Parameters are prepared with
+//! the types Ebb binds, so the statement `columns` describes is the very one
+//! `stream` executes. Values become JSON in [`values`].
 
-use base64::Engine as _;
+mod values;
+
 use futures::TryStreamExt;
-use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgRow};
-use sqlx::{Column, ConnectOptions, Executor, PgConnection, Row, TypeInfo};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgErrorPosition, PgTypeInfo};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Statement};
 use std::str::FromStr;
 
-use super::{
-    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, decimal, float, integer,
-    prepared_columns,
-};
-use crate::config::Source;
+use super::{BoundQuery, ChunkSender, Native, Problem, SourceError, classify, limit_zero};
+use crate::config::{Source, SourceKind};
 use crate::event::Record;
+use values::RowPlan;
+
+/// Redshift's port when the URL names none.
+const REDSHIFT_PORT: u16 = 5439;
 
 pub struct Postgres {
     conn: PgConnection,
-    statement_timeout_ms: u128,
 }
 
 impl Postgres {
     pub async fn connect(source: &Source) -> Result<Postgres, SourceError> {
-        let fail = |message: String| SourceError::Connect {
+        let fail = |problem, message| SourceError::Connect {
             source_name: source.name.clone(),
-            problem: Problem::Connect,
+            problem,
             message,
         };
-        let opts = PgConnectOptions::from_str(&source.url)
-            .map_err(|e| fail(format!("bad Postgres URL: {e}")))?;
-        let conn = opts.connect().await.map_err(|e| SourceError::Connect {
-            source_name: source.name.clone(),
-            problem: classify(&e),
-            message: e.to_string(),
-        })?;
-        Ok(Postgres {
-            conn,
-            statement_timeout_ms: source.statement_timeout.as_millis(),
-        })
+        let mut opts = PgConnectOptions::from_str(&source.url)
+            .map_err(|e| fail(Problem::Other, format!("bad connection URL: {e}")))?;
+        if source.kind == SourceKind::Redshift {
+            if !names_port(&source.url) {
+                opts = opts.port(REDSHIFT_PORT);
+            }
+            opts = opts.extra_float_digits(None);
+        }
+        let address = format!("{}:{}", opts.get_host(), opts.get_port());
+        let mut conn = opts
+            .connect()
+            .await
+            .map_err(|e| fail(classify(&e), format!("{address}: {}", message(&e, 0))))?;
+        let timeout = format!(
+            "SET statement_timeout = {}",
+            source.statement_timeout.as_millis()
+        );
+        conn.execute(timeout.as_str())
+            .await
+            .map_err(|e| fail(classify(&e), message(&e, 0)))?;
+        Ok(Postgres { conn })
     }
 
     pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<super::Column>, SourceError> {
-        prepared_columns(&mut self.conn, &query.sql)
+        let types = param_types(&natives(query)?);
+        let stmt = self
+            .conn
+            .prepare_with(&query.sql, &types)
             .await
-            .map_err(|e| query_error(query, e))
+            .map_err(|e| query_error(query, e, 0))?;
+        Ok(stmt
+            .columns()
+            .iter()
+            .map(|c| super::Column {
+                name: sqlx::Column::name(c).to_string(),
+                type_name: sqlx::TypeInfo::name(sqlx::Column::type_info(c)).to_string(),
+            })
+            .collect())
     }
 
     pub async fn stream(
@@ -53,41 +80,16 @@ impl Postgres {
         query: &BoundQuery,
         tx: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SourceError>>,
     ) -> Result<(), SourceError> {
-        let err = |e| query_error(query, e);
-        let mut txn = sqlx::Connection::begin(&mut self.conn).await.map_err(err)?;
-        txn.execute("SET TRANSACTION READ ONLY")
-            .await
-            .map_err(err)?;
-        txn.execute(
-            format!(
-                "SET LOCAL statement_timeout = {}",
-                self.statement_timeout_ms
-            )
-            .as_str(),
-        )
-        .await
-        .map_err(err)?;
+        let err = |e| query_error(query, e, 0);
+        let natives = natives(query)?;
+        let types = param_types(&natives);
+        let mut txn = self.conn.begin_with("BEGIN READ ONLY").await.map_err(err)?;
+        let stmt = txn.prepare_with(&query.sql, &types).await.map_err(err)?;
+        let plan = RowPlan::new(&mut txn, stmt.columns(), &query.model).await?;
         let mut out = ChunkSender::new(tx);
-        let mut q = sqlx::query(&query.sql);
-        for p in &query.params {
-            q = match p.native().map_err(|message| SourceError::Query {
-                model: query.model.clone(),
-                problem: Problem::Other,
-                message: format!("cannot bind a template value: {message}"),
-            })? {
-                Native::Int(v) => q.bind(v),
-                Native::Float(v) => q.bind(v),
-                Native::Decimal(v) => q.bind(v),
-                Native::Text(v) => q.bind(v),
-                Native::Bool(v) => q.bind(v),
-                Native::Timestamp(v) => q.bind(v),
-                Native::TimestampTz(v) => q.bind(v),
-                Native::Date(v) => q.bind(v),
-            };
-        }
-        let mut rows = q.fetch(&mut *txn);
+        let mut rows = bind(stmt.query(), natives).fetch(&mut *txn);
         while let Some(row) = rows.try_next().await.map_err(err)? {
-            if !out.push(record(&row, &query.model)?).await {
+            if !out.push(plan.record(&row, &query.model)?).await {
                 return Ok(());
             }
         }
@@ -96,108 +98,123 @@ impl Postgres {
         txn.rollback().await.map_err(err)?;
         Ok(())
     }
+
+    /// Executes the query under `LIMIT 0` (Postgres checks grants when a
+    /// statement runs, not when it is prepared), and checks that Ebb can
+    /// read every column type it returns.
+    pub async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
+        let natives = natives(query)?;
+        let types = param_types(&natives);
+        let (sql, offset) = limit_zero(&query.sql);
+        let mut txn = self
+            .conn
+            .begin_with("BEGIN READ ONLY")
+            .await
+            .map_err(|e| query_error(query, e, 0))?;
+        bind(sqlx::query(&sql), natives)
+            .execute(&mut *txn)
+            .await
+            .map_err(|e| query_error(query, e, offset))?;
+        let stmt = txn
+            .prepare_with(&query.sql, &types)
+            .await
+            .map_err(|e| query_error(query, e, 0))?;
+        RowPlan::new(&mut txn, stmt.columns(), &query.model).await?;
+        txn.rollback().await.map_err(|e| query_error(query, e, 0))?;
+        Ok(())
+    }
 }
 
-fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
-    let message = match &e {
-        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-        {
-            Some(pg) => match pg.position() {
-                Some(sqlx::postgres::PgErrorPosition::Original(pos)) => {
-                    format!("{} (at character {pos} of the query)", pg.message())
-                }
-                _ => pg.message().to_string(),
-            },
-            None => db.message().to_string(),
-        },
-        _ => e.to_string(),
-    };
+/// Whether a connection URL sets the port itself (in the address or as a
+/// `port=` parameter).
+fn names_port(url: &str) -> bool {
+    url::Url::parse(url)
+        .is_ok_and(|u| u.port().is_some() || u.query_pairs().any(|(k, _)| k == "port"))
+}
+
+/// The template values as the driver binds them.
+fn natives(query: &BoundQuery) -> Result<Vec<Native>, SourceError> {
+    query
+        .params
+        .iter()
+        .map(|p| {
+            p.native().map_err(|message| SourceError::Query {
+                model: query.model.clone(),
+                problem: Problem::Other,
+                message: format!("cannot bind a template value: {message}"),
+            })
+        })
+        .collect()
+}
+
+/// The Postgres types the values are bound as.
+fn param_types(natives: &[Native]) -> Vec<PgTypeInfo> {
+    fn pg<T: sqlx::Type<sqlx::Postgres>>() -> PgTypeInfo {
+        T::type_info()
+    }
+    natives
+        .iter()
+        .map(|n| match n {
+            Native::Int(_) => pg::<i64>(),
+            Native::Float(_) => pg::<f64>(),
+            Native::Decimal(_) => pg::<rust_decimal::Decimal>(),
+            Native::Text(_) => pg::<String>(),
+            Native::Bool(_) => pg::<bool>(),
+            Native::Timestamp(_) => pg::<chrono::NaiveDateTime>(),
+            Native::TimestampTz(_) => pg::<chrono::DateTime<chrono::Utc>>(),
+            Native::Date(_) => pg::<chrono::NaiveDate>(),
+        })
+        .collect()
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, PgArguments>;
+
+fn bind(mut q: Query<'_>, natives: Vec<Native>) -> Query<'_> {
+    for n in natives {
+        q = match n {
+            Native::Int(v) => q.bind(v),
+            Native::Float(v) => q.bind(v),
+            Native::Decimal(v) => q.bind(v),
+            Native::Text(v) => q.bind(v),
+            Native::Bool(v) => q.bind(v),
+            Native::Timestamp(v) => q.bind(v),
+            Native::TimestampTz(v) => q.bind(v),
+            Native::Date(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+fn query_error(query: &BoundQuery, e: sqlx::Error, offset: usize) -> SourceError {
     SourceError::Query {
         model: query.model.clone(),
         problem: classify(&e),
-        message,
+        message: message(&e, offset),
     }
 }
 
-fn record(row: &PgRow, model: &str) -> Result<Record, SourceError> {
-    let mut rec = Record::with_capacity(row.len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let type_name = col.type_info().name();
-        let v = value(row, i, type_name).map_err(|e| match e {
-            Some(e) => SourceError::Query {
-                model: model.to_string(),
-                problem: Problem::Other,
-                message: format!("column `{}`: {e}", col.name()),
-            },
-            None => SourceError::UnsupportedType {
-                model: model.to_string(),
-                column: col.name().to_string(),
-                type_name: type_name.to_string(),
-            },
-        })?;
-        rec.insert(col.name().to_string(), v);
+/// The database's own words for an error and, when it points into the
+/// query, where (counted in the model's SQL, `offset` characters after the
+/// start of what was sent).
+fn message(e: &sqlx::Error, offset: usize) -> String {
+    let Some(pg) = e
+        .as_database_error()
+        .and_then(|db| db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+    else {
+        return match e {
+            sqlx::Error::Io(e) => e.to_string(),
+            sqlx::Error::Tls(e) => e.to_string(),
+            e => e.to_string(),
+        };
+    };
+    let mut text = pg.message().to_string();
+    if let Some(PgErrorPosition::Original(pos)) = pg.position()
+        && pos > offset
+    {
+        text.push_str(&format!(" (at character {} of the query)", pos - offset));
     }
-    Ok(rec)
-}
-
-/// `Err(None)` means the type is not supported.
-fn value(row: &PgRow, i: usize, type_name: &str) -> Result<Value, Option<sqlx::Error>> {
-    fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
-        row: &'r PgRow,
-        i: usize,
-    ) -> Result<Option<T>, Option<sqlx::Error>> {
-        row.try_get::<Option<T>, _>(i).map_err(Some)
+    if let Some(detail) = pg.detail() {
+        text.push_str(&format!("; {detail}"));
     }
-    fn json<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
-        v.map(f).unwrap_or(Value::Null)
-    }
-    Ok(match type_name {
-        "BOOL" => json(get::<bool>(row, i)?, Value::Bool),
-        "INT2" => json(get::<i16>(row, i)?, Value::from),
-        "INT4" => json(get::<i32>(row, i)?, Value::from),
-        "INT8" => json(get::<i64>(row, i)?, integer),
-        "FLOAT4" => json(get::<f32>(row, i)?, |f| float(f as f64)),
-        "FLOAT8" => json(get::<f64>(row, i)?, float),
-        "NUMERIC" => json(get::<rust_decimal::Decimal>(row, i)?, |d| {
-            decimal(&d.to_string())
-        }),
-        "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => {
-            json(get::<String>(row, i)?, Value::String)
-        }
-        "UUID" => json(get::<uuid::Uuid>(row, i)?, |u| Value::String(u.to_string())),
-        "JSON" | "JSONB" => get::<Value>(row, i)?.unwrap_or(Value::Null),
-        "BYTEA" => json(get::<Vec<u8>>(row, i)?, |b| {
-            Value::String(base64::engine::general_purpose::STANDARD.encode(b))
-        }),
-        "TIMESTAMPTZ" => json(get::<chrono::DateTime<chrono::Utc>>(row, i)?, |t| {
-            Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-        }),
-        "TIMESTAMP" => json(get::<chrono::NaiveDateTime>(row, i)?, |t| {
-            Value::String(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string())
-        }),
-        "DATE" => json(get::<chrono::NaiveDate>(row, i)?, |d| {
-            Value::String(d.to_string())
-        }),
-        "TIME" => json(get::<chrono::NaiveTime>(row, i)?, |t| {
-            Value::String(t.to_string())
-        }),
-        "TEXT[]" | "VARCHAR[]" => json(get::<Vec<Option<String>>>(row, i)?, |v| {
-            Value::Array(
-                v.into_iter()
-                    .map(|s| s.map(Value::String).unwrap_or(Value::Null))
-                    .collect(),
-            )
-        }),
-        "INT4[]" => json(get::<Vec<Option<i32>>>(row, i)?, |v| {
-            Value::Array(v.into_iter().map(Value::from).collect())
-        }),
-        "INT8[]" => json(get::<Vec<Option<i64>>>(row, i)?, |v| {
-            Value::Array(
-                v.into_iter()
-                    .map(|n| n.map(integer).unwrap_or(Value::Null))
-                    .collect(),
-            )
-        }),
-        _ => return Err(None),
-    })
+    text
 }

@@ -1,6 +1,7 @@
 //! SQLite as a warehouse: the embedded default for quickstarts and tests.
 //! Opened read-only, so a model can never write to it. Types come from each
-//! value (SQLite is dynamically typed): integer, real, text, blob (base64).
+//! value (SQLite is dynamically typed): integer, real, text, blob (base64),
+//! and 0/1 in a column declared BOOLEAN as false/true.
 
 use base64::Engine as _;
 use futures::TryStreamExt;
@@ -12,7 +13,7 @@ use sqlx::{
 use std::str::FromStr;
 
 use super::{
-    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, float, integer,
+    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, float, integer, limit_zero,
     prepared_columns,
 };
 use crate::config::Source;
@@ -52,21 +53,7 @@ impl Sqlite {
         tx: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SourceError>>,
     ) -> Result<(), SourceError> {
         let mut out = ChunkSender::new(tx);
-        let mut q = sqlx::query(&query.sql);
-        for p in &query.params {
-            q = match p.native().map_err(|e| param_error(query, e))? {
-                Native::Int(v) => q.bind(v),
-                Native::Float(v) => q.bind(v),
-                // SQLite has no decimal type; compare as text of the number.
-                Native::Decimal(v) => q.bind(v.map(|d| d.to_string())),
-                Native::Text(v) => q.bind(v),
-                Native::Bool(v) => q.bind(v),
-                Native::Timestamp(v) => q.bind(v),
-                Native::TimestampTz(v) => q.bind(v),
-                Native::Date(v) => q.bind(v),
-            };
-        }
-        let mut rows = q.fetch(&mut self.conn);
+        let mut rows = bind(sqlx::query(&query.sql), query)?.fetch(&mut self.conn);
         while let Some(row) = rows.try_next().await.map_err(|e| query_error(query, e))? {
             let rec = record(&row).map_err(|e| query_error(query, e))?;
             if !out.push(rec).await {
@@ -76,6 +63,35 @@ impl Sqlite {
         out.flush().await;
         Ok(())
     }
+
+    pub async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
+        let (sql, _) = limit_zero(&query.sql);
+        bind(sqlx::query(&sql), query)?
+            .execute(&mut self.conn)
+            .await
+            .map_err(|e| query_error(query, e))?;
+        Ok(())
+    }
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds the query's template values.
+fn bind<'q>(mut q: Query<'q>, query: &BoundQuery) -> Result<Query<'q>, SourceError> {
+    for p in &query.params {
+        q = match p.native().map_err(|e| param_error(query, e))? {
+            Native::Int(v) => q.bind(v),
+            Native::Float(v) => q.bind(v),
+            // SQLite has no decimal type; compare as text of the number.
+            Native::Decimal(v) => q.bind(v.map(|d| d.to_string())),
+            Native::Text(v) => q.bind(v),
+            Native::Bool(v) => q.bind(v),
+            Native::Timestamp(v) => q.bind(v),
+            Native::TimestampTz(v) => q.bind(v),
+            Native::Date(v) => q.bind(v),
+        };
+    }
+    Ok(q)
 }
 
 fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
@@ -97,18 +113,21 @@ fn param_error(query: &BoundQuery, message: String) -> SourceError {
 fn record(row: &SqliteRow) -> Result<Record, sqlx::Error> {
     let mut rec = Record::with_capacity(row.len());
     for (i, col) in row.columns().iter().enumerate() {
-        rec.insert(col.name().to_string(), value(row, i)?);
+        let declared_bool = col.type_info().name() == "BOOLEAN";
+        rec.insert(col.name().to_string(), value(row, i, declared_bool)?);
     }
     Ok(rec)
 }
 
-fn value(row: &SqliteRow, i: usize) -> Result<Value, sqlx::Error> {
+fn value(row: &SqliteRow, i: usize, declared_bool: bool) -> Result<Value, sqlx::Error> {
     let raw = row.try_get_raw(i)?;
     if raw.is_null() {
         return Ok(Value::Null);
     }
     Ok(match raw.type_info().name() {
-        "INTEGER" | "BOOLEAN" => integer(row.try_get::<i64, _>(i)?),
+        // SQLite stores a BOOLEAN column's values as 0 and 1.
+        "INTEGER" if declared_bool => Value::Bool(row.try_get::<i64, _>(i)? != 0),
+        "INTEGER" => integer(row.try_get::<i64, _>(i)?),
         "REAL" | "NUMERIC" => float(row.try_get::<f64, _>(i)?),
         "BLOB" => Value::String(
             base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(i)?),

@@ -58,7 +58,22 @@ CREATE TABLE sync_state (
     r#"
 ALTER TABLE sync_state ADD COLUMN cursor TEXT;
 "#,
+    r#"
+ALTER TABLE snapshot RENAME TO snapshot_by_key;
+CREATE TABLE snapshot (
+    sync TEXT NOT NULL,
+    key_hash BLOB NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (sync, key_hash)
+) WITHOUT ROWID;
+"#,
 ];
+
+/// After this migration the snapshot is ordered by key hash, which SQL
+/// cannot compute: its rows are copied over by [`rehash_snapshot`].
+const REHASH_AFTER: usize = 3;
 
 #[derive(Clone)]
 pub struct State {

@@ -99,6 +99,23 @@ impl Warehouse {
         Some(wh)
     }
 
+    /// The same warehouse declared as another kind that reads it through
+    /// the Postgres protocol (`redshift`).
+    pub fn declared_as(mut self, kind: &str) -> Warehouse {
+        self.source_toml = self
+            .source_toml
+            .replace("kind = \"postgres\"", &format!("kind = \"{kind}\""));
+        self
+    }
+
+    /// The Postgres schema this test owns.
+    pub fn schema(&self) -> Option<&str> {
+        match &self.db {
+            Db::Postgres { schema, .. } => Some(schema),
+            Db::Sqlite(_) => None,
+        }
+    }
+
     /// The `[sources.wh]` block pointing Ebb at this warehouse.
     pub fn source_toml(&self) -> &str {
         &self.source_toml

@@ -1,0 +1,487 @@
+//! Postgres values as JSON, by the rules in docs/types.md.
+//!
+//! Rows arrive in Postgres's binary format, and each column's decoder is
+//! chosen once, from its type, before the first row. Reading the bytes here
+//! rather than through the driver's typed decoders is what keeps numerics
+//! of any width exact (a `rust_decimal` holds 28 digits), reads infinite
+//! dates and timestamps and NaN numerics instead of failing on them, and
+//! turns multi-dimensional arrays into nested JSON arrays.
+
+use base64::Engine as _;
+use serde_json::Value;
+use sqlx::postgres::{PgColumn, PgRow, PgTypeInfo, PgTypeKind};
+use sqlx::{Column, PgConnection, Row, TypeInfo, ValueRef};
+
+use crate::event::Record;
+use crate::source::{Problem, SourceError, classify, decimal, float, integer};
+
+/// How to read one type's binary form.
+#[derive(Debug, Clone, PartialEq)]
+enum Decoder {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    Oid,
+    Float4,
+    Float8,
+    Numeric,
+    Money,
+    /// text, varchar, bpchar, name, "char", citext, enums: UTF-8 as is.
+    Text,
+    Json,
+    Jsonb,
+    Uuid,
+    Bytea,
+    Date,
+    Time,
+    TimeTz,
+    Timestamp,
+    TimestampTz,
+    Interval,
+    Inet,
+    MacAddr,
+    Array(Box<Decoder>),
+}
+
+impl Decoder {
+    /// The decoder for a type, or `None` when Ebb does not read it.
+    fn of(t: &PgTypeInfo) -> Option<Decoder> {
+        match t.kind() {
+            PgTypeKind::Array(element) => Some(Decoder::Array(Box::new(Decoder::of(element)?))),
+            PgTypeKind::Domain(base) => Decoder::of(base),
+            PgTypeKind::Enum(_) => Some(Decoder::Text),
+            PgTypeKind::Simple => Decoder::builtin(t.oid()?.0)
+                .or_else(|| Decoder::extension(&t.name().to_ascii_lowercase())),
+            _ => None,
+        }
+    }
+
+    /// Built-in types, by their fixed OIDs (pg_type.dat).
+    fn builtin(oid: u32) -> Option<Decoder> {
+        Some(match oid {
+            16 => Decoder::Bool,
+            17 => Decoder::Bytea,
+            18 | 19 | 25 | 705 | 1042 | 1043 => Decoder::Text,
+            20 => Decoder::Int8,
+            21 => Decoder::Int2,
+            23 => Decoder::Int4,
+            26 => Decoder::Oid,
+            114 => Decoder::Json,
+            650 | 869 => Decoder::Inet,
+            700 => Decoder::Float4,
+            701 => Decoder::Float8,
+            774 | 829 => Decoder::MacAddr,
+            790 => Decoder::Money,
+            1082 => Decoder::Date,
+            1083 => Decoder::Time,
+            1114 => Decoder::Timestamp,
+            1184 => Decoder::TimestampTz,
+            1186 => Decoder::Interval,
+            1266 => Decoder::TimeTz,
+            1700 => Decoder::Numeric,
+            2950 => Decoder::Uuid,
+            3802 => Decoder::Jsonb,
+            _ => return None,
+        })
+    }
+
+    /// Types whose OIDs vary by installation, by name.
+    fn extension(name: &str) -> Option<Decoder> {
+        match name.rsplit('.').next() {
+            Some("citext") => Some(Decoder::Text),
+            // Redshift's semi-structured type travels as JSON text.
+            Some("super") => Some(Decoder::Json),
+            _ => None,
+        }
+    }
+
+    fn uses_money(&self) -> bool {
+        match self {
+            Decoder::Money => true,
+            Decoder::Array(element) => element.uses_money(),
+            _ => false,
+        }
+    }
+
+    fn decode(&self, b: &[u8], money_scale: u32) -> Result<Value, String> {
+        Ok(match self {
+            Decoder::Bool => Value::Bool(*b.first().ok_or("empty boolean")? != 0),
+            Decoder::Int2 => integer(i16::from_be_bytes(fixed(b)?)),
+            Decoder::Int4 => integer(i32::from_be_bytes(fixed(b)?)),
+            Decoder::Int8 => integer(i64::from_be_bytes(fixed(b)?)),
+            Decoder::Oid => integer(u32::from_be_bytes(fixed(b)?)),
+            // The shortest text that reads back as the same f32, so a
+            // real 0.1 is 0.1 and not 0.10000000149011612.
+            Decoder::Float4 => match f32::from_be_bytes(fixed(b)?) {
+                f if f.is_finite() => float(f.to_string().parse().map_err(|_| "bad real")?),
+                f => float(f64::from(f)),
+            },
+            Decoder::Float8 => float(f64::from_be_bytes(fixed(b)?)),
+            Decoder::Numeric => numeric(b)?,
+            Decoder::Money => decimal(&scaled(i64::from_be_bytes(fixed(b)?), money_scale)),
+            Decoder::Text => Value::String(text(b)?.to_string()),
+            Decoder::Json => json(b)?,
+            Decoder::Jsonb => match b.split_first() {
+                Some((1, rest)) => json(rest)?,
+                _ => return Err("unknown jsonb version".into()),
+            },
+            Decoder::Uuid => Value::String(uuid::Uuid::from_bytes(fixed(b)?).to_string()),
+            Decoder::Bytea => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+            Decoder::Date => date(i32::from_be_bytes(fixed(b)?))?,
+            Decoder::Time => Value::String(clock(i64::from_be_bytes(fixed(b)?))),
+            Decoder::TimeTz => {
+                let (micros, zone) = b.split_at_checked(8).ok_or("short timetz")?;
+                let micros = i64::from_be_bytes(fixed(micros)?);
+                // Stored as seconds west of UTC; ISO 8601 counts east.
+                let east = -i32::from_be_bytes(fixed(zone)?);
+                Value::String(format!("{}{}", clock(micros), offset(east)))
+            }
+            Decoder::Timestamp => timestamp(i64::from_be_bytes(fixed(b)?), "")?,
+            Decoder::TimestampTz => timestamp(i64::from_be_bytes(fixed(b)?), "Z")?,
+            Decoder::Interval => {
+                let micros = i64::from_be_bytes(fixed(b.get(0..8).ok_or("short interval")?)?);
+                let days = i32::from_be_bytes(fixed(b.get(8..12).ok_or("short interval")?)?);
+                let months = i32::from_be_bytes(fixed(b.get(12..16).ok_or("short interval")?)?);
+                Value::String(interval(months, days, micros))
+            }
+            Decoder::Inet => Value::String(inet(b)?),
+            Decoder::MacAddr => Value::String(
+                b.iter()
+                    .map(|byte| format!("{byte:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            ),
+            Decoder::Array(element) => array(b, element, money_scale)?,
+        })
+    }
+}
+
+/// The decoders for a query's columns, chosen before its first row.
+pub(super) struct RowPlan {
+    columns: Vec<(String, Decoder)>,
+    /// Digits after the point in `money`, which follow the server's
+    /// `lc_monetary` (2 for most currencies).
+    money_scale: u32,
+}
+
+impl RowPlan {
+    /// Fails with `UnsupportedType` naming the first column Ebb cannot read.
+    pub async fn new(
+        conn: &mut PgConnection,
+        columns: &[PgColumn],
+        model: &str,
+    ) -> Result<RowPlan, SourceError> {
+        let columns = columns
+            .iter()
+            .map(|c| match Decoder::of(c.type_info()) {
+                Some(d) => Ok((c.name().to_string(), d)),
+                None => Err(SourceError::UnsupportedType {
+                    model: model.to_string(),
+                    column: c.name().to_string(),
+                    type_name: c.type_info().name().to_string(),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut money_scale = 2;
+        if columns.iter().any(|(_, d)| d.uses_money()) {
+            money_scale = sqlx::query_scalar::<_, i32>("SELECT scale(1::money::numeric)")
+                .fetch_one(conn)
+                .await
+                .map_err(|e| SourceError::Query {
+                    model: model.to_string(),
+                    problem: classify(&e),
+                    message: format!("cannot read the server's money format: {e}"),
+                })?
+                .unsigned_abs();
+        }
+        Ok(RowPlan {
+            columns,
+            money_scale,
+        })
+    }
+
+    pub fn record(&self, row: &PgRow, model: &str) -> Result<Record, SourceError> {
+        let mut rec = Record::with_capacity(self.columns.len());
+        for (i, (name, decoder)) in self.columns.iter().enumerate() {
+            let v = row
+                .try_get_raw(i)
+                .map_err(|e| e.to_string())
+                .and_then(|raw| match raw.is_null() {
+                    true => Ok(Value::Null),
+                    false => raw
+                        .as_bytes()
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| decoder.decode(b, self.money_scale)),
+                })
+                .map_err(|e| SourceError::Query {
+                    model: model.to_string(),
+                    problem: Problem::Other,
+                    message: format!("column `{name}`: cannot read the value: {e}"),
+                })?;
+            rec.insert(name.clone(), v);
+        }
+        Ok(rec)
+    }
+}
+
+fn fixed<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
+    b.try_into()
+        .map_err(|_| format!("expected {N} bytes, got {}", b.len()))
+}
+
+fn text(b: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))
+}
+
+fn json(b: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// `numeric`: base-10000 digits with a weight, a sign and a display scale,
+/// written out as plain decimal digits.
+fn numeric(b: &[u8]) -> Result<Value, String> {
+    let word = |i: usize| -> Result<u16, String> {
+        Ok(u16::from_be_bytes(fixed(
+            b.get(i * 2..i * 2 + 2).ok_or("short numeric")?,
+        )?))
+    };
+    let ndigits = usize::from(word(0)?);
+    let weight = i64::from(word(1)? as i16);
+    let scale = usize::from(word(3)?);
+    let sign = match word(2)? {
+        0x0000 => "",
+        0x4000 => "-",
+        0xC000 => return Ok(Value::String("NaN".into())),
+        0xD000 => return Ok(Value::String("Infinity".into())),
+        0xF000 => return Ok(Value::String("-Infinity".into())),
+        other => return Err(format!("unknown numeric sign {other:#x}")),
+    };
+    let digit = |i: i64| -> Result<u16, String> {
+        match usize::try_from(i) {
+            Ok(i) if i < ndigits => word(4 + i),
+            _ => Ok(0),
+        }
+    };
+    let mut whole = String::new();
+    for i in 0..=weight {
+        match whole.is_empty() {
+            true => whole = digit(i)?.to_string(),
+            false => whole.push_str(&format!("{:04}", digit(i)?)),
+        }
+    }
+    if whole.is_empty() {
+        whole.push('0');
+    }
+    let mut fraction = String::with_capacity(scale + 4);
+    let mut i = weight + 1;
+    while fraction.len() < scale {
+        fraction.push_str(&format!("{:04}", digit(i)?));
+        i += 1;
+    }
+    fraction.truncate(scale);
+    let zero = whole == "0" && !fraction.contains(|c| c != '0');
+    let sign = if zero { "" } else { sign };
+    Ok(decimal(&match scale {
+        0 => format!("{sign}{whole}"),
+        _ => format!("{sign}{whole}.{fraction}"),
+    }))
+}
+
+/// A count of minor units as a decimal with `scale` digits after the point.
+fn scaled(units: i64, scale: u32) -> String {
+    let digits = units.unsigned_abs().to_string();
+    let sign = if units < 0 { "-" } else { "" };
+    let scale = scale as usize;
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let digits = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - scale);
+    format!("{sign}{whole}.{fraction}")
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// Days since 2000-01-01, Postgres's epoch; the extremes are ±infinity.
+fn date(days: i32) -> Result<Value, String> {
+    Ok(Value::String(match days {
+        i32::MAX => "infinity".into(),
+        i32::MIN => "-infinity".into(),
+        _ => calendar_day(i64::from(days))?,
+    }))
+}
+
+fn calendar_day(days: i64) -> Result<String, String> {
+    let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).ok_or("bad epoch")?;
+    epoch
+        .checked_add_signed(chrono::TimeDelta::days(days))
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .ok_or_else(|| format!("date {days} days after 2000-01-01 is out of range"))
+}
+
+/// Microseconds since 2000-01-01 00:00; the extremes are ±infinity.
+fn timestamp(micros: i64, zone: &str) -> Result<Value, String> {
+    Ok(Value::String(match micros {
+        i64::MAX => "infinity".into(),
+        i64::MIN => "-infinity".into(),
+        _ => format!(
+            "{}T{}{zone}",
+            calendar_day(micros.div_euclid(MICROS_PER_DAY))?,
+            clock(micros.rem_euclid(MICROS_PER_DAY))
+        ),
+    }))
+}
+
+/// `HH:MM:SS[.ffffff]` for microseconds since midnight (24:00:00 included,
+/// as Postgres allows).
+fn clock(micros: i64) -> String {
+    let seconds = micros / 1_000_000;
+    format!(
+        "{:02}:{:02}:{:02}{}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60,
+        fraction(micros % 1_000_000)
+    )
+}
+
+/// `.f` with at most six digits and no trailing zeros; empty for none.
+fn fraction(micros: i64) -> String {
+    match micros.unsigned_abs() {
+        0 => String::new(),
+        us => format!(".{us:06}").trim_end_matches('0').to_string(),
+    }
+}
+
+/// A UTC offset in seconds east, as `+HH:MM[:SS]`.
+fn offset(east: i32) -> String {
+    let sign = if east < 0 { '-' } else { '+' };
+    let s = east.unsigned_abs();
+    match s % 60 {
+        0 => format!("{sign}{:02}:{:02}", s / 3600, s / 60 % 60),
+        sec => format!("{sign}{:02}:{:02}:{sec:02}", s / 3600, s / 60 % 60),
+    }
+}
+
+/// ISO 8601 duration, each part keeping its own sign as Postgres's
+/// `iso_8601` interval style writes it: `P1Y2M-3DT4H5M6.5S`, `PT0S`.
+fn interval(months: i32, days: i32, micros: i64) -> String {
+    if months == 0 && days == 0 && micros == 0 {
+        return "PT0S".into();
+    }
+    let mut out = String::from("P");
+    for (n, unit) in [(months / 12, 'Y'), (months % 12, 'M'), (days, 'D')] {
+        if n != 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    if micros != 0 {
+        out.push('T');
+        let hours = micros / 3_600_000_000;
+        let minutes = micros / 60_000_000 % 60;
+        let rest = micros % 60_000_000;
+        for (n, unit) in [(hours, 'H'), (minutes, 'M')] {
+            if n != 0 {
+                out.push_str(&format!("{n}{unit}"));
+            }
+        }
+        if rest != 0 {
+            let sign = if rest < 0 { "-" } else { "" };
+            out.push_str(&format!(
+                "{sign}{}{}S",
+                (rest / 1_000_000).abs(),
+                fraction(rest % 1_000_000)
+            ));
+        }
+    }
+    out
+}
+
+/// `inet`/`cidr`: family, prefix bits, cidr flag, length, address. The
+/// prefix is written unless an `inet` covers a single host, as Postgres
+/// writes it.
+fn inet(b: &[u8]) -> Result<String, String> {
+    let [family, bits, is_cidr, _, addr @ ..] = b else {
+        return Err("short inet".into());
+    };
+    let (ip, full): (std::net::IpAddr, u8) = match family {
+        2 => (
+            <[u8; 4]>::try_from(addr).map_err(|_| "bad IPv4")?.into(),
+            32,
+        ),
+        3 => (
+            <[u8; 16]>::try_from(addr).map_err(|_| "bad IPv6")?.into(),
+            128,
+        ),
+        other => return Err(format!("unknown address family {other}")),
+    };
+    Ok(match *is_cidr == 0 && *bits == full {
+        true => ip.to_string(),
+        false => format!("{ip}/{bits}"),
+    })
+}
+
+/// Arrays of any number of dimensions, as nested JSON arrays.
+fn array(b: &[u8], element: &Decoder, money_scale: u32) -> Result<Value, String> {
+    let int = |at: usize| -> Result<i32, String> {
+        Ok(i32::from_be_bytes(fixed(
+            b.get(at..at + 4).ok_or("short array")?,
+        )?))
+    };
+    let dims = usize::try_from(int(0)?).map_err(|_| "negative dimensions")?;
+    let lengths = (0..dims)
+        .map(|d| usize::try_from(int(12 + d * 8)?).map_err(|_| "negative length".to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let count = match dims {
+        0 => 0,
+        _ => lengths
+            .iter()
+            .try_fold(1_usize, |n, len| n.checked_mul(*len))
+            .ok_or("array too large")?,
+    };
+    let mut at = 12 + dims * 8;
+    let mut items = Vec::with_capacity(count.min(b.len() / 4));
+    for _ in 0..count {
+        let len = int(at)?;
+        at += 4;
+        items.push(match usize::try_from(len) {
+            Err(_) => Value::Null,
+            Ok(len) => {
+                let bytes = b.get(at..at + len).ok_or("short array element")?;
+                at += len;
+                element.decode(bytes, money_scale)?
+            }
+        });
+    }
+    let mut items = items.into_iter();
+    Ok(nest(&mut items, &lengths))
+}
+
+fn nest(items: &mut impl Iterator<Item = Value>, lengths: &[usize]) -> Value {
+    match lengths {
+        [] => Value::Array(Vec::new()),
+        [n] => Value::Array(items.take(*n).collect()),
+        [n, inner @ ..] => Value::Array((0..*n).map(|_| nest(items, inner)).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn durations_and_clocks() {
+        assert_eq!(interval(0, 0, 0), "PT0S");
+        assert_eq!(interval(14, 3, 14_706_500_000), "P1Y2M3DT4H5M6.5S");
+        assert_eq!(interval(-1, -2, -3_000_001), "P-1M-2DT-3.000001S");
+        assert_eq!(clock(86_400_000_000), "24:00:00");
+        assert_eq!(offset(-(5 * 3600 + 30 * 60)), "-05:30");
+        assert_eq!(scaled(-5, 2), "-0.05");
+        assert_eq!(
+            timestamp(-1, "Z").unwrap(),
+            json!("1999-12-31T23:59:59.999999Z")
+        );
+    }
+}
