@@ -17,4 +17,5 @@ mod mapping;
 mod postgres_source;
 mod preview_plan;
 mod quickstart;
+mod ssh_tunnel;
 mod transform_limits;

@@ -8,6 +8,7 @@
 
 mod postgres;
 mod sqlite;
+pub(crate) mod ssh;
 
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -26,6 +27,8 @@ pub enum Problem {
     /// DNS did not resolve, or nothing answered at the address.
     Connect,
     Tls,
+    /// The SSH server's host key is not the one the config pins.
+    HostKey,
     Authentication,
     /// Connected and authenticated, but not allowed to read what the query reads.
     Permission,
@@ -41,6 +44,7 @@ impl Problem {
         match self {
             Problem::Connect => "connection failed",
             Problem::Tls => "TLS failed",
+            Problem::HostKey => "SSH host key mismatch",
             Problem::Authentication => "authentication failed",
             Problem::Permission => "permission denied",
             Problem::Sql => "SQL error",
@@ -213,8 +217,14 @@ impl Placeholders {
     }
 }
 
-/// An open connection to one warehouse.
-pub enum Warehouse {
+/// An open connection to one warehouse, and the SSH tunnel it runs
+/// through, if its source has one.
+pub struct Warehouse {
+    db: Db,
+    tunnel: Option<ssh::Tunnel>,
+}
+
+enum Db {
     Sqlite(sqlite::Sqlite),
     Postgres(postgres::Postgres),
 }
@@ -223,31 +233,44 @@ pub type RowChunks = mpsc::Receiver<Result<Vec<Record>, SourceError>>;
 
 impl Warehouse {
     pub async fn connect(source: &Source) -> Result<Warehouse, SourceError> {
-        match source.kind {
-            SourceKind::Sqlite => Ok(Warehouse::Sqlite(sqlite::Sqlite::connect(source).await?)),
-            SourceKind::Postgres => Ok(Warehouse::Postgres(
-                postgres::Postgres::connect(source).await?,
-            )),
+        // Through a tunnel, the driver connects to its local end.
+        let mut tunnel = match &source.ssh {
+            Some(ssh) => Some(ssh::Tunnel::open(source, ssh).await?),
+            None => None,
+        };
+        let routed = tunnel.as_ref().map(|t| t.route(source));
+        let source = routed.as_ref().unwrap_or(source);
+        let db = match source.kind {
+            SourceKind::Sqlite => Db::Sqlite(sqlite::Sqlite::connect(source).await?),
+            SourceKind::Postgres => Db::Postgres(postgres::Postgres::connect(source).await?),
+        };
+        if let Some(t) = &mut tunnel {
+            t.stop_accepting();
         }
+        Ok(Warehouse { db, tunnel })
     }
 
     /// The query's columns, without running it.
     pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
-        match self {
-            Warehouse::Sqlite(w) => w.columns(query).await,
-            Warehouse::Postgres(w) => w.columns(query).await,
+        match &mut self.db {
+            Db::Sqlite(w) => w.columns(query).await,
+            Db::Postgres(w) => w.columns(query).await,
         }
     }
 
     /// Streams the query's rows in chunks; the connection moves into the
-    /// reading task and is closed when the stream ends or is dropped.
+    /// reading task and is closed when the stream ends or is dropped, and
+    /// its tunnel after it, before the stream reports its end.
     pub fn stream(self, query: BoundQuery) -> RowChunks {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            let result = match self {
-                Warehouse::Sqlite(w) => w.stream(&query, &tx).await,
-                Warehouse::Postgres(w) => w.stream(&query, &tx).await,
+            let result = match self.db {
+                Db::Sqlite(w) => w.stream(&query, &tx).await,
+                Db::Postgres(w) => w.stream(&query, &tx).await,
             };
+            if let Some(tunnel) = self.tunnel {
+                tunnel.close().await;
+            }
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }

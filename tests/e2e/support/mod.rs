@@ -6,5 +6,7 @@ pub mod config;
 pub mod events;
 pub mod fixture;
 pub mod project;
+pub mod relay;
 pub mod server;
+pub mod sshd;
 pub mod warehouse;
