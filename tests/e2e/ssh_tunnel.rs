@@ -35,10 +35,22 @@ fn bastion_and_postgres(forwarding: Forwarding) -> Option<(Sshd, Warehouse)> {
 /// Points `wh`'s source at the database as `db` (as the bastion sees it),
 /// through `sshd` with this user key and pinned host key.
 fn tunnelled(wh: &mut Warehouse, sshd: &Sshd, db: SocketAddr, user_key: &str, host_key: &str) {
+    tunnelled_with(wh, sshd, db, user_key, None, host_key);
+}
+
+/// [`tunnelled`] with an encrypted user key's passphrase.
+fn tunnelled_with(
+    wh: &mut Warehouse,
+    sshd: &Sshd,
+    db: SocketAddr,
+    user_key: &str,
+    passphrase: Option<&str>,
+    host_key: &str,
+) {
     let source = wh
         .source_toml()
         .replace(&POSTGRES.to_string(), &db.to_string());
-    let ssh = sshd.ssh_option(user_key, host_key);
+    let ssh = sshd.ssh_option(user_key, passphrase, host_key);
     wh.set_source_toml(format!("{source}{ssh}\n"));
 }
 
@@ -198,6 +210,53 @@ fn a_private_key_that_is_not_one_is_named() {
             "cannot read sources.wh.ssh.private_key",
         ],
     );
+}
+
+#[test]
+fn rsa_and_passphrase_protected_keys_log_in() {
+    let Some((sshd, mut wh)) = bastion_and_postgres(Forwarding::To(POSTGRES)) else {
+        return;
+    };
+    wh.insert_users(1..=3);
+    let project = Project::new();
+    let host_key = sshd.host_key();
+    let direct = wh.source_toml().to_owned();
+
+    let rsa = sshd.authorize_new_key("rsa_key", &["-t", "rsa", "-b", "2048"]);
+    tunnelled(&mut wh, &sshd, POSTGRES, &rsa, &host_key);
+    project.write_config(&Config::new(&wh).render());
+    project.run_ok();
+    assert_eq!(project.take_delivered(), changes::all_added(1..=3));
+    // Signed with SHA-2, which OpenSSH requires of RSA keys.
+    assert_eq!(sshd.count("Accepted publickey for"), 1, "{}", sshd.log());
+    assert_eq!(sshd.count("rsa-sha2-512"), 1, "{}", sshd.log());
+
+    // One KDF round keeps an unoptimized build's key decryption quick.
+    let locked = sshd.authorize_new_key("locked_key", &["-a", "1", "-N", "open sesame"]);
+    wh.insert_users([4]);
+    for (passphrase, succeeds) in [
+        (None, false),
+        (Some("nope"), false),
+        (Some("open sesame"), true),
+    ] {
+        wh.set_source_toml(direct.clone());
+        tunnelled_with(&mut wh, &sshd, POSTGRES, &locked, passphrase, &host_key);
+        project.write_config(&Config::new(&wh).render());
+        if succeeds {
+            project.run_ok();
+            assert_eq!(project.take_delivered(), changes::all_added([4]));
+        } else {
+            let out = project.ebb(&["run", SYNC]);
+            assert_eq!(out.code, Some(1), "{out:#?}");
+            assert!(
+                out.stderr
+                    .contains("authentication failed: cannot read sources.wh.ssh.private_key"),
+                "{}",
+                out.stderr
+            );
+            assert!(!out.stderr.contains("open sesame"), "{}", out.stderr);
+        }
+    }
 }
 
 /// `url = …` in the default SQLite source block, with `extra` after it.

@@ -55,9 +55,9 @@ impl Sshd {
             .prefix("ebb-sshd-")
             .tempdir()
             .expect("creating the sshd dir");
-        keygen(&dir.path().join("host_key"));
-        keygen(&dir.path().join("user_key"));
-        keygen(&dir.path().join("stranger_key"));
+        keygen(&dir.path().join("host_key"), &[]);
+        keygen(&dir.path().join("user_key"), &[]);
+        keygen(&dir.path().join("stranger_key"), &[]);
         std::fs::copy(
             dir.path().join("user_key.pub"),
             dir.path().join("authorized_keys"),
@@ -132,15 +132,37 @@ LogLevel DEBUG1
         self.read("stranger_key")
     }
 
-    /// The `ssh = { … }` line for `[sources.wh]`, with this user key and
-    /// host key fingerprint.
-    pub fn ssh_option(&self, private_key: &str, host_key: &str) -> String {
+    /// A new key made by `ssh-keygen` with `args` (type, passphrase…),
+    /// added to the authorized keys; returns its private half.
+    pub fn authorize_new_key(&self, name: &str, args: &[&str]) -> String {
+        let path = self.dir.path().join(name);
+        keygen(&path, args);
+        let public = self.read(&format!("{name}.pub"));
+        let authorized = self.dir.path().join("authorized_keys");
+        let mut keys = std::fs::read_to_string(&authorized).expect("reading authorized_keys");
+        keys.push_str(&public);
+        std::fs::write(&authorized, keys).expect("writing authorized_keys");
+        self.read(name)
+    }
+
+    /// The `ssh = { … }` line for `[sources.wh]`, with this user key (and
+    /// its passphrase) and host key fingerprint.
+    pub fn ssh_option(
+        &self,
+        private_key: &str,
+        passphrase: Option<&str>,
+        host_key: &str,
+    ) -> String {
+        // A JSON string is a valid TOML basic string (same escapes).
+        let quoted = |s: &str| serde_json::to_string(s).expect("a string serializes");
+        let passphrase = passphrase
+            .map(|p| format!(", private_key_passphrase = {}", quoted(p)))
+            .unwrap_or_default();
         format!(
-            "ssh = {{ host = \"127.0.0.1\", port = {}, user = \"{}\", private_key = {}, host_key = \"{host_key}\" }}",
+            "ssh = {{ host = \"127.0.0.1\", port = {}, user = \"{}\", private_key = {}{passphrase}, host_key = \"{host_key}\" }}",
             self.port,
             self.user,
-            // A JSON string is a valid TOML basic string (same escapes).
-            serde_json::to_string(private_key).expect("a string serializes"),
+            quoted(private_key),
         )
     }
 
@@ -194,9 +216,13 @@ impl Drop for Sshd {
     }
 }
 
-fn keygen(path: &PathBuf) {
+/// `ssh-keygen` into `path`: an unencrypted ED25519 key unless `args`
+/// say otherwise (later options win).
+fn keygen(path: &PathBuf, args: &[&str]) {
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ebb-e2e", "-f"])
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "ebb-e2e"])
+        .args(args)
+        .arg("-f")
         .arg(path)
         .stdin(Stdio::null())
         .status()
