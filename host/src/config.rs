@@ -66,6 +66,33 @@ pub struct Source {
     /// Snowflake, BigQuery and Databricks: what their SQL APIs need
     /// (`url` is then the API's base URL).
     pub api: Option<ApiSource>,
+    /// Reach the database through this SSH server (`crate::source::ssh`).
+    pub ssh: Option<Ssh>,
+}
+
+/// An SSH server (a bastion) that forwards to the database.
+#[derive(Clone)]
+pub struct Ssh {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// OpenSSH or PEM private key text.
+    pub private_key: String,
+    pub private_key_passphrase: Option<String>,
+    /// The server's host key fingerprint, `SHA256:` and unpadded base64.
+    pub host_key: String,
+}
+
+/// Keeps the key and its passphrase out of debug output and logs.
+impl std::fmt::Debug for Ssh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ssh")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("host_key", &self.host_key)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +211,23 @@ struct RawSource {
     location: Option<String>,
     warehouse_id: Option<String>,
     catalog: Option<String>,
+    ssh: Option<RawSsh>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSsh {
+    host: String,
+    #[serde(default = "ssh_port")]
+    port: u16,
+    user: String,
+    private_key: String,
+    private_key_passphrase: Option<String>,
+    host_key: String,
+}
+
+fn ssh_port() -> u16 {
+    22
 }
 
 #[derive(Deserialize)]
@@ -371,6 +415,10 @@ impl Resolver<'_> {
                     ));
                 }
             };
+            let ssh = match s.ssh {
+                Some(raw) => Some(self.ssh(&key, s.kind, &url, raw)?),
+                None => None,
+            };
             let statement_timeout = Duration::from_secs(s.statement_timeout_secs.unwrap_or(600));
             let connect_timeout = Duration::from_secs(s.connect_timeout_secs.unwrap_or(10));
             sources.insert(
@@ -383,6 +431,7 @@ impl Resolver<'_> {
                     statement_timeout,
                     connect_timeout,
                     api,
+                    ssh,
                 },
             );
         }
@@ -575,6 +624,50 @@ impl Resolver<'_> {
             destinations,
             syncs,
         })
+    }
+
+    /// `sources.NAME.ssh`: only for kinds that reach their database over
+    /// TCP, with a URL whose host and port the tunnel can stand in for.
+    fn ssh(&self, source: &str, kind: SourceKind, url: &str, raw: RawSsh) -> Result<Ssh, String> {
+        let key = format!("{source}.ssh");
+        match kind {
+            SourceKind::Sqlite => {
+                return Err(format!(
+                    "{key}: an SQLite warehouse is a local file, so there is nothing to tunnel to; remove `ssh` (it serves postgres, redshift and mysql sources)"
+                ));
+            }
+            SourceKind::Snowflake | SourceKind::Bigquery | SourceKind::Databricks => {
+                return Err(format!(
+                    "{key}: this source is reached over its HTTPS API, not a database connection; remove `ssh` (it serves postgres, redshift and mysql sources)"
+                ));
+            }
+            SourceKind::Postgres | SourceKind::Redshift => {}
+        }
+        crate::source::ssh::target(url).map_err(|e| format!("{source}.url: {e}"))?;
+        let text = |field: &str, value: &str| self.secrets(&format!("{key}.{field}"), value);
+        let ssh = Ssh {
+            host: text("host", &raw.host)?,
+            port: raw.port,
+            user: text("user", &raw.user)?,
+            private_key: text("private_key", &raw.private_key)?,
+            private_key_passphrase: raw
+                .private_key_passphrase
+                .map(|p| text("private_key_passphrase", &p))
+                .transpose()?,
+            host_key: text("host_key", &raw.host_key)?,
+        };
+        if ssh.port == 0 || ssh.host.trim().is_empty() || ssh.user.trim().is_empty() {
+            return Err(format!(
+                "{key}: `host`, `user` and a non-zero `port` are required"
+            ));
+        }
+        if !crate::source::ssh::is_fingerprint(&ssh.host_key) {
+            return Err(format!(
+                "{key}.host_key: `{}` is not a SHA256 host key fingerprint; write it as `ssh-keygen -lf` prints it (SHA256: and 43 base64 characters), e.g. from `ssh-keyscan -p {} {} | ssh-keygen -lf -`",
+                ssh.host_key, ssh.port, ssh.host
+            ));
+        }
+        Ok(ssh)
     }
 
     fn path(&self, p: &str) -> PathBuf {

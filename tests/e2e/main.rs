@@ -22,4 +22,5 @@ mod postgres_types;
 mod preview_plan;
 mod quickstart;
 mod sqlite_types;
+mod ssh_tunnel;
 mod transform_limits;

@@ -12,6 +12,7 @@ mod postgres;
 mod snowflake;
 mod sql_api;
 mod sqlite;
+pub(crate) mod ssh;
 
 pub use sql_api::RsaKey;
 
@@ -32,6 +33,8 @@ pub enum Problem {
     /// DNS did not resolve, or nothing answered at the address.
     Connect,
     Tls,
+    /// The SSH server's host key is not the one the config pins.
+    HostKey,
     Authentication,
     /// Connected and authenticated, but not allowed to read what the query reads.
     Permission,
@@ -47,6 +50,7 @@ impl Problem {
         match self {
             Problem::Connect => "connection failed",
             Problem::Tls => "TLS failed",
+            Problem::HostKey => "SSH host key mismatch",
             Problem::Authentication => "authentication failed",
             Problem::Permission => "permission denied",
             Problem::Sql => "SQL error",
@@ -221,9 +225,15 @@ impl Placeholders {
     }
 }
 
-/// An open connection to one warehouse. Redshift speaks the Postgres
-/// protocol and is read by the same code, with its own connect options.
-pub enum Warehouse {
+/// An open connection to one warehouse, and the SSH tunnel it runs
+/// through, if its source has one. Redshift speaks the Postgres protocol
+/// and is read by the same code, with its own connect options.
+pub struct Warehouse {
+    db: Db,
+    tunnel: Option<ssh::Tunnel>,
+}
+
+enum Db {
     Sqlite(sqlite::Sqlite),
     Postgres(postgres::Postgres),
     Snowflake(snowflake::Snowflake),
@@ -238,21 +248,30 @@ impl Warehouse {
     /// accepts and never answers fails instead of hanging.
     pub async fn connect(source: &Source) -> Result<Warehouse, SourceError> {
         let connect = async {
-            match source.kind {
-                SourceKind::Sqlite => Ok(Warehouse::Sqlite(sqlite::Sqlite::connect(source).await?)),
-                SourceKind::Postgres | SourceKind::Redshift => Ok(Warehouse::Postgres(
-                    postgres::Postgres::connect(source).await?,
-                )),
-                SourceKind::Snowflake => Ok(Warehouse::Snowflake(
-                    snowflake::Snowflake::connect(source).await?,
-                )),
-                SourceKind::Bigquery => Ok(Warehouse::BigQuery(
-                    bigquery::BigQuery::connect(source).await?,
-                )),
-                SourceKind::Databricks => Ok(Warehouse::Databricks(
-                    databricks::Databricks::connect(source).await?,
-                )),
+            // Through a tunnel, the driver connects to its local end.
+            let mut tunnel = match &source.ssh {
+                Some(ssh) => Some(ssh::Tunnel::open(source, ssh).await?),
+                None => None,
+            };
+            let routed = tunnel.as_ref().map(|t| t.route(source));
+            let source = routed.as_ref().unwrap_or(source);
+            let db = match source.kind {
+                SourceKind::Sqlite => Db::Sqlite(sqlite::Sqlite::connect(source).await?),
+                SourceKind::Postgres | SourceKind::Redshift => {
+                    Db::Postgres(postgres::Postgres::connect(source).await?)
+                }
+                SourceKind::Snowflake => {
+                    Db::Snowflake(snowflake::Snowflake::connect(source).await?)
+                }
+                SourceKind::Bigquery => Db::BigQuery(bigquery::BigQuery::connect(source).await?),
+                SourceKind::Databricks => {
+                    Db::Databricks(databricks::Databricks::connect(source).await?)
+                }
+            };
+            if let Some(t) = &mut tunnel {
+                t.stop_accepting();
             }
+            Ok(Warehouse { db, tunnel })
         };
         tokio::time::timeout(source.connect_timeout, connect)
             .await
@@ -272,39 +291,43 @@ impl Warehouse {
     /// `LIMIT 0`), so the database checks the SQL, the grants and the column
     /// types the way a sync would, at almost no cost.
     pub async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
-        match self {
-            Warehouse::Sqlite(w) => w.check(query).await,
-            Warehouse::Postgres(w) => w.check(query).await,
+        match &mut self.db {
+            Db::Sqlite(w) => w.check(query).await,
+            Db::Postgres(w) => w.check(query).await,
             // Describing a query over these APIs already runs it as LIMIT 0.
-            Warehouse::Snowflake(w) => sql_api::columns(w, query).await.map(drop),
-            Warehouse::BigQuery(w) => sql_api::columns(w, query).await.map(drop),
-            Warehouse::Databricks(w) => sql_api::columns(w, query).await.map(drop),
+            Db::Snowflake(w) => sql_api::columns(w, query).await.map(drop),
+            Db::BigQuery(w) => sql_api::columns(w, query).await.map(drop),
+            Db::Databricks(w) => sql_api::columns(w, query).await.map(drop),
         }
     }
 
     /// The query's columns, without running it.
     pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
-        match self {
-            Warehouse::Sqlite(w) => w.columns(query).await,
-            Warehouse::Postgres(w) => w.columns(query).await,
-            Warehouse::Snowflake(w) => sql_api::columns(w, query).await,
-            Warehouse::BigQuery(w) => sql_api::columns(w, query).await,
-            Warehouse::Databricks(w) => sql_api::columns(w, query).await,
+        match &mut self.db {
+            Db::Sqlite(w) => w.columns(query).await,
+            Db::Postgres(w) => w.columns(query).await,
+            Db::Snowflake(w) => sql_api::columns(w, query).await,
+            Db::BigQuery(w) => sql_api::columns(w, query).await,
+            Db::Databricks(w) => sql_api::columns(w, query).await,
         }
     }
 
     /// Streams the query's rows in chunks; the connection moves into the
-    /// reading task and is closed when the stream ends or is dropped.
+    /// reading task and is closed when the stream ends or is dropped, and
+    /// its tunnel after it, before the stream reports its end.
     pub fn stream(self, query: BoundQuery) -> RowChunks {
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
-            let result = match self {
-                Warehouse::Sqlite(w) => w.stream(&query, &tx).await,
-                Warehouse::Postgres(w) => w.stream(&query, &tx).await,
-                Warehouse::Snowflake(w) => sql_api::stream(w, &query, &tx).await,
-                Warehouse::BigQuery(w) => sql_api::stream(w, &query, &tx).await,
-                Warehouse::Databricks(w) => sql_api::stream(w, &query, &tx).await,
+            let result = match self.db {
+                Db::Sqlite(w) => w.stream(&query, &tx).await,
+                Db::Postgres(w) => w.stream(&query, &tx).await,
+                Db::Snowflake(w) => sql_api::stream(w, &query, &tx).await,
+                Db::BigQuery(w) => sql_api::stream(w, &query, &tx).await,
+                Db::Databricks(w) => sql_api::stream(w, &query, &tx).await,
             };
+            if let Some(tunnel) = self.tunnel {
+                tunnel.close().await;
+            }
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
             }

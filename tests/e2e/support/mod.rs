@@ -7,5 +7,7 @@ pub mod events;
 pub mod fakes;
 pub mod fixture;
 pub mod project;
+pub mod relay;
 pub mod server;
+pub mod sshd;
 pub mod warehouse;

@@ -116,6 +116,12 @@ impl Warehouse {
         }
     }
 
+    /// Replaces [`Self::source_toml`], e.g. to reach this warehouse
+    /// another way.
+    pub fn set_source_toml(&mut self, toml: String) {
+        self.source_toml = toml;
+    }
+
     /// The `[sources.wh]` block pointing Ebb at this warehouse.
     pub fn source_toml(&self) -> &str {
         &self.source_toml
