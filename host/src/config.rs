@@ -43,6 +43,8 @@ pub struct Config {
 pub enum SourceKind {
     Sqlite,
     Postgres,
+    /// MySQL or MariaDB.
+    Mysql,
 }
 
 #[derive(Debug, Clone)]
@@ -312,6 +314,7 @@ impl Resolver<'_> {
             let url = match s.kind {
                 SourceKind::Sqlite => self.sqlite_url(&url),
                 SourceKind::Postgres => url,
+                SourceKind::Mysql => url,
             };
             let init_sql = match (s.kind, s.init_sql) {
                 (_, None) => None,

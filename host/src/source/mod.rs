@@ -6,6 +6,7 @@
 //! through a bounded channel from a task that owns the connection, so
 //! extraction overlaps with diffing and never holds the whole result.
 
+mod mysql;
 mod postgres;
 mod sqlite;
 
@@ -194,6 +195,7 @@ impl Placeholders {
         match kind {
             SourceKind::Sqlite => Placeholders::QuestionNumbered,
             SourceKind::Postgres => Placeholders::Dollar,
+            SourceKind::Mysql => Placeholders::Question,
         }
     }
 
@@ -217,6 +219,7 @@ impl Placeholders {
 pub enum Warehouse {
     Sqlite(sqlite::Sqlite),
     Postgres(postgres::Postgres),
+    Mysql(mysql::Mysql),
 }
 
 pub type RowChunks = mpsc::Receiver<Result<Vec<Record>, SourceError>>;
@@ -228,6 +231,7 @@ impl Warehouse {
             SourceKind::Postgres => Ok(Warehouse::Postgres(
                 postgres::Postgres::connect(source).await?,
             )),
+            SourceKind::Mysql => Ok(Warehouse::Mysql(mysql::Mysql::connect(source).await?)),
         }
     }
 
@@ -236,6 +240,7 @@ impl Warehouse {
         match self {
             Warehouse::Sqlite(w) => w.columns(query).await,
             Warehouse::Postgres(w) => w.columns(query).await,
+            Warehouse::Mysql(w) => w.columns(query).await,
         }
     }
 
@@ -247,6 +252,7 @@ impl Warehouse {
             let result = match self {
                 Warehouse::Sqlite(w) => w.stream(&query, &tx).await,
                 Warehouse::Postgres(w) => w.stream(&query, &tx).await,
+                Warehouse::Mysql(w) => w.stream(&query, &tx).await,
             };
             if let Err(e) = result {
                 let _ = tx.send(Err(e)).await;
