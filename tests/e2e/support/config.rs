@@ -29,6 +29,7 @@ pub fn plugin_cache() -> PathBuf {
 
 pub struct Config {
     source: String,
+    model_lines: Vec<String>,
     primary_key: String,
     query: String,
     destination: String,
@@ -40,6 +41,7 @@ impl Config {
     pub fn new(wh: &Warehouse) -> Config {
         Config {
             source: wh.source_toml().to_owned(),
+            model_lines: Vec::new(),
             primary_key: "id".to_owned(),
             query: USERS_QUERY.to_owned(),
             destination: FILE_DESTINATION.to_owned(),
@@ -54,6 +56,19 @@ impl Config {
 
     pub fn primary_key(mut self, column: &str) -> Config {
         self.primary_key = column.to_owned();
+        self
+    }
+
+    /// Adds a `key = value` line to `[sources.wh]`.
+    pub fn source_setting(mut self, line: &str) -> Config {
+        self.source.push_str(line);
+        self.source.push('\n');
+        self
+    }
+
+    /// Adds a `key = value` line to `[models.users]`.
+    pub fn model_setting(mut self, line: &str) -> Config {
+        self.model_lines.push(line.to_owned());
         self
     }
 
@@ -95,6 +110,7 @@ cache_dir = '{cache}'
 source = "wh"
 primary_key = "{pk}"
 query = '''{query}'''
+{model}
 
 {destination}
 [syncs.{SYNC}]
@@ -106,6 +122,7 @@ destination = "out"
             cache = plugin_cache().display(),
             pk = self.primary_key,
             query = self.query,
+            model = self.model_lines.join("\n"),
             destination = self.destination,
             sync = self.sync_lines.join("\n"),
         )
