@@ -48,6 +48,8 @@ pub enum SourceKind {
     Postgres,
     /// Amazon Redshift, read through the Postgres protocol.
     Redshift,
+    /// MySQL or MariaDB.
+    Mysql,
     Snowflake,
     Bigquery,
     Databricks,
@@ -641,7 +643,7 @@ impl Resolver<'_> {
                     "{key}: this source is reached over its HTTPS API, not a database connection; remove `ssh` (it serves postgres, redshift and mysql sources)"
                 ));
             }
-            SourceKind::Postgres | SourceKind::Redshift => {}
+            SourceKind::Postgres | SourceKind::Redshift | SourceKind::Mysql => {}
         }
         crate::source::ssh::target(url).map_err(|e| format!("{source}.url: {e}"))?;
         let text = |field: &str, value: &str| self.secrets(&format!("{key}.{field}"), value);

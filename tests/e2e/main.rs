@@ -1,5 +1,5 @@
-//! End-to-end tests: they drive the real `ebb` binary against real SQLite
-//! and Postgres warehouses, a real local HTTP endpoint and the file
+//! End-to-end tests: they drive the real `ebb` binary against real SQLite,
+//! Postgres and MariaDB warehouses, a real local HTTP endpoint and the file
 //! destination, and check what arrives, what is committed and what is owed.
 
 mod support;
@@ -17,6 +17,7 @@ mod keys;
 mod last_sync_time;
 mod lifecycle;
 mod mapping;
+mod mysql_source;
 mod postgres_source;
 mod postgres_types;
 mod preview_plan;

@@ -118,7 +118,9 @@ pub(super) fn resolve(
         ("catalog", &raw.catalog),
     ];
     let (name, takes): (&str, &[&str]) = match kind {
-        SourceKind::Sqlite | SourceKind::Postgres | SourceKind::Redshift => ("this", &[]),
+        SourceKind::Sqlite | SourceKind::Postgres | SourceKind::Redshift | SourceKind::Mysql => {
+            ("this", &[])
+        }
         SourceKind::Snowflake => (
             "a snowflake",
             &[
@@ -153,7 +155,7 @@ pub(super) fn resolve(
         url.unwrap_or(default).trim_end_matches('/').to_string()
     };
     Ok(match kind {
-        SourceKind::Sqlite | SourceKind::Postgres | SourceKind::Redshift => {
+        SourceKind::Sqlite | SourceKind::Postgres | SourceKind::Redshift | SourceKind::Mysql => {
             (required("url", url)?, None)
         }
         SourceKind::Snowflake => {

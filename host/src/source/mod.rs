@@ -8,6 +8,7 @@
 
 mod bigquery;
 mod databricks;
+mod mysql;
 mod postgres;
 mod snowflake;
 mod sql_api;
@@ -205,6 +206,7 @@ impl Placeholders {
             SourceKind::Sqlite => Placeholders::QuestionNumbered,
             SourceKind::Postgres | SourceKind::Redshift => Placeholders::Dollar,
             SourceKind::Snowflake | SourceKind::Bigquery => Placeholders::Question,
+            SourceKind::Mysql => Placeholders::Question,
             SourceKind::Databricks => Placeholders::Named,
         }
     }
@@ -236,6 +238,7 @@ pub struct Warehouse {
 enum Db {
     Sqlite(sqlite::Sqlite),
     Postgres(postgres::Postgres),
+    Mysql(mysql::Mysql),
     Snowflake(snowflake::Snowflake),
     BigQuery(bigquery::BigQuery),
     Databricks(databricks::Databricks),
@@ -260,6 +263,7 @@ impl Warehouse {
                 SourceKind::Postgres | SourceKind::Redshift => {
                     Db::Postgres(postgres::Postgres::connect(source).await?)
                 }
+                SourceKind::Mysql => Db::Mysql(mysql::Mysql::connect(source).await?),
                 SourceKind::Snowflake => {
                     Db::Snowflake(snowflake::Snowflake::connect(source).await?)
                 }
@@ -294,6 +298,8 @@ impl Warehouse {
         match &mut self.db {
             Db::Sqlite(w) => w.check(query).await,
             Db::Postgres(w) => w.check(query).await,
+            // Describing a MySQL query runs it over an empty result.
+            Db::Mysql(w) => w.columns(query).await.map(drop),
             // Describing a query over these APIs already runs it as LIMIT 0.
             Db::Snowflake(w) => sql_api::columns(w, query).await.map(drop),
             Db::BigQuery(w) => sql_api::columns(w, query).await.map(drop),
@@ -306,6 +312,7 @@ impl Warehouse {
         match &mut self.db {
             Db::Sqlite(w) => w.columns(query).await,
             Db::Postgres(w) => w.columns(query).await,
+            Db::Mysql(w) => w.columns(query).await,
             Db::Snowflake(w) => sql_api::columns(w, query).await,
             Db::BigQuery(w) => sql_api::columns(w, query).await,
             Db::Databricks(w) => sql_api::columns(w, query).await,
@@ -321,6 +328,7 @@ impl Warehouse {
             let result = match self.db {
                 Db::Sqlite(w) => w.stream(&query, &tx).await,
                 Db::Postgres(w) => w.stream(&query, &tx).await,
+                Db::Mysql(w) => w.stream(&query, &tx).await,
                 Db::Snowflake(w) => sql_api::stream(w, &query, &tx).await,
                 Db::BigQuery(w) => sql_api::stream(w, &query, &tx).await,
                 Db::Databricks(w) => sql_api::stream(w, &query, &tx).await,

@@ -59,6 +59,13 @@ impl Config {
         self
     }
 
+    /// Adds a `key = value` line to `[sources.wh]`.
+    pub fn source_setting(mut self, line: &str) -> Config {
+        self.source.push_str(line);
+        self.source.push('\n');
+        self
+    }
+
     /// Adds a `key = value` line to `[models.users]`.
     pub fn model(mut self, line: &str) -> Config {
         self.model_lines.push(line.to_owned());

@@ -1,6 +1,7 @@
 //! The source database a test syncs from: a SQLite file inside the project,
-//! or a schema of its own in the local Postgres. Both hold the same `users`
-//! table so the change scenarios run unchanged against either.
+//! a schema of its own in the local Postgres, or a database of its own in
+//! the local MariaDB. All hold the same `users` table so the change
+//! scenarios run unchanged against any of them.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use tokio::runtime::Runtime;
@@ -18,12 +20,17 @@ use super::project::Project;
 /// when it is not there.
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// The local MariaDB (or MySQL) the suite uses, without a database; each
+/// test creates its own.
+pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306";
+
 const CREATE_USERS: &str =
     "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT, plan TEXT, pairs TEXT)";
 
 enum Db {
     Sqlite(SqlitePool),
     Postgres { pool: PgPool, schema: String },
+    Mysql { pool: MySqlPool, database: String },
 }
 
 pub struct Warehouse {
@@ -112,7 +119,7 @@ impl Warehouse {
     pub fn schema(&self) -> Option<&str> {
         match &self.db {
             Db::Postgres { schema, .. } => Some(schema),
-            Db::Sqlite(_) => None,
+            Db::Sqlite(_) | Db::Mysql { .. } => None,
         }
     }
 
@@ -120,6 +127,38 @@ impl Warehouse {
     /// another way.
     pub fn set_source_toml(&mut self, toml: String) {
         self.source_toml = toml;
+    }
+
+    /// A fresh database in the local MariaDB with an empty `users` table,
+    /// or `None` (after saying so) when no server is reachable outside CI.
+    pub fn mysql() -> Option<Warehouse> {
+        let rt = runtime();
+        let admin = match rt.block_on(connect_mysql(None)) {
+            Ok(pool) => pool,
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("no MariaDB at 127.0.0.1:3306 under CI: {e}")
+            }
+            Err(_) => {
+                eprintln!("skipping: no MariaDB at 127.0.0.1:3306");
+                return None;
+            }
+        };
+        let database = unique_schema();
+        rt.block_on(sqlx::query(&format!("CREATE DATABASE {database}")).execute(&admin))
+            .expect("creating the test database");
+        rt.block_on(admin.close());
+        let pool = rt
+            .block_on(connect_mysql(Some(&database)))
+            .expect("connecting to the test database");
+        let wh = Warehouse {
+            rt,
+            source_toml: format!(
+                "[sources.wh]\nkind = \"mysql\"\nurl = \"{MYSQL_URL}/{database}\"\n"
+            ),
+            db: Db::Mysql { pool, database },
+        };
+        wh.exec(CREATE_USERS);
+        Some(wh)
     }
 
     /// The `[sources.wh]` block pointing Ebb at this warehouse.
@@ -132,6 +171,8 @@ impl Warehouse {
         let result = match &self.db {
             Db::Sqlite(pool) => self.block_on(sqlx::query(sql).execute(pool)).map(|_| ()),
             Db::Postgres { pool, .. } => self.block_on(sqlx::query(sql).execute(pool)).map(|_| ()),
+            // Unprepared: MySQL cannot prepare some statements (CREATE FUNCTION).
+            Db::Mysql { pool, .. } => self.block_on(sqlx::raw_sql(sql).execute(pool)).map(|_| ()),
         };
         result.unwrap_or_else(|e| panic!("warehouse statement failed: {sql}: {e}"));
     }
@@ -142,8 +183,20 @@ impl Warehouse {
         let result = match &self.db {
             Db::Sqlite(pool) => self.block_on(run_script(pool, sql)),
             Db::Postgres { pool, .. } => self.block_on(run_script(pool, sql)),
+            Db::Mysql { pool, .. } => self.block_on(run_script(pool, sql)),
         };
         result.unwrap_or_else(|e| panic!("warehouse script failed: {e}\n{sql}"));
+    }
+
+    /// The single integer `sql` returns (e.g. a `COUNT(*)`), failing the
+    /// test on error.
+    pub fn scalar(&self, sql: &str) -> i64 {
+        let result = match &self.db {
+            Db::Sqlite(pool) => self.block_on(sqlx::query_scalar(sql).fetch_one(pool)),
+            Db::Postgres { pool, .. } => self.block_on(sqlx::query_scalar(sql).fetch_one(pool)),
+            Db::Mysql { pool, .. } => self.block_on(sqlx::query_scalar(sql).fetch_one(pool)),
+        };
+        result.unwrap_or_else(|e| panic!("warehouse query failed: {sql}: {e}"))
     }
 
     /// Inserts users `ids` with the fields [`user`] describes.
@@ -165,12 +218,22 @@ impl Warehouse {
 
 impl Drop for Warehouse {
     fn drop(&mut self) {
-        if let Db::Postgres { pool, schema } = &self.db {
-            let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-            if let Err(e) = self.rt.block_on(sqlx::query(&drop).execute(pool)) {
-                eprintln!("could not drop test schema {schema}: {e}");
+        match &self.db {
+            Db::Sqlite(_) => {}
+            Db::Postgres { pool, schema } => {
+                let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+                if let Err(e) = self.rt.block_on(sqlx::query(&drop).execute(pool)) {
+                    eprintln!("could not drop test schema {schema}: {e}");
+                }
+                self.rt.block_on(pool.close());
             }
-            self.rt.block_on(pool.close());
+            Db::Mysql { pool, database } => {
+                let drop = format!("DROP DATABASE IF EXISTS {database}");
+                if let Err(e) = self.rt.block_on(sqlx::query(&drop).execute(pool)) {
+                    eprintln!("could not drop test database {database}: {e}");
+                }
+                self.rt.block_on(pool.close());
+            }
         }
     }
 }
@@ -204,6 +267,18 @@ async fn connect_postgres(schema: Option<&str>) -> Result<PgPool, sqlx::Error> {
         options = options.options([("search_path", schema)]);
     }
     PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+async fn connect_mysql(database: Option<&str>) -> Result<MySqlPool, sqlx::Error> {
+    let mut options = MySqlConnectOptions::from_str(MYSQL_URL)?;
+    if let Some(database) = database {
+        options = options.database(database);
+    }
+    MySqlPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options)
