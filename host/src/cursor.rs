@@ -17,11 +17,19 @@ use serde_json::Value;
 use crate::config::SourceKind;
 use crate::source::{Native, Param, ParamKind};
 
-/// The bind kind for a column of the given database type name.
-pub fn kind_of_type(type_name: &str) -> ParamKind {
+/// The bind kind for a column of the given database type name. BigQuery
+/// and Databricks call an instant a bare `TIMESTAMP`.
+pub fn kind_of_type(kind: SourceKind, type_name: &str) -> ParamKind {
     let t = type_name.to_ascii_uppercase();
     let has = |s: &str| t.contains(s);
-    if has("TIMESTAMPTZ") || has("WITH TIME ZONE") || has("TIMESTAMP_TZ") || has("TIMESTAMP_LTZ") {
+    let bare_instant =
+        matches!(kind, SourceKind::Bigquery | SourceKind::Databricks) && t == "TIMESTAMP";
+    if bare_instant
+        || has("TIMESTAMPTZ")
+        || has("WITH TIME ZONE")
+        || has("TIMESTAMP_TZ")
+        || has("TIMESTAMP_LTZ")
+    {
         ParamKind::TimestampTz
     } else if has("TIMESTAMP") || has("DATETIME") {
         ParamKind::Timestamp
