@@ -24,7 +24,7 @@ use crate::extract::{self, CursorTemplate, Templates};
 use crate::load::{Delivery, Loader};
 use crate::plugin::{Engine, Grants};
 use crate::source::{ParamKind, Warehouse};
-use crate::state::{Claim, Commit, Counts, RowError, RunEnd, State, Status};
+use crate::state::{Claim, Commit, Counts, RowError, RunEnd, Snapshot, State, Status};
 use crate::transform::{self, Step};
 
 /// How often a running run tells the state store it is alive.
@@ -444,6 +444,7 @@ impl<'a> Pass<'a> {
                             Op::Added,
                             problem.message,
                             serde_json::Value::Object(record),
+                            None,
                         );
                         continue;
                     }
@@ -459,6 +460,7 @@ impl<'a> Pass<'a> {
                             model.name, model.primary_key
                         ),
                         serde_json::Value::Null,
+                        None,
                     ),
                 }
             }
@@ -481,13 +483,21 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
-    fn row_error(&mut self, key: String, op: Op, message: String, payload: serde_json::Value) {
+    fn row_error(
+        &mut self,
+        key: String,
+        op: Op,
+        message: String,
+        payload: serde_json::Value,
+        if_dropped: Option<Snapshot>,
+    ) {
         self.counts.failed += 1;
         self.errors.push(RowError {
             key,
             op,
             message,
             payload,
+            if_dropped,
         });
     }
 
@@ -545,7 +555,13 @@ impl<'a> Pass<'a> {
             if let Some(message) = refused.get(&origin) {
                 // The payload is the event as the chain received it.
                 let payload = serde_json::to_value(event_of(change, &previous))?;
-                self.row_error(change.key.clone(), change.op, message.clone(), payload);
+                self.row_error(
+                    change.key.clone(),
+                    change.op,
+                    message.clone(),
+                    payload,
+                    snapshot_of(change),
+                );
             } else if !sending.contains(&origin) {
                 self.counts.dropped += 1;
                 commits.push(commit_of(change));
@@ -594,6 +610,7 @@ impl<'a> Pass<'a> {
                 op: changes[origin].op,
                 message,
                 payload: serde_json::to_value(event)?,
+                if_dropped: snapshot_of(&changes[origin]),
             });
         }
 
@@ -626,6 +643,14 @@ fn event_of(c: &Change, previous: &HashMap<String, crate::event::Record>) -> Eve
             .unwrap_or_default(),
         previous: prev,
     }
+}
+
+/// What the snapshot takes if the operator drops this change's row error.
+fn snapshot_of(c: &Change) -> Option<Snapshot> {
+    c.record.as_ref().map(|record| Snapshot {
+        fingerprint: c.fingerprint,
+        record: record.clone(),
+    })
 }
 
 fn commit_of(c: &Change) -> Commit {

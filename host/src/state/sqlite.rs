@@ -1,22 +1,22 @@
 //! The embedded state store: one SQLite file, WAL mode. Migrations are the
 //! numbered statements below, tracked in `PRAGMA user_version`, so a newer
-//! binary upgrades an older file in place.
+//! binary upgrades an older file in place. Statements mirror postgres.rs one
+//! for one; keep them that way.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
 
-use super::{Claim, Commit, OwedRow, RowError, RunEnd, RunRecord, Status};
+use super::{
+    CLAIM_ATTEMPTS, Claim, Commit, Dropped, Dropping, OwedColumns, OwedRow, Result, RowError,
+    RunColumns, RunEnd, RunRecord, Status, abandoned, busy, claim_contended, fingerprint_bytes,
+    fingerprint_of, if_dropped_columns, json, now_ms, stale_before, to_json,
+};
 use crate::event::Record;
 use crate::source::Param;
-
-/// A run whose heartbeat is older than this is taken to be dead (runs beat
-/// every few seconds; a killed process stops beating).
-const STALE_AFTER: Duration = Duration::from_secs(30);
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -57,57 +57,46 @@ CREATE TABLE sync_state (
     r#"
 ALTER TABLE sync_state ADD COLUMN cursor TEXT;
 "#,
+    // One running run per sync, enforced by the database; and what the
+    // snapshot takes when an owed row is dropped.
+    r#"
+UPDATE runs SET status = 'failed', error = 'abandoned: a later run of this sync started'
+WHERE status = 'running' AND id NOT IN (SELECT max(id) FROM runs WHERE status = 'running' GROUP BY sync);
+CREATE UNIQUE INDEX one_running_run ON runs (sync) WHERE status = 'running';
+ALTER TABLE row_errors ADD COLUMN fingerprint BLOB;
+ALTER TABLE row_errors ADD COLUMN record TEXT;
+"#,
 ];
 
 #[derive(Clone)]
-pub struct State {
+pub struct Store {
     pool: SqlitePool,
 }
 
-type Result<T> = std::result::Result<T, sqlx::Error>;
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-fn time(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-impl State {
-    /// Opens (creating and migrating if needed) the store at `url`.
-    pub async fn open(url: &str) -> anyhow::Result<State> {
+impl Store {
+    pub async fn open(url: &str) -> anyhow::Result<Store> {
         let opts = Self::options(url)?;
         if let Some(dir) = opts.get_filename().parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 anyhow::anyhow!("cannot create the state folder {}: {e}", dir.display())
             })?;
         }
-        let state = Self::connect(opts.create_if_missing(true)).await?;
-        state.migrate().await?;
-        Ok(state)
+        let store = Self::connect(opts.create_if_missing(true)).await?;
+        store.migrate().await?;
+        Ok(store)
     }
 
-    /// Opens the store only if it exists, for commands that must not create it.
-    pub async fn open_existing(url: &str) -> anyhow::Result<Option<State>> {
+    pub async fn open_existing(url: &str) -> anyhow::Result<Option<Store>> {
         let opts = Self::options(url)?;
         if !opts.get_filename().exists() {
             return Ok(None);
         }
-        let state = Self::connect(opts).await?;
-        state.migrate().await?;
-        Ok(Some(state))
+        let store = Self::connect(opts).await?;
+        store.migrate().await?;
+        Ok(Some(store))
     }
 
     fn options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
-        if !url.starts_with("sqlite:") {
-            anyhow::bail!(
-                "state.url `{url}`: only sqlite:// state stores are supported by this build"
-            );
-        }
         Ok(SqliteConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("state.url `{url}`: {e}"))?
             .journal_mode(SqliteJournalMode::Wal)
@@ -115,18 +104,20 @@ impl State {
             .busy_timeout(Duration::from_secs(30)))
     }
 
-    async fn connect(opts: SqliteConnectOptions) -> anyhow::Result<State> {
+    async fn connect(opts: SqliteConnectOptions) -> anyhow::Result<Store> {
         let file = opts.get_filename().display().to_string();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the state store {file}: {e}"))?;
-        Ok(State { pool })
+        Ok(Store { pool })
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE takes the write lock first: two processes opening a new
+        // file migrate one after the other.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *tx)
             .await?;
@@ -146,52 +137,65 @@ impl State {
         Ok(())
     }
 
-    /// Starts a run unless one of the same sync is alive.
     pub async fn claim(&self, sync: &str) -> Result<Claim> {
-        // IMMEDIATE takes the write lock first, so two claims cannot both see "no run".
+        // IMMEDIATE takes the write lock first, so the read below cannot go
+        // stale before the writes; the unique index is what forbids two
+        // running runs.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_ms();
-        sqlx::query(
-            "UPDATE runs SET status = 'failed', finished_at = ?, \
-             error = 'abandoned: the process running it stopped without finishing' \
+        let stale: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, heartbeat_at FROM runs \
              WHERE sync = ? AND status = 'running' AND heartbeat_at < ?",
         )
-        .bind(now)
         .bind(sync)
-        .bind(now - STALE_AFTER.as_millis() as i64)
-        .execute(&mut *tx)
+        .bind(stale_before(now))
+        .fetch_all(&mut *tx)
         .await?;
-        let running: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM runs WHERE sync = ? AND status = 'running' ORDER BY id LIMIT 1",
-        )
-        .bind(sync)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let status = if running.is_some() {
-            "skipped"
-        } else {
-            "running"
-        };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(sync)
-        .bind(status)
-        .bind(now)
-        .bind(now)
-        .bind(running.map(|_| now))
-        .bind(running.map(|r| format!("run {r} of this sync was still in progress")))
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(match running {
-            Some(running) => Claim::Busy {
-                running,
-                skipped: id,
-            },
-            None => Claim::Started(id),
-        })
+        for (id, heartbeat_at) in stale {
+            sqlx::query(
+                "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+            )
+            .bind(now)
+            .bind(abandoned(heartbeat_at))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for _ in 0..CLAIM_ATTEMPTS {
+            let started: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO runs (sync, status, started_at, heartbeat_at) VALUES (?, 'running', ?, ?) \
+                 ON CONFLICT (sync) WHERE status = 'running' DO NOTHING RETURNING id",
+            )
+            .bind(sync)
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = started {
+                tx.commit().await?;
+                return Ok(Claim::Started(id));
+            }
+            let running: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM runs WHERE sync = ? AND status = 'running'")
+                    .bind(sync)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(running) = running else { continue };
+            let skipped: i64 = sqlx::query_scalar(
+                "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
+                 VALUES (?, 'skipped', ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(sync)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .bind(busy(running))
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Claim::Busy { running, skipped });
+        }
+        Err(claim_contended(sync))
     }
 
     pub async fn heartbeat(&self, run_id: i64) -> Result<()> {
@@ -203,8 +207,6 @@ impl State {
         Ok(())
     }
 
-    /// Unix seconds of the start of the last successful run (0 if none since
-    /// the last reset).
     pub async fn last_sync_time(&self, sync: &str) -> Result<i64> {
         let t: Option<i64> =
             sqlx::query_scalar("SELECT last_sync_time FROM sync_state WHERE sync = ?")
@@ -214,57 +216,46 @@ impl State {
         Ok(t.unwrap_or(0))
     }
 
-    /// The cursor a cursor model's last successful run left (see [`crate::cursor`]).
     pub async fn cursor(&self, sync: &str) -> Result<Option<Param>> {
         let text: Option<Option<String>> =
             sqlx::query_scalar("SELECT cursor FROM sync_state WHERE sync = ?")
                 .bind(sync)
                 .fetch_optional(&self.pool)
                 .await?;
-        text.flatten()
-            .map(|t| serde_json::from_str(&t).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-            .transpose()
+        text.flatten().map(|t| json(&t)).transpose()
     }
 
     pub async fn fingerprints(&self, sync: &str) -> Result<HashMap<String, u128>> {
-        let rows = sqlx::query("SELECT key, fingerprint FROM snapshot WHERE sync = ?")
-            .bind(sync)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT key, fingerprint FROM snapshot WHERE sync = ?")
+                .bind(sync)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .into_iter()
-            .map(|r| {
-                let fp: Vec<u8> = r.get(1);
-                let fp = fp.try_into().map(u128::from_be_bytes).unwrap_or(0);
-                (r.get(0), fp)
-            })
+            .map(|(key, fp)| (key, fingerprint_of(fp)))
             .collect())
     }
 
-    /// The committed records for `keys` (those that exist).
     pub async fn records(&self, sync: &str, keys: &[&str]) -> Result<HashMap<String, Record>> {
         let mut out = HashMap::with_capacity(keys.len());
+        // SQLite binds at most 32766 parameters; Postgres takes one array.
         for chunk in keys.chunks(500) {
             let placeholders = vec!["?"; chunk.len()].join(",");
             let sql = format!(
                 "SELECT key, record FROM snapshot WHERE sync = ? AND key IN ({placeholders})"
             );
-            let mut q = sqlx::query(&sql).bind(sync);
+            let mut q = sqlx::query_as::<_, (String, String)>(&sql).bind(sync);
             for k in chunk {
                 q = q.bind(*k);
             }
-            for row in q.fetch_all(&self.pool).await? {
-                let text: String = row.get(1);
-                let record: Record =
-                    serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                out.insert(row.get(0), record);
+            for (key, record) in q.fetch_all(&self.pool).await? {
+                out.insert(key, json(&record)?);
             }
         }
         Ok(out)
     }
 
-    /// Moves acknowledged changes into the snapshot and records row errors,
-    /// atomically.
     pub async fn commit(
         &self,
         sync: &str,
@@ -289,8 +280,8 @@ impl State {
                     )
                     .bind(sync)
                     .bind(key)
-                    .bind(fingerprint.to_be_bytes().to_vec())
-                    .bind(serde_json::to_string(record).unwrap_or_default())
+                    .bind(fingerprint_bytes(*fingerprint))
+                    .bind(to_json(record))
                     .execute(&mut *tx)
                     .await?;
                     key
@@ -311,11 +302,14 @@ impl State {
                 .await?;
         }
         for e in errors {
+            let (fingerprint, record) = if_dropped_columns(e);
             sqlx::query(
-                "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload) VALUES (?, ?, ?, ?, 1, ?, ?) \
+                "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload, fingerprint, record) \
+                 VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?) \
                  ON CONFLICT (sync, key) DO UPDATE SET op = excluded.op, run_id = excluded.run_id, \
                  attempts = CASE WHEN row_errors.run_id = excluded.run_id THEN row_errors.attempts ELSE row_errors.attempts + 1 END, \
-                 error = excluded.error, payload = excluded.payload",
+                 error = excluded.error, payload = excluded.payload, \
+                 fingerprint = excluded.fingerprint, record = excluded.record",
             )
             .bind(sync)
             .bind(&e.key)
@@ -323,16 +317,14 @@ impl State {
             .bind(run_id)
             .bind(&e.message)
             .bind(e.payload.to_string())
+            .bind(fingerprint)
+            .bind(record)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await
     }
 
-    /// Closes a run. A run that went through every change also clears owed
-    /// rows it did not meet again (they are no longer owed); a successful
-    /// one moves `{{last_sync_time}}` to its start and `{{cursor}}` to
-    /// `cursor`.
     pub async fn finish(&self, sync: &str, run_id: i64, end: &RunEnd<'_>) -> Result<()> {
         let RunEnd {
             status,
@@ -345,7 +337,7 @@ impl State {
         sqlx::query("UPDATE runs SET status = ?, finished_at = ?, counts = ?, timings = ?, error = ? WHERE id = ?")
             .bind(status.as_str())
             .bind(now_ms())
-            .bind(serde_json::to_string(counts).unwrap_or_default())
+            .bind(to_json(counts))
             .bind(timings_ms.to_string())
             .bind(error)
             .bind(run_id)
@@ -364,7 +356,7 @@ impl State {
                  SELECT sync, started_at / 1000, ? FROM runs WHERE id = ? \
                  ON CONFLICT (sync) DO UPDATE SET last_sync_time = excluded.last_sync_time, cursor = excluded.cursor",
             )
-            .bind(cursor.and_then(|c| serde_json::to_string(c).ok()))
+            .bind(cursor.map(to_json))
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
@@ -373,7 +365,7 @@ impl State {
     }
 
     pub async fn history(&self, sync: &str, limit: i64) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(
+        let rows: Vec<RunColumns> = sqlx::query_as(
             "SELECT id, status, started_at, finished_at, counts, timings, error FROM runs \
              WHERE sync = ? ORDER BY id DESC LIMIT ?",
         )
@@ -381,44 +373,87 @@ impl State {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RunRecord {
-                run_id: r.get(0),
-                status: Status::parse(r.get(1)),
-                started_at: time(r.get(2)),
-                finished_at: r.get::<Option<i64>, _>(3).map(time),
-                counts: serde_json::from_str(r.get(4)).unwrap_or_default(),
-                timings_ms: serde_json::from_str(r.get(5)).unwrap_or_default(),
-                error: r.get(6),
-            })
-            .collect())
+        Ok(rows.into_iter().map(RunRecord::from).collect())
     }
 
     pub async fn owed(&self, sync: &str, run: Option<i64>) -> Result<Vec<OwedRow>> {
-        let rows = sqlx::query(
+        let mut conn = self.pool.acquire().await?;
+        Self::owed_in(&mut conn, sync, run).await
+    }
+
+    async fn owed_in(
+        conn: &mut sqlx::SqliteConnection,
+        sync: &str,
+        run: Option<i64>,
+    ) -> Result<Vec<OwedRow>> {
+        let rows: Vec<OwedColumns> = sqlx::query_as(
             "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
              WHERE sync = ? AND (? IS NULL OR run_id = ?) ORDER BY key",
         )
         .bind(sync)
         .bind(run)
         .bind(run)
-        .fetch_all(&self.pool)
+        .fetch_all(conn)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| OwedRow {
-                key: r.get(0),
-                op: r.get(1),
-                run_id: r.get(2),
-                attempts: r.get(3),
-                error: r.get(4),
-                payload: serde_json::from_str(r.get(5)).unwrap_or_default(),
-            })
-            .collect())
+        Ok(rows.into_iter().map(OwedRow::from).collect())
     }
 
-    /// Forgets what the sync delivered; its run history stays.
+    pub async fn drop_owed(&self, sync: &str, which: &Dropping<'_>) -> Result<Dropped> {
+        let mut tx = self.pool.begin().await?;
+        let rows = match which {
+            Dropping::All { run } => Self::owed_in(&mut tx, sync, *run).await?,
+            Dropping::Keys(keys) => {
+                let mut rows = Vec::with_capacity(keys.len());
+                let mut unknown = Vec::new();
+                for key in *keys {
+                    let row: Option<OwedColumns> = sqlx::query_as(
+                        "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
+                         WHERE sync = ? AND key = ?",
+                    )
+                    .bind(sync)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match row {
+                        Some(row) => rows.push(OwedRow::from(row)),
+                        None => unknown.push(key.clone()),
+                    }
+                }
+                if !unknown.is_empty() {
+                    return Ok(Dropped::Unknown(unknown));
+                }
+                rows
+            }
+        };
+        for row in &rows {
+            if row.op == "deleted" {
+                sqlx::query("DELETE FROM snapshot WHERE sync = ? AND key = ?")
+                    .bind(sync)
+                    .bind(&row.key)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO snapshot (sync, key, fingerprint, record) \
+                     SELECT sync, key, fingerprint, record FROM row_errors \
+                     WHERE sync = ? AND key = ? AND fingerprint IS NOT NULL \
+                     ON CONFLICT (sync, key) DO UPDATE SET fingerprint = excluded.fingerprint, record = excluded.record",
+                )
+                .bind(sync)
+                .bind(&row.key)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM row_errors WHERE sync = ? AND key = ?")
+                .bind(sync)
+                .bind(&row.key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Dropped::Rows(rows))
+    }
+
     pub async fn reset(&self, sync: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in ["snapshot", "row_errors", "sync_state"] {
@@ -428,5 +463,57 @@ impl State {
                 .await?;
         }
         tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file written before runs were unique per sync may hold two
+    /// `running` rows of one sync (a dead run and a later one); upgrading
+    /// keeps the later, closes the other, and from then on the index holds.
+    #[tokio::test]
+    async fn upgrading_an_older_file_closes_extra_running_runs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let old = Store::connect(Store::options(&url).expect("url").create_if_missing(true))
+            .await
+            .expect("create");
+        for sql in &MIGRATIONS[..2] {
+            sqlx::raw_sql(sql)
+                .execute(&old.pool)
+                .await
+                .expect("old schema");
+        }
+        sqlx::raw_sql("PRAGMA user_version = 2")
+            .execute(&old.pool)
+            .await
+            .expect("old version");
+        for sync in ["s", "s", "t"] {
+            sqlx::query(
+                "INSERT INTO runs (sync, status, started_at, heartbeat_at) VALUES (?, 'running', ?, ?)",
+            )
+            .bind(sync)
+            .bind(now_ms())
+            .bind(now_ms())
+            .execute(&old.pool)
+            .await
+            .expect("old runs");
+        }
+        old.pool.close().await;
+
+        let store = Store::open(&url).await.expect("upgrade");
+        let statuses: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, status FROM runs ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .expect("runs");
+        let statuses: Vec<(i64, &str)> = statuses.iter().map(|(i, s)| (*i, s.as_str())).collect();
+        assert_eq!(statuses, [(1, "failed"), (2, "running"), (3, "running")]);
+        match store.claim("s").await.expect("claim") {
+            Claim::Busy { running, .. } => assert_eq!(running, 2),
+            Claim::Started(id) => panic!("run {id} started beside running run 2"),
+        }
     }
 }

@@ -8,4 +8,5 @@ pub mod fakes;
 pub mod fixture;
 pub mod project;
 pub mod server;
+pub mod state;
 pub mod warehouse;
