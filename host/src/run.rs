@@ -222,13 +222,19 @@ pub async fn run(
             });
         }
     };
+    let (taken_over, on_taken_over) = tokio::sync::oneshot::channel();
     let heartbeat = {
         let state = state.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT_EVERY).await;
-                if let Err(e) = state.heartbeat(run_id).await {
-                    tracing::warn!(run_id, "cannot record the run's heartbeat: {e}");
+                match state.heartbeat(run_id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = taken_over.send(());
+                        return;
+                    }
+                    Err(e) => tracing::warn!(run_id, "cannot record the run's heartbeat: {e}"),
                 }
             }
         })
@@ -254,6 +260,7 @@ pub async fn run(
         signal = interrupted() => Err(anyhow!(
             "interrupted by {signal}; what the destination acknowledged is committed, the rest is sent next run"
         )),
+        Ok(()) = on_taken_over => Err(anyhow!(taken_over_message(run_id))),
     };
     heartbeat.abort();
     progress.finish_and_clear();
@@ -297,6 +304,16 @@ pub async fn run(
         counts,
         error,
     })
+}
+
+/// Why a run stops when another process closed it as abandoned (its
+/// heartbeats were late, e.g. the machine was suspended): going on would
+/// overlap the run that took over.
+fn taken_over_message(run_id: i64) -> String {
+    format!(
+        "run {run_id} stopped: its heartbeat was late and another process closed it as abandoned; \
+         what the destination acknowledged before that is committed, the rest is sent by a later run"
+    )
 }
 
 /// What a run would send now; sends and writes nothing.
@@ -616,10 +633,13 @@ impl<'a> Pass<'a> {
 
         let t = Instant::now();
         let errors = std::mem::take(&mut self.errors);
-        state
+        let committed = state
             .commit(&self.sync.name, run_id, &commits, &errors)
             .await
             .context("cannot commit acknowledged changes to the state store")?;
+        if !committed {
+            bail!(taken_over_message(run_id));
+        }
         self.timed("commit", t);
         self.progress.set_message(format!(
             "extracted {}, sent {}",

@@ -201,6 +201,62 @@ pub fn a_dead_run_is_taken_over_once_its_heartbeat_is_stale(
     assert!(history[2]["finished_at"].is_string(), "{}", history[2]);
 }
 
+/// A run that is alive but whose heartbeats were late (as on a machine that
+/// was suspended) is closed by the next claim; it notices at its next
+/// heartbeat and stops instead of overlapping the run that took over.
+pub fn a_late_run_that_was_taken_over_stops(project: &Project, backdate: &dyn Fn(&str)) {
+    let (_wh, server) = slow_endpoint(project, Reply::Hang);
+    let late = start_run(project, &server);
+    let late_id = project.history()[0]["run_id"].clone();
+
+    // The late run keeps beating every few seconds and may refresh its
+    // heartbeat between the two steps; then the claim is skipped: retry.
+    let taken_over = (0..5).find_map(|_| {
+        backdate("UPDATE runs SET heartbeat_at = heartbeat_at - 60000 WHERE status = 'running'");
+        let run = project.run();
+        (run.status() != "skipped").then_some(run)
+    });
+    let taken_over = taken_over.expect("the stale run was never taken over");
+    taken_over.assert_status("success");
+    assert_eq!(taken_over.count("sent"), 4);
+
+    let out = wait_within(late, Duration::from_secs(30));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the late run prints its report");
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("another process closed it as abandoned"),
+        "{report}"
+    );
+
+    let history = project.history();
+    let closed = history
+        .iter()
+        .find(|r| r["run_id"] == late_id)
+        .expect("the late run is in history");
+    assert_eq!(closed["status"], "failed", "{closed}");
+    let recorded = closed["error"].as_str().unwrap_or_default();
+    assert!(
+        recorded.starts_with("abandoned: no heartbeat since "),
+        "the claim's record stands: {closed}"
+    );
+    assert_eq!(history[0]["status"], "success", "{history:#?}");
+}
+
+/// Waits for `child`, killing it and failing the test after `limit`.
+fn wait_within(mut child: Child, limit: Duration) -> std::process::Output {
+    let started = Instant::now();
+    while child.try_wait().expect("wait for ebb").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("ebb run did not stop within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("collect ebb output")
+}
+
 #[test]
 fn sqlite_two_runs_started_together_one_is_skipped() {
     two_runs_started_together_one_is_skipped(&Project::new());
@@ -211,4 +267,11 @@ fn sqlite_a_dead_run_is_taken_over_once_its_heartbeat_is_stale() {
     let project = Project::new();
     let file = project.state_db();
     a_dead_run_is_taken_over_once_its_heartbeat_is_stale(&project, &|sql| sqlite_exec(&file, sql));
+}
+
+#[test]
+fn sqlite_a_late_run_that_was_taken_over_stops() {
+    let project = Project::new();
+    let file = project.state_db();
+    a_late_run_that_was_taken_over_stops(&project, &|sql| sqlite_exec(&file, sql));
 }

@@ -103,6 +103,14 @@ fn postgres_state_a_dead_run_is_taken_over_once_its_heartbeat_is_stale() {
 }
 
 #[test]
+fn postgres_state_a_late_run_that_was_taken_over_stops() {
+    let Some((state, project)) = project() else {
+        return;
+    };
+    interrupt::a_late_run_that_was_taken_over_stops(&project, &|sql| state.exec(sql));
+}
+
+#[test]
 fn processes_opening_a_new_store_together_migrate_it_once() {
     let Some((state, project)) = project() else {
         return;

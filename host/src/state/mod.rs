@@ -218,11 +218,13 @@ impl State {
     /// Starts a run unless one of the same sync is alive. A running run
     /// whose heartbeat stopped more than [`STALE_AFTER`] ago is first
     /// closed as failed.
-    pub async fn claim(&self, sync: &str) -> Result<Claim> {
+    pub async fn claim(&self, sync: &str) -> anyhow::Result<Claim> {
         dispatch!(self.claim(sync))
     }
 
-    pub async fn heartbeat(&self, run_id: i64) -> Result<()> {
+    /// Marks the run alive; `false` if it is no longer running (another
+    /// process closed it as abandoned).
+    pub async fn heartbeat(&self, run_id: i64) -> Result<bool> {
         dispatch!(self.heartbeat(run_id))
     }
 
@@ -247,18 +249,20 @@ impl State {
     }
 
     /// Moves acknowledged changes into the snapshot and records row errors,
-    /// atomically.
+    /// atomically, if the run is still running; `false` (and nothing
+    /// written) if another process closed it as abandoned.
     pub async fn commit(
         &self,
         sync: &str,
         run_id: i64,
         commits: &[Commit],
         errors: &[RowError],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         dispatch!(self.commit(sync, run_id, commits, errors))
     }
 
-    /// Closes a run. A run that went through every change also clears owed
+    /// Closes a run, unless another process closed it as abandoned. A run
+    /// that went through every change also clears owed
     /// rows it did not meet again (they are no longer owed); a successful
     /// one moves `{{last_sync_time}}` to its start and `{{cursor}}` to
     /// `cursor`.
@@ -319,10 +323,10 @@ fn time(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The error a claim records on a run whose process stopped beating.
+/// The error a claim records on a run whose heartbeat is stale.
 fn abandoned(heartbeat_ms: i64) -> String {
     format!(
-        "abandoned: no heartbeat since {}; the process running it stopped without finishing",
+        "abandoned: no heartbeat since {}; closed as failed so that the sync can run again",
         time(heartbeat_ms)
     )
 }
@@ -333,10 +337,10 @@ fn busy(running: i64) -> String {
 }
 
 /// The claim could not name the run it collided with, [`CLAIM_ATTEMPTS`] times.
-fn claim_contended(sync: &str) -> sqlx::Error {
-    sqlx::Error::Protocol(format!(
+fn claim_contended(sync: &str) -> anyhow::Error {
+    anyhow::anyhow!(
         "sync `{sync}`: runs kept starting and finishing while this one tried to claim it; try again"
-    ))
+    )
 }
 
 fn stale_before(now: i64) -> i64 {
@@ -426,7 +430,7 @@ mod tests {
     fn abandoned_runs_name_their_last_heartbeat() {
         assert_eq!(
             abandoned(1_700_000_000_123),
-            "abandoned: no heartbeat since 2023-11-14T22:13:20.123Z; the process running it stopped without finishing"
+            "abandoned: no heartbeat since 2023-11-14T22:13:20.123Z; closed as failed so that the sync can run again"
         );
     }
 

@@ -68,6 +68,10 @@ CREATE TABLE sync_state (
 );
 "#];
 
+/// Marks a run alive, if it still is (another process may have closed it
+/// as abandoned).
+const BEAT: &str = "UPDATE runs SET heartbeat_at = $1 WHERE id = $2 AND status = 'running'";
+
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
@@ -167,7 +171,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn claim(&self, sync: &str) -> Result<Claim> {
+    pub async fn claim(&self, sync: &str) -> anyhow::Result<Claim> {
         // FOR UPDATE makes a racing claim wait and then see the stale run
         // closed; the unique index is what forbids two running runs.
         let mut tx = self.pool.begin().await?;
@@ -227,13 +231,13 @@ impl Store {
         Err(claim_contended(sync))
     }
 
-    pub async fn heartbeat(&self, run_id: i64) -> Result<()> {
-        sqlx::query("UPDATE runs SET heartbeat_at = $1 WHERE id = $2")
+    pub async fn heartbeat(&self, run_id: i64) -> Result<bool> {
+        let beat = sqlx::query(BEAT)
             .bind(now_ms())
             .bind(run_id)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(beat.rows_affected() == 1)
     }
 
     pub async fn last_sync_time(&self, sync: &str) -> Result<i64> {
@@ -286,11 +290,19 @@ impl Store {
         run_id: i64,
         commits: &[Commit],
         errors: &[RowError],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if commits.is_empty() && errors.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut tx = self.pool.begin().await?;
+        let beat = sqlx::query(BEAT)
+            .bind(now_ms())
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        if beat.rows_affected() == 0 {
+            return Ok(false);
+        }
         for c in commits {
             let key = match c {
                 Commit::Upsert {
@@ -346,7 +358,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn finish(&self, sync: &str, run_id: i64, end: &RunEnd<'_>) -> Result<()> {
@@ -358,7 +371,7 @@ impl Store {
             cursor,
         } = *end;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE runs SET status = $1, finished_at = $2, counts = $3, timings = $4, error = $5 WHERE id = $6")
+        let closed = sqlx::query("UPDATE runs SET status = $1, finished_at = $2, counts = $3, timings = $4, error = $5 WHERE id = $6 AND status = 'running'")
             .bind(status.as_str())
             .bind(now_ms())
             .bind(to_json(counts))
@@ -367,6 +380,10 @@ impl Store {
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
+        if closed.rows_affected() == 0 {
+            // Closed as abandoned by another process: its record stays so.
+            return Ok(());
+        }
         if matches!(status, Status::Success | Status::Partial) {
             sqlx::query("DELETE FROM row_errors WHERE sync = $1 AND run_id < $2")
                 .bind(sync)
