@@ -157,13 +157,17 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             cfg.sync(&sync)?;
             let state = State::open_existing(&cfg.state_url).await?;
             if drop_all || !drop.is_empty() {
+                let mut keys = drop;
+                keys.sort();
+                keys.dedup();
                 let which = match drop_all {
                     true => Dropping::All { run },
-                    false => Dropping::Keys(&drop),
+                    false => Dropping::Keys(&keys),
                 };
                 let dropped = match &state {
                     Some(state) => state.drop_owed(&sync, which).await?,
-                    None => Dropped::Unknown(drop),
+                    None if drop_all => Dropped::Rows(Vec::new()),
+                    None => Dropped::Unknown(keys),
                 };
                 return drop_owed(&sync, dropped, format);
             }

@@ -70,7 +70,7 @@ pub fn dropped_rows_are_not_sent_again_until_they_change(project: &Project) {
         "a failed drop drops nothing"
     );
 
-    let dropped = project.ebb_json(&["errors", SYNC, "--drop", "2"]);
+    let dropped = project.ebb_json(&["errors", SYNC, "--drop", "2", "--drop", "2"]);
     let dropped = dropped.as_array().expect("dropped rows");
     assert_eq!(dropped.len(), 1, "{dropped:#?}");
     assert_eq!(dropped[0]["key"], "2");
@@ -155,6 +155,8 @@ fn dropping_before_any_run_names_the_keys_and_drops_nothing() {
         "{}",
         out.text()
     );
+    let all = project.ebb_ok(&["errors", SYNC, "--drop-all"]);
+    assert!(all.contains("dropped 0 owed row(s)"), "{all}");
     assert!(
         !project.state_db().exists(),
         "dropping must not create the state store"
