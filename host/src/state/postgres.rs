@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::{
     CLAIM_ATTEMPTS, Claim, Commit, Dropped, Dropping, OwedColumns, OwedRow, Result, RowError,
@@ -111,16 +111,18 @@ impl Store {
             opts.get_port(),
             opts.get_database().unwrap_or_default()
         );
+        // One connection first: a pool that cannot connect only reports
+        // that it timed out, not why.
+        let first = opts.connect().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to the Postgres state store at {place} (state.url): {e}"
+            )
+        })?;
+        first.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(opts)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot connect to the Postgres state store at {place} (state.url): {e}"
-                )
-            })?;
+            .connect_lazy_with(opts);
         Ok((Store { pool }, schema))
     }
 
@@ -142,7 +144,11 @@ impl Store {
             sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot create the state schema `{schema}`: {e}"))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create the state schema `{schema}` ({e}); create it for Ebb's database user, or grant that user CREATE on the database"
+                    )
+                })?;
         }
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS schema_version (\
