@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::output;
 use crate::plugin::{Engine, EngineOptions};
 use crate::run;
-use crate::state::{State, Status};
+use crate::state::{Dropped, Dropping, State, Status};
 
 #[derive(Parser)]
 #[command(
@@ -86,12 +86,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// List rows still owed to the destination, with their errors.
+    /// List rows still owed to the destination, with their errors; or stop
+    /// owing some of them.
+    #[command(after_help = DROP_HELP)]
     Errors {
         sync: String,
         /// Only rows that last failed in this run.
         #[arg(long)]
         run: Option<i64>,
+        /// Stop owing the row with this key (repeatable); see below.
+        #[arg(long = "drop", value_name = "KEY", conflicts_with_all = ["drop_all", "run"])]
+        drop: Vec<String>,
+        /// Stop owing every listed row (with --run, those of that run).
+        #[arg(long)]
+        drop_all: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -139,9 +147,31 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             output::history(&runs, format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Errors { sync, run, format } => {
+        Command::Errors {
+            sync,
+            run,
+            drop,
+            drop_all,
+            format,
+        } => {
             cfg.sync(&sync)?;
-            let rows = match State::open_existing(&cfg.state_url).await? {
+            let state = State::open_existing(&cfg.state_url).await?;
+            if drop_all || !drop.is_empty() {
+                let mut keys = drop;
+                keys.sort();
+                keys.dedup();
+                let which = match drop_all {
+                    true => Dropping::All { run },
+                    false => Dropping::Keys(&keys),
+                };
+                let dropped = match &state {
+                    Some(state) => state.drop_owed(&sync, which).await?,
+                    None if drop_all => Dropped::Rows(Vec::new()),
+                    None => Dropped::Unknown(keys),
+                };
+                return drop_owed(&sync, dropped, format);
+            }
+            let rows = match state {
                 Some(state) => state.owed(&sync, run).await?,
                 None => Vec::new(),
             };
@@ -154,6 +184,39 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 state.reset(&sync).await?;
             }
             println!("sync `{sync}` reset: its next run sends every record as added");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+const DROP_HELP: &str = "\
+Dropping an owed row (--drop KEY, --drop-all) takes it off this list and
+treats it as delivered: the snapshot takes the record the failed attempt was
+derived from, so the next run does not send it again unless the row changes
+in the warehouse (a later change goes out as an update, a removal as a
+deletion). A dropped deletion forgets the key. A row that never had a usable
+key is only taken off the list; the next run reports it again if the
+warehouse still returns it. Dropping is all or nothing: if a key is not owed,
+nothing is dropped.";
+
+/// Reports what `errors --drop` removed, or fails naming the keys not owed.
+fn drop_owed(sync: &str, dropped: Dropped, format: Format) -> anyhow::Result<ExitCode> {
+    match dropped {
+        Dropped::Unknown(keys) => {
+            let keys: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+            anyhow::bail!(
+                "sync `{sync}` owes no row with key {}; nothing was dropped; `ebb errors {sync}` lists the rows owed",
+                keys.join(", ")
+            )
+        }
+        Dropped::Rows(rows) => {
+            if format == Format::Table {
+                println!(
+                    "dropped {} owed row(s) of sync `{sync}`; they are not sent again unless they change",
+                    rows.len()
+                );
+            }
+            output::owed(&rows, format)?;
             Ok(ExitCode::SUCCESS)
         }
     }

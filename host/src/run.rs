@@ -24,7 +24,7 @@ use crate::extract::{self, CursorTemplate, Templates};
 use crate::load::{Delivery, Loader};
 use crate::plugin::{Engine, Grants};
 use crate::source::{ParamKind, Warehouse};
-use crate::state::{Claim, Commit, Counts, RowError, RunEnd, State, Status};
+use crate::state::{Claim, Commit, Counts, RowError, RunEnd, Snapshot, State, Status};
 use crate::transform::{self, Step};
 
 /// How often a running run tells the state store it is alive.
@@ -222,13 +222,19 @@ pub async fn run(
             });
         }
     };
+    let (taken_over, on_taken_over) = tokio::sync::oneshot::channel();
     let heartbeat = {
         let state = state.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(HEARTBEAT_EVERY).await;
-                if let Err(e) = state.heartbeat(run_id).await {
-                    tracing::warn!(run_id, "cannot record the run's heartbeat: {e}");
+                match state.heartbeat(run_id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let _ = taken_over.send(());
+                        return;
+                    }
+                    Err(e) => tracing::warn!(run_id, "cannot record the run's heartbeat: {e}"),
                 }
             }
         })
@@ -254,6 +260,7 @@ pub async fn run(
         signal = interrupted() => Err(anyhow!(
             "interrupted by {signal}; what the destination acknowledged is committed, the rest is sent next run"
         )),
+        Ok(()) = on_taken_over => Err(anyhow!(taken_over_message(run_id))),
     };
     heartbeat.abort();
     progress.finish_and_clear();
@@ -297,6 +304,16 @@ pub async fn run(
         counts,
         error,
     })
+}
+
+/// Why a run stops when another process closed it as abandoned (its
+/// heartbeats were late, e.g. the machine was suspended): going on would
+/// overlap the run that took over.
+fn taken_over_message(run_id: i64) -> String {
+    format!(
+        "run {run_id} stopped: its heartbeat was late and another process closed it as abandoned; \
+         what the destination acknowledged before that is committed, the rest is sent by a later run"
+    )
 }
 
 /// What a run would send now; sends and writes nothing.
@@ -444,6 +461,7 @@ impl<'a> Pass<'a> {
                             Op::Added,
                             problem.message,
                             serde_json::Value::Object(record),
+                            None,
                         );
                     }
                 }
@@ -486,6 +504,7 @@ impl<'a> Pass<'a> {
                         model.name, model.primary_key, d.key, d.rows
                     ),
                     serde_json::Value::Object(d.first),
+                    None,
                 );
             }
             changes.extend(classified.changes);
@@ -497,13 +516,21 @@ impl<'a> Pass<'a> {
         self.changes(changes).await
     }
 
-    fn row_error(&mut self, key: String, op: Op, message: String, payload: serde_json::Value) {
+    fn row_error(
+        &mut self,
+        key: String,
+        op: Op,
+        message: String,
+        payload: serde_json::Value,
+        if_dropped: Option<Snapshot>,
+    ) {
         self.counts.failed += 1;
         self.errors.push(RowError {
             key,
             op,
             message,
             payload,
+            if_dropped,
         });
     }
 
@@ -561,7 +588,13 @@ impl<'a> Pass<'a> {
             if let Some(message) = refused.get(&origin) {
                 // The payload is the event as the chain received it.
                 let payload = serde_json::to_value(event_of(change, &previous))?;
-                self.row_error(change.key.clone(), change.op, message.clone(), payload);
+                self.row_error(
+                    change.key.clone(),
+                    change.op,
+                    message.clone(),
+                    payload,
+                    snapshot_of(change),
+                );
             } else if !sending.contains(&origin) {
                 self.counts.dropped += 1;
                 commits.push(commit_of(change));
@@ -610,15 +643,19 @@ impl<'a> Pass<'a> {
                 op: changes[origin].op,
                 message,
                 payload: serde_json::to_value(event)?,
+                if_dropped: snapshot_of(&changes[origin]),
             });
         }
 
         let t = Instant::now();
         let errors = std::mem::take(&mut self.errors);
-        state
+        let committed = state
             .commit(&self.sync.name, run_id, &commits, &errors)
             .await
             .context("cannot commit acknowledged changes to the state store")?;
+        if !committed {
+            bail!(taken_over_message(run_id));
+        }
         self.timed("commit", t);
         self.progress.set_message(format!(
             "extracted {}, sent {}",
@@ -642,6 +679,14 @@ fn event_of(c: &Change, previous: &HashMap<u128, crate::event::Record>) -> Event
             .unwrap_or_default(),
         previous: prev,
     }
+}
+
+/// What the snapshot takes if the operator drops this change's row error.
+fn snapshot_of(c: &Change) -> Option<Snapshot> {
+    c.record.as_ref().map(|record| Snapshot {
+        fingerprint: c.fingerprint,
+        record: record.clone(),
+    })
 }
 
 fn commit_of(c: &Change) -> Commit {

@@ -29,8 +29,11 @@ fn user_since(id: i64, since: i64) -> Value {
 
 #[test]
 fn last_sync_time_is_the_previous_successful_runs_start() {
-    let project = Project::new();
-    let wh = Warehouse::sqlite(&project);
+    binds_the_previous_runs_start(&Project::new());
+}
+
+pub fn binds_the_previous_runs_start(project: &Project) {
+    let wh = Warehouse::sqlite(project);
     wh.exec("ALTER TABLE users ADD COLUMN updated_at INTEGER");
     wh.insert_users(1..=4);
     wh.exec(&format!("UPDATE users SET updated_at = {}", now() + 86_400));

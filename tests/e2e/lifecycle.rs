@@ -1,5 +1,7 @@
 //! The operator's commands around runs: `plan` shows what would be sent and
 //! changes nothing, `reset` forgets what was synced, `history` lists runs.
+//! The scenarios take the project so `state_postgres` runs them again with
+//! the state in Postgres.
 
 use serde_json::Value;
 
@@ -13,8 +15,21 @@ use crate::transform_limits::{names_the_transform, transform};
 
 #[test]
 fn plan_shows_pending_events_and_sends_nothing() {
-    let project = Project::new();
-    let wh = Warehouse::sqlite(&project);
+    plans_without_sending(&Project::new());
+}
+
+#[test]
+fn reset_makes_the_next_run_send_everything_as_added() {
+    reset_resends_everything(&Project::new());
+}
+
+#[test]
+fn history_lists_runs_newest_first_with_statuses() {
+    history_lists_runs(&Project::new());
+}
+
+pub fn plans_without_sending(project: &Project) {
+    let wh = Warehouse::sqlite(project);
     wh.insert_users(1..=4);
     project.write_config(&Config::new(&wh).render());
 
@@ -39,10 +54,8 @@ fn plan_shows_pending_events_and_sends_nothing() {
     assert_events(&project.plan(), &[]);
 }
 
-#[test]
-fn reset_makes_the_next_run_send_everything_as_added() {
-    let project = Project::new();
-    let wh = Warehouse::sqlite(&project);
+pub fn reset_resends_everything(project: &Project) {
+    let wh = Warehouse::sqlite(project);
     wh.insert_users(1..=4);
     project.write_config(&Config::new(&wh).render());
     project.run_ok();
@@ -65,10 +78,8 @@ fn reset_makes_the_next_run_send_everything_as_added() {
     assert_events(&project.take_delivered(), &[]);
 }
 
-#[test]
-fn history_lists_runs_newest_first_with_statuses() {
-    let project = Project::new();
-    let wh = Warehouse::sqlite(&project);
+pub fn history_lists_runs(project: &Project) {
+    let wh = Warehouse::sqlite(project);
     wh.insert_users(1..=4);
     let server = Server::start();
     let http = Config::new(&wh).http(&server, &server.host(), 10);

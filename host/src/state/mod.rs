@@ -3,14 +3,36 @@
 //! still owed with their errors. Only acknowledged records enter the
 //! snapshot, which is what makes "nothing is lost" hold across failures: the
 //! next run re-derives everything that was not acknowledged.
+//!
+//! Two stores hold the same tables with the same statements: an embedded
+//! SQLite file (the default, one machine) and a Postgres schema (several
+//! machines sharing one state). The database, not the process, keeps a sync
+//! to one run at a time: a unique index admits one `running` run per sync,
+//! so of two claims racing, the second inserts nothing and is recorded as
+//! skipped. Everything that is not SQL (the types, how columns decode, time
+//! formatting, messages) lives here so the two files stay statement for
+//! statement alike.
 
+mod postgres;
 mod sqlite;
 
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
 use serde::Serialize;
 
+use crate::diff::Entry;
 use crate::event::{Op, Record};
+use crate::source::Param;
 
-pub use sqlite::State;
+/// A run whose heartbeat is older than this is taken to be dead (runs beat
+/// every few seconds; a killed process stops beating).
+const STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// How many times a claim retries when the run it collided with finished
+/// before it could be named.
+const CLAIM_ATTEMPTS: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -80,6 +102,13 @@ pub enum Commit {
     },
 }
 
+/// A record as the snapshot holds it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub fingerprint: u128,
+    pub record: Record,
+}
+
 /// A row the destination did not take (or that failed before it).
 #[derive(Debug, Clone)]
 pub struct RowError {
@@ -88,6 +117,12 @@ pub struct RowError {
     pub message: String,
     /// The event envelope that was attempted, as JSON.
     pub payload: serde_json::Value,
+    /// What the snapshot takes if the operator drops the row (`ebb errors
+    /// --drop`), so that it is not sent again unless it changes: the record
+    /// the attempt was derived from. `None` for a deletion (dropping it
+    /// forgets the key) and for rows that never became a change (a missing
+    /// or repeated key).
+    pub if_dropped: Option<Snapshot>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,4 +162,322 @@ pub enum Claim {
     Started(i64),
     /// Another run of the sync is in progress; a skipped run was recorded.
     Busy { running: i64, skipped: i64 },
+}
+
+/// Which owed rows `ebb errors --drop` / `--drop-all` removes.
+pub enum Dropping<'a> {
+    Keys(&'a [String]),
+    /// Every owed row, or those that last failed in this run.
+    All {
+        run: Option<i64>,
+    },
+}
+
+pub enum Dropped {
+    /// The rows no longer owed.
+    Rows(Vec<OwedRow>),
+    /// These keys are not owed; nothing was dropped.
+    Unknown(Vec<String>),
+}
+
+/// The store behind `[state] url`; commands use it without knowing which.
+#[derive(Clone)]
+pub enum State {
+    Sqlite(sqlite::Store),
+    Postgres(postgres::Store),
+}
+
+type Result<T> = std::result::Result<T, sqlx::Error>;
+
+/// Calls the same method on whichever store this is.
+macro_rules! dispatch {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match $self {
+            State::Sqlite(s) => s.$method($($arg),*).await,
+            State::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl State {
+    /// Opens (creating and migrating if needed) the store at `url`.
+    pub async fn open(url: &str) -> anyhow::Result<State> {
+        Ok(match Kind::of(url)? {
+            Kind::Sqlite => State::Sqlite(sqlite::Store::open(url).await?),
+            Kind::Postgres => State::Postgres(postgres::Store::open(url).await?),
+        })
+    }
+
+    /// Opens the store only if it exists, for commands that must not create it.
+    pub async fn open_existing(url: &str) -> anyhow::Result<Option<State>> {
+        Ok(match Kind::of(url)? {
+            Kind::Sqlite => sqlite::Store::open_existing(url).await?.map(State::Sqlite),
+            Kind::Postgres => postgres::Store::open_existing(url)
+                .await?
+                .map(State::Postgres),
+        })
+    }
+
+    /// Starts a run unless one of the same sync is alive. A running run
+    /// whose heartbeat stopped more than [`STALE_AFTER`] ago is first
+    /// closed as failed.
+    pub async fn claim(&self, sync: &str) -> anyhow::Result<Claim> {
+        dispatch!(self.claim(sync))
+    }
+
+    /// Marks the run alive; `false` if it is no longer running (another
+    /// process closed it as abandoned).
+    pub async fn heartbeat(&self, run_id: i64) -> Result<bool> {
+        dispatch!(self.heartbeat(run_id))
+    }
+
+    /// Unix seconds of the start of the last successful run (0 if none since
+    /// the last reset).
+    pub async fn last_sync_time(&self, sync: &str) -> Result<i64> {
+        dispatch!(self.last_sync_time(sync))
+    }
+
+    /// The cursor a cursor model's last successful run left (see [`crate::cursor`]).
+    pub async fn cursor(&self, sync: &str) -> Result<Option<Param>> {
+        dispatch!(self.cursor(sync))
+    }
+
+    /// Snapshot entries whose key hash is in `lo..hi` (`hi` `None`: to the
+    /// end): one partition of the diff.
+    pub async fn snapshot_range(
+        &self,
+        sync: &str,
+        lo: u128,
+        hi: Option<u128>,
+    ) -> Result<Vec<Entry>> {
+        dispatch!(self.snapshot_range(sync, lo, hi))
+    }
+
+    /// Snapshot entries for these key hashes (those that exist).
+    pub async fn snapshot_entries(&self, sync: &str, hashes: &[u128]) -> Result<Vec<Entry>> {
+        dispatch!(self.snapshot_entries(sync, hashes))
+    }
+
+    /// The committed records for these key hashes (those that exist).
+    pub async fn records(&self, sync: &str, hashes: &[u128]) -> Result<HashMap<u128, Record>> {
+        dispatch!(self.records(sync, hashes))
+    }
+
+    /// Moves acknowledged changes into the snapshot and records row errors,
+    /// atomically, if the run is still running; `false` (and nothing
+    /// written) if another process closed it as abandoned.
+    pub async fn commit(
+        &self,
+        sync: &str,
+        run_id: i64,
+        commits: &[Commit],
+        errors: &[RowError],
+    ) -> Result<bool> {
+        dispatch!(self.commit(sync, run_id, commits, errors))
+    }
+
+    /// Closes a run, unless another process closed it as abandoned. A run
+    /// that went through every change also clears owed
+    /// rows it did not meet again (they are no longer owed); a successful
+    /// one moves `{{last_sync_time}}` to its start and `{{cursor}}` to
+    /// `cursor`.
+    pub async fn finish(&self, sync: &str, run_id: i64, end: &RunEnd<'_>) -> Result<()> {
+        dispatch!(self.finish(sync, run_id, end))
+    }
+
+    pub async fn history(&self, sync: &str, limit: i64) -> Result<Vec<RunRecord>> {
+        dispatch!(self.history(sync, limit))
+    }
+
+    pub async fn owed(&self, sync: &str, run: Option<i64>) -> Result<Vec<OwedRow>> {
+        dispatch!(self.owed(sync, run))
+    }
+
+    /// Stops owing rows: each leaves the list and the snapshot takes it as
+    /// delivered ([`RowError::if_dropped`]; a deletion forgets the key), so
+    /// the next run sends it only if it changes again. All or nothing: if a
+    /// key is not owed, nothing is dropped.
+    pub async fn drop_owed(&self, sync: &str, which: Dropping<'_>) -> Result<Dropped> {
+        dispatch!(self.drop_owed(sync, &which))
+    }
+
+    /// Forgets what the sync delivered; its run history stays.
+    pub async fn reset(&self, sync: &str) -> Result<()> {
+        dispatch!(self.reset(sync))
+    }
+}
+
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+impl Kind {
+    fn of(url: &str) -> anyhow::Result<Kind> {
+        let scheme = url.split_once(':').map_or("", |(s, _)| s);
+        match scheme {
+            "sqlite" => Ok(Kind::Sqlite),
+            "postgres" | "postgresql" => Ok(Kind::Postgres),
+            // Only the scheme: the rest may hold a password.
+            _ => anyhow::bail!(
+                "state.url: `{scheme}:` is not a state store; use sqlite://PATH or postgres://USER@HOST/DB"
+            ),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// RFC 3339 in UTC with milliseconds, as `history` shows times.
+fn time(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// The error a claim records on a run whose heartbeat is stale.
+fn abandoned(heartbeat_ms: i64) -> String {
+    format!(
+        "abandoned: no heartbeat since {}; closed as failed so that the sync can run again",
+        time(heartbeat_ms)
+    )
+}
+
+/// The error a skipped run records.
+fn busy(running: i64) -> String {
+    format!("run {running} of this sync was still in progress")
+}
+
+/// The claim could not name the run it collided with, [`CLAIM_ATTEMPTS`] times.
+fn claim_contended(sync: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "sync `{sync}`: runs kept starting and finishing while this one tried to claim it; try again"
+    )
+}
+
+fn stale_before(now: i64) -> i64 {
+    now - STALE_AFTER.as_millis() as i64
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Key hashes and fingerprints are stored big-endian, so the database's
+/// byte order is their numeric order and a diff partition is a contiguous
+/// range of the snapshot.
+fn hash_bytes(h: u128) -> Vec<u8> {
+    h.to_be_bytes().to_vec()
+}
+
+fn hash_of(bytes: Vec<u8>) -> u128 {
+    bytes.try_into().map(u128::from_be_bytes).unwrap_or(0)
+}
+
+/// The fingerprint and record columns a row error stores for [`RowError::if_dropped`].
+fn if_dropped_columns(e: &RowError) -> (Option<Vec<u8>>, Option<String>) {
+    match &e.if_dropped {
+        Some(s) => (Some(hash_bytes(s.fingerprint)), Some(to_json(&s.record))),
+        None => (None, None),
+    }
+}
+
+/// `SELECT id, status, started_at, finished_at, counts, timings, error FROM runs`
+type RunColumns = (
+    i64,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+);
+
+impl From<RunColumns> for RunRecord {
+    fn from((run_id, status, started, finished, counts, timings, error): RunColumns) -> Self {
+        RunRecord {
+            run_id,
+            status: Status::parse(&status),
+            started_at: time(started),
+            finished_at: finished.map(time),
+            counts: serde_json::from_str(&counts).unwrap_or_default(),
+            timings_ms: serde_json::from_str(&timings).unwrap_or_default(),
+            error,
+        }
+    }
+}
+
+/// `SELECT key_hash, key, fingerprint FROM snapshot`
+type EntryColumns = (Vec<u8>, String, Vec<u8>);
+
+impl From<EntryColumns> for Entry {
+    fn from((key_hash, key, fingerprint): EntryColumns) -> Self {
+        Entry {
+            key_hash: hash_of(key_hash),
+            key,
+            fingerprint: hash_of(fingerprint),
+        }
+    }
+}
+
+/// `SELECT key, op, run_id, attempts, error, payload FROM row_errors`
+type OwedColumns = (String, String, i64, i64, String, String);
+
+impl From<OwedColumns> for OwedRow {
+    fn from((key, op, run_id, attempts, error, payload): OwedColumns) -> Self {
+        OwedRow {
+            key,
+            op,
+            run_id,
+            attempts,
+            error,
+            payload: serde_json::from_str(&payload).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_round_trip_and_bad_bytes_read_as_zero() {
+        let fp = 0x0123_4567_89ab_cdef_0011_2233_4455_6677_u128;
+        assert_eq!(hash_of(hash_bytes(fp)), fp);
+        assert_eq!(hash_of(vec![1, 2, 3]), 0);
+    }
+
+    #[test]
+    fn abandoned_runs_name_their_last_heartbeat() {
+        assert_eq!(
+            abandoned(1_700_000_000_123),
+            "abandoned: no heartbeat since 2023-11-14T22:13:20.123Z; closed as failed so that the sync can run again"
+        );
+    }
+
+    #[test]
+    fn only_sqlite_and_postgres_urls_are_state_stores() {
+        assert!(matches!(
+            Kind::of("sqlite://.ebb/state.db"),
+            Ok(Kind::Sqlite)
+        ));
+        assert!(matches!(Kind::of("postgres://u@h/db"), Ok(Kind::Postgres)));
+        assert!(matches!(
+            Kind::of("postgresql://u@h/db"),
+            Ok(Kind::Postgres)
+        ));
+        let err = Kind::of("mysql://root:secret@h/db")
+            .err()
+            .map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        assert!(err.contains("`mysql:`"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
 }

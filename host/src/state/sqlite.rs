@@ -1,23 +1,24 @@
 //! The embedded state store: one SQLite file, WAL mode. Migrations are the
 //! numbered statements below, tracked in `PRAGMA user_version`, so a newer
-//! binary upgrades an older file in place.
+//! binary upgrades an older file in place. Statements mirror postgres.rs one
+//! for one; keep them that way.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
 
-use super::{Claim, Commit, OwedRow, RowError, RunEnd, RunRecord, Status};
+use super::EntryColumns;
+use super::{
+    CLAIM_ATTEMPTS, Claim, Commit, Dropped, Dropping, OwedColumns, OwedRow, Result, RowError,
+    RunColumns, RunEnd, RunRecord, Status, abandoned, busy, claim_contended, hash_bytes, hash_of,
+    if_dropped_columns, json, now_ms, stale_before, to_json,
+};
 use crate::diff::Entry;
 use crate::event::Record;
 use crate::source::Param;
-
-/// A run whose heartbeat is older than this is taken to be dead (runs beat
-/// every few seconds; a killed process stops beating).
-const STALE_AFTER: Duration = Duration::from_secs(30);
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -58,6 +59,15 @@ CREATE TABLE sync_state (
     r#"
 ALTER TABLE sync_state ADD COLUMN cursor TEXT;
 "#,
+    // One running run per sync, enforced by the database; and what the
+    // snapshot takes when an owed row is dropped.
+    r#"
+UPDATE runs SET status = 'failed', error = 'abandoned: a later run of this sync started'
+WHERE status = 'running' AND id NOT IN (SELECT max(id) FROM runs WHERE status = 'running' GROUP BY sync);
+CREATE UNIQUE INDEX one_running_run ON runs (sync) WHERE status = 'running';
+ALTER TABLE row_errors ADD COLUMN fingerprint BLOB;
+ALTER TABLE row_errors ADD COLUMN record TEXT;
+"#,
     r#"
 ALTER TABLE snapshot RENAME TO snapshot_by_key;
 CREATE TABLE snapshot (
@@ -73,57 +83,41 @@ CREATE TABLE snapshot (
 
 /// After this migration the snapshot is ordered by key hash, which SQL
 /// cannot compute: its rows are copied over by [`rehash_snapshot`].
-const REHASH_AFTER: usize = 3;
+const REHASH_AFTER: usize = 4;
+
+/// Marks a run alive, if it still is (another process may have closed it
+/// as abandoned).
+const BEAT: &str = "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'";
 
 #[derive(Clone)]
-pub struct State {
+pub struct Store {
     pool: SqlitePool,
 }
 
-type Result<T> = std::result::Result<T, sqlx::Error>;
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-fn time(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
-
-impl State {
-    /// Opens (creating and migrating if needed) the store at `url`.
-    pub async fn open(url: &str) -> anyhow::Result<State> {
+impl Store {
+    pub async fn open(url: &str) -> anyhow::Result<Store> {
         let opts = Self::options(url)?;
         if let Some(dir) = opts.get_filename().parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
                 anyhow::anyhow!("cannot create the state folder {}: {e}", dir.display())
             })?;
         }
-        let state = Self::connect(opts.create_if_missing(true)).await?;
-        state.migrate().await?;
-        Ok(state)
+        let store = Self::connect(opts.create_if_missing(true)).await?;
+        store.migrate().await?;
+        Ok(store)
     }
 
-    /// Opens the store only if it exists, for commands that must not create it.
-    pub async fn open_existing(url: &str) -> anyhow::Result<Option<State>> {
+    pub async fn open_existing(url: &str) -> anyhow::Result<Option<Store>> {
         let opts = Self::options(url)?;
         if !opts.get_filename().exists() {
             return Ok(None);
         }
-        let state = Self::connect(opts).await?;
-        state.migrate().await?;
-        Ok(Some(state))
+        let store = Self::connect(opts).await?;
+        store.migrate().await?;
+        Ok(Some(store))
     }
 
     fn options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
-        if !url.starts_with("sqlite:") {
-            anyhow::bail!(
-                "state.url `{url}`: only sqlite:// state stores are supported by this build"
-            );
-        }
         Ok(SqliteConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("state.url `{url}`: {e}"))?
             .journal_mode(SqliteJournalMode::Wal)
@@ -131,18 +125,20 @@ impl State {
             .busy_timeout(Duration::from_secs(30)))
     }
 
-    async fn connect(opts: SqliteConnectOptions) -> anyhow::Result<State> {
+    async fn connect(opts: SqliteConnectOptions) -> anyhow::Result<Store> {
         let file = opts.get_filename().display().to_string();
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the state store {file}: {e}"))?;
-        Ok(State { pool })
+        Ok(Store { pool })
     }
 
     async fn migrate(&self) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE takes the write lock first: two processes opening a new
+        // file migrate one after the other.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *tx)
             .await?;
@@ -172,7 +168,7 @@ impl State {
         lo: u128,
         hi: Option<u128>,
     ) -> Result<Vec<Entry>> {
-        let rows = sqlx::query(
+        let rows: Vec<EntryColumns> = sqlx::query_as(
             "SELECT key_hash, key, fingerprint FROM snapshot \
              WHERE sync = ? AND key_hash >= ? AND (? IS NULL OR key_hash < ?)",
         )
@@ -182,7 +178,7 @@ impl State {
         .bind(hi.map(hash_bytes))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(entry).collect()
+        Ok(rows.into_iter().map(Entry::from).collect())
     }
 
     /// Snapshot entries for these key hashes (those that exist).
@@ -193,76 +189,85 @@ impl State {
                 "SELECT key_hash, key, fingerprint FROM snapshot WHERE sync = ? AND key_hash IN ({})",
                 vec!["?"; chunk.len()].join(",")
             );
-            let mut q = sqlx::query(&sql).bind(sync);
+            let mut q = sqlx::query_as::<_, EntryColumns>(&sql).bind(sync);
             for h in chunk {
                 q = q.bind(hash_bytes(*h));
             }
-            for row in q.fetch_all(&self.pool).await? {
-                out.push(entry(&row)?);
-            }
+            out.extend(q.fetch_all(&self.pool).await?.into_iter().map(Entry::from));
         }
         Ok(out)
     }
 
-    /// Starts a run unless one of the same sync is alive.
-    pub async fn claim(&self, sync: &str) -> Result<Claim> {
-        // IMMEDIATE takes the write lock first, so two claims cannot both see "no run".
+    pub async fn claim(&self, sync: &str) -> anyhow::Result<Claim> {
+        // IMMEDIATE takes the write lock first, so the read below cannot go
+        // stale before the writes; the unique index is what forbids two
+        // running runs.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_ms();
-        sqlx::query(
-            "UPDATE runs SET status = 'failed', finished_at = ?, \
-             error = 'abandoned: the process running it stopped without finishing' \
+        let stale: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, heartbeat_at FROM runs \
              WHERE sync = ? AND status = 'running' AND heartbeat_at < ?",
         )
-        .bind(now)
         .bind(sync)
-        .bind(now - STALE_AFTER.as_millis() as i64)
-        .execute(&mut *tx)
+        .bind(stale_before(now))
+        .fetch_all(&mut *tx)
         .await?;
-        let running: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM runs WHERE sync = ? AND status = 'running' ORDER BY id LIMIT 1",
-        )
-        .bind(sync)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let status = if running.is_some() {
-            "skipped"
-        } else {
-            "running"
-        };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(sync)
-        .bind(status)
-        .bind(now)
-        .bind(now)
-        .bind(running.map(|_| now))
-        .bind(running.map(|r| format!("run {r} of this sync was still in progress")))
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(match running {
-            Some(running) => Claim::Busy {
-                running,
-                skipped: id,
-            },
-            None => Claim::Started(id),
-        })
+        for (id, heartbeat_at) in stale {
+            sqlx::query(
+                "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+            )
+            .bind(now)
+            .bind(abandoned(heartbeat_at))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for _ in 0..CLAIM_ATTEMPTS {
+            let started: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO runs (sync, status, started_at, heartbeat_at) VALUES (?, 'running', ?, ?) \
+                 ON CONFLICT (sync) WHERE status = 'running' DO NOTHING RETURNING id",
+            )
+            .bind(sync)
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = started {
+                tx.commit().await?;
+                return Ok(Claim::Started(id));
+            }
+            let running: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM runs WHERE sync = ? AND status = 'running'")
+                    .bind(sync)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(running) = running else { continue };
+            let skipped: i64 = sqlx::query_scalar(
+                "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
+                 VALUES (?, 'skipped', ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(sync)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .bind(busy(running))
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Claim::Busy { running, skipped });
+        }
+        Err(claim_contended(sync))
     }
 
-    pub async fn heartbeat(&self, run_id: i64) -> Result<()> {
-        sqlx::query("UPDATE runs SET heartbeat_at = ? WHERE id = ?")
+    pub async fn heartbeat(&self, run_id: i64) -> Result<bool> {
+        let beat = sqlx::query(BEAT)
             .bind(now_ms())
             .bind(run_id)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(beat.rows_affected() == 1)
     }
 
-    /// Unix seconds of the start of the last successful run (0 if none since
-    /// the last reset).
     pub async fn last_sync_time(&self, sync: &str) -> Result<i64> {
         let t: Option<i64> =
             sqlx::query_scalar("SELECT last_sync_time FROM sync_state WHERE sync = ?")
@@ -272,16 +277,13 @@ impl State {
         Ok(t.unwrap_or(0))
     }
 
-    /// The cursor a cursor model's last successful run left (see [`crate::cursor`]).
     pub async fn cursor(&self, sync: &str) -> Result<Option<Param>> {
         let text: Option<Option<String>> =
             sqlx::query_scalar("SELECT cursor FROM sync_state WHERE sync = ?")
                 .bind(sync)
                 .fetch_optional(&self.pool)
                 .await?;
-        text.flatten()
-            .map(|t| serde_json::from_str(&t).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-            .transpose()
+        text.flatten().map(|t| json(&t)).transpose()
     }
 
     /// The committed records for these key hashes (those that exist).
@@ -292,33 +294,36 @@ impl State {
                 "SELECT key_hash, record FROM snapshot WHERE sync = ? AND key_hash IN ({})",
                 vec!["?"; chunk.len()].join(",")
             );
-            let mut q = sqlx::query(&sql).bind(sync);
+            let mut q = sqlx::query_as::<_, (Vec<u8>, String)>(&sql).bind(sync);
             for h in chunk {
                 q = q.bind(hash_bytes(*h));
             }
-            for row in q.fetch_all(&self.pool).await? {
-                let text: String = row.get(1);
-                let record: Record =
-                    serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                out.insert(hash_of(row.get(0))?, record);
+            for (hash, record) in q.fetch_all(&self.pool).await? {
+                out.insert(hash_of(hash), json(&record)?);
             }
         }
         Ok(out)
     }
 
-    /// Moves acknowledged changes into the snapshot and records row errors,
-    /// atomically.
     pub async fn commit(
         &self,
         sync: &str,
         run_id: i64,
         commits: &[Commit],
         errors: &[RowError],
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if commits.is_empty() && errors.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut tx = self.pool.begin().await?;
+        let beat = sqlx::query(BEAT)
+            .bind(now_ms())
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        if beat.rows_affected() == 0 {
+            return Ok(false);
+        }
         for c in commits {
             let key = match c {
                 Commit::Upsert {
@@ -335,7 +340,7 @@ impl State {
                     .bind(hash_bytes(*key_hash))
                     .bind(key)
                     .bind(hash_bytes(*fingerprint))
-                    .bind(serde_json::to_string(record).unwrap_or_default())
+                    .bind(to_json(record))
                     .execute(&mut *tx)
                     .await?;
                     key
@@ -356,11 +361,14 @@ impl State {
                 .await?;
         }
         for e in errors {
+            let (fingerprint, record) = if_dropped_columns(e);
             sqlx::query(
-                "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload) VALUES (?, ?, ?, ?, 1, ?, ?) \
+                "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload, fingerprint, record) \
+                 VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?) \
                  ON CONFLICT (sync, key) DO UPDATE SET op = excluded.op, run_id = excluded.run_id, \
                  attempts = CASE WHEN row_errors.run_id = excluded.run_id THEN row_errors.attempts ELSE row_errors.attempts + 1 END, \
-                 error = excluded.error, payload = excluded.payload",
+                 error = excluded.error, payload = excluded.payload, \
+                 fingerprint = excluded.fingerprint, record = excluded.record",
             )
             .bind(sync)
             .bind(&e.key)
@@ -368,16 +376,15 @@ impl State {
             .bind(run_id)
             .bind(&e.message)
             .bind(e.payload.to_string())
+            .bind(fingerprint)
+            .bind(record)
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(true)
     }
 
-    /// Closes a run. A run that went through every change also clears owed
-    /// rows it did not meet again (they are no longer owed); a successful
-    /// one moves `{{last_sync_time}}` to its start and `{{cursor}}` to
-    /// `cursor`.
     pub async fn finish(&self, sync: &str, run_id: i64, end: &RunEnd<'_>) -> Result<()> {
         let RunEnd {
             status,
@@ -387,15 +394,19 @@ impl State {
             cursor,
         } = *end;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE runs SET status = ?, finished_at = ?, counts = ?, timings = ?, error = ? WHERE id = ?")
+        let closed = sqlx::query("UPDATE runs SET status = ?, finished_at = ?, counts = ?, timings = ?, error = ? WHERE id = ? AND status = 'running'")
             .bind(status.as_str())
             .bind(now_ms())
-            .bind(serde_json::to_string(counts).unwrap_or_default())
+            .bind(to_json(counts))
             .bind(timings_ms.to_string())
             .bind(error)
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
+        if closed.rows_affected() == 0 {
+            // Closed as abandoned by another process: its record stays so.
+            return Ok(());
+        }
         if matches!(status, Status::Success | Status::Partial) {
             sqlx::query("DELETE FROM row_errors WHERE sync = ? AND run_id < ?")
                 .bind(sync)
@@ -409,7 +420,7 @@ impl State {
                  SELECT sync, started_at / 1000, ? FROM runs WHERE id = ? \
                  ON CONFLICT (sync) DO UPDATE SET last_sync_time = excluded.last_sync_time, cursor = excluded.cursor",
             )
-            .bind(cursor.and_then(|c| serde_json::to_string(c).ok()))
+            .bind(cursor.map(to_json))
             .bind(run_id)
             .execute(&mut *tx)
             .await?;
@@ -418,7 +429,7 @@ impl State {
     }
 
     pub async fn history(&self, sync: &str, limit: i64) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(
+        let rows: Vec<RunColumns> = sqlx::query_as(
             "SELECT id, status, started_at, finished_at, counts, timings, error FROM runs \
              WHERE sync = ? ORDER BY id DESC LIMIT ?",
         )
@@ -426,44 +437,89 @@ impl State {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RunRecord {
-                run_id: r.get(0),
-                status: Status::parse(r.get(1)),
-                started_at: time(r.get(2)),
-                finished_at: r.get::<Option<i64>, _>(3).map(time),
-                counts: serde_json::from_str(r.get(4)).unwrap_or_default(),
-                timings_ms: serde_json::from_str(r.get(5)).unwrap_or_default(),
-                error: r.get(6),
-            })
-            .collect())
+        Ok(rows.into_iter().map(RunRecord::from).collect())
     }
 
     pub async fn owed(&self, sync: &str, run: Option<i64>) -> Result<Vec<OwedRow>> {
-        let rows = sqlx::query(
+        let mut conn = self.pool.acquire().await?;
+        Self::owed_in(&mut conn, sync, run).await
+    }
+
+    async fn owed_in(
+        conn: &mut sqlx::SqliteConnection,
+        sync: &str,
+        run: Option<i64>,
+    ) -> Result<Vec<OwedRow>> {
+        let rows: Vec<OwedColumns> = sqlx::query_as(
             "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
              WHERE sync = ? AND (? IS NULL OR run_id = ?) ORDER BY key",
         )
         .bind(sync)
         .bind(run)
         .bind(run)
-        .fetch_all(&self.pool)
+        .fetch_all(conn)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| OwedRow {
-                key: r.get(0),
-                op: r.get(1),
-                run_id: r.get(2),
-                attempts: r.get(3),
-                error: r.get(4),
-                payload: serde_json::from_str(r.get(5)).unwrap_or_default(),
-            })
-            .collect())
+        Ok(rows.into_iter().map(OwedRow::from).collect())
     }
 
-    /// Forgets what the sync delivered; its run history stays.
+    pub async fn drop_owed(&self, sync: &str, which: &Dropping<'_>) -> Result<Dropped> {
+        let mut tx = self.pool.begin().await?;
+        let rows = match which {
+            Dropping::All { run } => Self::owed_in(&mut tx, sync, *run).await?,
+            Dropping::Keys(keys) => {
+                let mut rows = Vec::with_capacity(keys.len());
+                let mut unknown = Vec::new();
+                for key in *keys {
+                    let row: Option<OwedColumns> = sqlx::query_as(
+                        "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
+                         WHERE sync = ? AND key = ?",
+                    )
+                    .bind(sync)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match row {
+                        Some(row) => rows.push(OwedRow::from(row)),
+                        None => unknown.push(key.clone()),
+                    }
+                }
+                if !unknown.is_empty() {
+                    return Ok(Dropped::Unknown(unknown));
+                }
+                rows
+            }
+        };
+        for row in &rows {
+            let key_hash = hash_bytes(crate::diff::key_hash(&row.key));
+            if row.op == "deleted" {
+                sqlx::query("DELETE FROM snapshot WHERE sync = ? AND key_hash = ?")
+                    .bind(sync)
+                    .bind(&key_hash)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) \
+                     SELECT sync, ?, key, fingerprint, record FROM row_errors \
+                     WHERE sync = ? AND key = ? AND fingerprint IS NOT NULL \
+                     ON CONFLICT (sync, key_hash) DO UPDATE SET fingerprint = excluded.fingerprint, record = excluded.record",
+                )
+                .bind(&key_hash)
+                .bind(sync)
+                .bind(&row.key)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM row_errors WHERE sync = ? AND key = ?")
+                .bind(sync)
+                .bind(&row.key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Dropped::Rows(rows))
+    }
+
     pub async fn reset(&self, sync: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for table in ["snapshot", "row_errors", "sync_state"] {
@@ -476,43 +532,22 @@ impl State {
     }
 }
 
-/// Hashes are stored big-endian, so the database's byte order is their
-/// numeric order and a partition is a contiguous range.
-fn hash_bytes(h: u128) -> Vec<u8> {
-    h.to_be_bytes().to_vec()
-}
-
-fn hash_of(bytes: Vec<u8>) -> Result<u128> {
-    bytes
-        .try_into()
-        .map(u128::from_be_bytes)
-        .map_err(|_| sqlx::Error::Decode("a snapshot hash is not 16 bytes".into()))
-}
-
-fn entry(row: &sqlx::sqlite::SqliteRow) -> Result<Entry> {
-    Ok(Entry {
-        key_hash: hash_of(row.get(0))?,
-        key: row.get(1),
-        fingerprint: hash_of(row.get(2))?,
-    })
-}
-
 /// Moves the rows of the snapshot as it was keyed before schema 3 into the
 /// table keyed by key hash.
 async fn rehash_snapshot(tx: &mut sqlx::SqliteConnection) -> Result<()> {
-    let rows = sqlx::query("SELECT sync, key, fingerprint, record FROM snapshot_by_key")
-        .fetch_all(&mut *tx)
-        .await?;
-    for row in rows {
-        let key: String = row.get(1);
+    let rows: Vec<(String, String, Vec<u8>, String)> =
+        sqlx::query_as("SELECT sync, key, fingerprint, record FROM snapshot_by_key")
+            .fetch_all(&mut *tx)
+            .await?;
+    for (sync, key, fingerprint, record) in rows {
         sqlx::query(
             "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(row.get::<String, _>(0))
+        .bind(sync)
         .bind(hash_bytes(crate::diff::key_hash(&key)))
         .bind(&key)
-        .bind(row.get::<Vec<u8>, _>(2))
-        .bind(row.get::<String, _>(3))
+        .bind(fingerprint)
+        .bind(record)
         .execute(&mut *tx)
         .await?;
     }
@@ -520,4 +555,77 @@ async fn rehash_snapshot(tx: &mut sqlx::SqliteConnection) -> Result<()> {
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file written before runs were unique per sync may hold two
+    /// `running` rows of one sync (a dead run and a later one); upgrading
+    /// keeps the later, closes the other, and from then on the index holds.
+    #[tokio::test]
+    async fn upgrading_an_older_file_rehashes_the_snapshot_and_closes_extra_running_runs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let old = Store::connect(Store::options(&url).expect("url").create_if_missing(true))
+            .await
+            .expect("create");
+        for sql in &MIGRATIONS[..2] {
+            sqlx::raw_sql(sql)
+                .execute(&old.pool)
+                .await
+                .expect("old schema");
+        }
+        sqlx::raw_sql("PRAGMA user_version = 2")
+            .execute(&old.pool)
+            .await
+            .expect("old version");
+        for sync in ["s", "s", "t"] {
+            sqlx::query(
+                "INSERT INTO runs (sync, status, started_at, heartbeat_at) VALUES (?, 'running', ?, ?)",
+            )
+            .bind(sync)
+            .bind(now_ms())
+            .bind(now_ms())
+            .execute(&old.pool)
+            .await
+            .expect("old runs");
+        }
+        sqlx::query(
+            "INSERT INTO snapshot (sync, key, fingerprint, record) VALUES ('s', 'k', ?, '{}')",
+        )
+        .bind(hash_bytes(7))
+        .execute(&old.pool)
+        .await
+        .expect("old snapshot");
+        old.pool.close().await;
+
+        let store = Store::open(&url).await.expect("upgrade");
+        // The snapshot moved to its key-hash order, fingerprints intact.
+        let key_hash = crate::diff::key_hash("k");
+        let entries = store
+            .snapshot_entries("s", &[key_hash])
+            .await
+            .expect("entries");
+        assert_eq!(
+            entries,
+            [Entry {
+                key_hash,
+                key: "k".into(),
+                fingerprint: 7
+            }]
+        );
+        let statuses: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, status FROM runs ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .expect("runs");
+        let statuses: Vec<(i64, &str)> = statuses.iter().map(|(i, s)| (*i, s.as_str())).collect();
+        assert_eq!(statuses, [(1, "failed"), (2, "running"), (3, "running")]);
+        match store.claim("s").await.expect("claim") {
+            Claim::Busy { running, .. } => assert_eq!(running, 2),
+            Claim::Started(id) => panic!("run {id} started beside running run 2"),
+        }
+    }
 }

@@ -10,4 +10,5 @@ pub mod project;
 pub mod relay;
 pub mod server;
 pub mod sshd;
+pub mod state;
 pub mod warehouse;

@@ -25,6 +25,8 @@ pub const FILE_OUTPUT: &str = "out/events.jsonl";
 
 pub struct Project {
     dir: TempDir,
+    /// `[state] url` written into every config; the default store when `None`.
+    state_url: Option<String>,
     /// Bytes of each output file already handed out by
     /// [`Project::take_delivered_from`], by path relative to the project.
     delivered_offsets: RefCell<HashMap<String, usize>>,
@@ -38,6 +40,17 @@ pub struct Run {
 }
 
 impl Run {
+    /// The report `ebb run SYNC --format json` printed; any exit code.
+    pub fn parse(output: Output, sync: &str) -> Run {
+        let report = serde_json::from_str(output.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "`ebb run {sync} --format json` did not print a JSON report ({e}); exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+                output.code, output.stdout, output.stderr
+            )
+        });
+        Run { output, report }
+    }
+
     pub fn code(&self) -> Option<i32> {
         self.output.code
     }
@@ -81,6 +94,15 @@ impl Run {
 
 impl Project {
     pub fn new() -> Project {
+        Project::with_state_url(None)
+    }
+
+    /// A project whose configs keep Ebb's state at `url`.
+    pub fn with_state(url: &str) -> Project {
+        Project::with_state_url(Some(url.to_owned()))
+    }
+
+    fn with_state_url(state_url: Option<String>) -> Project {
         let dir = tempfile::Builder::new()
             .prefix("ebb-e2e-")
             .tempdir()
@@ -88,6 +110,7 @@ impl Project {
         std::fs::create_dir(dir.path().join("out")).expect("creating out dir");
         Project {
             dir,
+            state_url,
             delivered_offsets: RefCell::default(),
         }
     }
@@ -110,7 +133,10 @@ impl Project {
     }
 
     pub fn write_config(&self, toml: &str) {
-        self.write("ebb.toml", toml);
+        match &self.state_url {
+            Some(url) => self.write("ebb.toml", &format!("[state]\nurl = \"{url}\"\n\n{toml}")),
+            None => self.write("ebb.toml", toml),
+        }
     }
 
     /// The default state store, `.ebb/state.db` next to `ebb.toml`.
@@ -120,6 +146,11 @@ impl Project {
 
     /// Runs `ebb --config <project>/ebb.toml ARGS…` from the project dir.
     pub fn ebb(&self, args: &[&str]) -> Output {
+        run_with_deadline(self.command(args), DEADLINE)
+    }
+
+    /// The command [`Project::ebb`] runs, for tests that start several at once.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ebb"));
         cmd.current_dir(self.root())
             .arg("--config")
@@ -128,7 +159,7 @@ impl Project {
             .env_remove("RUST_LOG")
             .env_remove("EBB_CONFIG")
             .env("NO_COLOR", "1");
-        run_with_deadline(cmd, DEADLINE)
+        cmd
     }
 
     /// Runs `ebb ARGS…` and expects exit 0, returning stdout.
@@ -160,14 +191,24 @@ impl Project {
 
     /// [`Project::run`] for a config whose sync has another name.
     pub fn run_sync(&self, sync: &str) -> Run {
-        let output = self.ebb(&["run", sync, "--format", "json"]);
-        let report = serde_json::from_str(output.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "`ebb run {sync} --format json` did not print a JSON report ({e}); exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-                output.code, output.stdout, output.stderr
-            )
-        });
-        Run { output, report }
+        Run::parse(self.ebb(&["run", sync, "--format", "json"]), sync)
+    }
+
+    /// Starts `n` × `ebb run SYNC --format json` at the same moment and
+    /// waits for all of them.
+    pub fn runs_together(&self, n: usize) -> Vec<Run> {
+        std::thread::scope(|scope| {
+            let started: Vec<_> = (0..n)
+                .map(|_| {
+                    let cmd = self.command(&["run", SYNC, "--format", "json"]);
+                    scope.spawn(move || run_with_deadline(cmd, DEADLINE))
+                })
+                .collect();
+            started
+                .into_iter()
+                .map(|run| Run::parse(run.join().expect("run thread"), SYNC))
+                .collect()
+        })
     }
 
     /// Runs the sync and expects it to succeed.

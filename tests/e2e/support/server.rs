@@ -1,6 +1,6 @@
 //! A local HTTP destination endpoint for the `ebb:http` plugin: it records
 //! every request and answers as the test scripts it (accept, refuse given
-//! ids, 503/429 with or without Retry-After, or hang). It listens on
+//! ids, 503/429 with or without Retry-After, answer late, or hang). It listens on
 //! loopback only and talks to nothing else.
 
 use std::collections::{BTreeMap, HashSet};
@@ -26,6 +26,8 @@ pub enum Reply {
     Status { code: u16, retry_after: Option<u32> },
     /// Never answers (sleeps far longer than any test).
     Hang,
+    /// Answers like [`Reply::Accept`], but only after this long.
+    Delay(Duration),
 }
 
 /// One request the server saw and what it answered.
@@ -183,7 +185,7 @@ async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
             })
             .unwrap_or(Reply::Accept);
         let (status, rejected) = match &reply {
-            Reply::Accept => (
+            Reply::Accept | Reply::Delay(_) => (
                 200,
                 events
                     .iter()
@@ -209,6 +211,10 @@ async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
         (reply, body)
     };
     match reply {
+        (Reply::Delay(pause), body) => {
+            tokio::time::sleep(pause).await;
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
         (Reply::Accept, body) => (StatusCode::OK, axum::Json(body)).into_response(),
         (Reply::Status { code, retry_after }, _) => {
             let mut response = StatusCode::from_u16(code)

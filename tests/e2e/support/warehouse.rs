@@ -78,16 +78,7 @@ impl Warehouse {
     /// `None` (after saying so) when no server is reachable outside CI.
     pub fn postgres() -> Option<Warehouse> {
         let rt = runtime();
-        let admin = match rt.block_on(connect_postgres(None)) {
-            Ok(pool) => pool,
-            Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-                panic!("no Postgres at 127.0.0.1:5432 under CI: {e}")
-            }
-            Err(_) => {
-                eprintln!("skipping: no Postgres at 127.0.0.1:5432");
-                return None;
-            }
-        };
+        let admin = postgres_or_skip(&rt)?;
         let schema = unique_schema();
         rt.block_on(sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin))
             .expect("creating the test schema");
@@ -254,7 +245,22 @@ where
     tx.commit().await
 }
 
-fn runtime() -> Runtime {
+/// A connection pool to the local Postgres, or `None` (after saying so)
+/// when no server is reachable outside CI; under `CI=true` it panics.
+pub fn postgres_or_skip(rt: &Runtime) -> Option<PgPool> {
+    match rt.block_on(connect_postgres(None)) {
+        Ok(pool) => Some(pool),
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("no Postgres at 127.0.0.1:5432 under CI: {e}")
+        }
+        Err(_) => {
+            eprintln!("skipping: no Postgres at 127.0.0.1:5432");
+            None
+        }
+    }
+}
+
+pub fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -286,7 +292,7 @@ async fn connect_mysql(database: Option<&str>) -> Result<MySqlPool, sqlx::Error>
 }
 
 /// `ebb_e2e_<pid>_<n>_<nanos>`: unique across parallel tests and processes.
-fn unique_schema() -> String {
+pub fn unique_schema() -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

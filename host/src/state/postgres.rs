@@ -1,0 +1,593 @@
+//! The shared state store: tables in a Postgres schema Ebb owns, so several
+//! machines can run syncs against one state. `state.url` is a Postgres URL;
+//! `?schema=NAME` on it picks the schema (default `ebb`), which becomes the
+//! connections' `search_path`, so the statements here stay unqualified and
+//! mirror sqlite.rs one for one; keep them that way.
+//!
+//! Migrations are the numbered statements below, recorded in
+//! `schema_version` and applied when the store is opened, in one transaction
+//! that first takes `pg_advisory_xact_lock` on the schema's name: processes
+//! starting together migrate one after the other, and the later ones find
+//! nothing left to do.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use super::EntryColumns;
+use super::{
+    CLAIM_ATTEMPTS, Claim, Commit, Dropped, Dropping, OwedColumns, OwedRow, Result, RowError,
+    RunColumns, RunEnd, RunRecord, Status, abandoned, busy, claim_contended, hash_bytes, hash_of,
+    if_dropped_columns, json, now_ms, stale_before, to_json,
+};
+use crate::diff::Entry;
+use crate::event::Record;
+use crate::source::Param;
+
+/// The schema Ebb's tables live in unless the URL names one with `?schema=`.
+const DEFAULT_SCHEMA: &str = "ebb";
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE snapshot (
+    sync TEXT NOT NULL,
+    key_hash BYTEA NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint BYTEA NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (sync, key_hash)
+);
+CREATE TABLE runs (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sync TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL,
+    finished_at BIGINT,
+    counts TEXT NOT NULL DEFAULT '{}',
+    timings TEXT NOT NULL DEFAULT '{}',
+    error TEXT
+);
+CREATE INDEX runs_by_sync ON runs (sync, id);
+CREATE UNIQUE INDEX one_running_run ON runs (sync) WHERE status = 'running';
+CREATE TABLE row_errors (
+    sync TEXT NOT NULL,
+    key TEXT NOT NULL,
+    op TEXT NOT NULL,
+    run_id BIGINT NOT NULL,
+    attempts BIGINT NOT NULL,
+    error TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    fingerprint BYTEA,
+    record TEXT,
+    PRIMARY KEY (sync, key)
+);
+CREATE TABLE sync_state (
+    sync TEXT PRIMARY KEY,
+    last_sync_time BIGINT NOT NULL,
+    cursor TEXT
+);
+"#];
+
+/// Marks a run alive, if it still is (another process may have closed it
+/// as abandoned).
+const BEAT: &str = "UPDATE runs SET heartbeat_at = $1 WHERE id = $2 AND status = 'running'";
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub async fn open(url: &str) -> anyhow::Result<Store> {
+        let (store, schema) = Self::connect(url).await?;
+        store.migrate(&schema).await?;
+        Ok(store)
+    }
+
+    pub async fn open_existing(url: &str) -> anyhow::Result<Option<Store>> {
+        let (store, schema) = Self::connect(url).await?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = $1 AND table_name = 'schema_version')",
+        )
+        .bind(&schema)
+        .fetch_one(&store.pool)
+        .await?;
+        if !exists {
+            return Ok(None);
+        }
+        store.migrate(&schema).await?;
+        Ok(Some(store))
+    }
+
+    async fn connect(url: &str) -> anyhow::Result<(Store, String)> {
+        let (url, schema) = split_schema(url)?;
+        let opts = PgConnectOptions::from_str(&url)
+            .map_err(|e| anyhow::anyhow!("state.url is not a usable Postgres URL: {e}"))?
+            .options([("search_path", schema.as_str())]);
+        let place = format!(
+            "{}:{}/{}",
+            opts.get_host(),
+            opts.get_port(),
+            opts.get_database().unwrap_or_default()
+        );
+        // One connection first: a pool that cannot connect only reports
+        // that it timed out, not why.
+        let first = opts.connect().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to the Postgres state store at {place} (state.url): {e}"
+            )
+        })?;
+        first.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with(opts);
+        Ok((Store { pool }, schema))
+    }
+
+    async fn migrate(&self, schema: &str) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("ebb state schema {schema}"))
+            .execute(&mut *tx)
+            .await?;
+        // Checked first: CREATE SCHEMA IF NOT EXISTS needs the CREATE right
+        // on the database even when an administrator made the schema.
+        let has_schema: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(schema)
+                .fetch_one(&mut *tx)
+                .await?;
+        if !has_schema {
+            // `schema` is a checked identifier (see `split_schema`).
+            sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create the state schema `{schema}` ({e}); create it for Ebb's database user, or grant that user CREATE on the database"
+                    )
+                })?;
+        }
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_version (\
+             version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let version: i64 =
+            sqlx::query_scalar("SELECT COALESCE(max(version), 0) FROM schema_version")
+                .fetch_one(&mut *tx)
+                .await?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            anyhow::bail!(
+                "the state store (schema `{schema}`) was written by a newer Ebb (schema {version}, this binary knows {known}); upgrade ebb"
+            );
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+                .bind(i as i64 + 1)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn claim(&self, sync: &str) -> anyhow::Result<Claim> {
+        // FOR UPDATE makes a racing claim wait and then see the stale run
+        // closed; the unique index is what forbids two running runs.
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let stale: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT id, heartbeat_at FROM runs \
+             WHERE sync = $1 AND status = 'running' AND heartbeat_at < $2 FOR UPDATE",
+        )
+        .bind(sync)
+        .bind(stale_before(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, heartbeat_at) in stale {
+            sqlx::query(
+                "UPDATE runs SET status = 'failed', finished_at = $1, error = $2 WHERE id = $3",
+            )
+            .bind(now)
+            .bind(abandoned(heartbeat_at))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for _ in 0..CLAIM_ATTEMPTS {
+            let started: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO runs (sync, status, started_at, heartbeat_at) VALUES ($1, 'running', $2, $3) \
+                 ON CONFLICT (sync) WHERE status = 'running' DO NOTHING RETURNING id",
+            )
+            .bind(sync)
+            .bind(now)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = started {
+                tx.commit().await?;
+                return Ok(Claim::Started(id));
+            }
+            let running: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM runs WHERE sync = $1 AND status = 'running'")
+                    .bind(sync)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(running) = running else { continue };
+            let skipped: i64 = sqlx::query_scalar(
+                "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
+                 VALUES ($1, 'skipped', $2, $3, $4, $5) RETURNING id",
+            )
+            .bind(sync)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .bind(busy(running))
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok(Claim::Busy { running, skipped });
+        }
+        Err(claim_contended(sync))
+    }
+
+    pub async fn heartbeat(&self, run_id: i64) -> Result<bool> {
+        let beat = sqlx::query(BEAT)
+            .bind(now_ms())
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(beat.rows_affected() == 1)
+    }
+
+    pub async fn last_sync_time(&self, sync: &str) -> Result<i64> {
+        let t: Option<i64> =
+            sqlx::query_scalar("SELECT last_sync_time FROM sync_state WHERE sync = $1")
+                .bind(sync)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(t.unwrap_or(0))
+    }
+
+    pub async fn cursor(&self, sync: &str) -> Result<Option<Param>> {
+        let text: Option<Option<String>> =
+            sqlx::query_scalar("SELECT cursor FROM sync_state WHERE sync = $1")
+                .bind(sync)
+                .fetch_optional(&self.pool)
+                .await?;
+        text.flatten().map(|t| json(&t)).transpose()
+    }
+
+    pub async fn snapshot_range(
+        &self,
+        sync: &str,
+        lo: u128,
+        hi: Option<u128>,
+    ) -> Result<Vec<Entry>> {
+        let rows: Vec<EntryColumns> = sqlx::query_as(
+            "SELECT key_hash, key, fingerprint FROM snapshot \
+             WHERE sync = $1 AND key_hash >= $2 AND ($3::bytea IS NULL OR key_hash < $3)",
+        )
+        .bind(sync)
+        .bind(hash_bytes(lo))
+        .bind(hi.map(hash_bytes))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Entry::from).collect())
+    }
+
+    pub async fn snapshot_entries(&self, sync: &str, hashes: &[u128]) -> Result<Vec<Entry>> {
+        let hashes: Vec<Vec<u8>> = hashes.iter().map(|h| hash_bytes(*h)).collect();
+        let rows: Vec<EntryColumns> = sqlx::query_as(
+            "SELECT key_hash, key, fingerprint FROM snapshot WHERE sync = $1 AND key_hash = ANY($2)",
+        )
+        .bind(sync)
+        .bind(hashes)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Entry::from).collect())
+    }
+
+    pub async fn records(&self, sync: &str, hashes: &[u128]) -> Result<HashMap<u128, Record>> {
+        let hashes: Vec<Vec<u8>> = hashes.iter().map(|h| hash_bytes(*h)).collect();
+        let rows: Vec<(Vec<u8>, String)> = sqlx::query_as(
+            "SELECT key_hash, record FROM snapshot WHERE sync = $1 AND key_hash = ANY($2)",
+        )
+        .bind(sync)
+        .bind(hashes)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for (hash, record) in rows {
+            out.insert(hash_of(hash), json(&record)?);
+        }
+        Ok(out)
+    }
+
+    pub async fn commit(
+        &self,
+        sync: &str,
+        run_id: i64,
+        commits: &[Commit],
+        errors: &[RowError],
+    ) -> Result<bool> {
+        if commits.is_empty() && errors.is_empty() {
+            return Ok(true);
+        }
+        let mut tx = self.pool.begin().await?;
+        let beat = sqlx::query(BEAT)
+            .bind(now_ms())
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        if beat.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for c in commits {
+            let key = match c {
+                Commit::Upsert {
+                    key,
+                    key_hash,
+                    fingerprint,
+                    record,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (sync, key_hash) DO UPDATE SET key = excluded.key, fingerprint = excluded.fingerprint, record = excluded.record",
+                    )
+                    .bind(sync)
+                    .bind(hash_bytes(*key_hash))
+                    .bind(key)
+                    .bind(hash_bytes(*fingerprint))
+                    .bind(to_json(record))
+                    .execute(&mut *tx)
+                    .await?;
+                    key
+                }
+                Commit::Delete { key, key_hash } => {
+                    sqlx::query("DELETE FROM snapshot WHERE sync = $1 AND key_hash = $2")
+                        .bind(sync)
+                        .bind(hash_bytes(*key_hash))
+                        .execute(&mut *tx)
+                        .await?;
+                    key
+                }
+            };
+            sqlx::query("DELETE FROM row_errors WHERE sync = $1 AND key = $2")
+                .bind(sync)
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for e in errors {
+            let (fingerprint, record) = if_dropped_columns(e);
+            sqlx::query(
+                "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload, fingerprint, record) \
+                 VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8) \
+                 ON CONFLICT (sync, key) DO UPDATE SET op = excluded.op, run_id = excluded.run_id, \
+                 attempts = CASE WHEN row_errors.run_id = excluded.run_id THEN row_errors.attempts ELSE row_errors.attempts + 1 END, \
+                 error = excluded.error, payload = excluded.payload, \
+                 fingerprint = excluded.fingerprint, record = excluded.record",
+            )
+            .bind(sync)
+            .bind(&e.key)
+            .bind(e.op.as_str())
+            .bind(run_id)
+            .bind(&e.message)
+            .bind(e.payload.to_string())
+            .bind(fingerprint)
+            .bind(record)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn finish(&self, sync: &str, run_id: i64, end: &RunEnd<'_>) -> Result<()> {
+        let RunEnd {
+            status,
+            counts,
+            timings_ms,
+            error,
+            cursor,
+        } = *end;
+        let mut tx = self.pool.begin().await?;
+        let closed = sqlx::query("UPDATE runs SET status = $1, finished_at = $2, counts = $3, timings = $4, error = $5 WHERE id = $6 AND status = 'running'")
+            .bind(status.as_str())
+            .bind(now_ms())
+            .bind(to_json(counts))
+            .bind(timings_ms.to_string())
+            .bind(error)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        if closed.rows_affected() == 0 {
+            // Closed as abandoned by another process: its record stays so.
+            return Ok(());
+        }
+        if matches!(status, Status::Success | Status::Partial) {
+            sqlx::query("DELETE FROM row_errors WHERE sync = $1 AND run_id < $2")
+                .bind(sync)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if status == Status::Success {
+            sqlx::query(
+                "INSERT INTO sync_state (sync, last_sync_time, cursor) \
+                 SELECT sync, started_at / 1000, $1 FROM runs WHERE id = $2 \
+                 ON CONFLICT (sync) DO UPDATE SET last_sync_time = excluded.last_sync_time, cursor = excluded.cursor",
+            )
+            .bind(cursor.map(to_json))
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    pub async fn history(&self, sync: &str, limit: i64) -> Result<Vec<RunRecord>> {
+        let rows: Vec<RunColumns> = sqlx::query_as(
+            "SELECT id, status, started_at, finished_at, counts, timings, error FROM runs \
+             WHERE sync = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(sync)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(RunRecord::from).collect())
+    }
+
+    pub async fn owed(&self, sync: &str, run: Option<i64>) -> Result<Vec<OwedRow>> {
+        let mut conn = self.pool.acquire().await?;
+        Self::owed_in(&mut conn, sync, run).await
+    }
+
+    async fn owed_in(
+        conn: &mut sqlx::PgConnection,
+        sync: &str,
+        run: Option<i64>,
+    ) -> Result<Vec<OwedRow>> {
+        let rows: Vec<OwedColumns> = sqlx::query_as(
+            "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
+             WHERE sync = $1 AND ($2::BIGINT IS NULL OR run_id = $2) ORDER BY key",
+        )
+        .bind(sync)
+        .bind(run)
+        .fetch_all(conn)
+        .await?;
+        Ok(rows.into_iter().map(OwedRow::from).collect())
+    }
+
+    pub async fn drop_owed(&self, sync: &str, which: &Dropping<'_>) -> Result<Dropped> {
+        let mut tx = self.pool.begin().await?;
+        let rows = match which {
+            Dropping::All { run } => Self::owed_in(&mut tx, sync, *run).await?,
+            Dropping::Keys(keys) => {
+                let mut rows = Vec::with_capacity(keys.len());
+                let mut unknown = Vec::new();
+                for key in *keys {
+                    let row: Option<OwedColumns> = sqlx::query_as(
+                        "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
+                         WHERE sync = $1 AND key = $2 FOR UPDATE",
+                    )
+                    .bind(sync)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    match row {
+                        Some(row) => rows.push(OwedRow::from(row)),
+                        None => unknown.push(key.clone()),
+                    }
+                }
+                if !unknown.is_empty() {
+                    return Ok(Dropped::Unknown(unknown));
+                }
+                rows
+            }
+        };
+        for row in &rows {
+            let key_hash = hash_bytes(crate::diff::key_hash(&row.key));
+            if row.op == "deleted" {
+                sqlx::query("DELETE FROM snapshot WHERE sync = $1 AND key_hash = $2")
+                    .bind(sync)
+                    .bind(&key_hash)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) \
+                     SELECT sync, $3, key, fingerprint, record FROM row_errors \
+                     WHERE sync = $1 AND key = $2 AND fingerprint IS NOT NULL \
+                     ON CONFLICT (sync, key_hash) DO UPDATE SET fingerprint = excluded.fingerprint, record = excluded.record",
+                )
+                .bind(sync)
+                .bind(&row.key)
+                .bind(&key_hash)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("DELETE FROM row_errors WHERE sync = $1 AND key = $2")
+                .bind(sync)
+                .bind(&row.key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Dropped::Rows(rows))
+    }
+
+    pub async fn reset(&self, sync: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["snapshot", "row_errors", "sync_state"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE sync = $1"))
+                .bind(sync)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+}
+
+/// Takes `schema=NAME` out of the URL's query (sqlx would ignore it with a
+/// warning), returning the URL without it and the schema to use.
+fn split_schema(url: &str) -> anyhow::Result<(String, String)> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut schema = DEFAULT_SCHEMA;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("schema=") {
+            Some(name) => schema = name,
+            None => rest.push(pair),
+        }
+    }
+    let valid = schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        anyhow::bail!(
+            "state.url: schema `{schema}` is not a plain Postgres name; use lowercase letters, digits and _ (at most 63, not starting with a digit)"
+        );
+    }
+    let url = match rest.is_empty() {
+        true => base.to_string(),
+        false => format!("{base}?{}", rest.join("&")),
+    };
+    Ok((url, schema.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_schema;
+
+    #[test]
+    fn the_schema_comes_off_the_url_and_defaults_to_ebb() {
+        let split = |url: &str| split_schema(url).map_err(|e| e.to_string());
+        assert_eq!(
+            split("postgres://u@h/db"),
+            Ok(("postgres://u@h/db".into(), "ebb".into()))
+        );
+        assert_eq!(
+            split("postgres://u@h/db?sslmode=disable&schema=ebb_prod&application_name=x"),
+            Ok((
+                "postgres://u@h/db?sslmode=disable&application_name=x".into(),
+                "ebb_prod".into()
+            ))
+        );
+        let err = split("postgres://u:secret@h/db?schema=Ebb;drop").unwrap_err();
+        assert!(err.contains("`Ebb;drop`"), "{err}");
+        assert!(!err.contains("secret"), "{err}");
+    }
+}

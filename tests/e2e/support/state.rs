@@ -1,0 +1,84 @@
+//! Where a test's Ebb keeps its state: the default SQLite file in the
+//! project, or a schema of its own in the local Postgres (named uniquely,
+//! created by Ebb itself on first use, dropped when the test ends). Tests
+//! reach into the store only to stage what a binary cannot, such as a run
+//! whose process died long ago.
+
+use std::path::Path;
+
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use tokio::runtime::Runtime;
+
+use super::warehouse::{POSTGRES_URL, postgres_or_skip, runtime, unique_schema};
+
+pub struct PostgresState {
+    rt: Runtime,
+    pool: PgPool,
+    schema: String,
+}
+
+impl PostgresState {
+    /// A state schema name nobody uses yet, or `None` (after saying so)
+    /// when no Postgres is reachable outside CI.
+    pub fn new() -> Option<PostgresState> {
+        let rt = runtime();
+        let pool = postgres_or_skip(&rt)?;
+        Some(PostgresState {
+            rt,
+            pool,
+            schema: unique_schema(),
+        })
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// `state.url` for this store.
+    pub fn url(&self) -> String {
+        format!("{POSTGRES_URL}?schema={}", self.schema)
+    }
+
+    /// Runs one statement with the state schema first on the search path.
+    pub fn exec(&self, sql: &str) {
+        let sql = format!("SET search_path TO {}; {sql}", self.schema);
+        self.rt
+            .block_on(sqlx::raw_sql(&sql).execute(&self.pool))
+            .unwrap_or_else(|e| panic!("state statement failed: {sql}: {e}"));
+    }
+
+    /// The migrations recorded in `schema_version`, in order (empty if Ebb
+    /// has not created the schema).
+    pub fn versions(&self) -> Vec<i64> {
+        let sql = format!(
+            "SELECT version FROM {}.schema_version ORDER BY version",
+            self.schema
+        );
+        self.rt
+            .block_on(sqlx::query_scalar(&sql).fetch_all(&self.pool))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PostgresState {
+    fn drop(&mut self) {
+        let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        if let Err(e) = self.rt.block_on(sqlx::query(&drop).execute(&self.pool)) {
+            eprintln!("could not drop state schema {}: {e}", self.schema);
+        }
+        self.rt.block_on(self.pool.close());
+    }
+}
+
+/// Runs one statement on a SQLite state file.
+pub fn sqlite_exec(file: &Path, sql: &str) {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut conn = SqliteConnectOptions::new().filename(file).connect().await?;
+        sqlx::raw_sql(sql).execute(&mut conn).await?;
+        conn.close().await
+    })
+    .unwrap_or_else(|e| panic!("state statement failed on {}: {sql}: {e}", file.display()));
+}
