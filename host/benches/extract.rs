@@ -15,8 +15,8 @@
 //! reaches (target ≥ 0.8).
 //!
 //! `cargo bench -p ebb --bench extract [-- --rows N] [--quick]`; `--quick`
-//! reads 10,000 rows once (a smoke run). Needs the local Postgres; the
-//! MariaDB part runs when a server answers on 127.0.0.1:3306.
+//! reads 10,000 rows once (a smoke run). Needs the local Postgres and
+//! MariaDB and their clients (`psql`, `mariadb`).
 
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -28,6 +28,7 @@ use ebb::extract::{self, Templates};
 use ebb::source::Warehouse;
 
 const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const MARIADB_URL: &str = "mysql://root@127.0.0.1:3306";
 
 struct Settings {
     rows: u64,
@@ -102,6 +103,44 @@ fn postgres(schema: &str, rows: u64) -> anyhow::Result<Target> {
         query,
         client,
     })
+}
+
+fn mariadb(database: &str, rows: u64) -> anyhow::Result<Target> {
+    mariadb_run(&format!(
+        "CREATE DATABASE {database};
+         CREATE TABLE {database}.wide (
+           id BIGINT PRIMARY KEY, email VARCHAR(64), name VARCHAR(64), plan VARCHAR(8),
+           score DOUBLE, amount DECIMAL(12,2), active BOOL, created_at TIMESTAMP(0),
+           updated_at DATETIME, attrs JSON);
+         INSERT INTO {database}.wide SELECT
+           seq, CONCAT('user', seq, '@example.com'), CONCAT('User Number ', seq),
+           ELT(seq % 3 + 1, 'free', 'pro', 'team'), seq * 0.25, (seq % 100000) / 100,
+           seq % 2 = 0, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq SECOND,
+           TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq MINUTE,
+           JSON_OBJECT('n', seq, 'tag', CONCAT('t', seq % 10))
+         FROM {database}.seq_1_to_{rows};"
+    ))?;
+    let query = format!("SELECT * FROM {database}.wide");
+    let mut client = Command::new("mariadb");
+    client.args(["-h127.0.0.1", "-uroot", "--quick", "-N", "-B", "-e", &query]);
+    Ok(Target {
+        name: "mariadb",
+        source_toml: format!("kind = \"mysql\"\nurl = \"{MARIADB_URL}/{database}\""),
+        query,
+        client,
+    })
+}
+
+fn mariadb_run(sql: &str) -> anyhow::Result<()> {
+    let status = Command::new("mariadb")
+        .args(["-h127.0.0.1", "-uroot", "-e", sql])
+        .stdout(Stdio::null())
+        .status()
+        .context("running mariadb")?;
+    if !status.success() {
+        bail!("mariadb failed: {sql}");
+    }
+    Ok(())
 }
 
 fn psql(sql: &str) -> anyhow::Result<()> {
@@ -197,9 +236,13 @@ async fn main() -> ExitCode {
 async fn bench() -> anyhow::Result<()> {
     let s = settings()?;
     let dir = tempfile::tempdir()?;
-    let schema = format!("ebb_bench_extract_{}", std::process::id());
-    let mut pg = postgres(&schema, s.rows)?;
+    let name = format!("ebb_bench_extract_{}", std::process::id());
+    let mut pg = postgres(&name, s.rows)?;
     let result = measure(&mut pg, &s, dir.path()).await;
-    psql(&format!("DROP SCHEMA {schema} CASCADE"))?;
+    psql(&format!("DROP SCHEMA {name} CASCADE"))?;
+    result?;
+    let mut maria = mariadb(&name, s.rows)?;
+    let result = measure(&mut maria, &s, dir.path()).await;
+    mariadb_run(&format!("DROP DATABASE {name}"))?;
     result
 }
