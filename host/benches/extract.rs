@@ -222,6 +222,11 @@ async fn measure(target: &mut Target, s: &Settings, dir: &Path) -> anyhow::Resul
     Ok(())
 }
 
+/// Rows are built on the reading task's thread and freed on the diff's;
+/// mimalloc frees across threads without the arena locks glibc takes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match bench().await {

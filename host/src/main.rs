@@ -8,6 +8,11 @@ use clap::Parser;
 use ebb::cli::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+/// Rows are built on the reading task's thread and freed on the diff's;
+/// mimalloc frees across threads without the arena locks glibc takes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default = match cli.verbose {

@@ -47,6 +47,31 @@ fn preview_shows_the_first_ten_rows_in_column_order() {
     assert_no_state(&project, "preview");
 }
 
+/// As a table, each column's database type and the JSON type it became
+/// head the rows.
+#[test]
+fn preview_table_shows_each_columns_types() {
+    let Some(wh) = Warehouse::postgres() else {
+        return;
+    };
+    let project = Project::new();
+    wh.insert_users(1..=2);
+    project.write_config(
+        &Config::new(&wh)
+            .query("SELECT id, email, now() AS seen FROM users ORDER BY id")
+            .render(),
+    );
+    let table = project.ebb_ok(&["preview", "users", "--format", "table"]);
+    for types in [
+        "(int4 → integer)",
+        "(text → string)",
+        "(timestamptz → string)",
+    ] {
+        assert!(table.contains(types), "no {types} in\n{table}");
+    }
+    assert!(table.contains("user2@example.com"), "{table}");
+}
+
 /// The sync's mapping: the key, a nested email and a static source.
 const MAPPING: &str =
     r#"mapping = { "id" = "id", "contact.email" = "email", "source" = { static = "warehouse" } }"#;
