@@ -377,6 +377,14 @@ fn hash_bytes(h: u128) -> Vec<u8> {
     h.to_be_bytes().to_vec()
 }
 
+/// The exclusive end of a key-hash range as stored. The last range has no
+/// end; 17 bytes of 0xff sort after every 16-byte hash, so one statement
+/// with a bound the index can stop on serves all ranges (`? IS NULL OR …`
+/// would make the database scan to the end of the sync's snapshot).
+fn range_end(hi: Option<u128>) -> Vec<u8> {
+    hi.map(hash_bytes).unwrap_or_else(|| vec![0xff; 17])
+}
+
 fn hash_of(bytes: Vec<u8>) -> u128 {
     bytes.try_into().map(u128::from_be_bytes).unwrap_or(0)
 }

@@ -14,7 +14,7 @@ use super::EntryColumns;
 use super::{
     CLAIM_ATTEMPTS, Claim, Commit, Dropped, Dropping, OwedColumns, OwedRow, Result, RowError,
     RunColumns, RunEnd, RunRecord, Status, abandoned, busy, claim_contended, hash_bytes, hash_of,
-    if_dropped_columns, json, now_ms, stale_before, to_json,
+    if_dropped_columns, json, now_ms, range_end, stale_before, to_json,
 };
 use crate::diff::Entry;
 use crate::event::Record;
@@ -170,12 +170,11 @@ impl Store {
     ) -> Result<Vec<Entry>> {
         let rows: Vec<EntryColumns> = sqlx::query_as(
             "SELECT key_hash, key, fingerprint FROM snapshot \
-             WHERE sync = ? AND key_hash >= ? AND (? IS NULL OR key_hash < ?)",
+             WHERE sync = ? AND key_hash >= ? AND key_hash < ?",
         )
         .bind(sync)
         .bind(hash_bytes(lo))
-        .bind(hi.map(hash_bytes))
-        .bind(hi.map(hash_bytes))
+        .bind(range_end(hi))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Entry::from).collect())
