@@ -389,6 +389,48 @@ fn hash_of(bytes: Vec<u8>) -> u128 {
     bytes.try_into().map(u128::from_be_bytes).unwrap_or(0)
 }
 
+/// A chunk of commits as columns, so each store writes it in a few
+/// statements rather than one per row.
+struct CommitColumns<'a> {
+    /// `(key_hash, key, fingerprint, record)` of each upsert.
+    upserts: Vec<(Vec<u8>, &'a str, Vec<u8>, String)>,
+    /// Key hashes of deletions.
+    deletes: Vec<Vec<u8>>,
+    /// Every committed key: none of them is owed any more.
+    keys: Vec<&'a str>,
+}
+
+fn commit_columns(commits: &[Commit]) -> CommitColumns<'_> {
+    let mut out = CommitColumns {
+        upserts: Vec::new(),
+        deletes: Vec::new(),
+        keys: Vec::with_capacity(commits.len()),
+    };
+    for c in commits {
+        match c {
+            Commit::Upsert {
+                key,
+                key_hash,
+                fingerprint,
+                record,
+            } => {
+                out.upserts.push((
+                    hash_bytes(*key_hash),
+                    key,
+                    hash_bytes(*fingerprint),
+                    to_json(record),
+                ));
+                out.keys.push(key);
+            }
+            Commit::Delete { key, key_hash } => {
+                out.deletes.push(hash_bytes(*key_hash));
+                out.keys.push(key);
+            }
+        }
+    }
+    out
+}
+
 /// The fingerprint and record columns a row error stores for [`RowError::if_dropped`].
 fn if_dropped_columns(e: &RowError) -> (Option<Vec<u8>>, Option<String>) {
     match &e.if_dropped {

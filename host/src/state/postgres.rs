@@ -20,8 +20,8 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 use super::EntryColumns;
 use super::{
     CLAIM_ATTEMPTS, Claim, Commit, Dropped, Dropping, OwedColumns, OwedRow, Result, RowError,
-    RunColumns, RunEnd, RunRecord, Status, abandoned, busy, claim_contended, hash_bytes, hash_of,
-    if_dropped_columns, json, now_ms, range_end, stale_before, to_json,
+    RunColumns, RunEnd, RunRecord, Status, abandoned, busy, claim_contended, commit_columns,
+    hash_bytes, hash_of, if_dropped_columns, json, now_ms, range_end, stale_before, to_json,
 };
 use crate::diff::Entry;
 use crate::event::Record;
@@ -332,42 +332,46 @@ impl Store {
         if beat.rows_affected() == 0 {
             return Ok(false);
         }
-        for c in commits {
-            let key = match c {
-                Commit::Upsert {
-                    key,
-                    key_hash,
-                    fingerprint,
-                    record,
-                } => {
-                    sqlx::query(
-                        "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) VALUES ($1, $2, $3, $4, $5) \
-                         ON CONFLICT (sync, key_hash) DO UPDATE SET key = excluded.key, fingerprint = excluded.fingerprint, record = excluded.record",
-                    )
-                    .bind(sync)
-                    .bind(hash_bytes(*key_hash))
-                    .bind(key)
-                    .bind(hash_bytes(*fingerprint))
-                    .bind(to_json(record))
-                    .execute(&mut *tx)
-                    .await?;
-                    key
-                }
-                Commit::Delete { key, key_hash } => {
-                    sqlx::query("DELETE FROM snapshot WHERE sync = $1 AND key_hash = $2")
-                        .bind(sync)
-                        .bind(hash_bytes(*key_hash))
-                        .execute(&mut *tx)
-                        .await?;
-                    key
-                }
-            };
-            sqlx::query("DELETE FROM row_errors WHERE sync = $1 AND key = $2")
+        let columns = commit_columns(commits);
+        if !columns.upserts.is_empty() {
+            let (mut hashes, mut keys, mut fingerprints, mut records) = (
+                Vec::with_capacity(columns.upserts.len()),
+                Vec::with_capacity(columns.upserts.len()),
+                Vec::with_capacity(columns.upserts.len()),
+                Vec::with_capacity(columns.upserts.len()),
+            );
+            for (hash, key, fingerprint, record) in columns.upserts {
+                hashes.push(hash);
+                keys.push(key);
+                fingerprints.push(fingerprint);
+                records.push(record);
+            }
+            sqlx::query(
+                "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) \
+                 SELECT $1, h, k, f, r FROM UNNEST($2::bytea[], $3::text[], $4::bytea[], $5::text[]) AS t (h, k, f, r) \
+                 ON CONFLICT (sync, key_hash) DO UPDATE SET key = excluded.key, \
+                 fingerprint = excluded.fingerprint, record = excluded.record",
+            )
+            .bind(sync)
+            .bind(hashes)
+            .bind(keys)
+            .bind(fingerprints)
+            .bind(records)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !columns.deletes.is_empty() {
+            sqlx::query("DELETE FROM snapshot WHERE sync = $1 AND key_hash = ANY($2)")
                 .bind(sync)
-                .bind(key)
+                .bind(columns.deletes)
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query("DELETE FROM row_errors WHERE sync = $1 AND key = ANY($2)")
+            .bind(sync)
+            .bind(columns.keys)
+            .execute(&mut *tx)
+            .await?;
         for e in errors {
             let (fingerprint, record) = if_dropped_columns(e);
             sqlx::query(

@@ -13,8 +13,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::EntryColumns;
 use super::{
     CLAIM_ATTEMPTS, Claim, Commit, Dropped, Dropping, OwedColumns, OwedRow, Result, RowError,
-    RunColumns, RunEnd, RunRecord, Status, abandoned, busy, claim_contended, hash_bytes, hash_of,
-    if_dropped_columns, json, now_ms, range_end, stale_before, to_json,
+    RunColumns, RunEnd, RunRecord, Status, abandoned, busy, claim_contended, commit_columns,
+    hash_bytes, hash_of, if_dropped_columns, json, now_ms, range_end, stale_before, to_json,
 };
 use crate::diff::Entry;
 use crate::event::Record;
@@ -323,41 +323,51 @@ impl Store {
         if beat.rows_affected() == 0 {
             return Ok(false);
         }
-        for c in commits {
-            let key = match c {
-                Commit::Upsert {
-                    key,
-                    key_hash,
-                    fingerprint,
-                    record,
-                } => {
-                    sqlx::query(
-                        "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) VALUES (?, ?, ?, ?, ?) \
-                         ON CONFLICT (sync, key_hash) DO UPDATE SET key = excluded.key, fingerprint = excluded.fingerprint, record = excluded.record",
-                    )
-                    .bind(sync)
-                    .bind(hash_bytes(*key_hash))
-                    .bind(key)
-                    .bind(hash_bytes(*fingerprint))
-                    .bind(to_json(record))
-                    .execute(&mut *tx)
-                    .await?;
-                    key
-                }
-                Commit::Delete { key, key_hash } => {
-                    sqlx::query("DELETE FROM snapshot WHERE sync = ? AND key_hash = ?")
-                        .bind(sync)
-                        .bind(hash_bytes(*key_hash))
-                        .execute(&mut *tx)
-                        .await?;
-                    key
-                }
-            };
-            sqlx::query("DELETE FROM row_errors WHERE sync = ? AND key = ?")
+        let columns = commit_columns(commits);
+        // SQLite binds at most 32,766 parameters per statement.
+        for chunk in columns.upserts.chunks(1000) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) ",
+            );
+            q.push_values(chunk, |mut row, (hash, key, fingerprint, record)| {
+                row.push_bind(sync)
+                    .push_bind(hash)
+                    .push_bind(*key)
+                    .push_bind(fingerprint)
+                    .push_bind(record);
+            });
+            q.push(
+                " ON CONFLICT (sync, key_hash) DO UPDATE SET key = excluded.key, \
+                 fingerprint = excluded.fingerprint, record = excluded.record",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in columns.deletes.chunks(1000) {
+            let mut q = sqlx::QueryBuilder::new("DELETE FROM snapshot WHERE sync = ");
+            q.push_bind(sync).push(" AND key_hash IN (");
+            let mut list = q.separated(", ");
+            for hash in chunk {
+                list.push_bind(hash);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
+        }
+        let owes: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM row_errors WHERE sync = ?)")
                 .bind(sync)
-                .bind(key)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
+        if owes {
+            for chunk in columns.keys.chunks(1000) {
+                let mut q = sqlx::QueryBuilder::new("DELETE FROM row_errors WHERE sync = ");
+                q.push_bind(sync).push(" AND key IN (");
+                let mut list = q.separated(", ");
+                for key in chunk {
+                    list.push_bind(*key);
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
+            }
         }
         for e in errors {
             let (fingerprint, record) = if_dropped_columns(e);
