@@ -426,9 +426,7 @@ fn parameters(params: &[Param]) -> Result<Value, Failure> {
     params
         .iter()
         .map(|p| {
-            let native = p.native().map_err(|m| {
-                Failure::new(Problem::Other, format!("cannot bind a template value: {m}"))
-            })?;
+            let native = sql_api::native(p)?;
             let (kind, value) = match native {
                 Native::Int(v) => ("INT64", v.map(|v| v.to_string())),
                 Native::Float(v) => ("FLOAT64", v.map(|v| v.to_string())),

@@ -291,9 +291,7 @@ fn parameters(params: &[Param]) -> Result<Value, Failure> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let native = p.native().map_err(|m| {
-                Failure::new(Problem::Other, format!("cannot bind a template value: {m}"))
-            })?;
+            let native = sql_api::native(p)?;
             let (kind, value) = match native {
                 Native::Int(v) => ("BIGINT".to_string(), v.map(|v| v.to_string())),
                 Native::Float(v) => ("DOUBLE".to_string(), v.map(|v| v.to_string())),

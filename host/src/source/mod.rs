@@ -101,6 +101,28 @@ pub struct BoundQuery {
     pub params: Vec<Param>,
 }
 
+impl BoundQuery {
+    /// The template values as drivers bind them; one that cannot be read as
+    /// its kind is an error naming the model.
+    pub(crate) fn natives(&self) -> Result<Vec<Native>, SourceError> {
+        self.params
+            .iter()
+            .map(|p| {
+                p.native().map_err(|message| SourceError::Query {
+                    model: self.model.clone(),
+                    problem: Problem::Other,
+                    message: unbindable(message),
+                })
+            })
+            .collect()
+    }
+}
+
+/// How every source words a template value it cannot bind.
+pub(crate) fn unbindable(reason: impl std::fmt::Display) -> String {
+    format!("cannot bind a template value: {reason}")
+}
+
 /// The SQL type a parameter is bound as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

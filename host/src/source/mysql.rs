@@ -29,6 +29,7 @@ use std::str::FromStr;
 
 use super::{
     BoundQuery, ChunkSender, Native, Problem, SourceError, classify, decimal, float, integer,
+    unbindable,
 };
 use crate::config::Source;
 use crate::event::Record;
@@ -320,12 +321,7 @@ enum Probe {
 fn arguments(query: &BoundQuery) -> Result<MySqlArguments, SourceError> {
     use sqlx::Arguments;
     let mut args = MySqlArguments::default();
-    for p in &query.params {
-        let native = p.native().map_err(|message| SourceError::Query {
-            model: query.model.clone(),
-            problem: Problem::Other,
-            message: format!("cannot bind a template value: {message}"),
-        })?;
+    for native in query.natives()? {
         let added = match native {
             Native::Int(v) => args.add(v),
             Native::Float(v) => args.add(v),
@@ -339,7 +335,7 @@ fn arguments(query: &BoundQuery) -> Result<MySqlArguments, SourceError> {
         added.map_err(|e| SourceError::Query {
             model: query.model.clone(),
             problem: Problem::Other,
-            message: format!("cannot bind a template value: {e}"),
+            message: unbindable(e),
         })?;
     }
     Ok(args)

@@ -59,7 +59,7 @@ impl Postgres {
     }
 
     pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<super::Column>, SourceError> {
-        let types = param_types(&natives(query)?);
+        let types = param_types(&query.natives()?);
         let stmt = self
             .conn
             .prepare_with(&query.sql, &types)
@@ -81,7 +81,7 @@ impl Postgres {
         tx: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SourceError>>,
     ) -> Result<(), SourceError> {
         let err = |e| query_error(query, e, 0);
-        let natives = natives(query)?;
+        let natives = query.natives()?;
         let types = param_types(&natives);
         let mut txn = self.conn.begin_with("BEGIN READ ONLY").await.map_err(err)?;
         let stmt = txn.prepare_with(&query.sql, &types).await.map_err(err)?;
@@ -103,7 +103,7 @@ impl Postgres {
     /// statement runs, not when it is prepared), and checks that Ebb can
     /// read every column type it returns.
     pub async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
-        let natives = natives(query)?;
+        let natives = query.natives()?;
         let types = param_types(&natives);
         let (sql, offset) = limit_zero(&query.sql);
         let mut txn = self
@@ -130,21 +130,6 @@ impl Postgres {
 fn names_port(url: &str) -> bool {
     url::Url::parse(url)
         .is_ok_and(|u| u.port().is_some() || u.query_pairs().any(|(k, _)| k == "port"))
-}
-
-/// The template values as the driver binds them.
-fn natives(query: &BoundQuery) -> Result<Vec<Native>, SourceError> {
-    query
-        .params
-        .iter()
-        .map(|p| {
-            p.native().map_err(|message| SourceError::Query {
-                model: query.model.clone(),
-                problem: Problem::Other,
-                message: format!("cannot bind a template value: {message}"),
-            })
-        })
-        .collect()
 }
 
 /// The Postgres types the values are bound as.

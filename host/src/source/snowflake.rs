@@ -364,9 +364,7 @@ fn value(kind: Kind, text: &str) -> Result<Value, String> {
 fn bindings(params: &[Param]) -> Result<Value, Failure> {
     let mut out = Map::new();
     for (i, p) in params.iter().enumerate() {
-        let native = p.native().map_err(|m| {
-            Failure::new(Problem::Other, format!("cannot bind a template value: {m}"))
-        })?;
+        let native = sql_api::native(p)?;
         let nanos = |t: chrono::NaiveDateTime| {
             t.and_utc()
                 .timestamp_nanos_opt()

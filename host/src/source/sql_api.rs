@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::Value;
 
-use super::{BoundQuery, ChunkSender, Column, Param, Problem, SourceError};
+use super::{BoundQuery, ChunkSender, Column, Native, Param, Problem, SourceError, unbindable};
 use crate::config::Source;
 use crate::event::Record;
 
@@ -294,6 +294,12 @@ pub trait SqlApi {
     /// Asks the API to stop the statement last executed (best effort, once
     /// its deadline passed).
     async fn cancel(&mut self);
+}
+
+/// A template value as the APIs' typed parameters are built from it.
+pub fn native(p: &Param) -> Result<Native, Failure> {
+    p.native()
+        .map_err(|m| Failure::new(Problem::Other, unbindable(m)))
 }
 
 /// A fresh id for an API's idempotent-request field (random v4 UUID).

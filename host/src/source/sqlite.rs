@@ -78,8 +78,8 @@ type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArgume
 
 /// Binds the query's template values.
 fn bind<'q>(mut q: Query<'q>, query: &BoundQuery) -> Result<Query<'q>, SourceError> {
-    for p in &query.params {
-        q = match p.native().map_err(|e| param_error(query, e))? {
+    for native in query.natives()? {
+        q = match native {
             Native::Int(v) => q.bind(v),
             Native::Float(v) => q.bind(v),
             // SQLite has no decimal type; compare as text of the number.
@@ -99,14 +99,6 @@ fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
         model: query.model.clone(),
         problem: classify(&e),
         message: e.to_string(),
-    }
-}
-
-fn param_error(query: &BoundQuery, message: String) -> SourceError {
-    SourceError::Query {
-        model: query.model.clone(),
-        problem: Problem::Other,
-        message: format!("cannot bind a template value: {message}"),
     }
 }
 
