@@ -12,8 +12,6 @@
 //! `{{last_sync_time}}`: a row still owed has a cursor value at or below the
 //! new high mark, and moving past it would mean never reading it again.
 
-use serde_json::Value;
-
 use crate::config::SourceKind;
 use crate::source::{Native, Param, ParamKind};
 
@@ -85,17 +83,21 @@ impl Cursor {
 
     /// Takes a row's cursor value into account; NULLs are ignored (no `>`
     /// comparison can select them anyway).
-    pub fn observe(&mut self, value: Option<&Value>) -> Result<(), String> {
-        let text = match value {
-            None | Some(Value::Null) => return Ok(()),
-            Some(Value::String(s)) => s.clone(),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
-            Some(v) => {
+    /// The value comes as the JSON a source wrote for it.
+    pub fn observe(&mut self, json: Option<&[u8]>) -> Result<(), String> {
+        let text = match json {
+            Some(v @ [b'{' | b'[', ..]) => {
                 return Err(format!(
-                    "cursor column `{}` holds {v}, which cannot be ordered; use a timestamp, number or text column",
-                    self.column
+                    "cursor column `{}` holds {}, which cannot be ordered; use a timestamp, number or text column",
+                    self.column,
+                    String::from_utf8_lossy(v)
                 ));
             }
+            Some(v) => match crate::rows::key_text(v) {
+                Some(text) => text.into_owned(),
+                None => return Ok(()),
+            },
+            None => return Ok(()),
         };
         let native = self
             .param(Some(text.clone()))
@@ -115,7 +117,7 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     #[test]
     fn kinds_follow_declared_types() {
@@ -142,7 +144,7 @@ mod tests {
         let mut c = Cursor::new("n", ParamKind::Int, None);
         assert_eq!(c.template().value, None);
         for v in [json!(9), json!(10), Value::Null, json!(2)] {
-            c.observe(Some(&v)).unwrap();
+            c.observe(Some(v.to_string().as_bytes())).unwrap();
         }
         // Numerically, not as text ("9" > "10").
         assert_eq!(c.template().value.as_deref(), Some("10"));
@@ -152,14 +154,15 @@ mod tests {
             value: Some("2024-05-01T00:00:00Z".into()),
         };
         let mut t = Cursor::new("at", ParamKind::TimestampTz, Some(stored));
-        t.observe(Some(&json!("2024-04-30T23:59:59Z"))).unwrap();
+        let observe = |t: &mut Cursor, v: Value| t.observe(Some(v.to_string().as_bytes()));
+        observe(&mut t, json!("2024-04-30T23:59:59Z")).unwrap();
         assert_eq!(t.template().value.as_deref(), Some("2024-05-01T00:00:00Z"));
-        t.observe(Some(&json!("2024-05-01T00:00:00.5Z"))).unwrap();
+        observe(&mut t, json!("2024-05-01T00:00:00.5Z")).unwrap();
         assert_eq!(
             t.template().value.as_deref(),
             Some("2024-05-01T00:00:00.5Z")
         );
-        assert!(t.observe(Some(&json!({"a": 1}))).is_err());
-        assert!(t.observe(Some(&json!("yesterday"))).is_err());
+        assert!(observe(&mut t, json!({"a": 1})).is_err());
+        assert!(observe(&mut t, json!("yesterday")).is_err());
     }
 }

@@ -4,11 +4,11 @@
 //! Template variables become numbered bind parameters, never text spliced
 //! into SQL, so a value can never change what the query means.
 
-use serde_json::Value;
+use std::borrow::Cow;
 
 use crate::config::{Model, SourceKind};
-use crate::event::Record;
 use crate::limits::Limits;
+use crate::rows::{self, RowRef};
 use crate::source::{BoundQuery, Column, Param, Placeholders};
 
 /// Values a model query may reference as `{{name}}`.
@@ -132,16 +132,11 @@ pub fn is_incremental(model: &Model) -> bool {
 
 /// Checks the query's columns before anything runs.
 pub fn check_columns(model: &Model, columns: &[Column], limits: &Limits) -> Result<(), String> {
+    let names = || columns.iter().map(|c| c.name.as_str());
     limits
-        .check_columns(columns.iter().map(|c| c.name.as_str()))
+        .check_columns(names())
+        .and_then(|()| rows::check_names(names()))
         .map_err(|e| format!("model `{}`: {e}", model.name))?;
-    let names = || {
-        columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let wanted = std::iter::once(("primary_key", &model.primary_key))
         .chain(model.cursor.as_ref().map(|c| ("cursor", c)));
     for (setting, column) in wanted {
@@ -149,7 +144,7 @@ pub fn check_columns(model: &Model, columns: &[Column], limits: &Limits) -> Resu
             return Err(format!(
                 "model `{}`: {setting} `{column}` is not a column of the query (columns: {}); fix {setting} or select that column",
                 model.name,
-                names()
+                names().collect::<Vec<_>>().join(", ")
             ));
         }
     }
@@ -165,39 +160,38 @@ pub struct RowProblem {
 }
 
 /// The row's primary key as text, and the row checked against the limits.
-pub fn keyed(model: &Model, record: &Record, limits: &Limits) -> Result<String, RowProblem> {
-    let key = match record.get(&model.primary_key) {
-        None | Some(Value::Null) => {
-            return Err(RowProblem {
-                key: String::new(),
-                message: format!(
-                    "model `{}`: a row has a null `{}` (its primary key); rows without a key cannot be synced: {}",
-                    model.name,
-                    model.primary_key,
-                    truncate(&Value::Object(record.clone()).to_string(), 200)
-                ),
-            });
-        }
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
+pub fn keyed<'a>(
+    model: &Model,
+    row: RowRef<'a>,
+    limits: &Limits,
+) -> Result<Cow<'a, str>, RowProblem> {
+    let Some(key) = row.get(&model.primary_key).and_then(rows::key_text) else {
+        return Err(RowProblem {
+            key: String::new(),
+            message: format!(
+                "model `{}`: a row has a null `{}` (its primary key); rows without a key cannot be synced: {}",
+                model.name,
+                model.primary_key,
+                truncate(&String::from_utf8_lossy(row.json()), 200)
+            ),
+        });
     };
-    let mut total = 2;
-    for (column, value) in record {
-        let size = json_len(value);
-        if size > limits.value_bytes {
+    for (column, value) in row.columns() {
+        if value.len() > limits.value_bytes {
             return Err(RowProblem {
-                key,
+                key: key.into_owned(),
                 message: format!(
-                    "column `{column}` holds {size} bytes of JSON, over the limit of {}; trim it in the model or raise limits.value_bytes",
+                    "column `{column}` holds {} bytes of JSON, over the limit of {}; trim it in the model or raise limits.value_bytes",
+                    value.len(),
                     limits.value_bytes
                 ),
             });
         }
-        total += column.len() + 4 + size;
     }
+    let total = row.json().len();
     if total > limits.record_bytes {
         return Err(RowProblem {
-            key,
+            key: key.into_owned(),
             message: format!(
                 "the record is {total} bytes of JSON, over the limit of {}; select fewer columns or raise limits.record_bytes",
                 limits.record_bytes
@@ -205,15 +199,6 @@ pub fn keyed(model: &Model, record: &Record, limits: &Limits) -> Result<String, 
         });
     }
     Ok(key)
-}
-
-fn json_len(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.len() + 2,
-        Value::Null => 4,
-        Value::Bool(_) | Value::Number(_) => v.to_string().len(),
-        _ => serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX),
-    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -226,7 +211,8 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::rows::{Header, RowChunk};
+    use serde_json::{Value, json};
 
     fn model(query: &str) -> Model {
         Model {
@@ -314,26 +300,25 @@ mod tests {
             record_bytes: 40,
             ..Limits::default()
         };
-        let rec = |v: Value| v.as_object().unwrap().clone();
-        assert_eq!(
-            keyed(&m, &rec(json!({"id": 7, "a": "x"})), &limits).unwrap(),
-            "7"
-        );
-        assert_eq!(keyed(&m, &rec(json!({"id": "k"})), &limits).unwrap(), "k");
+        let keyed = |v: Value| {
+            let record = v.as_object().unwrap();
+            let names = record.keys().cloned().collect();
+            let mut chunk = RowChunk::new(Header::new(names).unwrap());
+            chunk.push_record(record);
+            keyed(&m, chunk.rows().next().unwrap(), &limits).map(Cow::into_owned)
+        };
+        assert_eq!(keyed(json!({"id": 7, "a": "x"})).unwrap(), "7");
+        assert_eq!(keyed(json!({"id": "k"})).unwrap(), "k");
         assert!(
-            keyed(&m, &rec(json!({"id": null})), &limits)
+            keyed(json!({"id": null}))
                 .unwrap_err()
                 .message
                 .contains("null `id`")
         );
-        let e = keyed(&m, &rec(json!({"id": 1, "big": "x".repeat(30)})), &limits).unwrap_err();
+        assert!(keyed(json!({"a": 1})).is_err());
+        let e = keyed(json!({"id": 1, "big": "x".repeat(30)})).unwrap_err();
         assert!(e.key == "1" && e.message.contains("column `big`"), "{e:?}");
-        let e = keyed(
-            &m,
-            &rec(json!({"id": 1, "a": "x".repeat(15), "b": "y".repeat(15)})),
-            &limits,
-        )
-        .unwrap_err();
+        let e = keyed(json!({"id": 1, "a": "x".repeat(15), "b": "y".repeat(15)})).unwrap_err();
         assert!(e.message.contains("record is"), "{e:?}");
     }
 }

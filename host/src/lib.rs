@@ -15,6 +15,7 @@ pub mod mapping;
 pub mod output;
 pub mod plugin;
 pub mod preview;
+pub mod rows;
 pub mod run;
 pub mod source;
 pub mod state;

@@ -25,7 +25,11 @@ pub async fn rows(
     let mut rows = Vec::with_capacity(limit);
     while rows.len() < limit {
         match stream.recv().await {
-            Some(chunk) => rows.extend(chunk?.into_iter().take(limit - rows.len())),
+            Some(chunk) => {
+                let chunk = chunk?;
+                let wanted = limit - rows.len();
+                rows.extend(chunk.rows().take(wanted).map(|row| row.record()));
+            }
             None => break,
         }
     }

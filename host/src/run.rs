@@ -433,7 +433,8 @@ impl<'a> Pass<'a> {
             self.timed("extract", t);
             let Some(chunk) = chunk else { break };
             let t = Instant::now();
-            for record in chunk? {
+            let chunk = chunk?;
+            for row in chunk.rows() {
                 self.counts.extracted += 1;
                 if self.counts.extracted > limits.records_per_extract {
                     bail!(
@@ -444,12 +445,12 @@ impl<'a> Pass<'a> {
                 }
                 if let Some(cursor) = &mut self.cursor {
                     cursor
-                        .observe(record.get(&cursor.column))
+                        .observe(row.get(&cursor.column))
                         .map_err(|e| anyhow!("model `{}`: {e}", model.name))?;
                 }
-                match extract::keyed(model, &record, limits) {
+                match extract::keyed(model, row, limits) {
                     Ok(key) => spill
-                        .push(&diff::row(key, &record))
+                        .push(&key, row.json())
                         .context("cannot park extracted rows for the diff")?,
                     Err(problem) => {
                         let key = match problem.key.is_empty() {
@@ -460,7 +461,7 @@ impl<'a> Pass<'a> {
                             key,
                             Op::Added,
                             problem.message,
-                            serde_json::Value::Object(record),
+                            serde_json::Value::Object(row.record()),
                             None,
                         );
                     }
@@ -672,30 +673,26 @@ fn event_of(c: &Change, previous: &HashMap<u128, crate::event::Record>) -> Event
     Event {
         op: c.op,
         id: c.key.clone(),
-        fields: c
-            .record
-            .clone()
-            .or_else(|| prev.clone())
-            .unwrap_or_default(),
+        fields: c.record().or_else(|| prev.clone()).unwrap_or_default(),
         previous: prev,
     }
 }
 
 /// What the snapshot takes if the operator drops this change's row error.
 fn snapshot_of(c: &Change) -> Option<Snapshot> {
-    c.record.as_ref().map(|record| Snapshot {
+    c.json.as_ref().map(|json| Snapshot {
         fingerprint: c.fingerprint,
-        record: record.clone(),
+        json: json.clone(),
     })
 }
 
 fn commit_of(c: &Change) -> Commit {
-    match &c.record {
-        Some(record) => Commit::Upsert {
+    match &c.json {
+        Some(json) => Commit::Upsert {
             key: c.key.clone(),
             key_hash: c.key_hash,
             fingerprint: c.fingerprint,
-            record: record.clone(),
+            json: json.clone(),
         },
         None => Commit::Delete {
             key: c.key.clone(),

@@ -45,14 +45,24 @@ pub struct Entry {
     pub fingerprint: u128,
 }
 
-/// A change found by the diff; `record` is `None` for deletions.
+/// A change found by the diff.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub key: String,
     pub key_hash: u128,
     pub op: Op,
-    pub record: Option<Record>,
+    /// The record's JSON as extracted; `None` for deletions.
+    pub json: Option<String>,
     pub fingerprint: u128,
+}
+
+impl Change {
+    /// The record, parsed (only changes that are sent need it).
+    pub fn record(&self) -> Option<Record> {
+        self.json
+            .as_deref()
+            .map(|j| parse(j.as_bytes()).unwrap_or_default())
+    }
 }
 
 /// A key the extraction returned more than once.
@@ -68,17 +78,6 @@ pub struct Duplicate {
 pub struct Classified {
     pub changes: Vec<Change>,
     pub duplicates: Vec<Duplicate>,
-}
-
-/// Reduces a row to what the diff keeps.
-pub fn row(key: String, record: &Record) -> Row {
-    let json = serde_json::to_vec(record).unwrap_or_default();
-    Row {
-        key_hash: key_hash(&key),
-        fingerprint: fingerprint_of(&json),
-        key,
-        json,
-    }
 }
 
 fn parse(json: &[u8]) -> std::io::Result<Record> {
@@ -124,7 +123,10 @@ pub fn classify(
             Some(_) => continue,
         };
         out.changes.push(Change {
-            record: Some(parse(&r.json)?),
+            json: Some(
+                String::from_utf8(r.json)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+            ),
             key: r.key,
             key_hash: r.key_hash,
             op,
@@ -138,7 +140,7 @@ pub fn classify(
                     key: e.key.clone(),
                     key_hash: e.key_hash,
                     op: Op::Deleted,
-                    record: None,
+                    json: None,
                     fingerprint: 0,
                 });
             }
@@ -156,8 +158,19 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    /// What the spill gives back for a row.
+    fn row(key: &str, record: &Record) -> Row {
+        let json = serde_json::to_vec(record).unwrap();
+        Row {
+            key_hash: key_hash(key),
+            fingerprint: fingerprint_of(&json),
+            key: key.into(),
+            json,
+        }
+    }
+
     fn entry(key: &str, record: serde_json::Value) -> Entry {
-        let r = row(key.into(), &rec(record));
+        let r = row(key, &rec(record));
         Entry {
             key_hash: r.key_hash,
             key: r.key,
@@ -174,11 +187,11 @@ mod tests {
             entry("5", json!({"id": 5})),
         ];
         let rows = vec![
-            row("1".into(), &rec(json!({"id": 1, "a": "x"}))),
-            row("2".into(), &rec(json!({"id": 2, "a": "z"}))),
-            row("4".into(), &rec(json!({"id": 4}))),
-            row("5".into(), &rec(json!({"id": 5, "n": 1}))),
-            row("5".into(), &rec(json!({"id": 5, "n": 2}))),
+            row("1", &rec(json!({"id": 1, "a": "x"}))),
+            row("2", &rec(json!({"id": 2, "a": "z"}))),
+            row("4", &rec(json!({"id": 4}))),
+            row("5", &rec(json!({"id": 5, "n": 1}))),
+            row("5", &rec(json!({"id": 5, "n": 2}))),
         ];
         let got = classify(rows.clone(), &snapshot, true).unwrap();
         let ops: Vec<_> = got.changes.iter().map(|c| (c.key.as_str(), c.op)).collect();

@@ -60,15 +60,18 @@ impl Spill {
         self.files.is_some()
     }
 
-    pub fn push(&mut self, row: &Row) -> std::io::Result<()> {
-        let buf = &mut self.buffers[partition_of(row.key_hash)];
+    /// Parks a row by its key and its record's JSON, from which its key
+    /// hash and fingerprint are taken.
+    pub fn push(&mut self, key: &str, json: &[u8]) -> std::io::Result<()> {
+        let key_hash = super::key_hash(key);
+        let buf = &mut self.buffers[partition_of(key_hash)];
         let before = buf.len();
-        buf.extend_from_slice(&row.key_hash.to_le_bytes());
-        buf.extend_from_slice(&row.fingerprint.to_le_bytes());
-        buf.extend_from_slice(&(row.key.len() as u32).to_le_bytes());
-        buf.extend_from_slice(row.key.as_bytes());
-        buf.extend_from_slice(&(row.json.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&row.json);
+        buf.extend_from_slice(&key_hash.to_le_bytes());
+        buf.extend_from_slice(&super::fingerprint_of(json).to_le_bytes());
+        buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        buf.extend_from_slice(json);
         self.buffered += buf.len() - before;
         self.rows += 1;
         if self.buffered > self.budget {
@@ -153,11 +156,13 @@ mod tests {
     use super::*;
 
     fn row(i: u128) -> Row {
+        let key = format!("k{i}");
+        let json = format!("{{\"id\":{i}}}").into_bytes();
         Row {
-            key_hash: i.rotate_right(8) ^ (i * 0x9e37_79b9_7f4a_7c15),
-            fingerprint: i,
-            key: format!("k{i}"),
-            json: format!("{{\"id\":{i}}}").into_bytes(),
+            key_hash: super::super::key_hash(&key),
+            fingerprint: super::super::fingerprint_of(&json),
+            key,
+            json,
         }
     }
 
@@ -167,7 +172,7 @@ mod tests {
             let mut spill = Spill::new(budget);
             let rows: Vec<Row> = (0..2000).map(row).collect();
             for r in &rows {
-                spill.push(r).unwrap();
+                spill.push(&r.key, &r.json).unwrap();
             }
             assert_eq!(spill.spilled(), budget == 200);
             let mut back = Vec::new();

@@ -8,6 +8,7 @@
 
 mod bigquery;
 mod databricks;
+mod json;
 mod mysql;
 mod postgres;
 mod snowflake;
@@ -17,14 +18,14 @@ pub(crate) mod ssh;
 
 pub use sql_api::RsaKey;
 
-use serde_json::Value;
+pub(crate) use json::{decimal, float, integer};
+
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use crate::config::{Source, SourceKind};
-use crate::event::Record;
-
-/// How many rows travel through the channel together.
-pub const ROWS_PER_CHUNK: usize = 512;
+use crate::rows::{Header, RowChunk};
 
 /// What went wrong, in the words `ebb check` uses, so an operator knows at
 /// a glance whether to look at the network, the certificates, the
@@ -266,7 +267,7 @@ enum Db {
     Databricks(databricks::Databricks),
 }
 
-pub type RowChunks = mpsc::Receiver<Result<Vec<Record>, SourceError>>;
+pub type RowChunks = mpsc::Receiver<Result<RowChunk, SourceError>>;
 
 impl Warehouse {
     /// Connects within the source's `connect_timeout`, so an address that
@@ -366,35 +367,54 @@ impl Warehouse {
     }
 }
 
-/// Sends full chunks as rows arrive; returns false when the reader is gone.
+/// Collects rows into chunks and sends each once it is full.
 pub(crate) struct ChunkSender<'a> {
-    tx: &'a mpsc::Sender<Result<Vec<Record>, SourceError>>,
-    chunk: Vec<Record>,
+    tx: &'a mpsc::Sender<Result<RowChunk, SourceError>>,
+    chunk: RowChunk,
 }
 
 impl<'a> ChunkSender<'a> {
-    pub fn new(tx: &'a mpsc::Sender<Result<Vec<Record>, SourceError>>) -> Self {
-        ChunkSender {
+    /// Fails when the result names a column twice.
+    pub fn new(
+        tx: &'a mpsc::Sender<Result<RowChunk, SourceError>>,
+        query: &BoundQuery,
+        names: Vec<String>,
+    ) -> Result<Self, SourceError> {
+        Ok(ChunkSender {
             tx,
-            chunk: Vec::with_capacity(ROWS_PER_CHUNK),
-        }
+            chunk: RowChunk::new(header(query, names)?),
+        })
     }
 
-    pub async fn push(&mut self, record: Record) -> bool {
-        self.chunk.push(record);
-        if self.chunk.len() >= ROWS_PER_CHUNK {
-            return self.flush().await;
-        }
-        true
+    /// The chunk rows are written into.
+    pub fn rows(&mut self) -> &mut RowChunk {
+        &mut self.chunk
     }
 
+    /// Sends the chunk if it is full; false when the reader is gone.
+    pub async fn send_if_full(&mut self) -> bool {
+        !self.chunk.is_full() || self.flush().await
+    }
+
+    /// Sends what the chunk holds; false when the reader is gone.
     pub async fn flush(&mut self) -> bool {
         if self.chunk.is_empty() {
             return true;
         }
-        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(ROWS_PER_CHUNK));
+        let next = RowChunk::new(Arc::clone(self.chunk.header()));
+        let chunk = std::mem::replace(&mut self.chunk, next);
         self.tx.send(Ok(chunk)).await.is_ok()
     }
+}
+
+/// The header of a query's rows, or an error naming the model when its
+/// result cannot be a record.
+pub(crate) fn header(query: &BoundQuery, names: Vec<String>) -> Result<Arc<Header>, SourceError> {
+    Header::new(names).map_err(|message| SourceError::Query {
+        model: query.model.clone(),
+        problem: Problem::Sql,
+        message,
+    })
 }
 
 /// The columns a query would return, from preparing it (nothing runs).
@@ -425,17 +445,6 @@ pub(crate) fn limit_zero(sql: &str) -> (String, usize) {
     )
 }
 
-/// JSON numbers cannot hold NaN or infinities; they travel as the strings
-/// `"NaN"`, `"Infinity"` and `"-Infinity"` (JavaScript's spelling).
-pub(crate) fn float(f: f64) -> Value {
-    match serde_json::Number::from_f64(f) {
-        Some(n) => Value::Number(n),
-        None if f.is_nan() => Value::String("NaN".into()),
-        None if f > 0.0 => Value::String("Infinity".into()),
-        None => Value::String("-Infinity".into()),
-    }
-}
-
 /// Sorts a driver error into the problem `ebb check` reports. SQLSTATE
 /// classes are shared by Postgres, Redshift and MySQL; codes a database
 /// reports otherwise are mapped by its own module first.
@@ -455,84 +464,5 @@ pub(crate) fn classify(e: &sqlx::Error) -> Problem {
             _ => Problem::Sql,
         },
         _ => Problem::Other,
-    }
-}
-
-/// The largest integer a JSON number keeps exactly in every consumer (a
-/// double's 53-bit mantissa; JavaScript's `Number.MAX_SAFE_INTEGER`).
-const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
-
-/// An integer as JSON: a number when a double holds it exactly, otherwise
-/// a string of its digits, so no consumer silently rounds it.
-pub(crate) fn integer(v: impl Into<i128>) -> Value {
-    let v: i128 = v.into();
-    if v.abs() <= MAX_SAFE_INTEGER {
-        Value::from(v as i64)
-    } else {
-        Value::String(v.to_string())
-    }
-}
-
-/// An exact decimal, given as its plain digits (`-12.50`), as JSON: a
-/// number when it has at most 15 significant digits (a double holds those
-/// exactly; a whole one is written without a fraction), otherwise the
-/// digits as a string.
-pub(crate) fn decimal(text: &str) -> Value {
-    let digits = text.trim_start_matches(['-', '+']);
-    let significant = digits
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect::<String>();
-    let significant = significant.trim_start_matches('0');
-    let significant = match digits.contains('.') {
-        // Trailing zeros after the point do not need precision.
-        true => significant.trim_end_matches('0'),
-        false => significant,
-    };
-    if significant.len() <= 15
-        && let Ok(f) = text.parse::<f64>()
-    {
-        if f.fract() == 0.0 {
-            return integer(f as i64);
-        }
-        if let Some(n) = serde_json::Number::from_f64(f) {
-            return Value::Number(n);
-        }
-    }
-    Value::String(text.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn numbers_stay_exact() {
-        assert_eq!(
-            integer(9_007_199_254_740_991_i64),
-            json!(9007199254740991_i64)
-        );
-        assert_eq!(
-            integer(-9_007_199_254_740_991_i64),
-            json!(-9007199254740991_i64)
-        );
-        assert_eq!(
-            integer(9_007_199_254_740_992_i64),
-            json!("9007199254740992")
-        );
-        assert_eq!(integer(u64::MAX), json!("18446744073709551615"));
-        assert_eq!(decimal("12.50"), json!(12.5));
-        assert_eq!(decimal("-0.000123"), json!(-0.000123));
-        assert_eq!(decimal("123456789012345"), json!(123456789012345_i64));
-        assert_eq!(decimal("-100.00"), json!(-100));
-        assert_eq!(decimal("1234567890.123456"), json!("1234567890.123456"));
-        assert_eq!(
-            decimal("99999999999999999999"),
-            json!("99999999999999999999")
-        );
-        assert_eq!(decimal("NaN"), json!("NaN"));
-        assert_eq!(float(f64::NAN), json!("NaN"));
-        assert_eq!(float(f64::NEG_INFINITY), json!("-Infinity"));
     }
 }

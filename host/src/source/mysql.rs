@@ -21,18 +21,14 @@
 
 use base64::Engine as _;
 use futures::TryStreamExt;
-use serde_json::Value;
 use sqlx::mysql::types::MySqlTime;
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlDatabaseError, MySqlRow};
 use sqlx::{ConnectOptions, Connection, Executor, MySql, MySqlConnection, Row, TypeInfo, ValueRef};
 use std::str::FromStr;
 
-use super::{
-    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, decimal, float, integer,
-    unbindable,
-};
+use super::{BoundQuery, ChunkSender, Native, Problem, SourceError, classify, json, unbindable};
 use crate::config::Source;
-use crate::event::Record;
+use crate::rows::RowChunk;
 
 /// The server's flavour, from `SELECT VERSION()`: the two name their
 /// statement timeout differently and only MariaDB keeps JSON as text.
@@ -99,7 +95,7 @@ impl Mysql {
     pub async fn stream(
         mut self,
         query: &BoundQuery,
-        tx: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SourceError>>,
+        tx: &tokio::sync::mpsc::Sender<Result<RowChunk, SourceError>>,
     ) -> Result<(), SourceError> {
         let err = |e| query_error(query, e);
         let mut txn = self
@@ -115,10 +111,22 @@ impl Mysql {
                 type_name: c.driver_name.clone(),
             });
         }
-        let mut out = ChunkSender::new(tx);
+        let names = columns.iter().map(|c| c.name.clone()).collect();
+        let mut out = ChunkSender::new(tx, query, names)?;
         let mut rows = sqlx::query_with(statement(query), arguments(query)?).fetch(&mut *txn);
         while let Some(row) = rows.try_next().await.map_err(err)? {
-            if !out.push(record(&row, &columns, &query.model)?).await {
+            out.rows()
+                .push_row(|i, o| value(&row, i, columns[i].kind, o))
+                .map_err(|(i, e)| SourceError::Query {
+                    model: query.model.clone(),
+                    problem: Problem::Other,
+                    message: format!(
+                        "column `{}` ({}): {e}",
+                        columns[i].name,
+                        columns[i].type_name()
+                    ),
+                })?;
+            if !out.send_if_full().await {
                 return Ok(());
             }
         }
@@ -385,64 +393,57 @@ fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
     }
 }
 
-fn record(row: &MySqlRow, columns: &[Described], model: &str) -> Result<Record, SourceError> {
-    let mut rec = Record::with_capacity(columns.len());
-    for (i, col) in columns.iter().enumerate() {
-        let v = value(row, i, col.kind).map_err(|e| SourceError::Query {
-            model: model.to_string(),
-            problem: Problem::Other,
-            message: format!("column `{}` ({}): {e}", col.name, col.type_name()),
-        })?;
-        rec.insert(col.name.clone(), v);
-    }
-    Ok(rec)
-}
-
-/// One value as JSON. The kind was settled by [`describe`], so values are
-/// decoded without the driver's own type check (which would, for one,
-/// refuse a `_bin` text column as a string).
-fn value(row: &MySqlRow, i: usize, kind: Kind) -> Result<Value, String> {
+/// One value as JSON; a failure names the column's position. The kind was
+/// settled by [`describe`], so values are decoded without the driver's own
+/// type check (which would, for one, refuse a `_bin` text column as a
+/// string).
+fn value(row: &MySqlRow, i: usize, kind: Kind, out: &mut Vec<u8>) -> Result<(), (usize, String)> {
     fn get<'r, T: sqlx::Decode<'r, MySql>>(row: &'r MySqlRow, i: usize) -> Result<T, String> {
         row.try_get_unchecked::<T, _>(i).map_err(|e| e.to_string())
     }
-    // Zero dates (`0000-00-00`) read as NULL: they name no day.
-    if row.try_get_raw(i).map_err(|e| e.to_string())?.is_null() {
-        return Ok(Value::Null);
-    }
-    Ok(match kind {
-        Kind::Bool => Value::Bool(get::<i64>(row, i)? != 0),
-        Kind::Signed => integer(get::<i64>(row, i)?),
-        Kind::Unsigned | Kind::Year | Kind::Bit => integer(get::<u64>(row, i)?),
-        // Through its shortest decimal form, so FLOAT 1.1 stays 1.1 rather
-        // than the double nearest to the single.
-        Kind::Float => {
-            let f = get::<f32>(row, i)?;
-            float(f.to_string().parse().unwrap_or(f as f64))
+    let write = |out: &mut Vec<u8>| -> Result<(), String> {
+        // Zero dates (`0000-00-00`) read as NULL: they name no day.
+        if row.try_get_raw(i).map_err(|e| e.to_string())?.is_null() {
+            json::write_null(out);
+            return Ok(());
         }
-        Kind::Double => float(get::<f64>(row, i)?),
-        // The server sends DECIMAL as its exact digits.
-        Kind::Decimal => decimal(get::<&str>(row, i)?),
-        Kind::Text => Value::String(get::<&str>(row, i)?.to_string()),
-        Kind::Bytes => {
-            Value::String(base64::engine::general_purpose::STANDARD.encode(get::<&[u8]>(row, i)?))
+        match kind {
+            Kind::Bool => json::write_bool(out, get::<i64>(row, i)? != 0),
+            Kind::Signed => json::write_integer(out, get::<i64>(row, i)?),
+            Kind::Unsigned | Kind::Year | Kind::Bit => {
+                json::write_integer(out, get::<u64>(row, i)?)
+            }
+            // Through its shortest decimal form, so FLOAT 1.1 stays 1.1
+            // rather than the double nearest to the single.
+            Kind::Float => {
+                let f = get::<f32>(row, i)?;
+                json::write_float(out, f.to_string().parse().unwrap_or(f as f64))
+            }
+            Kind::Double => json::write_float(out, get::<f64>(row, i)?),
+            // The server sends DECIMAL as its exact digits.
+            Kind::Decimal => json::write_decimal(out, get::<&str>(row, i)?),
+            Kind::Text => json::write_str(out, get::<&str>(row, i)?),
+            Kind::Bytes => json::write_str(
+                out,
+                &base64::engine::general_purpose::STANDARD.encode(get::<&[u8]>(row, i)?),
+            ),
+            Kind::Json => json::write_value(
+                out,
+                &serde_json::from_str::<serde_json::Value>(get::<&str>(row, i)?)
+                    .map_err(|e| format!("holds invalid JSON: {e}"))?,
+            ),
+            Kind::Date => json::write_str(out, &get::<chrono::NaiveDate>(row, i)?.to_string()),
+            Kind::Time => json::write_str(out, &time(&get::<MySqlTime>(row, i)?)),
+            Kind::DateTime => json::write_datetime(out, get::<chrono::NaiveDateTime>(row, i)?, ""),
+            Kind::Timestamp => {
+                json::write_datetime(out, get::<chrono::NaiveDateTime>(row, i)?, "Z")
+            }
+            Kind::Null => json::write_null(out),
+            Kind::Unsupported => return Err("unsupported type".to_string()),
         }
-        Kind::Json => serde_json::from_str(get::<&str>(row, i)?)
-            .map_err(|e| format!("holds invalid JSON: {e}"))?,
-        Kind::Date => Value::String(get::<chrono::NaiveDate>(row, i)?.to_string()),
-        Kind::Time => Value::String(time(&get::<MySqlTime>(row, i)?)),
-        Kind::DateTime => Value::String(
-            get::<chrono::NaiveDateTime>(row, i)?
-                .format("%Y-%m-%dT%H:%M:%S%.f")
-                .to_string(),
-        ),
-        Kind::Timestamp => Value::String(
-            get::<chrono::NaiveDateTime>(row, i)?
-                .and_utc()
-                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-        ),
-        Kind::Null => Value::Null,
-        Kind::Unsupported => return Err("unsupported type".to_string()),
-    })
+        Ok(())
+    };
+    write(out).map_err(|e| (i, e))
 }
 
 /// A TIME as MySQL writes it: a duration that may be negative or past

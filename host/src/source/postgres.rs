@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use super::{BoundQuery, ChunkSender, Native, Problem, SourceError, classify, limit_zero};
 use crate::config::{Source, SourceKind};
-use crate::event::Record;
+use crate::rows::RowChunk;
 use values::RowPlan;
 
 /// Redshift's port when the URL names none.
@@ -78,7 +78,7 @@ impl Postgres {
     pub async fn stream(
         mut self,
         query: &BoundQuery,
-        tx: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SourceError>>,
+        tx: &tokio::sync::mpsc::Sender<Result<RowChunk, SourceError>>,
     ) -> Result<(), SourceError> {
         let err = |e| query_error(query, e, 0);
         let natives = query.natives()?;
@@ -86,10 +86,12 @@ impl Postgres {
         let mut txn = self.conn.begin_with("BEGIN READ ONLY").await.map_err(err)?;
         let stmt = txn.prepare_with(&query.sql, &types).await.map_err(err)?;
         let plan = RowPlan::new(&mut txn, stmt.columns(), &query.model).await?;
-        let mut out = ChunkSender::new(tx);
+        let mut out = ChunkSender::new(tx, query, plan.names())?;
         let mut rows = bind(stmt.query(), natives).fetch(&mut *txn);
         while let Some(row) = rows.try_next().await.map_err(err)? {
-            if !out.push(plan.record(&row, &query.model)?).await {
+            out.rows()
+                .push_row(|i, o| plan.write(&row, i, o, &query.model))?;
+            if !out.send_if_full().await {
                 return Ok(());
             }
         }

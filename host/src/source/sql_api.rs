@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::{BoundQuery, ChunkSender, Column, Native, Param, Problem, SourceError, unbindable};
 use crate::config::Source;
 use crate::event::Record;
+use crate::rows::RowChunk;
 
 pub use key::RsaKey;
 
@@ -343,15 +344,17 @@ pub async fn columns(
 pub async fn stream(
     mut api: impl SqlApi,
     query: &BoundQuery,
-    tx: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SourceError>>,
+    tx: &tokio::sync::mpsc::Sender<Result<RowChunk, SourceError>>,
 ) -> Result<(), SourceError> {
     let err = |f: Failure| f.for_model(&query.model);
     let sql = read_only(&query.sql).map_err(|m| err(Failure::new(Problem::Sql, m)))?;
-    let (_, mut page) = execute(&mut api, sql, &query.params).await.map_err(err)?;
-    let mut out = ChunkSender::new(tx);
+    let (columns, mut page) = execute(&mut api, sql, &query.params).await.map_err(err)?;
+    let names = columns.into_iter().map(|c| c.name).collect();
+    let mut out = ChunkSender::new(tx, query, names)?;
     loop {
         for row in std::mem::take(&mut page.rows) {
-            if !out.push(row).await {
+            out.rows().push_record(&row);
+            if !out.send_if_full().await {
                 return Ok(());
             }
         }

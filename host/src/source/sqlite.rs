@@ -5,7 +5,6 @@
 
 use base64::Engine as _;
 use futures::TryStreamExt;
-use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{
     Column, ConnectOptions, Connection, Executor, Row, SqliteConnection, TypeInfo, ValueRef,
@@ -13,11 +12,11 @@ use sqlx::{
 use std::str::FromStr;
 
 use super::{
-    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, float, integer, limit_zero,
+    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, json, limit_zero,
     prepared_columns,
 };
 use crate::config::Source;
-use crate::event::Record;
+use crate::rows::RowChunk;
 
 pub struct Sqlite {
     conn: SqliteConnection,
@@ -50,17 +49,34 @@ impl Sqlite {
     pub async fn stream(
         mut self,
         query: &BoundQuery,
-        tx: &tokio::sync::mpsc::Sender<Result<Vec<Record>, SourceError>>,
+        tx: &tokio::sync::mpsc::Sender<Result<RowChunk, SourceError>>,
     ) -> Result<(), SourceError> {
-        let mut out = ChunkSender::new(tx);
+        // Names and declared types come with the first row.
+        let mut out: Option<(ChunkSender, Vec<bool>)> = None;
         let mut rows = bind(sqlx::query(&query.sql), query)?.fetch(&mut self.conn);
         while let Some(row) = rows.try_next().await.map_err(|e| query_error(query, e))? {
-            let rec = record(&row).map_err(|e| query_error(query, e))?;
-            if !out.push(rec).await {
+            let (out, booleans) = match &mut out {
+                Some(o) => o,
+                None => {
+                    let names = row.columns().iter().map(|c| c.name().to_string()).collect();
+                    let booleans = row
+                        .columns()
+                        .iter()
+                        .map(|c| c.type_info().name() == "BOOLEAN")
+                        .collect();
+                    out.insert((ChunkSender::new(tx, query, names)?, booleans))
+                }
+            };
+            out.rows()
+                .push_row(|i, o| value(&row, i, booleans[i], o))
+                .map_err(|e| query_error(query, e))?;
+            if !out.send_if_full().await {
                 return Ok(());
             }
         }
-        out.flush().await;
+        if let Some((mut out, _)) = out {
+            out.flush().await;
+        }
         Ok(())
     }
 
@@ -102,30 +118,29 @@ fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
     }
 }
 
-fn record(row: &SqliteRow) -> Result<Record, sqlx::Error> {
-    let mut rec = Record::with_capacity(row.len());
-    for (i, col) in row.columns().iter().enumerate() {
-        let declared_bool = col.type_info().name() == "BOOLEAN";
-        rec.insert(col.name().to_string(), value(row, i, declared_bool)?);
-    }
-    Ok(rec)
-}
-
-fn value(row: &SqliteRow, i: usize, declared_bool: bool) -> Result<Value, sqlx::Error> {
+fn value(
+    row: &SqliteRow,
+    i: usize,
+    declared_bool: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), sqlx::Error> {
     let raw = row.try_get_raw(i)?;
     if raw.is_null() {
-        return Ok(Value::Null);
+        json::write_null(out);
+        return Ok(());
     }
-    Ok(match raw.type_info().name() {
+    match raw.type_info().name() {
         // SQLite stores a BOOLEAN column's values as 0 and 1.
-        "INTEGER" if declared_bool => Value::Bool(row.try_get::<i64, _>(i)? != 0),
-        "INTEGER" => integer(row.try_get::<i64, _>(i)?),
-        "REAL" | "NUMERIC" => float(row.try_get::<f64, _>(i)?),
-        "BLOB" => Value::String(
-            base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(i)?),
+        "INTEGER" if declared_bool => json::write_bool(out, row.try_get::<i64, _>(i)? != 0),
+        "INTEGER" => json::write_integer(out, row.try_get::<i64, _>(i)?),
+        "REAL" | "NUMERIC" => json::write_float(out, row.try_get::<f64, _>(i)?),
+        "BLOB" => json::write_str(
+            out,
+            &base64::engine::general_purpose::STANDARD.encode(row.try_get::<&[u8], _>(i)?),
         ),
-        _ => Value::String(row.try_get::<String, _>(i)?),
-    })
+        _ => json::write_str(out, row.try_get::<&str, _>(i)?),
+    }
+    Ok(())
 }
 
 /// Creates the database from `script` when its file does not exist yet.

@@ -94,7 +94,8 @@ pub enum Commit {
         key: String,
         key_hash: u128,
         fingerprint: u128,
-        record: Record,
+        /// The record as JSON, as the diff fingerprinted it.
+        json: String,
     },
     Delete {
         key: String,
@@ -106,7 +107,8 @@ pub enum Commit {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub fingerprint: u128,
-    pub record: Record,
+    /// The record as JSON.
+    pub json: String,
 }
 
 /// A row the destination did not take (or that failed before it).
@@ -393,7 +395,7 @@ fn hash_of(bytes: Vec<u8>) -> u128 {
 /// statements rather than one per row.
 struct CommitColumns<'a> {
     /// `(key_hash, key, fingerprint, record)` of each upsert.
-    upserts: Vec<(Vec<u8>, &'a str, Vec<u8>, String)>,
+    upserts: Vec<(Vec<u8>, &'a str, Vec<u8>, &'a str)>,
     /// Key hashes of deletions.
     deletes: Vec<Vec<u8>>,
     /// Every committed key: none of them is owed any more.
@@ -412,14 +414,10 @@ fn commit_columns(commits: &[Commit]) -> CommitColumns<'_> {
                 key,
                 key_hash,
                 fingerprint,
-                record,
+                json,
             } => {
-                out.upserts.push((
-                    hash_bytes(*key_hash),
-                    key,
-                    hash_bytes(*fingerprint),
-                    to_json(record),
-                ));
+                out.upserts
+                    .push((hash_bytes(*key_hash), key, hash_bytes(*fingerprint), json));
                 out.keys.push(key);
             }
             Commit::Delete { key, key_hash } => {
@@ -434,7 +432,7 @@ fn commit_columns(commits: &[Commit]) -> CommitColumns<'_> {
 /// The fingerprint and record columns a row error stores for [`RowError::if_dropped`].
 fn if_dropped_columns(e: &RowError) -> (Option<Vec<u8>>, Option<String>) {
     match &e.if_dropped {
-        Some(s) => (Some(hash_bytes(s.fingerprint)), Some(to_json(&s.record))),
+        Some(s) => (Some(hash_bytes(s.fingerprint)), Some(s.json.clone())),
         None => (None, None),
     }
 }

@@ -12,8 +12,10 @@ use serde_json::Value;
 use sqlx::postgres::{PgColumn, PgRow, PgTypeInfo, PgTypeKind};
 use sqlx::{Column, PgConnection, Row, TypeInfo, ValueRef};
 
-use crate::event::Record;
-use crate::source::{Problem, SourceError, classify, decimal, float, integer};
+use std::io::Write as _;
+
+use crate::source::json::{self, Fraction};
+use crate::source::{Problem, SourceError, classify};
 
 /// How to read one type's binary form.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,56 +106,73 @@ impl Decoder {
         }
     }
 
-    fn decode(&self, b: &[u8], money_scale: u32) -> Result<Value, String> {
-        Ok(match self {
-            Decoder::Bool => Value::Bool(*b.first().ok_or("empty boolean")? != 0),
-            Decoder::Int2 => integer(i16::from_be_bytes(fixed(b)?)),
-            Decoder::Int4 => integer(i32::from_be_bytes(fixed(b)?)),
-            Decoder::Int8 => integer(i64::from_be_bytes(fixed(b)?)),
-            Decoder::Oid => integer(u32::from_be_bytes(fixed(b)?)),
+    /// Writes the value in `b` as JSON.
+    fn write(&self, b: &[u8], money_scale: u32, out: &mut Vec<u8>) -> Result<(), String> {
+        match self {
+            Decoder::Bool => json::write_bool(out, *b.first().ok_or("empty boolean")? != 0),
+            Decoder::Int2 => json::write_integer(out, i16::from_be_bytes(fixed(b)?)),
+            Decoder::Int4 => json::write_integer(out, i32::from_be_bytes(fixed(b)?)),
+            Decoder::Int8 => json::write_integer(out, i64::from_be_bytes(fixed(b)?)),
+            Decoder::Oid => json::write_integer(out, u32::from_be_bytes(fixed(b)?)),
             // The shortest text that reads back as the same f32, so a
             // real 0.1 is 0.1 and not 0.10000000149011612.
             Decoder::Float4 => match f32::from_be_bytes(fixed(b)?) {
-                f if f.is_finite() => float(f.to_string().parse().map_err(|_| "bad real")?),
-                f => float(f64::from(f)),
+                f if f.is_finite() => {
+                    json::write_float(out, f.to_string().parse().map_err(|_| "bad real")?)
+                }
+                f => json::write_float(out, f64::from(f)),
             },
-            Decoder::Float8 => float(f64::from_be_bytes(fixed(b)?)),
-            Decoder::Numeric => numeric(b)?,
-            Decoder::Money => decimal(&scaled(i64::from_be_bytes(fixed(b)?), money_scale)),
-            Decoder::Text => Value::String(text(b)?.to_string()),
-            Decoder::Json => json(b)?,
+            Decoder::Float8 => json::write_float(out, f64::from_be_bytes(fixed(b)?)),
+            Decoder::Numeric => json::write_decimal(out, &numeric(b)?),
+            Decoder::Money => {
+                json::write_decimal(out, &scaled(i64::from_be_bytes(fixed(b)?), money_scale))
+            }
+            Decoder::Text => json::write_str(out, text(b)?),
+            Decoder::Json => write_json(b, out)?,
             Decoder::Jsonb => match b.split_first() {
-                Some((1, rest)) => json(rest)?,
+                Some((1, rest)) => write_json(rest, out)?,
                 _ => return Err("unknown jsonb version".into()),
             },
-            Decoder::Uuid => Value::String(uuid::Uuid::from_bytes(fixed(b)?).to_string()),
-            Decoder::Bytea => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
-            Decoder::Date => date(i32::from_be_bytes(fixed(b)?))?,
-            Decoder::Time => Value::String(clock(i64::from_be_bytes(fixed(b)?))),
-            Decoder::TimeTz => {
-                let (micros, zone) = b.split_at_checked(8).ok_or("short timetz")?;
-                let micros = i64::from_be_bytes(fixed(micros)?);
-                // Stored as seconds west of UTC; ISO 8601 counts east.
-                let east = -i32::from_be_bytes(fixed(zone)?);
-                Value::String(format!("{}{}", clock(micros), offset(east)))
+            Decoder::Uuid => json::write_str(
+                out,
+                uuid::Uuid::from_bytes(fixed(b)?)
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            ),
+            Decoder::Bytea => {
+                json::write_str(out, &base64::engine::general_purpose::STANDARD.encode(b))
             }
-            Decoder::Timestamp => timestamp(i64::from_be_bytes(fixed(b)?), "")?,
-            Decoder::TimestampTz => timestamp(i64::from_be_bytes(fixed(b)?), "Z")?,
+            Decoder::Date => date(i32::from_be_bytes(fixed(b)?), out)?,
+            Decoder::Time => quoted(out, |out| {
+                clock(i64::from_be_bytes(fixed(b)?), out);
+                Ok(())
+            })?,
+            Decoder::TimeTz => quoted(out, |out| {
+                let (micros, zone) = b.split_at_checked(8).ok_or("short timetz")?;
+                clock(i64::from_be_bytes(fixed(micros)?), out);
+                // Stored as seconds west of UTC; ISO 8601 counts east.
+                out.extend_from_slice(offset(-i32::from_be_bytes(fixed(zone)?)).as_bytes());
+                Ok(())
+            })?,
+            Decoder::Timestamp => timestamp(i64::from_be_bytes(fixed(b)?), "", out)?,
+            Decoder::TimestampTz => timestamp(i64::from_be_bytes(fixed(b)?), "Z", out)?,
             Decoder::Interval => {
                 let micros = i64::from_be_bytes(fixed(b.get(0..8).ok_or("short interval")?)?);
                 let days = i32::from_be_bytes(fixed(b.get(8..12).ok_or("short interval")?)?);
                 let months = i32::from_be_bytes(fixed(b.get(12..16).ok_or("short interval")?)?);
-                Value::String(interval(months, days, micros))
+                json::write_str(out, &interval(months, days, micros))
             }
-            Decoder::Inet => Value::String(inet(b)?),
-            Decoder::MacAddr => Value::String(
-                b.iter()
+            Decoder::Inet => json::write_str(out, &inet(b)?),
+            Decoder::MacAddr => json::write_str(
+                out,
+                &b.iter()
                     .map(|byte| format!("{byte:02x}"))
                     .collect::<Vec<_>>()
                     .join(":"),
             ),
-            Decoder::Array(element) => array(b, element, money_scale)?,
-        })
+            Decoder::Array(element) => array(b, element, money_scale, out)?,
+        }
+        Ok(())
     }
 }
 
@@ -201,27 +220,37 @@ impl RowPlan {
         })
     }
 
-    pub fn record(&self, row: &PgRow, model: &str) -> Result<Record, SourceError> {
-        let mut rec = Record::with_capacity(self.columns.len());
-        for (i, (name, decoder)) in self.columns.iter().enumerate() {
-            let v = row
-                .try_get_raw(i)
-                .map_err(|e| e.to_string())
-                .and_then(|raw| match raw.is_null() {
-                    true => Ok(Value::Null),
-                    false => raw
-                        .as_bytes()
-                        .map_err(|e| e.to_string())
-                        .and_then(|b| decoder.decode(b, self.money_scale)),
-                })
-                .map_err(|e| SourceError::Query {
-                    model: model.to_string(),
-                    problem: Problem::Other,
-                    message: format!("column `{name}`: cannot read the value: {e}"),
-                })?;
-            rec.insert(name.clone(), v);
-        }
-        Ok(rec)
+    /// The columns' names, in query order.
+    pub fn names(&self) -> Vec<String> {
+        self.columns.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Writes column `i` of `row` as JSON.
+    pub fn write(
+        &self,
+        row: &PgRow,
+        i: usize,
+        out: &mut Vec<u8>,
+        model: &str,
+    ) -> Result<(), SourceError> {
+        let (name, decoder) = &self.columns[i];
+        row.try_get_raw(i)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| match raw.is_null() {
+                true => {
+                    json::write_null(out);
+                    Ok(())
+                }
+                false => raw
+                    .as_bytes()
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| decoder.write(b, self.money_scale, out)),
+            })
+            .map_err(|e| SourceError::Query {
+                model: model.to_string(),
+                problem: Problem::Other,
+                message: format!("column `{name}`: cannot read the value: {e}"),
+            })
     }
 }
 
@@ -234,13 +263,28 @@ fn text(b: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))
 }
 
-fn json(b: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}"))
+/// JSON text from the database, re-encoded in Ebb's compact form (nested,
+/// not a string).
+fn write_json(b: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let v: Value = serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}"))?;
+    json::write_value(out, &v);
+    Ok(())
+}
+
+/// A JSON string written by `write`, which adds no characters needing escapes.
+fn quoted(
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<(), String> {
+    out.push(b'"');
+    write(out)?;
+    out.push(b'"');
+    Ok(())
 }
 
 /// `numeric`: base-10000 digits with a weight, a sign and a display scale,
-/// written out as plain decimal digits.
-fn numeric(b: &[u8]) -> Result<Value, String> {
+/// written out as plain decimal digits (or NaN, Infinity, -Infinity).
+fn numeric(b: &[u8]) -> Result<String, String> {
     let word = |i: usize| -> Result<u16, String> {
         Ok(u16::from_be_bytes(fixed(
             b.get(i * 2..i * 2 + 2).ok_or("short numeric")?,
@@ -249,12 +293,12 @@ fn numeric(b: &[u8]) -> Result<Value, String> {
     let ndigits = usize::from(word(0)?);
     let weight = i64::from(word(1)? as i16);
     let scale = usize::from(word(3)?);
-    let sign = match word(2)? {
-        0x0000 => "",
-        0x4000 => "-",
-        0xC000 => return Ok(Value::String("NaN".into())),
-        0xD000 => return Ok(Value::String("Infinity".into())),
-        0xF000 => return Ok(Value::String("-Infinity".into())),
+    let negative = match word(2)? {
+        0x0000 => false,
+        0x4000 => true,
+        0xC000 => return Ok("NaN".into()),
+        0xD000 => return Ok("Infinity".into()),
+        0xF000 => return Ok("-Infinity".into()),
         other => return Err(format!("unknown numeric sign {other:#x}")),
     };
     let digit = |i: i64| -> Result<u16, String> {
@@ -263,29 +307,38 @@ fn numeric(b: &[u8]) -> Result<Value, String> {
             _ => Ok(0),
         }
     };
-    let mut whole = String::new();
+    let four = |text: &mut String, d: u16| {
+        for unit in [1000, 100, 10, 1] {
+            text.push(char::from(b'0' + (d / unit % 10) as u8));
+        }
+    };
+    let mut text = String::with_capacity(8 + 4 * (weight.max(0) as usize) + scale);
+    text.push('-');
     for i in 0..=weight {
-        match whole.is_empty() {
-            true => whole = digit(i)?.to_string(),
-            false => whole.push_str(&format!("{:04}", digit(i)?)),
+        match i {
+            0 => text.push_str(&digit(i)?.to_string()),
+            _ => four(&mut text, digit(i)?),
         }
     }
-    if whole.is_empty() {
-        whole.push('0');
+    if weight < 0 {
+        text.push('0');
     }
-    let mut fraction = String::with_capacity(scale + 4);
-    let mut i = weight + 1;
-    while fraction.len() < scale {
-        fraction.push_str(&format!("{:04}", digit(i)?));
-        i += 1;
+    if scale > 0 {
+        text.push('.');
+        let point = text.len();
+        let mut i = weight + 1;
+        while text.len() - point < scale {
+            four(&mut text, digit(i)?);
+            i += 1;
+        }
+        text.truncate(point + scale);
     }
-    fraction.truncate(scale);
-    let zero = whole == "0" && !fraction.contains(|c| c != '0');
-    let sign = if zero { "" } else { sign };
-    Ok(decimal(&match scale {
-        0 => format!("{sign}{whole}"),
-        _ => format!("{sign}{whole}.{fraction}"),
-    }))
+    // Zero has no sign.
+    let zero = !text.bytes().any(|c| c.is_ascii_digit() && c != b'0');
+    if !negative || zero {
+        text.remove(0);
+    }
+    Ok(text)
 }
 
 /// A count of minor units as a decimal with `scale` digits after the point.
@@ -304,54 +357,54 @@ fn scaled(units: i64, scale: u32) -> String {
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 /// Days since 2000-01-01, Postgres's epoch; the extremes are ±infinity.
-fn date(days: i32) -> Result<Value, String> {
-    Ok(Value::String(match days {
-        i32::MAX => "infinity".into(),
-        i32::MIN => "-infinity".into(),
-        _ => calendar_day(i64::from(days))?,
-    }))
+fn date(days: i32, out: &mut Vec<u8>) -> Result<(), String> {
+    match days {
+        i32::MAX => json::write_str(out, "infinity"),
+        i32::MIN => json::write_str(out, "-infinity"),
+        _ => quoted(out, |out| calendar_day(i64::from(days), out))?,
+    }
+    Ok(())
 }
 
-fn calendar_day(days: i64) -> Result<String, String> {
+fn calendar_day(days: i64, out: &mut Vec<u8>) -> Result<(), String> {
+    use chrono::Datelike;
     let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).ok_or("bad epoch")?;
-    epoch
+    let day = epoch
         .checked_add_signed(chrono::TimeDelta::days(days))
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .ok_or_else(|| format!("date {days} days after 2000-01-01 is out of range"))
+        .ok_or_else(|| format!("date {days} days after 2000-01-01 is out of range"))?;
+    if !json::write_date(out, day.year(), day.month(), day.day()) {
+        let _ = write!(out, "{}", day.format("%Y-%m-%d"));
+    }
+    Ok(())
 }
 
 /// Microseconds since 2000-01-01 00:00; the extremes are ±infinity.
-fn timestamp(micros: i64, zone: &str) -> Result<Value, String> {
-    Ok(Value::String(match micros {
-        i64::MAX => "infinity".into(),
-        i64::MIN => "-infinity".into(),
-        _ => format!(
-            "{}T{}{zone}",
-            calendar_day(micros.div_euclid(MICROS_PER_DAY))?,
-            clock(micros.rem_euclid(MICROS_PER_DAY))
-        ),
-    }))
+fn timestamp(micros: i64, zone: &str, out: &mut Vec<u8>) -> Result<(), String> {
+    match micros {
+        i64::MAX => json::write_str(out, "infinity"),
+        i64::MIN => json::write_str(out, "-infinity"),
+        _ => quoted(out, |out| {
+            calendar_day(micros.div_euclid(MICROS_PER_DAY), out)?;
+            out.push(b'T');
+            clock(micros.rem_euclid(MICROS_PER_DAY), out);
+            out.extend_from_slice(zone.as_bytes());
+            Ok(())
+        })?,
+    }
+    Ok(())
 }
 
 /// `HH:MM:SS[.ffffff]` for microseconds since midnight (24:00:00 included,
 /// as Postgres allows).
-fn clock(micros: i64) -> String {
-    let seconds = micros / 1_000_000;
-    format!(
-        "{:02}:{:02}:{:02}{}",
-        seconds / 3600,
-        seconds / 60 % 60,
-        seconds % 60,
-        fraction(micros % 1_000_000)
-    )
+fn clock(micros: i64, out: &mut Vec<u8>) {
+    let seconds = (micros / 1_000_000) as u32;
+    json::write_clock(out, seconds / 3600, seconds / 60 % 60, seconds % 60);
+    json::write_fraction(out, nanos(micros), Fraction::Trimmed);
 }
 
-/// `.f` with at most six digits and no trailing zeros; empty for none.
-fn fraction(micros: i64) -> String {
-    match micros.unsigned_abs() {
-        0 => String::new(),
-        us => format!(".{us:06}").trim_end_matches('0').to_string(),
-    }
+/// The nanoseconds in the fraction of a second of a count of microseconds.
+fn nanos(micros: i64) -> u32 {
+    (micros % 1_000_000).unsigned_abs() as u32 * 1000
 }
 
 /// A UTC offset in seconds east, as `+HH:MM[:SS]`.
@@ -388,10 +441,12 @@ fn interval(months: i32, days: i32, micros: i64) -> String {
         }
         if rest != 0 {
             let sign = if rest < 0 { "-" } else { "" };
+            let mut fraction = Vec::new();
+            json::write_fraction(&mut fraction, nanos(rest), Fraction::Trimmed);
             out.push_str(&format!(
                 "{sign}{}{}S",
                 (rest / 1_000_000).abs(),
-                fraction(rest % 1_000_000)
+                String::from_utf8_lossy(&fraction)
             ));
         }
     }
@@ -423,7 +478,7 @@ fn inet(b: &[u8]) -> Result<String, String> {
 }
 
 /// Arrays of any number of dimensions, as nested JSON arrays.
-fn array(b: &[u8], element: &Decoder, money_scale: u32) -> Result<Value, String> {
+fn array(b: &[u8], element: &Decoder, money_scale: u32, out: &mut Vec<u8>) -> Result<(), String> {
     let int = |at: usize| -> Result<i32, String> {
         Ok(i32::from_be_bytes(fixed(
             b.get(at..at + 4).ok_or("short array")?,
@@ -433,55 +488,90 @@ fn array(b: &[u8], element: &Decoder, money_scale: u32) -> Result<Value, String>
     let lengths = (0..dims)
         .map(|d| usize::try_from(int(12 + d * 8)?).map_err(|_| "negative length".to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    let count = match dims {
-        0 => 0,
-        _ => lengths
-            .iter()
-            .try_fold(1_usize, |n, len| n.checked_mul(*len))
-            .ok_or("array too large")?,
-    };
     let mut at = 12 + dims * 8;
-    let mut items = Vec::with_capacity(count.min(b.len() / 4));
-    for _ in 0..count {
+    let mut next = |out: &mut Vec<u8>| -> Result<(), String> {
         let len = int(at)?;
         at += 4;
-        items.push(match usize::try_from(len) {
-            Err(_) => Value::Null,
+        match usize::try_from(len) {
+            Err(_) => json::write_null(out),
             Ok(len) => {
                 let bytes = b.get(at..at + len).ok_or("short array element")?;
                 at += len;
-                element.decode(bytes, money_scale)?
+                element.write(bytes, money_scale, out)?;
             }
-        });
-    }
-    let mut items = items.into_iter();
-    Ok(nest(&mut items, &lengths))
+        }
+        Ok(())
+    };
+    nest(&lengths, &mut next, out)
 }
 
-fn nest(items: &mut impl Iterator<Item = Value>, lengths: &[usize]) -> Value {
-    match lengths {
-        [] => Value::Array(Vec::new()),
-        [n] => Value::Array(items.take(*n).collect()),
-        [n, inner @ ..] => Value::Array((0..*n).map(|_| nest(items, inner)).collect()),
+/// Writes an array of `lengths[0]` items, each an array of the remaining
+/// lengths, with the elements `next` writes in order.
+fn nest(
+    lengths: &[usize],
+    next: &mut impl FnMut(&mut Vec<u8>) -> Result<(), String>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    out.push(b'[');
+    if let Some((n, inner)) = lengths.split_first() {
+        for k in 0..*n {
+            if k > 0 {
+                out.push(b',');
+            }
+            match inner {
+                [] => next(out)?,
+                _ => nest(inner, next, out)?,
+            }
+        }
     }
+    out.push(b']');
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    fn written(write: impl FnOnce(&mut Vec<u8>) -> Result<(), String>) -> String {
+        let mut out = Vec::new();
+        write(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
 
     #[test]
     fn durations_and_clocks() {
         assert_eq!(interval(0, 0, 0), "PT0S");
         assert_eq!(interval(14, 3, 14_706_500_000), "P1Y2M3DT4H5M6.5S");
         assert_eq!(interval(-1, -2, -3_000_001), "P-1M-2DT-3.000001S");
-        assert_eq!(clock(86_400_000_000), "24:00:00");
+        let clock_of = |micros| {
+            written(|o| {
+                clock(micros, o);
+                Ok(())
+            })
+        };
+        assert_eq!(clock_of(86_400_000_000), "24:00:00");
+        assert_eq!(clock_of(45_296_120_000), "12:34:56.12");
         assert_eq!(offset(-(5 * 3600 + 30 * 60)), "-05:30");
         assert_eq!(scaled(-5, 2), "-0.05");
         assert_eq!(
-            timestamp(-1, "Z").unwrap(),
-            json!("1999-12-31T23:59:59.999999Z")
+            written(|o| timestamp(-1, "Z", o)),
+            "\"1999-12-31T23:59:59.999999Z\""
         );
+        assert_eq!(written(|o| timestamp(i64::MAX, "", o)), "\"infinity\"");
+        assert_eq!(written(|o| date(-730_119 - 1, o)), "\"0000-12-31\"");
+    }
+
+    #[test]
+    fn numerics_keep_every_digit() {
+        // (ndigits, weight, sign, dscale, base-10000 digits…)
+        let numeric_of = |words: &[u16]| {
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            numeric(&bytes).unwrap()
+        };
+        assert_eq!(numeric_of(&[2, 0, 0x4000, 2, 12, 3400]), "-12.34");
+        assert_eq!(numeric_of(&[1, 1, 0, 0, 5]), "50000");
+        assert_eq!(numeric_of(&[1, 0xffff, 0, 5, 12]), "0.00120");
+        assert_eq!(numeric_of(&[0, 0, 0x4000, 2]), "0.00");
+        assert_eq!(numeric_of(&[0, 0, 0xC000, 0]), "NaN");
     }
 }

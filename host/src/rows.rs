@@ -1,0 +1,283 @@
+//! Extracted rows as JSON text, written once by the source and read in
+//! place by everything after it.
+//!
+//! A model can return tens of millions of rows, and most of them are
+//! unchanged: all the diff needs of a row is its key, its fingerprint (a
+//! hash of its JSON) and its JSON, to park until the snapshot is compared.
+//! So a source writes each row straight into a chunk's buffer as a JSON
+//! object, columns in query order, and notes where each value lies. Nothing
+//! is allocated per row or per column, the column names are written from
+//! one shared [`Header`], and only the rows that changed are ever parsed
+//! back into a [`Record`].
+//!
+//! The encoding is serde_json's compact form of the same record, so a
+//! row's fingerprint does not depend on which of the two wrote it.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::event::Record;
+
+/// A chunk is handed on once it holds this many rows…
+pub const ROWS_PER_CHUNK: usize = 512;
+/// …or this many bytes of JSON, whichever comes first.
+const BYTES_PER_CHUNK: usize = 4 << 20;
+
+/// A query's column names, shared by every chunk of its rows.
+#[derive(Debug)]
+pub struct Header {
+    names: Vec<String>,
+    /// `{"name":` for the first column, `,"name":` for the others.
+    prefixes: Vec<Vec<u8>>,
+}
+
+impl Header {
+    /// Refuses a result naming a column twice: a record has one value per
+    /// name, and which of the two to keep cannot be guessed.
+    pub fn new(names: Vec<String>) -> Result<Arc<Header>, String> {
+        check_names(names.iter().map(String::as_str))?;
+        let prefixes = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut p = Vec::with_capacity(name.len() + 4);
+                p.push(if i == 0 { b'{' } else { b',' });
+                // Writing a string into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut p, name);
+                p.push(b':');
+                p
+            })
+            .collect();
+        Ok(Arc::new(Header { names, prefixes }))
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+}
+
+/// Refuses a column named twice.
+pub fn check_names<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    for name in names {
+        if !seen.insert(name) {
+            return Err(format!(
+                "the result has two columns named `{name}`; give one of them another name with AS"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Rows of one query, each a JSON object in one shared buffer.
+#[derive(Debug)]
+pub struct RowChunk {
+    header: Arc<Header>,
+    buf: Vec<u8>,
+    /// Where each row's object starts in `buf`; it ends where the next
+    /// starts (the last at the buffer's end).
+    starts: Vec<usize>,
+    /// Each row's values in `buf`, `width` per row.
+    values: Vec<Range<usize>>,
+}
+
+impl RowChunk {
+    pub fn new(header: Arc<Header>) -> RowChunk {
+        RowChunk {
+            values: Vec::with_capacity(ROWS_PER_CHUNK * header.names.len()),
+            header,
+            buf: Vec::new(),
+            starts: Vec::with_capacity(ROWS_PER_CHUNK),
+        }
+    }
+
+    pub fn header(&self) -> &Arc<Header> {
+        &self.header
+    }
+
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// Whether the chunk is big enough to hand on.
+    pub fn is_full(&self) -> bool {
+        self.starts.len() >= ROWS_PER_CHUNK || self.buf.len() >= BYTES_PER_CHUNK
+    }
+
+    /// Appends a row: `write(i, out)` writes column `i`'s value as JSON.
+    /// On an error nothing of the row is kept.
+    pub fn push_row<E>(
+        &mut self,
+        mut write: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let start = self.buf.len();
+        let first_value = self.values.len();
+        for (i, prefix) in self.header.prefixes.iter().enumerate() {
+            self.buf.extend_from_slice(prefix);
+            let at = self.buf.len();
+            if let Err(e) = write(i, &mut self.buf) {
+                self.buf.truncate(start);
+                self.values.truncate(first_value);
+                return Err(e);
+            }
+            self.values.push(at..self.buf.len());
+        }
+        if self.header.prefixes.is_empty() {
+            self.buf.push(b'{');
+        }
+        self.buf.push(b'}');
+        self.starts.push(start);
+        Ok(())
+    }
+
+    /// Appends a record built elsewhere: each column's value by its name
+    /// (null where the record has none).
+    pub fn push_record(&mut self, record: &Record) {
+        let header = Arc::clone(&self.header);
+        let result: Result<(), std::convert::Infallible> = self.push_row(|i, out| {
+            let value = record.get(&header.names[i]).unwrap_or(&Value::Null);
+            let _ = serde_json::to_writer(out, value);
+            Ok(())
+        });
+        let Ok(()) = result;
+    }
+
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = RowRef<'_>> {
+        (0..self.len()).map(move |index| RowRef { chunk: self, index })
+    }
+}
+
+/// One row of a chunk.
+#[derive(Clone, Copy)]
+pub struct RowRef<'a> {
+    chunk: &'a RowChunk,
+    index: usize,
+}
+
+impl<'a> RowRef<'a> {
+    /// The whole record as a JSON object.
+    pub fn json(&self) -> &'a [u8] {
+        let c = self.chunk;
+        let start = c.starts[self.index];
+        let end = c.starts.get(self.index + 1).copied().unwrap_or(c.buf.len());
+        &c.buf[start..end]
+    }
+
+    /// Column `i`'s value as JSON.
+    pub fn value(&self, i: usize) -> &'a [u8] {
+        let c = self.chunk;
+        let width = c.header.names.len();
+        &c.buf[c.values[self.index * width + i].clone()]
+    }
+
+    /// The value of the column named `name` as JSON, if there is one.
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        self.chunk.header.position(name).map(|i| self.value(i))
+    }
+
+    /// Each column's name and its value as JSON, in query order.
+    pub fn columns(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + use<'a> {
+        let row = *self;
+        let names = &self.chunk.header.names;
+        names
+            .iter()
+            .enumerate()
+            .map(move |(i, name)| (name.as_str(), row.value(i)))
+    }
+
+    /// Column `i`'s value, parsed.
+    pub fn parse_value(&self, i: usize) -> Value {
+        parse(self.value(i))
+    }
+
+    /// The record, parsed (for the rows that go on past the diff).
+    pub fn record(&self) -> Record {
+        match parse(self.json()) {
+            Value::Object(record) => record,
+            _ => Record::new(),
+        }
+    }
+}
+
+/// Parses JSON the sources wrote, which is valid by construction.
+fn parse(json: &[u8]) -> Value {
+    serde_json::from_slice(json).unwrap_or(Value::Null)
+}
+
+/// A value's text as a key: a string's contents, anything else as JSON.
+/// `None` for null. Borrowed unless the string holds escapes.
+pub fn key_text(json: &[u8]) -> Option<Cow<'_, str>> {
+    let text = |b| String::from_utf8_lossy(b);
+    match json {
+        b"null" => None,
+        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => Some(text(inner)),
+        [b'"', ..] => match parse(json) {
+            Value::String(s) => Some(Cow::Owned(s)),
+            _ => None,
+        },
+        other => Some(text(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_are_serde_jsons_compact_encoding() {
+        let header = Header::new(vec!["id".into(), "na\"me".into(), "tags".into()]).unwrap();
+        let mut chunk = RowChunk::new(header);
+        let record = |v: Value| v.as_object().unwrap().clone();
+        chunk.push_record(&record(
+            json!({"tags": {"a": [1, 2]}, "id": 1, "na\"me": "é\n"}),
+        ));
+        chunk.push_record(&record(json!({"id": "k\"1", "tags": []})));
+        let failed: Result<(), &str> = chunk.push_row(|i, out| match i {
+            0 => {
+                out.extend_from_slice(b"3");
+                Ok(())
+            }
+            _ => Err("unreadable"),
+        });
+        assert_eq!(failed, Err("unreadable"));
+        assert_eq!(chunk.len(), 2);
+
+        let rows: Vec<RowRef> = chunk.rows().collect();
+        let want = json!({"id": 1, "na\"me": "é\n", "tags": {"a": [1, 2]}});
+        assert_eq!(rows[0].json(), serde_json::to_vec(&want).unwrap());
+        assert_eq!(Value::Object(rows[0].record()), want);
+        assert_eq!(rows[1].value(1), b"null");
+        assert_eq!(rows[1].parse_value(2), json!([]));
+        assert_eq!(key_text(rows[0].value(0)).as_deref(), Some("1"));
+        assert_eq!(key_text(rows[1].value(0)).as_deref(), Some("k\"1"));
+        assert_eq!(key_text(rows[0].value(1)).as_deref(), Some("é\n"));
+        assert_eq!(key_text(rows[1].value(1)), None);
+        let names: Vec<&str> = rows[1].columns().map(|(n, _)| n).collect();
+        assert_eq!(names, ["id", "na\"me", "tags"]);
+    }
+
+    #[test]
+    fn a_column_named_twice_is_refused() {
+        let e = Header::new(vec!["id".into(), "email".into(), "id".into()]).unwrap_err();
+        assert!(e.contains("two columns named `id`"), "{e}");
+    }
+
+    #[test]
+    fn a_result_without_columns_is_an_empty_object() {
+        let mut chunk = RowChunk::new(Header::new(Vec::new()).unwrap());
+        chunk.push_record(&Record::new());
+        assert_eq!(chunk.rows().next().unwrap().json(), b"{}");
+    }
+}
