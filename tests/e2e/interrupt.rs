@@ -6,15 +6,16 @@
 //! heartbeat is stale. The scenarios take the project so `state_postgres`
 //! runs them again with the state in Postgres.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::changes::all_added;
+use crate::support::background::Background;
 use crate::support::config::Config;
 use crate::support::events::assert_events;
-use crate::support::project::{Project, Run, SYNC};
+use crate::support::project::{Project, Run};
 use crate::support::server::{Reply, Server};
-use crate::support::state::sqlite_exec;
+use crate::support::state::{STALE_RUNS, sqlite_exec};
 use crate::support::warehouse::Warehouse;
 
 /// A project whose endpoint hangs, with a call limit far beyond the test.
@@ -48,21 +49,11 @@ config = {{ url = "{url}" }}
 /// Starts `ebb run` in the background and waits until its batch is at the
 /// endpoint.
 fn start_run(project: &Project, server: &Server) -> Child {
-    let child = project
-        .command(&["run", SYNC, "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ebb");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while server.requests().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the run never reached the endpoint"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
+    let mut run = Background::start(project);
+    run.wait_until("the run reached the endpoint", || {
+        !server.requests().is_empty()
+    });
+    run.into_child()
 }
 
 fn terminate(child: Child) -> (Option<i32>, Duration, String) {
@@ -181,7 +172,7 @@ pub fn a_dead_run_is_taken_over_once_its_heartbeat_is_stale(
 
     project.run().assert_status("skipped");
 
-    backdate("UPDATE runs SET heartbeat_at = heartbeat_at - 60000 WHERE status = 'running'");
+    backdate(STALE_RUNS);
     let next = project.run_ok();
     assert_eq!(next.count("sent"), 4);
     assert_events(&server.accepted(), &all_added(1..=4));
@@ -212,7 +203,7 @@ pub fn a_late_run_that_was_taken_over_stops(project: &Project, backdate: &dyn Fn
     // The late run keeps beating every few seconds and may refresh its
     // heartbeat between the two steps; then the claim is skipped: retry.
     let taken_over = (0..5).find_map(|_| {
-        backdate("UPDATE runs SET heartbeat_at = heartbeat_at - 60000 WHERE status = 'running'");
+        backdate(STALE_RUNS);
         let run = project.run();
         (run.status() != "skipped").then_some(run)
     });

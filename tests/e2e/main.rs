@@ -9,6 +9,7 @@ mod builtin_transforms;
 mod changes;
 mod check_diagnoses;
 mod config_errors;
+mod crash;
 mod cursor;
 mod egress;
 mod errors_drop;

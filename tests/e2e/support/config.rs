@@ -82,12 +82,24 @@ impl Config {
     /// flight (so scripted answers hit batches deterministically) of at
     /// most `batch_size` events, each call limited to 3 s.
     pub fn http(self, server: &Server, allow_host: &str, batch_size: usize) -> Config {
+        self.http_within(server, allow_host, batch_size, 3)
+    }
+
+    /// [`Config::http`] with each call limited to `timeout_secs`, for tests
+    /// that hold a request open while they act.
+    pub fn http_within(
+        self,
+        server: &Server,
+        allow_host: &str,
+        batch_size: usize,
+        timeout_secs: u64,
+    ) -> Config {
         self.destination(&format!(
             r#"[destinations.out]
 plugin = "ebb:http"
 allow_hosts = ["{allow_host}"]
 max_in_flight = 1
-timeout_secs = 3
+timeout_secs = {timeout_secs}
 config = {{ url = "{url}", batch_size = {batch_size} }}
 "#,
             url = server.url()

@@ -1,7 +1,7 @@
 //! Expected event envelopes and order-independent comparison of delivered
 //! ones: a run promises which changes arrive, not in which order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
@@ -63,6 +63,62 @@ pub fn assert_events(got: &[Value], want: &[Value]) {
             pretty(want)
         );
     }
+}
+
+/// Asserts `got` holds every event in `want` (any order) and nothing else,
+/// where the events of the ids in `repeated` arrive exactly twice and all
+/// others exactly once: at-least-once delivery whose duplicates are only
+/// the ones a test expects (e.g. of batches in flight when a run died).
+pub fn assert_events_repeating(got: &[Value], want: &[Value], repeated: &BTreeSet<String>) {
+    let want_map = by_id(want);
+    let mut times: BTreeMap<String, usize> = BTreeMap::new();
+    for event in got {
+        let id = event_id(event);
+        match want_map.get(&id) {
+            Some(expected) if expected == event => *times.entry(id).or_default() += 1,
+            Some(expected) => panic!(
+                "event for id {id} differs
+--- got
+{event}
+--- want
+{expected}"
+            ),
+            None => panic!("unexpected event: {event}"),
+        }
+    }
+    let missing: Vec<&String> = want_map
+        .keys()
+        .filter(|id| !times.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} changes never arrived: {}",
+        missing.len(),
+        want.len(),
+        sample(&missing)
+    );
+    let wrong: Vec<String> = times
+        .iter()
+        .filter(|(id, n)| **n != if repeated.contains(*id) { 2 } else { 1 })
+        .map(|(id, n)| format!("{id} ×{n}"))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} ids arrived a wrong number of times ({} were expected twice, the rest once): {}",
+        wrong.len(),
+        repeated.len(),
+        sample(&wrong)
+    );
+}
+
+/// The first few items, and how many more there are.
+fn sample<T: std::fmt::Display>(items: &[T]) -> String {
+    const SHOWN: usize = 20;
+    let mut text: Vec<String> = items.iter().take(SHOWN).map(T::to_string).collect();
+    if items.len() > SHOWN {
+        text.push(format!("… and {} more", items.len() - SHOWN));
+    }
+    text.join(", ")
 }
 
 fn pretty(events: &[Value]) -> String {

@@ -1,11 +1,13 @@
 //! Shared harness: a project in a temp dir, the source warehouses, a local
 //! HTTP destination and helpers to compare delivered events.
 
+pub mod background;
 pub mod cmd;
 pub mod config;
 pub mod events;
 pub mod fakes;
 pub mod fixture;
+pub mod pglock;
 pub mod project;
 pub mod relay;
 pub mod server;

@@ -1,7 +1,8 @@
 //! A local HTTP destination endpoint for the `ebb:http` plugin: it records
 //! every request and answers as the test scripts it (accept, refuse given
-//! ids, 503/429 with or without Retry-After, answer late, or hang). It listens on
-//! loopback only and talks to nothing else.
+//! ids, 503/429 with or without Retry-After, answer late, hang, or hold the
+//! answer until the test lets it go). It listens on loopback only and talks
+//! to nothing else.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
+use tokio::sync::Notify;
 
 /// How the server answers a request.
 #[derive(Clone, Debug)]
@@ -28,6 +30,9 @@ pub enum Reply {
     Hang,
     /// Answers like [`Reply::Accept`], but only after this long.
     Delay(Duration),
+    /// Answers like [`Reply::Accept`] once [`Server::release`] lets it go,
+    /// so a test can act while the sender waits; logged as answered 200.
+    Hold,
 }
 
 /// One request the server saw and what it answered.
@@ -66,6 +71,8 @@ struct Inner {
     log: Vec<Received>,
     rejects: BTreeMap<String, String>,
     scripts: Vec<Script>,
+    /// Lets one [`Reply::Hold`] answer.
+    release: Arc<Notify>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -123,6 +130,11 @@ impl Server {
             reply,
             remaining: times,
         });
+    }
+
+    /// Lets the request held by [`Reply::Hold`] (or the next one) answer.
+    pub fn release(&self) {
+        self.lock().release.notify_one();
     }
 
     /// Back to accepting everything.
@@ -185,7 +197,7 @@ async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
             })
             .unwrap_or(Reply::Accept);
         let (status, rejected) = match &reply {
-            Reply::Accept | Reply::Delay(_) => (
+            Reply::Accept | Reply::Delay(_) | Reply::Hold => (
                 200,
                 events
                     .iter()
@@ -208,15 +220,19 @@ async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
             status,
             rejected,
         });
-        (reply, body)
+        (reply, body, inner.release.clone())
     };
     match reply {
-        (Reply::Delay(pause), body) => {
+        (Reply::Delay(pause), body, _) => {
             tokio::time::sleep(pause).await;
             (StatusCode::OK, axum::Json(body)).into_response()
         }
-        (Reply::Accept, body) => (StatusCode::OK, axum::Json(body)).into_response(),
-        (Reply::Status { code, retry_after }, _) => {
+        (Reply::Hold, body, release) => {
+            release.notified().await;
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        (Reply::Accept, body, _) => (StatusCode::OK, axum::Json(body)).into_response(),
+        (Reply::Status { code, retry_after }, _, _) => {
             let mut response = StatusCode::from_u16(code)
                 .expect("valid status")
                 .into_response();
@@ -227,7 +243,7 @@ async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
             }
             response
         }
-        (Reply::Hang, _) => {
+        (Reply::Hang, _, _) => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
         }

@@ -13,6 +13,12 @@ use tokio::runtime::Runtime;
 
 use super::warehouse::{POSTGRES_URL, postgres_or_skip, runtime, unique_schema};
 
+/// Ages the heartbeat of every running run by a minute, past the 30 s after
+/// which the next claim closes it as abandoned: what a killed process's run
+/// looks like once that time has passed, without waiting for it.
+pub const STALE_RUNS: &str =
+    "UPDATE runs SET heartbeat_at = heartbeat_at - 60000 WHERE status = 'running'";
+
 pub struct PostgresState {
     rt: Runtime,
     pool: PgPool,

@@ -190,14 +190,24 @@ impl Warehouse {
         result.unwrap_or_else(|e| panic!("warehouse query failed: {sql}: {e}"))
     }
 
-    /// Inserts users `ids` with the fields [`user`] describes.
+    /// Inserts users `ids` with the fields [`user`] describes, in one
+    /// statement.
     pub fn insert_users(&self, ids: impl IntoIterator<Item = i64>) {
-        for id in ids {
-            let fields = user(id);
+        let rows: Vec<String> = ids
+            .into_iter()
+            .map(|id| {
+                let fields = user(id);
+                format!(
+                    "({id}, '{}', '{}', '[]')",
+                    fields["email"].as_str().expect("email"),
+                    fields["plan"].as_str().expect("plan"),
+                )
+            })
+            .collect();
+        if !rows.is_empty() {
             self.exec(&format!(
-                "INSERT INTO users (id, email, plan, pairs) VALUES ({id}, '{}', '{}', '[]')",
-                fields["email"].as_str().expect("email"),
-                fields["plan"].as_str().expect("plan"),
+                "INSERT INTO users (id, email, plan, pairs) VALUES {}",
+                rows.join(", ")
             ));
         }
     }

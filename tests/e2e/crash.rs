@@ -1,0 +1,393 @@
+//! Crash safety of `ebb run`. A run killed with SIGKILL while it extracts,
+//! diffs, has batches in flight or commits leaves the sync such that the
+//! next run (once the dead run's heartbeat is stale) delivers every change
+//! at least once, nothing missing, and repeats exactly what the dead run had
+//! delivered but not committed; a third run sends nothing. A destination
+//! that answers 503 for a while ends the same way, across as many runs as
+//! it takes, without repeating anything.
+//!
+//! The kill lands at a known stage through real mechanisms, no hook in the
+//! product: Postgres table locks that Ebb's own statements wait for (seen
+//! in `pg_locks` before the kill) and an endpoint that holds a request or
+//! never answers it. The killed run's changes span two chunks of several
+//! requests each, so "only what was not committed repeats" is a real check.
+
+use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::changes::{all_added, with};
+use crate::support::background::Background;
+use crate::support::config::{Config, USERS_QUERY};
+use crate::support::events::{assert_events, assert_events_repeating, deleted, updated};
+use crate::support::pglock::Locker;
+use crate::support::project::Project;
+use crate::support::server::{Received, Reply, Server, event_id};
+use crate::support::state::{PostgresState, STALE_RUNS};
+use crate::support::warehouse::{Warehouse, user};
+
+/// Users the first run delivers.
+const FIRST: RangeInclusive<i64> = 1..=1200;
+/// Users who join before the killed run: with the updates and deletions,
+/// 1,800 changes, i.e. two chunks (a chunk is at least 1,000 changes).
+const JOINING: RangeInclusive<i64> = 1201..=2400;
+/// Events per request, so each chunk takes several requests.
+const BATCH: usize = 250;
+
+/// A table the model's query reads only when it runs (through a function,
+/// so describing the query, which Ebb does before claiming the run, does
+/// not touch it): locking it stops the run in the middle of extracting.
+const GATE: &str = r#"
+CREATE TABLE gate (open BOOLEAN);
+CREATE FUNCTION through_gate() RETURNS BOOLEAN LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM 1 FROM gate;
+    RETURN TRUE;
+END
+$$;
+"#;
+
+const GATED_QUERY: &str = "SELECT id, email, plan FROM users WHERE through_gate() ORDER BY id";
+
+/// Every fourth user moves to the team plan, the ones after them leave,
+/// and `joining` join.
+fn change(wh: &Warehouse, joining: RangeInclusive<i64>) {
+    wh.exec("UPDATE users SET plan = 'team' WHERE id % 4 = 0");
+    wh.exec("DELETE FROM users WHERE id % 4 = 1");
+    wh.insert_users(joining);
+}
+
+/// The events [`change`] causes after users `first` were delivered.
+fn change_events(first: RangeInclusive<i64>, joining: RangeInclusive<i64>) -> Vec<Value> {
+    let mut events: Vec<Value> = first
+        .filter_map(|id| match id % 4 {
+            0 => Some(updated(with(user(id), "plan", "team"), user(id))),
+            1 => Some(deleted(user(id))),
+            _ => None,
+        })
+        .collect();
+    events.extend(all_added(joining));
+    events
+}
+
+/// The ids of the events these requests delivered.
+fn accepted_ids(requests: &[Received]) -> BTreeSet<String> {
+    requests
+        .iter()
+        .flat_map(|r| r.accepted().map(event_id).collect::<Vec<_>>())
+        .collect()
+}
+
+/// The ids of the events these requests carried, whatever the answer.
+fn carried_ids(requests: &[Received]) -> BTreeSet<String> {
+    requests
+        .iter()
+        .flat_map(|r| r.events.iter().map(event_id).collect::<Vec<_>>())
+        .collect()
+}
+
+enum Source {
+    Sqlite,
+    /// Postgres, its query passing through [`GATE`].
+    GatedPostgres,
+}
+
+/// A sync whose state is in Postgres and whose first run delivered
+/// [`FIRST`], with [`change`] applied since. Fields drop in order: the
+/// test's lock goes first, the schemas last.
+struct Crash {
+    locker: Locker,
+    server: Server,
+    wh: Warehouse,
+    project: Project,
+    state: PostgresState,
+    /// Requests the endpoint saw before the run that is killed.
+    before: usize,
+}
+
+impl Crash {
+    /// `None` (after saying so) without a Postgres outside CI.
+    fn new(source: Source) -> Option<Crash> {
+        let state = PostgresState::new()?;
+        let project = Project::with_state(&state.url());
+        let (wh, query) = match source {
+            Source::Sqlite => (Warehouse::sqlite(&project), USERS_QUERY),
+            Source::GatedPostgres => {
+                let wh = Warehouse::postgres()?;
+                wh.exec_script(GATE);
+                (wh, GATED_QUERY)
+            }
+        };
+        wh.insert_users(FIRST);
+        let server = Server::start();
+        // Calls may take long: the tests decide when a held request ends.
+        project.write_config(
+            &Config::new(&wh)
+                .query(query)
+                .http_within(&server, &server.host(), BATCH, 120)
+                .render(),
+        );
+        let first = project.run_ok();
+        assert_events(&server.accepted(), &all_added(FIRST));
+        assert!(
+            server.requests().len() > 2,
+            "the first run must take several requests: {}",
+            first.report
+        );
+        change(&wh, JOINING);
+        Some(Crash {
+            locker: Locker::connect(),
+            before: server.requests().len(),
+            server,
+            wh,
+            project,
+            state,
+        })
+    }
+
+    /// The state's snapshot table, which the diff reads and commits write.
+    fn snapshot(&self) -> String {
+        format!("{}.snapshot", self.state.schema())
+    }
+
+    /// Waits until the run's first commit waits for the SHARE lock on the
+    /// snapshot (so its first chunk is delivered), and returns how many
+    /// requests the endpoint has seen then.
+    fn until_first_commit_waits(&mut self, run: &mut Background) -> usize {
+        let snapshot = self.snapshot();
+        self.locker.hold(&snapshot, "SHARE");
+        run.wait_until("the first commit waits for the snapshot", || {
+            self.locker.waited_for(&snapshot, "RowExclusiveLock")
+        });
+        let seen = self.server.requests().len();
+        assert!(
+            seen > self.before + 1,
+            "the first chunk must take several requests, took {}",
+            seen - self.before
+        );
+        seen
+    }
+
+    /// SIGKILL, after checking the run got far enough to be recorded as
+    /// running (the kill lands in the run, not before it).
+    fn kill(&self, run: Background) {
+        let history = self.project.history();
+        assert_eq!(history[0]["status"], "running", "{history:#?}");
+        run.kill();
+    }
+
+    /// The next run takes over the dead one and delivers what it did not
+    /// commit: every change at least once, and the events of requests from
+    /// `uncommitted_from` on (delivered by the dead run, never committed)
+    /// exactly twice; then a run sends nothing.
+    fn recover(&self, uncommitted_from: usize) {
+        let log = self.server.requests();
+        let committed = accepted_ids(&log[self.before..uncommitted_from]);
+        let repeated = accepted_ids(&log[uncommitted_from..]);
+        let want = change_events(FIRST, JOINING);
+
+        // The dead run still holds the sync until its heartbeat is stale.
+        self.project.run().assert_status("skipped");
+        self.state.exec(STALE_RUNS);
+        let next = self.project.run_ok();
+        assert_eq!(
+            next.count("sent"),
+            (want.len() - committed.len()) as u64,
+            "the next run sends everything the dead run did not commit ({} committed): {}",
+            committed.len(),
+            next.report
+        );
+        let history = self.project.history();
+        let statuses: Vec<&str> = history
+            .iter()
+            .filter_map(|r| r["status"].as_str())
+            .collect();
+        assert_eq!(
+            statuses,
+            ["success", "skipped", "failed", "success"],
+            "{history:#?}"
+        );
+        let error = history[2]["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("abandoned: no heartbeat since "),
+            "{error}"
+        );
+
+        let delivered: Vec<Value> = self.server.requests()[self.before..]
+            .iter()
+            .flat_map(|r| r.accepted().cloned().collect::<Vec<_>>())
+            .collect();
+        assert_events_repeating(&delivered, &want, &repeated);
+
+        let seen = self.server.requests().len();
+        let last = self.project.run_ok();
+        assert_eq!(last.count("sent"), 0, "{}", last.report);
+        assert_eq!(self.server.requests().len(), seen, "nothing left to send");
+    }
+}
+
+#[test]
+fn sigkill_while_extracting_loses_nothing() {
+    let Some(mut crash) = Crash::new(Source::GatedPostgres) else {
+        return;
+    };
+    let schema = crash.wh.schema().expect("a Postgres warehouse");
+    let gate = format!("{schema}.gate");
+    crash.locker.hold(&gate, "ACCESS EXCLUSIVE");
+    let mut run = Background::start(&crash.project);
+    run.wait_until("the model's query waits for the gate", || {
+        crash.locker.waited_for(&gate, "AccessShareLock")
+    });
+    crash.kill(run);
+    crash.locker.release();
+
+    let seen = crash.server.requests().len();
+    assert_eq!(seen, crash.before, "nothing is sent while extracting");
+    crash.recover(seen);
+}
+
+#[test]
+fn sigkill_while_diffing_loses_nothing() {
+    let Some(mut crash) = Crash::new(Source::Sqlite) else {
+        return;
+    };
+    let snapshot = crash.snapshot();
+    crash.locker.hold(&snapshot, "ACCESS EXCLUSIVE");
+    let mut run = Background::start(&crash.project);
+    run.wait_until("the diff waits to read the snapshot", || {
+        crash.locker.waited_for(&snapshot, "AccessShareLock")
+    });
+    crash.kill(run);
+    crash.locker.release();
+
+    let seen = crash.server.requests().len();
+    assert_eq!(seen, crash.before, "nothing is sent before the diff");
+    crash.recover(seen);
+}
+
+#[test]
+fn sigkill_with_batches_in_flight_repeats_only_those() {
+    let Some(mut crash) = Crash::new(Source::Sqlite) else {
+        return;
+    };
+    let mut run = Background::start(&crash.project);
+    let first_chunk_done = crash.until_first_commit_waits(&mut run);
+    // The second chunk: its first request is answered, its second never.
+    crash.server.script(None, Reply::Accept, 1);
+    crash.server.script(None, Reply::Hang, 1);
+    crash.locker.release();
+    run.wait_until("the second chunk's second request is in flight", || {
+        crash.server.requests().len() >= first_chunk_done + 2
+    });
+    crash.kill(run);
+
+    crash.recover(first_chunk_done);
+}
+
+#[test]
+fn sigkill_while_committing_repeats_only_the_uncommitted_chunk() {
+    let Some(mut crash) = Crash::new(Source::Sqlite) else {
+        return;
+    };
+    let snapshot = crash.snapshot();
+    let mut run = Background::start(&crash.project);
+    let first_chunk_done = crash.until_first_commit_waits(&mut run);
+    // Let the first commit through, and lock again while the second
+    // chunk's first request is held, before its commit can come.
+    crash.server.script(None, Reply::Hold, 1);
+    crash.locker.release();
+    run.wait_until("the second chunk is being sent", || {
+        crash.server.requests().len() > first_chunk_done
+    });
+    crash.locker.hold(&snapshot, "SHARE");
+    crash.server.release();
+    run.wait_until("the second commit waits for the snapshot", || {
+        crash.locker.waited_for(&snapshot, "RowExclusiveLock")
+    });
+    assert!(
+        crash.server.requests().len() > first_chunk_done + 1,
+        "the second chunk must take several requests"
+    );
+    crash.kill(run);
+    crash.locker.release();
+
+    crash.recover(first_chunk_done);
+}
+
+#[test]
+fn a_destination_unavailable_for_a_while_gets_every_change_once() {
+    let first = 1..=40;
+    let joining = 41..=60;
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(first.clone());
+    let server = Server::start();
+    project.write_config(
+        &Config::new(&wh)
+            .http(&server, &server.host(), 5)
+            .sync("retry = { max_attempts = 2, initial_backoff_ms = 10, max_backoff_ms = 100 }")
+            .render(),
+    );
+    project.run_ok();
+    change(&wh, joining.clone());
+    let want = change_events(first, joining);
+    let before = server.requests().len();
+
+    // 503 asking to retry in a second, then 503 without a hint, then well.
+    let unavailable = |retry_after| Reply::Status {
+        code: 503,
+        retry_after,
+    };
+    server.script(None, unavailable(Some(1)), 3);
+    server.script(None, unavailable(None), 12);
+
+    let mut owed: BTreeSet<String> = want.iter().map(event_id).collect();
+    let mut runs = Vec::new();
+    while runs.last().is_none_or(|status| status != "success") {
+        assert!(runs.len() < 5, "still not delivered after runs {runs:?}");
+        let from = server.requests().len();
+        let run = project.run();
+        assert_eq!(
+            carried_ids(&server.requests()[from..]),
+            owed,
+            "each run sends exactly what is owed: {}",
+            run.report
+        );
+        let errors = project.errors();
+        for error in &errors {
+            let message = error["error"].as_str().unwrap_or_default();
+            assert!(message.contains("503"), "{error}");
+        }
+        owed = errors
+            .iter()
+            .map(|e| e["key"].as_str().expect("string key").to_owned())
+            .collect();
+        let status = run.status().to_owned();
+        run.assert_status(&status);
+        assert_eq!(status == "success", owed.is_empty(), "{}", run.report);
+        runs.push(status);
+    }
+    assert!(runs.len() > 1, "the 503s must leave rows owed: {runs:?}");
+
+    let log = &server.requests()[before..];
+    let retry = (1..log.len())
+        .find(|&i| !carried_ids(&log[..i]).is_disjoint(&carried_ids(&log[i..=i])))
+        .expect("the 503s were retried");
+    let waited = log[retry].at - log[retry - 1].at;
+    assert!(
+        waited >= Duration::from_millis(900),
+        "Retry-After: 1 not honoured, retried after {waited:?}"
+    );
+    let delivered: Vec<Value> = log
+        .iter()
+        .flat_map(|r| r.accepted().cloned().collect::<Vec<_>>())
+        .collect();
+    assert_events(&delivered, &want);
+
+    let seen = server.requests().len();
+    let last = project.run_ok();
+    assert_eq!(last.count("sent"), 0, "{}", last.report);
+    assert_eq!(server.requests().len(), seen, "nothing left to send");
+}
