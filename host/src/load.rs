@@ -1,12 +1,13 @@
 //! Load: delivers events to the destination in batches, several in flight,
 //! retrying what the destination calls retryable with exponential backoff
-//! (never sooner than its Retry-After), and reports one delivery result per
-//! event so the caller commits exactly what was acknowledged.
+//! (never sooner than its Retry-After), and reports each batch with one
+//! delivery result per event as soon as it is done, so the caller commits
+//! exactly what was acknowledged, batch by batch.
 
 use std::borrow::Cow;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde_json::Value;
 
 use crate::config::Retry;
@@ -38,30 +39,29 @@ pub struct Loader {
     pub retry: Retry,
 }
 
-/// What delivering a set of events cost, for the run's counters.
-#[derive(Debug, Default)]
-pub struct Effort {
+/// One batch the destination is done with: which events it held, what
+/// became of each, and how many retries it took.
+pub struct Delivered {
+    pub range: std::ops::Range<usize>,
+    pub deliveries: Vec<Delivery>,
     pub retried: u64,
 }
 
 impl Loader {
-    pub async fn deliver(&self, events: &[Event]) -> (Vec<Delivery>, Effort) {
-        let batches = self.batches(events);
-        let mut results = vec![Delivery::Failed("not attempted".into()); events.len()];
-        let mut effort = Effort::default();
-        let mut in_flight = futures::stream::iter(batches)
-            .map(|range| async move {
+    /// Delivers `events` in batches, several in flight, yielding each batch
+    /// as soon as the destination is done with it, so the caller can commit
+    /// it while the others are still under way.
+    pub fn deliver<'s>(&'s self, events: &'s [Event]) -> impl Stream<Item = Delivered> + 's {
+        futures::stream::iter(self.batches(events))
+            .map(move |range| async move {
                 let (deliveries, retried) = self.deliver_batch(&events[range.clone()]).await;
-                (range, deliveries, retried)
+                Delivered {
+                    range,
+                    deliveries,
+                    retried,
+                }
             })
-            .buffer_unordered(self.max_in_flight);
-        while let Some((range, deliveries, retried)) = in_flight.next().await {
-            effort.retried += retried;
-            for (slot, d) in results[range].iter_mut().zip(deliveries) {
-                *slot = d;
-            }
-        }
-        (results, effort)
+            .buffer_unordered(self.max_in_flight)
     }
 
     /// Consecutive ranges within the record and byte limits of one batch.

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use futures::StreamExt;
 use indicatif::ProgressBar;
 use serde::Serialize;
 
@@ -607,56 +608,106 @@ impl<'a> Pass<'a> {
             return Ok(());
         };
 
-        let t = Instant::now();
         let (origins, batch): (Vec<usize>, Vec<Event>) = events.into_iter().unzip();
-        let (deliveries, effort) = self.loader.deliver(&batch).await;
-        self.timed("load", t);
         self.counts.sent += batch.len() as u64;
-        self.counts.retried += effort.retried;
-        let mut failures: HashMap<usize, (String, &Event)> = HashMap::new();
-        // Errors are keyed by the change's key: a transform may rename ids.
-        for ((origin, delivery), event) in origins.iter().zip(deliveries).zip(&batch) {
-            let message = match delivery {
-                Delivery::Ok => {
-                    self.counts.ok += 1;
-                    continue;
-                }
-                Delivery::Rejected(m) => {
-                    self.counts.rejected += 1;
-                    m
-                }
-                Delivery::Failed(m) => {
-                    self.counts.failed += 1;
-                    m
-                }
-            };
-            failures.entry(*origin).or_insert((message, event));
+        // A change is committed once every event made from it (a transform
+        // may make several) is acknowledged, and owed if any of them failed.
+        let mut unanswered: HashMap<usize, usize> = HashMap::new();
+        for origin in &origins {
+            *unanswered.entry(*origin).or_default() += 1;
         }
-        let mut committed: HashSet<usize> = HashSet::new();
-        for origin in origins {
-            if !failures.contains_key(&origin) && committed.insert(origin) {
-                commits.push(commit_of(&changes[origin]));
-            }
-        }
-        for (origin, (message, event)) in failures {
-            self.errors.push(RowError {
-                key: changes[origin].key.clone(),
-                op: changes[origin].op,
-                message,
-                payload: serde_json::to_value(event)?,
-                if_dropped: snapshot_of(&changes[origin]),
-            });
-        }
+        let mut failures: HashMap<usize, (String, usize)> = HashMap::new();
 
+        // Each batch is committed as soon as the destination is done with
+        // it (with whatever else finished meanwhile), while the others are
+        // still in flight: a crash repeats only batches not yet committed.
+        let t = Instant::now();
+        let (done_tx, mut done_rx) = futures::channel::mpsc::unbounded();
+        let (loader, events) = (self.loader, &batch);
+        let deliver = async move {
+            let mut delivered = loader.deliver(events);
+            while let Some(batch) = delivered.next().await {
+                let _ = done_tx.unbounded_send(batch);
+            }
+            Ok(())
+        };
+        let commit = async {
+            while let Some(first) = done_rx.next().await {
+                let mut finished = vec![first];
+                while let Ok(more) = done_rx.try_recv() {
+                    finished.push(more);
+                }
+                for done in finished {
+                    self.counts.retried += done.retried;
+                    for (i, delivery) in done.range.zip(done.deliveries) {
+                        let origin = origins[i];
+                        let failure = match delivery {
+                            Delivery::Ok => {
+                                self.counts.ok += 1;
+                                None
+                            }
+                            Delivery::Rejected(m) => {
+                                self.counts.rejected += 1;
+                                Some(m)
+                            }
+                            Delivery::Failed(m) => {
+                                self.counts.failed += 1;
+                                Some(m)
+                            }
+                        };
+                        if let Some(message) = failure {
+                            failures.entry(origin).or_insert((message, i));
+                        }
+                        let left = unanswered.entry(origin).or_default();
+                        *left = left.saturating_sub(1);
+                        if *left > 0 {
+                            continue;
+                        }
+                        let change = &changes[origin];
+                        match failures.remove(&origin) {
+                            None => commits.push(commit_of(change)),
+                            // Errors are keyed by the change's key: a
+                            // transform may rename ids.
+                            Some((message, i)) => self.errors.push(RowError {
+                                key: change.key.clone(),
+                                op: change.op,
+                                message,
+                                payload: serde_json::to_value(&batch[i])?,
+                                if_dropped: snapshot_of(change),
+                            }),
+                        }
+                    }
+                }
+                self.commit(state, run_id, &mut commits).await?;
+            }
+            anyhow::Ok(())
+        };
+        futures::future::try_join(deliver, commit).await?;
+        self.timed("load", t);
+        // What was decided without the destination, when nothing was sent.
+        if !commits.is_empty() || !self.errors.is_empty() {
+            self.commit(state, run_id, &mut commits).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits these changes and the row errors gathered so far.
+    async fn commit(
+        &mut self,
+        state: &State,
+        run_id: i64,
+        commits: &mut Vec<Commit>,
+    ) -> anyhow::Result<()> {
         let t = Instant::now();
         let errors = std::mem::take(&mut self.errors);
         let committed = state
-            .commit(&self.sync.name, run_id, &commits, &errors)
+            .commit(&self.sync.name, run_id, commits, &errors)
             .await
             .context("cannot commit acknowledged changes to the state store")?;
         if !committed {
             bail!(taken_over_message(run_id));
         }
+        commits.clear();
         self.timed("commit", t);
         self.progress.set_message(format!(
             "extracted {}, sent {}",
