@@ -55,6 +55,18 @@ pub enum SourceKind {
     Databricks,
 }
 
+impl SourceKind {
+    /// The port a database kind listens on when its URL names none.
+    pub fn default_port(self) -> Option<u16> {
+        match self {
+            SourceKind::Postgres => Some(5432),
+            SourceKind::Redshift => Some(5439),
+            SourceKind::Mysql => Some(3306),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Source {
     pub name: String,
@@ -645,7 +657,7 @@ impl Resolver<'_> {
             }
             SourceKind::Postgres | SourceKind::Redshift | SourceKind::Mysql => {}
         }
-        crate::source::ssh::target(url).map_err(|e| format!("{source}.url: {e}"))?;
+        crate::source::ssh::target(url, kind).map_err(|e| format!("{source}.url: {e}"))?;
         let text = |field: &str, value: &str| self.secrets(&format!("{key}.{field}"), value);
         let ssh = Ssh {
             host: text("host", &raw.host)?,

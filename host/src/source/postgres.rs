@@ -21,9 +21,6 @@ use crate::config::{Source, SourceKind};
 use crate::rows::RowChunk;
 use values::RowPlan;
 
-/// Redshift's port when the URL names none.
-const REDSHIFT_PORT: u16 = 5439;
-
 pub struct Postgres {
     conn: PgConnection,
 }
@@ -38,8 +35,10 @@ impl Postgres {
         let mut opts = PgConnectOptions::from_str(&source.url)
             .map_err(|e| fail(Problem::Other, format!("bad connection URL: {e}")))?;
         if source.kind == SourceKind::Redshift {
-            if !names_port(&source.url) {
-                opts = opts.port(REDSHIFT_PORT);
+            if !names_port(&source.url)
+                && let Some(port) = SourceKind::Redshift.default_port()
+            {
+                opts = opts.port(port);
             }
             opts = opts.extra_float_digits(None);
         }

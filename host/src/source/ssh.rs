@@ -43,7 +43,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
 use super::{Problem, SourceError};
-use crate::config::{Source, Ssh};
+use crate::config::{Source, SourceKind, Ssh};
 
 /// How long reaching the SSH server and agreeing on keys may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,13 +55,13 @@ const KEEPALIVES_UNANSWERED: usize = 3;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the URL says the database is: the host the bastion connects to
-/// (resolved on its side) and the port, the driver's default when the URL
+/// (resolved on its side) and the port, the kind's default when the URL
 /// gives none.
-pub fn target(url: &str) -> Result<(String, u16), String> {
-    locate(url).map(|(_, host, port)| (host, port))
+pub fn target(url: &str, kind: SourceKind) -> Result<(String, u16), String> {
+    locate(url, kind).map(|(_, host, port)| (host, port))
 }
 
-fn locate(url: &str) -> Result<(url::Url, String, u16), String> {
+fn locate(url: &str, kind: SourceKind) -> Result<(url::Url, String, u16), String> {
     let parsed = url::Url::parse(url).map_err(|e| {
         format!("cannot read it as a URL ({e}); an SSH tunnel needs `scheme://user@host:port/…`")
     })?;
@@ -76,15 +76,11 @@ fn locate(url: &str) -> Result<(url::Url, String, u16), String> {
             );
         }
     };
-    let port = match (parsed.port(), parsed.scheme()) {
-        (Some(port), _) => port,
-        (None, "postgres" | "postgresql") => 5432,
-        (None, "mysql" | "mariadb") => 3306,
-        (None, scheme) => {
-            return Err(format!(
-                "names no port; add the database's port after the host (`{scheme}://…@{host}:PORT/…`)"
-            ));
-        }
+    let Some(port) = parsed.port().or(kind.default_port()) else {
+        return Err(format!(
+            "names no port; add the database's port after the host (`{}://…@{host}:PORT/…`)",
+            parsed.scheme()
+        ));
     };
     Ok((parsed, host, port))
 }
@@ -128,7 +124,7 @@ impl Tunnel {
             key: format!("sources.{}.ssh", source.name),
         };
         let url_key = format!("sources.{}.url", source.name);
-        let (url, host, port) = locate(&source.url)
+        let (url, host, port) = locate(&source.url, source.kind)
             .map_err(|e| attempt.fail(Problem::Other, format!("{url_key}: {e}")))?;
         let local_port = |e: std::io::Error| {
             attempt.fail(
@@ -456,7 +452,7 @@ mod tests {
 
     #[test]
     fn the_target_is_the_urls_host_and_port() {
-        let t = |url: &str| target(url);
+        let t = |url: &str| target(url, SourceKind::Postgres);
         assert_eq!(
             t("postgres://u:p%40ss@db.internal:6543/app?sslmode=require"),
             Ok(("db.internal".into(), 6543))
@@ -466,11 +462,15 @@ mod tests {
             Ok(("10.0.0.5".into(), 5432))
         );
         assert_eq!(
-            t("mysql://root@[fd00::7]/app"),
+            target("postgres://u@cluster/dev", SourceKind::Redshift),
+            Ok(("cluster".into(), 5439))
+        );
+        assert_eq!(
+            target("mysql://root@[fd00::7]/app", SourceKind::Mysql),
             Ok(("fd00::7".into(), 3306))
         );
         assert!(
-            t("redshift://u@cluster/dev")
+            target("x://u@cluster/dev", SourceKind::Snowflake)
                 .unwrap_err()
                 .contains("no port")
         );
@@ -498,7 +498,8 @@ mod tests {
     #[test]
     fn routing_keeps_everything_but_host_and_port() {
         let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 40001));
-        let routed = |url: &str| pointed_at(locate(url).unwrap().0, local).unwrap();
+        let routed =
+            |url: &str| pointed_at(locate(url, SourceKind::Mysql).unwrap().0, local).unwrap();
         assert_eq!(
             routed("postgres://u:p%40ss@db.internal:6543/app?options=-csearch_path%3Dx"),
             "postgres://u:p%40ss@127.0.0.1:40001/app?options=-csearch_path%3Dx"
