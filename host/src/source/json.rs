@@ -138,8 +138,13 @@ pub(crate) fn write_null(out: &mut Vec<u8>) {
     out.extend_from_slice(b"null");
 }
 
-pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value) {
-    put(out, v);
+/// JSON text from the database as nested JSON (not a string), in the
+/// compact form, re-encoded as it is read rather than built in memory.
+pub(crate) fn write_json_text(out: &mut Vec<u8>, text: &[u8]) -> Result<(), String> {
+    let mut from = serde_json::Deserializer::from_slice(text);
+    serde_transcode::transcode(&mut from, &mut serde_json::Serializer::new(&mut *out))
+        .and_then(|()| from.end())
+        .map_err(|e| format!("not JSON: {e}"))
 }
 
 /// `n` as at least two digits.
@@ -289,6 +294,18 @@ mod tests {
         for f in [0.1, -2.5e-300, 1e21, f64::NAN, f64::INFINITY] {
             assert_eq!(written(|o| write_float(o, f)), float(f).to_string());
         }
+    }
+
+    #[test]
+    fn json_text_is_written_compact_as_serde_json_would() {
+        let text = br#" {"b": [1, 2.50, -3e2, null], "a": {"x": "\u00e9\n"}, "big": 18446744073709551616} "#;
+        let value: Value = serde_json::from_slice(text).unwrap();
+        assert_eq!(
+            written(|o| write_json_text(o, text).unwrap()),
+            value.to_string()
+        );
+        assert!(write_json_text(&mut Vec::new(), b"{\"a\": 1} x").is_err());
+        assert!(write_json_text(&mut Vec::new(), b"{\"a\":").is_err());
     }
 
     #[test]

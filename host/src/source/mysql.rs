@@ -427,11 +427,8 @@ fn value(row: &MySqlRow, i: usize, kind: Kind, out: &mut Vec<u8>) -> Result<(), 
                 out,
                 &base64::engine::general_purpose::STANDARD.encode(get::<&[u8]>(row, i)?),
             ),
-            Kind::Json => json::write_value(
-                out,
-                &serde_json::from_str::<serde_json::Value>(get::<&str>(row, i)?)
-                    .map_err(|e| format!("holds invalid JSON: {e}"))?,
-            ),
+            Kind::Json => json::write_json_text(out, get::<&[u8]>(row, i)?)
+                .map_err(|e| format!("holds invalid JSON: {e}"))?,
             Kind::Date => json::write_str(out, &get::<chrono::NaiveDate>(row, i)?.to_string()),
             Kind::Time => json::write_str(out, &time(&get::<MySqlTime>(row, i)?)),
             Kind::DateTime => json::write_datetime(out, get::<chrono::NaiveDateTime>(row, i)?, ""),

@@ -8,7 +8,6 @@
 //! turns multi-dimensional arrays into nested JSON arrays.
 
 use base64::Engine as _;
-use serde_json::Value;
 use sqlx::postgres::{PgColumn, PgRow, PgTypeInfo, PgTypeKind};
 use sqlx::{Column, PgConnection, Row, TypeInfo, ValueRef};
 
@@ -128,9 +127,9 @@ impl Decoder {
                 json::write_decimal(out, &scaled(i64::from_be_bytes(fixed(b)?), money_scale))
             }
             Decoder::Text => json::write_str(out, text(b)?),
-            Decoder::Json => write_json(b, out)?,
+            Decoder::Json => json::write_json_text(out, b)?,
             Decoder::Jsonb => match b.split_first() {
-                Some((1, rest)) => write_json(rest, out)?,
+                Some((1, rest)) => json::write_json_text(out, rest)?,
                 _ => return Err("unknown jsonb version".into()),
             },
             Decoder::Uuid => json::write_str(
@@ -261,14 +260,6 @@ fn fixed<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
 
 fn text(b: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))
-}
-
-/// JSON text from the database, re-encoded in Ebb's compact form (nested,
-/// not a string).
-fn write_json(b: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    let v: Value = serde_json::from_slice(b).map_err(|e| format!("not JSON: {e}"))?;
-    json::write_value(out, &v);
-    Ok(())
 }
 
 /// A JSON string written by `write`, which adds no characters needing escapes.
