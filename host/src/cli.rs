@@ -103,6 +103,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Send again exactly what one of a sync's recent runs delivered.
+    Replay {
+        sync: String,
+        /// The run to replay (see `ebb history`).
+        #[arg(long)]
+        run: i64,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Forget what a sync delivered; its next run sends everything as added.
     Reset { sync: String },
 }
@@ -177,6 +186,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             output::owed(&rows, format)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { sync, run, format } => {
+            let replayed = run::replay(&cfg, &engine(&cfg)?, &sync, run).await?;
+            output::replayed(&replayed, format)?;
+            Ok(match replayed.rejected + replayed.failed {
+                0 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            })
         }
         Command::Reset { sync } => {
             cfg.sync(&sync)?;

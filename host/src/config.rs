@@ -27,12 +27,19 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Runs whose delivered events are kept for `ebb replay` unless
+/// `[state] keep_runs` says otherwise.
+const DEFAULT_KEEP_RUNS: u32 = 10;
+
 /// A loaded, checked config. Relative paths are already resolved against the
 /// config file's directory and secrets are substituted.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub file: PathBuf,
     pub state_url: String,
+    /// How many of a sync's latest runs keep the events they delivered,
+    /// for `ebb replay` (0 keeps none).
+    pub keep_runs: u32,
     pub cache_dir: PathBuf,
     pub limits: Limits,
     pub sources: BTreeMap<String, Source>,
@@ -195,6 +202,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawState {
     url: Option<String>,
+    keep_runs: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -631,6 +639,7 @@ impl Resolver<'_> {
         Ok(Config {
             file: path.to_path_buf(),
             state_url,
+            keep_runs: raw.state.keep_runs.unwrap_or(DEFAULT_KEEP_RUNS),
             cache_dir,
             limits: raw.limits,
             sources,

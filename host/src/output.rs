@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::cli::Format;
 use crate::event::{Event, Record};
-use crate::run::Summary;
+use crate::run::{Replayed, Summary};
 use crate::source::Column;
 use crate::state::{OwedRow, RunRecord};
 
@@ -131,6 +131,20 @@ pub fn events(events: &[Event], format: Format) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+pub fn replayed(r: &Replayed, format: Format) -> anyhow::Result<()> {
+    if format != Format::Table {
+        return json(r);
+    }
+    println!(
+        "replayed run {} of sync `{}`: sent {}, ok {}, rejected {}, failed {}",
+        r.run_id, r.sync, r.sent, r.ok, r.rejected, r.failed
+    );
+    for e in &r.errors {
+        println!("  {e}");
+    }
+    Ok(())
 }
 
 pub fn summary(s: &Summary, format: Format) -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ use crate::diff::{self, Change, Spill};
 use crate::event::{Event, Op};
 use crate::extract::{self, CursorTemplate, Templates};
 use crate::load::{Delivery, Loader};
-use crate::plugin::{Engine, Grants};
+use crate::plugin::{ActionSpec, Engine, Grants};
 use crate::source::{ParamKind, Warehouse};
 use crate::state::{Claim, Commit, Counts, RowError, RunEnd, Snapshot, State, Status};
 use crate::transform::{self, Step};
@@ -67,46 +67,7 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
     let source = cfg.sources[&model.source].clone();
     let dest = &cfg.destinations[&sync.destination];
     let key = format!("syncs.{}", sync.name);
-
-    let grants = Grants {
-        allow_hosts: dest.allow_hosts.clone(),
-        dir: dest.allow_dir.clone(),
-        limits: dest.plugin_limits,
-        ..Grants::default()
-    };
-    let destination = engine.destination(&dest.plugin, grants).await?;
-    if let Err(problems) = destination.validate(&dest.config).await? {
-        bail!(
-            "destinations.{}.config: {} refuses its config: {}",
-            dest.name,
-            dest.plugin.label,
-            problems.join("; ")
-        );
-    }
-    let spec = destination.spec().clone();
-    let declared = || {
-        spec.actions
-            .iter()
-            .map(|a| format!("`{}`", a.name))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let action = match &sync.action {
-        Some(a) => spec.actions.iter().find(|x| &x.name == a).ok_or_else(|| {
-            anyhow!(
-                "{key}.action: destination `{}` has no action `{a}`; it declares: {}",
-                dest.name,
-                declared()
-            )
-        })?,
-        None if spec.actions.len() == 1 => &spec.actions[0],
-        None => bail!(
-            "{key}.action: destination `{}` declares several actions ({}); choose one",
-            dest.name,
-            declared()
-        ),
-    }
-    .clone();
+    let (loader, action) = destination(cfg, engine, &sync).await?;
 
     let mut steps = Vec::with_capacity(sync.transforms.len());
     for t in &sync.transforms {
@@ -164,6 +125,67 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
         }
     }
 
+    Ok(Prepared {
+        sync,
+        model,
+        source,
+        limits: cfg.limits.clone(),
+        warehouse,
+        loader,
+        steps,
+        cursor_kind,
+    })
+}
+
+/// The sync's destination plugin, loaded, its config and action checked,
+/// as a loader.
+async fn destination(
+    cfg: &Config,
+    engine: &Engine,
+    sync: &config::Sync,
+) -> anyhow::Result<(Loader, ActionSpec)> {
+    let dest = &cfg.destinations[&sync.destination];
+    let key = format!("syncs.{}", sync.name);
+    let grants = Grants {
+        allow_hosts: dest.allow_hosts.clone(),
+        dir: dest.allow_dir.clone(),
+        limits: dest.plugin_limits,
+        ..Grants::default()
+    };
+    let destination = engine.destination(&dest.plugin, grants).await?;
+    if let Err(problems) = destination.validate(&dest.config).await? {
+        bail!(
+            "destinations.{}.config: {} refuses its config: {}",
+            dest.name,
+            dest.plugin.label,
+            problems.join("; ")
+        );
+    }
+    let spec = destination.spec().clone();
+    let declared = || {
+        spec.actions
+            .iter()
+            .map(|a| format!("`{}`", a.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let action = match &sync.action {
+        Some(a) => spec.actions.iter().find(|x| &x.name == a).ok_or_else(|| {
+            anyhow!(
+                "{key}.action: destination `{}` has no action `{a}`; it declares: {}",
+                dest.name,
+                declared()
+            )
+        })?,
+        None if spec.actions.len() == 1 => &spec.actions[0],
+        None => bail!(
+            "{key}.action: destination `{}` declares several actions ({}); choose one",
+            dest.name,
+            declared()
+        ),
+    }
+    .clone();
+
     let loader = Loader {
         label: dest.plugin.label.clone(),
         config: dest.config.clone(),
@@ -178,16 +200,83 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
         retry: sync.retry,
         destination,
     };
-    Ok(Prepared {
-        sync,
-        model,
-        source,
-        limits: cfg.limits.clone(),
-        warehouse,
-        loader,
-        steps,
-        cursor_kind,
-    })
+    Ok((loader, action))
+}
+
+/// What `ebb replay` sent and how the destination answered.
+#[derive(Debug, Default, Serialize)]
+pub struct Replayed {
+    pub sync: String,
+    pub run_id: i64,
+    pub sent: u64,
+    pub ok: u64,
+    pub rejected: u64,
+    pub failed: u64,
+    /// The destination's first few errors.
+    pub errors: Vec<String>,
+}
+
+/// How many errors a replay reports.
+const REPLAY_ERRORS_SHOWN: usize = 5;
+
+/// Sends again exactly the events run `run_id` delivered, as it delivered
+/// them (after transforms and mapping), in the order they were
+/// acknowledged. Nothing is extracted and the snapshot and the owed rows
+/// stay as they are: a replay repairs the destination, not Ebb's state.
+pub async fn replay(
+    cfg: &Config,
+    engine: &Engine,
+    sync_name: &str,
+    run_id: i64,
+) -> anyhow::Result<Replayed> {
+    let sync = cfg.sync(sync_name)?;
+    let kept = match State::open_existing(&cfg.state_url).await? {
+        Some(state) => state.deliveries(sync_name, run_id).await?,
+        None => Vec::new(),
+    };
+    if kept.is_empty() {
+        bail!(
+            "no delivered events are kept for run {run_id} of sync `{sync_name}`: it delivered nothing, \
+             is not a run of this sync (see `ebb history {sync_name}`), or is older than the last {} runs \
+             ([state] keep_runs)",
+            cfg.keep_runs
+        );
+    }
+    let events = kept
+        .iter()
+        .map(|e| serde_json::from_str::<Event>(e))
+        .collect::<Result<Vec<_>, _>>()
+        .context("the state store holds an event Ebb cannot read")?;
+    let (loader, _) = destination(cfg, engine, sync).await?;
+    let mut out = Replayed {
+        sync: sync_name.to_string(),
+        run_id,
+        sent: events.len() as u64,
+        ..Replayed::default()
+    };
+    let mut delivered = loader.deliver(&events);
+    while let Some(done) = delivered.next().await {
+        for delivery in done.deliveries {
+            let message = match delivery {
+                Delivery::Ok => {
+                    out.ok += 1;
+                    continue;
+                }
+                Delivery::Rejected(m) => {
+                    out.rejected += 1;
+                    m
+                }
+                Delivery::Failed(m) => {
+                    out.failed += 1;
+                    m
+                }
+            };
+            if out.errors.len() < REPLAY_ERRORS_SHOWN {
+                out.errors.push(message);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// How a run ended, as `ebb run` reports it.
@@ -247,6 +336,7 @@ pub async fn run(
         Some((&state, run_id)),
         progress,
     );
+    pass.keep_deliveries = cfg.keep_runs > 0;
     // On Ctrl-C or SIGTERM the chunk in flight is abandoned (it was not
     // committed, so the next run sends it again) and the run is closed at
     // once, so the next run need not wait for this one's heartbeat to expire.
@@ -298,6 +388,10 @@ pub async fn run(
         .finish(sync_name, run_id, &end)
         .await
         .context("cannot record the end of the run")?;
+    state
+        .prune_deliveries(sync_name, cfg.keep_runs)
+        .await
+        .context("cannot forget the deliveries of older runs")?;
     Ok(Summary {
         run_id,
         sync: sync_name.to_string(),
@@ -361,6 +455,8 @@ struct Pass<'a> {
     planned: Vec<Event>,
     /// The highest cursor value read, for a cursor model.
     cursor: Option<Cursor>,
+    /// Whether delivered events are kept for `ebb replay`.
+    keep_deliveries: bool,
 }
 
 impl<'a> Pass<'a> {
@@ -385,6 +481,7 @@ impl<'a> Pass<'a> {
             errors: Vec::new(),
             planned: Vec::new(),
             cursor: None,
+            keep_deliveries: false,
         }
     }
 
@@ -617,6 +714,7 @@ impl<'a> Pass<'a> {
             *unanswered.entry(*origin).or_default() += 1;
         }
         let mut failures: HashMap<usize, (String, usize)> = HashMap::new();
+        let mut delivered: Vec<String> = Vec::new();
 
         // Each batch is committed as soon as the destination is done with
         // it (with whatever else finished meanwhile), while the others are
@@ -644,6 +742,9 @@ impl<'a> Pass<'a> {
                         let failure = match delivery {
                             Delivery::Ok => {
                                 self.counts.ok += 1;
+                                if self.keep_deliveries {
+                                    delivered.push(serde_json::to_string(&batch[i])?);
+                                }
                                 None
                             }
                             Delivery::Rejected(m) => {
@@ -678,7 +779,8 @@ impl<'a> Pass<'a> {
                         }
                     }
                 }
-                self.commit(state, run_id, &mut commits).await?;
+                self.commit(state, run_id, &mut commits, &mut delivered)
+                    .await?;
             }
             anyhow::Ok(())
         };
@@ -686,28 +788,32 @@ impl<'a> Pass<'a> {
         self.timed("load", t);
         // What was decided without the destination, when nothing was sent.
         if !commits.is_empty() || !self.errors.is_empty() {
-            self.commit(state, run_id, &mut commits).await?;
+            self.commit(state, run_id, &mut commits, &mut Vec::new())
+                .await?;
         }
         Ok(())
     }
 
-    /// Commits these changes and the row errors gathered so far.
+    /// Commits these changes, the events delivered with them and the row
+    /// errors gathered so far.
     async fn commit(
         &mut self,
         state: &State,
         run_id: i64,
         commits: &mut Vec<Commit>,
+        delivered: &mut Vec<String>,
     ) -> anyhow::Result<()> {
         let t = Instant::now();
         let errors = std::mem::take(&mut self.errors);
         let committed = state
-            .commit(&self.sync.name, run_id, commits, &errors)
+            .commit(&self.sync.name, run_id, commits, &errors, delivered)
             .await
             .context("cannot commit acknowledged changes to the state store")?;
         if !committed {
             bail!(taken_over_message(run_id));
         }
         commits.clear();
+        delivered.clear();
         self.timed("commit", t);
         self.progress.set_message(format!(
             "extracted {}, sent {}",

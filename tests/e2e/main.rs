@@ -24,6 +24,7 @@ mod postgres_source;
 mod postgres_types;
 mod preview_plan;
 mod quickstart;
+mod replay;
 mod sqlite_types;
 mod ssh_tunnel;
 mod state_postgres;

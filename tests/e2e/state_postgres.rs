@@ -9,10 +9,10 @@ use crate::support::config::Config;
 use crate::support::project::{Project, SYNC};
 use crate::support::state::PostgresState;
 use crate::support::warehouse::Warehouse;
-use crate::{changes, errors_drop, http_delivery, interrupt, last_sync_time, lifecycle};
+use crate::{changes, errors_drop, http_delivery, interrupt, last_sync_time, lifecycle, replay};
 
 /// The number of migrations this build of Ebb applies to a Postgres store.
-const POSTGRES_MIGRATIONS: i64 = 1;
+const POSTGRES_MIGRATIONS: i64 = 2;
 
 /// A project keeping its state in a fresh Postgres schema, or `None` (after
 /// saying so) without a server outside CI.
@@ -152,4 +152,12 @@ fn a_store_written_by_a_newer_ebb_is_refused() {
         state.schema()
     );
     assert!(out.text().contains(&expected), "{}", out.text());
+}
+
+#[test]
+fn postgres_state_replays_what_a_run_delivered() {
+    let Some((_state, project)) = project() else {
+        return;
+    };
+    replay::replay_resends_exactly_what_a_run_delivered(&project);
 }

@@ -265,8 +265,9 @@ impl State {
         dispatch!(self.records(sync, hashes))
     }
 
-    /// Moves acknowledged changes into the snapshot and records row errors,
-    /// atomically, if the run is still running; `false` (and nothing
+    /// Moves acknowledged changes into the snapshot, keeps the events
+    /// delivered (for `ebb replay`) and records row errors, atomically, if
+    /// the run is still running; `false` (and nothing
     /// written) if another process closed it as abandoned.
     pub async fn commit(
         &self,
@@ -274,8 +275,20 @@ impl State {
         run_id: i64,
         commits: &[Commit],
         errors: &[RowError],
+        delivered: &[String],
     ) -> Result<bool> {
-        dispatch!(self.commit(sync, run_id, commits, errors))
+        dispatch!(self.commit(sync, run_id, commits, errors, delivered))
+    }
+
+    /// The events run `run_id` delivered (as JSON), in the order they were
+    /// acknowledged; empty when none are kept.
+    pub async fn deliveries(&self, sync: &str, run_id: i64) -> Result<Vec<String>> {
+        dispatch!(self.deliveries(sync, run_id))
+    }
+
+    /// Forgets what runs other than the sync's last `keep_runs` delivered.
+    pub async fn prune_deliveries(&self, sync: &str, keep_runs: u32) -> Result<()> {
+        dispatch!(self.prune_deliveries(sync, keep_runs))
     }
 
     /// Closes a run, unless another process closed it as abandoned. A run

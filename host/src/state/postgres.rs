@@ -30,7 +30,8 @@ use crate::source::Param;
 /// The schema Ebb's tables live in unless the URL names one with `?schema=`.
 const DEFAULT_SCHEMA: &str = "ebb";
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE snapshot (
     sync TEXT NOT NULL,
     key_hash BYTEA NOT NULL,
@@ -69,7 +70,18 @@ CREATE TABLE sync_state (
     last_sync_time BIGINT NOT NULL,
     cursor TEXT
 );
-"#];
+"#,
+    // What each run delivered, for `ebb replay`.
+    r#"
+CREATE TABLE deliveries (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sync TEXT NOT NULL,
+    run_id BIGINT NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX deliveries_by_run ON deliveries (sync, run_id, id);
+"#,
+];
 
 /// Marks a run alive, if it still is (another process may have closed it
 /// as abandoned).
@@ -319,8 +331,9 @@ impl Store {
         run_id: i64,
         commits: &[Commit],
         errors: &[RowError],
+        delivered: &[String],
     ) -> Result<bool> {
-        if commits.is_empty() && errors.is_empty() {
+        if commits.is_empty() && errors.is_empty() && delivered.is_empty() {
             return Ok(true);
         }
         let mut tx = self.pool.begin().await?;
@@ -372,6 +385,16 @@ impl Store {
             .bind(columns.keys)
             .execute(&mut *tx)
             .await?;
+        if !delivered.is_empty() {
+            sqlx::query(
+                "INSERT INTO deliveries (sync, run_id, event) SELECT $1, $2, e FROM UNNEST($3::text[]) AS t (e)",
+            )
+            .bind(sync)
+            .bind(run_id)
+            .bind(delivered)
+            .execute(&mut *tx)
+            .await?;
+        }
         for e in errors {
             let (fingerprint, record) = if_dropped_columns(e);
             sqlx::query(
@@ -529,6 +552,28 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Dropped::Rows(rows))
+    }
+
+    pub async fn deliveries(&self, sync: &str, run_id: i64) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT event FROM deliveries WHERE sync = $1 AND run_id = $2 ORDER BY id",
+        )
+        .bind(sync)
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn prune_deliveries(&self, sync: &str, keep_runs: u32) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM deliveries WHERE sync = $1 AND run_id NOT IN \
+             (SELECT id FROM runs WHERE sync = $1 ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(sync)
+        .bind(i64::from(keep_runs))
+        .execute(&self.pool)
+        .await
+        .map(drop)
     }
 
     pub async fn reset(&self, sync: &str) -> Result<()> {

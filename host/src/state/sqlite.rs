@@ -79,6 +79,16 @@ CREATE TABLE snapshot (
     PRIMARY KEY (sync, key_hash)
 ) WITHOUT ROWID;
 "#,
+    // What each run delivered, for `ebb replay`.
+    r#"
+CREATE TABLE deliveries (
+    id INTEGER PRIMARY KEY,
+    sync TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX deliveries_by_run ON deliveries (sync, run_id, id);
+"#,
 ];
 
 /// After this migration the snapshot is ordered by key hash, which SQL
@@ -310,8 +320,9 @@ impl Store {
         run_id: i64,
         commits: &[Commit],
         errors: &[RowError],
+        delivered: &[String],
     ) -> Result<bool> {
-        if commits.is_empty() && errors.is_empty() {
+        if commits.is_empty() && errors.is_empty() && delivered.is_empty() {
             return Ok(true);
         }
         let mut tx = self.pool.begin().await?;
@@ -368,6 +379,13 @@ impl Store {
                 q.push(")");
                 q.build().execute(&mut *tx).await?;
             }
+        }
+        for chunk in delivered.chunks(1000) {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO deliveries (sync, run_id, event) ");
+            q.push_values(chunk, |mut row, event| {
+                row.push_bind(sync).push_bind(run_id).push_bind(event);
+            });
+            q.build().execute(&mut *tx).await?;
         }
         for e in errors {
             let (fingerprint, record) = if_dropped_columns(e);
@@ -527,6 +545,26 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Dropped::Rows(rows))
+    }
+
+    pub async fn deliveries(&self, sync: &str, run_id: i64) -> Result<Vec<String>> {
+        sqlx::query_scalar("SELECT event FROM deliveries WHERE sync = ? AND run_id = ? ORDER BY id")
+            .bind(sync)
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn prune_deliveries(&self, sync: &str, keep_runs: u32) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM deliveries WHERE sync = ?1 AND run_id NOT IN \
+             (SELECT id FROM runs WHERE sync = ?1 ORDER BY id DESC LIMIT ?2)",
+        )
+        .bind(sync)
+        .bind(i64::from(keep_runs))
+        .execute(&self.pool)
+        .await
+        .map(drop)
     }
 
     pub async fn reset(&self, sync: &str) -> Result<()> {

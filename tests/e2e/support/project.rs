@@ -132,9 +132,14 @@ impl Project {
             .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
 
+    /// Writes `ebb.toml`; with a state URL, it joins the `[state]` table
+    /// the config starts with, if it does.
     pub fn write_config(&self, toml: &str) {
         match &self.state_url {
-            Some(url) => self.write("ebb.toml", &format!("[state]\nurl = \"{url}\"\n\n{toml}")),
+            Some(url) => {
+                let rest = toml.strip_prefix("[state]\n").unwrap_or(toml);
+                self.write("ebb.toml", &format!("[state]\nurl = \"{url}\"\n{rest}"))
+            }
             None => self.write("ebb.toml", toml),
         }
     }
