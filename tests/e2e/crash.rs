@@ -1,18 +1,24 @@
-//! Crash safety of `ebb run`. A run killed with SIGKILL while it extracts,
-//! diffs, has batches in flight or commits leaves the sync such that the
-//! next run (once the dead run's heartbeat is stale) delivers every change
-//! at least once, nothing missing, and repeats exactly what the dead run had
-//! delivered but not committed; a third run sends nothing. A destination
-//! that answers 503 for a while ends the same way, across as many runs as
-//! it takes, without repeating anything.
+//! Crash safety of `ebb run`. Ebb commits each batch to its state store as
+//! soon as the destination is done with it, while later batches are still
+//! in flight, so a run killed with SIGKILL while it extracts, diffs, has
+//! batches in flight or commits leaves the sync such that the next run
+//! (once the dead run's heartbeat is stale) delivers every change at least
+//! once, nothing missing, and repeats exactly the events of the batches
+//! that were in flight or acknowledged but not yet committed at the kill:
+//! nothing committed repeats. A third run sends nothing. A destination that
+//! answers 503 for a while ends the same way, across as many runs as it
+//! takes, without repeating anything.
 //!
 //! The kill lands at a known stage through real mechanisms, no hook in the
 //! product: Postgres table locks that Ebb's own statements wait for (seen
 //! in `pg_locks` before the kill) and an endpoint that holds a request or
-//! never answers it. The killed run's changes span two chunks of several
-//! requests each, so "only what was not committed repeats" is a real check.
+//! never answers it. What the dead run committed is read from the state
+//! store itself, both to wait until the batches before a held one have
+//! landed and, after the kill, to check that exactly those did. The killed
+//! run's first chunk takes several requests, sent one at a time, so
+//! committing some of its batches and not others is a real check.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -21,9 +27,9 @@ use serde_json::Value;
 use crate::changes::{all_added, with};
 use crate::support::background::Background;
 use crate::support::config::{Config, USERS_QUERY};
-use crate::support::events::{assert_events, assert_events_repeating, deleted, updated};
+use crate::support::events::{assert_events, assert_events_repeating, deleted, sample, updated};
 use crate::support::pglock::Locker;
-use crate::support::project::Project;
+use crate::support::project::{Project, SYNC};
 use crate::support::server::{Received, Reply, Server, event_id};
 use crate::support::state::{PostgresState, STALE_RUNS};
 use crate::support::warehouse::{Warehouse, user};
@@ -33,8 +39,8 @@ const FIRST: RangeInclusive<i64> = 1..=1200;
 /// Users who join before the killed run: with the updates and deletions,
 /// 1,800 changes, i.e. two chunks (a chunk is at least 1,000 changes).
 const JOINING: RangeInclusive<i64> = 1201..=2400;
-/// Events per request, so each chunk takes several requests.
-const BATCH: usize = 250;
+/// Events per batch and request, so the first chunk takes at least five.
+const BATCH: usize = 200;
 
 /// A table the model's query reads only when it runs (through a function,
 /// so describing the query, which Ebb does before claiming the run, does
@@ -88,6 +94,16 @@ fn carried_ids(requests: &[Received]) -> BTreeSet<String> {
         .collect()
 }
 
+/// Whether the snapshot shows `event` committed: the record it delivered
+/// stored under its key (added, updated), or the key gone (deleted).
+fn reflects(snapshot: &BTreeMap<String, Value>, event: &Value) -> bool {
+    let stored = snapshot.get(&event_id(event));
+    match event["op"].as_str() {
+        Some("deleted") => stored.is_none(),
+        _ => stored == Some(&event["fields"]),
+    }
+}
+
 enum Source {
     Sqlite,
     /// Postgres, its query passing through [`GATE`].
@@ -122,11 +138,15 @@ impl Crash {
         };
         wh.insert_users(FIRST);
         let server = Server::start();
-        // Calls may take long: the tests decide when a held request ends.
+        // Batches of one request each (the plugin would split a larger one
+        // into several), one in flight at a time, so the n-th request is
+        // the n-th batch. A held request must end (released or killed)
+        // within the HTTP first-byte timeout of 30 s, or Ebb retries it.
         project.write_config(
             &Config::new(&wh)
                 .query(query)
                 .http_within(&server, &server.host(), BATCH, 120)
+                .destination_setting(&format!("batch_size = {BATCH}"))
                 .render(),
         );
         let first = project.run_ok();
@@ -148,26 +168,36 @@ impl Crash {
     }
 
     /// The state's snapshot table, which the diff reads and commits write.
-    fn snapshot(&self) -> String {
+    fn snapshot_table(&self) -> String {
         format!("{}.snapshot", self.state.schema())
     }
 
-    /// Waits until the run's first commit waits for the SHARE lock on the
-    /// snapshot (so its first chunk is delivered), and returns how many
-    /// requests the endpoint has seen then.
-    fn until_first_commit_waits(&mut self, run: &mut Background) -> usize {
-        let snapshot = self.snapshot();
-        self.locker.hold(&snapshot, "SHARE");
-        run.wait_until("the first commit waits for the snapshot", || {
-            self.locker.waited_for(&snapshot, "RowExclusiveLock")
+    /// The ids of the events these requests delivered that the state store
+    /// shows committed.
+    fn committed(&self, requests: &[Received]) -> BTreeSet<String> {
+        let snapshot = self.state.snapshot(SYNC);
+        requests
+            .iter()
+            .flat_map(Received::accepted)
+            .filter(|event| reflects(&snapshot, event))
+            .map(event_id)
+            .collect()
+    }
+
+    /// Waits until the killed run's request number `n` (from 0), which the
+    /// endpoint holds or never answers, has arrived and the batches of the
+    /// requests before it are committed, as they must be while it is in
+    /// flight; returns its position in the endpoint's log.
+    fn until_committed_before(&self, run: &mut Background, n: usize) -> usize {
+        let held = self.before + n;
+        run.wait_until("the batches before the held one are committed", || {
+            let log = self.server.requests();
+            log.len() > held && {
+                let settled = &log[self.before..held];
+                self.committed(settled) == accepted_ids(settled)
+            }
         });
-        let seen = self.server.requests().len();
-        assert!(
-            seen > self.before + 1,
-            "the first chunk must take several requests, took {}",
-            seen - self.before
-        );
-        seen
+        held
     }
 
     /// SIGKILL, after checking the run got far enough to be recorded as
@@ -178,14 +208,35 @@ impl Crash {
         run.kill();
     }
 
-    /// The next run takes over the dead one and delivers what it did not
-    /// commit: every change at least once, and the events of requests from
-    /// `uncommitted_from` on (delivered by the dead run, never committed)
-    /// exactly twice; then a run sends nothing.
-    fn recover(&self, uncommitted_from: usize) {
+    /// The next run takes over the dead one. The batches of requests from
+    /// `unsettled_from` on were in flight or awaiting their commit at the
+    /// kill: the events they delivered, and only those, must be the ones
+    /// the state store does not show committed. The next run delivers
+    /// every change at least once, repeating exactly the delivered events
+    /// not committed, nothing committed; then a run sends nothing.
+    fn recover(&self, unsettled_from: usize) {
         let log = self.server.requests();
-        let committed = accepted_ids(&log[self.before..uncommitted_from]);
-        let repeated = accepted_ids(&log[uncommitted_from..]);
+        let committed = self.committed(&log[self.before..]);
+        let repeated: BTreeSet<String> = accepted_ids(&log[self.before..])
+            .difference(&committed)
+            .cloned()
+            .collect();
+        let unsettled = accepted_ids(&log[unsettled_from..]);
+        let earlier: Vec<&String> = repeated.difference(&unsettled).collect();
+        assert!(
+            earlier.is_empty(),
+            "only batches in flight or awaiting their commit at the kill may repeat, \
+             yet {} events of earlier ones are not committed: {}",
+            earlier.len(),
+            sample(&earlier)
+        );
+        let early: Vec<&String> = unsettled.intersection(&committed).collect();
+        assert!(
+            early.is_empty(),
+            "{} events of batches in flight or awaiting their commit at the kill are committed: {}",
+            early.len(),
+            sample(&early)
+        );
         let want = change_events(FIRST, JOINING);
 
         // The dead run still holds the sync until its heartbeat is stale.
@@ -253,7 +304,7 @@ fn sigkill_while_diffing_loses_nothing() {
     let Some(mut crash) = Crash::new(Source::Sqlite) else {
         return;
     };
-    let snapshot = crash.snapshot();
+    let snapshot = crash.snapshot_table();
     crash.locker.hold(&snapshot, "ACCESS EXCLUSIVE");
     let mut run = Background::start(&crash.project);
     run.wait_until("the diff waits to read the snapshot", || {
@@ -268,52 +319,50 @@ fn sigkill_while_diffing_loses_nothing() {
 }
 
 #[test]
-fn sigkill_with_batches_in_flight_repeats_only_those() {
-    let Some(mut crash) = Crash::new(Source::Sqlite) else {
+fn sigkill_with_a_batch_in_flight_repeats_only_that_batch() {
+    let Some(crash) = Crash::new(Source::Sqlite) else {
         return;
     };
+    // The first two batches are acknowledged; the third is held, never
+    // answered, while they are committed.
+    crash.server.script(None, Reply::Accept, 2);
+    crash.server.script(None, Reply::Hold, 1);
     let mut run = Background::start(&crash.project);
-    let first_chunk_done = crash.until_first_commit_waits(&mut run);
-    // The second chunk: its first request is answered, its second never.
-    crash.server.script(None, Reply::Accept, 1);
-    crash.server.script(None, Reply::Hang, 1);
-    crash.locker.release();
-    run.wait_until("the second chunk's second request is in flight", || {
-        crash.server.requests().len() >= first_chunk_done + 2
-    });
+    let held = crash.until_committed_before(&mut run, 2);
     crash.kill(run);
 
-    crash.recover(first_chunk_done);
+    crash.recover(held);
 }
 
 #[test]
-fn sigkill_while_committing_repeats_only_the_uncommitted_chunk() {
+fn sigkill_while_committing_repeats_only_the_uncommitted_batches() {
     let Some(mut crash) = Crash::new(Source::Sqlite) else {
         return;
     };
-    let snapshot = crash.snapshot();
-    let mut run = Background::start(&crash.project);
-    let first_chunk_done = crash.until_first_commit_waits(&mut run);
-    // Let the first commit through, and lock again while the second
-    // chunk's first request is held, before its commit can come.
+    // The first two batches are acknowledged and committed while the third
+    // is held. Then commits are blocked and the third is let through: its
+    // commit waits, the fourth is acknowledged meanwhile and the fifth is
+    // never answered.
+    crash.server.script(None, Reply::Accept, 2);
     crash.server.script(None, Reply::Hold, 1);
-    crash.locker.release();
-    run.wait_until("the second chunk is being sent", || {
-        crash.server.requests().len() > first_chunk_done
-    });
+    crash.server.script(None, Reply::Accept, 1);
+    crash.server.script(None, Reply::Hang, 1);
+    let mut run = Background::start(&crash.project);
+    let held = crash.until_committed_before(&mut run, 2);
+    let snapshot = crash.snapshot_table();
     crash.locker.hold(&snapshot, "SHARE");
     crash.server.release();
-    run.wait_until("the second commit waits for the snapshot", || {
-        crash.locker.waited_for(&snapshot, "RowExclusiveLock")
-    });
-    assert!(
-        crash.server.requests().len() > first_chunk_done + 1,
-        "the second chunk must take several requests"
+    run.wait_until(
+        "the third batch's commit waits for the snapshot and the fifth is sent",
+        || {
+            crash.locker.waited_for(&snapshot, "RowExclusiveLock")
+                && crash.server.requests().len() > held + 2
+        },
     );
     crash.kill(run);
     crash.locker.release();
 
-    crash.recover(first_chunk_done);
+    crash.recover(held);
 }
 
 #[test]

@@ -78,6 +78,13 @@ impl Config {
         self
     }
 
+    /// Adds a `key = value` line to `[destinations.out]`.
+    pub fn destination_setting(mut self, line: &str) -> Config {
+        self.destination.push_str(line);
+        self.destination.push('\n');
+        self
+    }
+
     /// `ebb:http` posting to `server`, granted `allow_host`, one batch in
     /// flight (so scripted answers hit batches deterministically) of at
     /// most `batch_size` events, each call limited to 3 s.

@@ -112,7 +112,7 @@ pub fn assert_events_repeating(got: &[Value], want: &[Value], repeated: &BTreeSe
 }
 
 /// The first few items, and how many more there are.
-fn sample<T: std::fmt::Display>(items: &[T]) -> String {
+pub fn sample<T: std::fmt::Display>(items: &[T]) -> String {
     const SHOWN: usize = 20;
     let mut text: Vec<String> = items.iter().take(SHOWN).map(T::to_string).collect();
     if items.len() > SHOWN {

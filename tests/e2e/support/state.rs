@@ -2,10 +2,13 @@
 //! project, or a schema of its own in the local Postgres (named uniquely,
 //! created by Ebb itself on first use, dropped when the test ends). Tests
 //! reach into the store only to stage what a binary cannot, such as a run
-//! whose process died long ago.
+//! whose process died long ago, or to see what a process killed before it
+//! could report had committed.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde_json::Value;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
@@ -65,6 +68,26 @@ impl PostgresState {
         self.rt
             .block_on(sqlx::query_scalar(&sql).fetch_all(&self.pool))
             .unwrap_or_default()
+    }
+
+    /// The records the snapshot holds for `sync`, by key: what Ebb has
+    /// committed as delivered (a deletion, by the key's absence).
+    pub fn snapshot(&self, sync: &str) -> BTreeMap<String, Value> {
+        let sql = format!(
+            "SELECT key, record FROM {}.snapshot WHERE sync = $1",
+            self.schema
+        );
+        let rows: Vec<(String, String)> = self
+            .rt
+            .block_on(sqlx::query_as(&sql).bind(sync).fetch_all(&self.pool))
+            .unwrap_or_else(|e| panic!("reading the snapshot of {sync}: {e}"));
+        rows.into_iter()
+            .map(|(key, record)| {
+                let record = serde_json::from_str(&record)
+                    .unwrap_or_else(|e| panic!("snapshot record of {key} is not JSON: {e}"));
+                (key, record)
+            })
+            .collect()
     }
 }
 
