@@ -368,20 +368,20 @@ impl Warehouse {
 }
 
 /// Collects rows into chunks and sends each once it is full.
-pub(crate) struct ChunkSender<'a> {
-    tx: &'a mpsc::Sender<Result<RowChunk, SourceError>>,
+pub(crate) struct ChunkSender {
+    tx: mpsc::Sender<Result<RowChunk, SourceError>>,
     chunk: RowChunk,
 }
 
-impl<'a> ChunkSender<'a> {
+impl ChunkSender {
     /// Fails when the result names a column twice.
     pub fn new(
-        tx: &'a mpsc::Sender<Result<RowChunk, SourceError>>,
+        tx: &mpsc::Sender<Result<RowChunk, SourceError>>,
         query: &BoundQuery,
         names: Vec<String>,
     ) -> Result<Self, SourceError> {
         Ok(ChunkSender {
-            tx,
+            tx: tx.clone(),
             chunk: RowChunk::new(header(query, names)?),
         })
     }

@@ -12,12 +12,13 @@
 mod values;
 
 use futures::TryStreamExt;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgErrorPosition, PgTypeInfo};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgErrorPosition, PgRow, PgTypeInfo};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Statement};
 use std::str::FromStr;
 
 use super::{BoundQuery, ChunkSender, Native, Problem, SourceError, classify, limit_zero};
 use crate::config::{Source, SourceKind};
+use crate::rows::ROWS_PER_CHUNK;
 use crate::rows::RowChunk;
 use values::RowPlan;
 
@@ -85,17 +86,37 @@ impl Postgres {
         let mut txn = self.conn.begin_with("BEGIN READ ONLY").await.map_err(err)?;
         let stmt = txn.prepare_with(&query.sql, &types).await.map_err(err)?;
         let plan = RowPlan::new(&mut txn, stmt.columns(), &query.model).await?;
-        let mut out = ChunkSender::new(tx, query, plan.names())?;
+        let out = ChunkSender::new(tx, query, plan.names())?;
+        // Rows are decoded on another task, so reading the next rows off
+        // the socket overlaps with turning the last ones into JSON.
+        let (rows_tx, rows_rx) = tokio::sync::mpsc::channel(DECODE_QUEUE);
+        let decoder = tokio::spawn(decode(rows_rx, plan, out, query.model.clone()));
         let mut rows = bind(stmt.query(), natives).fetch(&mut *txn);
+        let mut batch = Vec::with_capacity(ROWS_PER_CHUNK);
         while let Some(row) = rows.try_next().await.map_err(err)? {
-            out.rows()
-                .push_row(|i, o| plan.write(&row, i, o, &query.model))?;
-            if !out.send_if_full().await {
-                return Ok(());
+            batch.push(row);
+            if batch.len() == ROWS_PER_CHUNK {
+                let next = Vec::with_capacity(ROWS_PER_CHUNK);
+                if rows_tx
+                    .send(std::mem::replace(&mut batch, next))
+                    .await
+                    .is_err()
+                {
+                    // The decoder stopped: on a bad value, or its reader left.
+                    break;
+                }
             }
         }
         drop(rows);
-        out.flush().await;
+        if !batch.is_empty() {
+            let _ = rows_tx.send(batch).await;
+        }
+        drop(rows_tx);
+        decoder.await.map_err(|e| SourceError::Query {
+            model: query.model.clone(),
+            problem: Problem::Other,
+            message: format!("decoding rows stopped: {e}"),
+        })??;
         txn.rollback().await.map_err(err)?;
         Ok(())
     }
@@ -124,6 +145,29 @@ impl Postgres {
         txn.rollback().await.map_err(|e| query_error(query, e, 0))?;
         Ok(())
     }
+}
+
+/// Batches of rows read but not yet decoded.
+const DECODE_QUEUE: usize = 4;
+
+/// Turns batches of rows into JSON chunks until the reader is done, or
+/// the chunks' reader is gone.
+async fn decode(
+    mut batches: tokio::sync::mpsc::Receiver<Vec<PgRow>>,
+    plan: RowPlan,
+    mut out: ChunkSender,
+    model: String,
+) -> Result<(), SourceError> {
+    while let Some(batch) = batches.recv().await {
+        for row in &batch {
+            out.rows().push_row(|i, o| plan.write(row, i, o, &model))?;
+        }
+        if !out.send_if_full().await {
+            return Ok(());
+        }
+    }
+    out.flush().await;
+    Ok(())
 }
 
 /// Whether a connection URL sets the port itself (in the address or as a
