@@ -146,11 +146,17 @@ async fn destination(
 ) -> anyhow::Result<(Loader, ActionSpec)> {
     let dest = &cfg.destinations[&sync.destination];
     let key = format!("syncs.{}", sync.name);
+    let defaults = Grants::default();
     let grants = Grants {
         allow_hosts: dest.allow_hosts.clone(),
         dir: dest.allow_dir.clone(),
         limits: dest.plugin_limits,
-        ..Grants::default()
+        // A destination given a long `timeout_secs` may take that long to
+        // answer a request, too.
+        http_first_byte_timeout: defaults
+            .http_first_byte_timeout
+            .max(dest.plugin_limits.call_timeout),
+        ..defaults
     };
     let destination = engine.destination(&dest.plugin, grants).await?;
     if let Err(problems) = destination.validate(&dest.config).await? {
