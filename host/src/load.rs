@@ -28,6 +28,19 @@ pub enum Delivery {
     Failed(String),
 }
 
+impl Delivery {
+    /// Counts it in `ok`, `rejected` or `failed`, and gives back its error.
+    pub fn tally(self, ok: &mut u64, rejected: &mut u64, failed: &mut u64) -> Option<String> {
+        let (count, error) = match self {
+            Delivery::Ok => (ok, None),
+            Delivery::Rejected(m) => (rejected, Some(m)),
+            Delivery::Failed(m) => (failed, Some(m)),
+        };
+        *count += 1;
+        error
+    }
+}
+
 pub struct Loader {
     pub destination: Destination,
     pub label: String,

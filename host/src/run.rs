@@ -22,7 +22,7 @@ use crate::cursor::Cursor;
 use crate::diff::{self, Change, Spill};
 use crate::event::{Event, Op};
 use crate::extract::{self, CursorTemplate, Templates};
-use crate::load::{Delivery, Loader};
+use crate::load::Loader;
 use crate::plugin::{ActionSpec, Engine, Grants};
 use crate::source::{ParamKind, Warehouse};
 use crate::state::{Claim, Commit, Counts, RowError, RunEnd, Snapshot, State, Status};
@@ -263,21 +263,10 @@ pub async fn replay(
     let mut delivered = loader.deliver(&events);
     while let Some(done) = delivered.next().await {
         for delivery in done.deliveries {
-            let message = match delivery {
-                Delivery::Ok => {
-                    out.ok += 1;
-                    continue;
-                }
-                Delivery::Rejected(m) => {
-                    out.rejected += 1;
-                    m
-                }
-                Delivery::Failed(m) => {
-                    out.failed += 1;
-                    m
-                }
-            };
-            if out.errors.len() < REPLAY_ERRORS_SHOWN {
+            let error = delivery.tally(&mut out.ok, &mut out.rejected, &mut out.failed);
+            if let Some(message) = error
+                && out.errors.len() < REPLAY_ERRORS_SHOWN
+            {
                 out.errors.push(message);
             }
         }
@@ -343,9 +332,9 @@ pub async fn run(
         progress,
     );
     pass.keep_deliveries = cfg.keep_runs > 0;
-    // On Ctrl-C or SIGTERM the chunk in flight is abandoned (it was not
-    // committed, so the next run sends it again) and the run is closed at
-    // once, so the next run need not wait for this one's heartbeat to expire.
+    // On Ctrl-C or SIGTERM the batches in flight are abandoned (they were
+    // not committed, so the next run sends them again) and the run is closed
+    // at once, so the next run need not wait for this one's heartbeat.
     let result = tokio::select! {
         result = pass.execute(
             prepared.warehouse,
@@ -745,23 +734,11 @@ impl<'a> Pass<'a> {
                     self.counts.retried += done.retried;
                     for (i, delivery) in done.range.zip(done.deliveries) {
                         let origin = origins[i];
-                        let failure = match delivery {
-                            Delivery::Ok => {
-                                self.counts.ok += 1;
-                                if self.keep_deliveries {
-                                    delivered.push(serde_json::to_string(&batch[i])?);
-                                }
-                                None
-                            }
-                            Delivery::Rejected(m) => {
-                                self.counts.rejected += 1;
-                                Some(m)
-                            }
-                            Delivery::Failed(m) => {
-                                self.counts.failed += 1;
-                                Some(m)
-                            }
-                        };
+                        let c = &mut self.counts;
+                        let failure = delivery.tally(&mut c.ok, &mut c.rejected, &mut c.failed);
+                        if failure.is_none() && self.keep_deliveries {
+                            delivered.push(serde_json::to_string(&batch[i])?);
+                        }
                         if let Some(message) = failure {
                             failures.entry(origin).or_insert((message, i));
                         }
