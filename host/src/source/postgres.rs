@@ -18,8 +18,7 @@ use std::str::FromStr;
 
 use super::{BoundQuery, ChunkSender, Native, Problem, SourceError, classify, limit_zero};
 use crate::config::{Source, SourceKind};
-use crate::rows::ROWS_PER_CHUNK;
-use crate::rows::RowChunk;
+use crate::rows::{ROWS_PER_CHUNK, RowChunk};
 use values::RowPlan;
 
 pub struct Postgres {

@@ -566,8 +566,10 @@ impl Store {
 
     pub async fn prune_deliveries(&self, sync: &str, keep_runs: u32) -> Result<()> {
         sqlx::query(
-            "DELETE FROM deliveries WHERE sync = $1 AND run_id NOT IN \
-             (SELECT id FROM runs WHERE sync = $1 ORDER BY id DESC LIMIT $2)",
+            // A range below the oldest run kept (all of them when none is).
+            "DELETE FROM deliveries WHERE sync = $1 AND run_id < COALESCE( \
+             (SELECT min(id) FROM (SELECT id FROM runs WHERE sync = $1 ORDER BY id DESC LIMIT $2) AS kept), \
+             9223372036854775807)",
         )
         .bind(sync)
         .bind(i64::from(keep_runs))
