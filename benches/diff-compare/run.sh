@@ -3,6 +3,9 @@
 # side on one Postgres table:
 #   ebb       `ebb run` (extract + diff + deliver to an `ebb:file` destination
 #             + commit), state in SQLite;
+#   ebb_warehouse
+#             the same with `diff = "warehouse"`: Postgres compares the table
+#             with the snapshot Ebb keeps there and only changes are read;
 #   fulljoin  Postgres alone: a fingerprint table (md5 of each row) of the
 #             new data, FULL JOIN on id with the previous one, the changes
 #             (with the changed records) written to a table, fingerprints
@@ -17,7 +20,9 @@
 # contender first establishes its state on it (not timed); then 1 % of the
 # rows are updated (id % 100 = 0), 0.1 % deleted (id % 1000 = 1) and 0.1 %
 # inserted, and each contender's incremental step is timed with
-# /usr/bin/time. Every contender must find exactly that change set.
+# /usr/bin/time. Every contender must find exactly that change set. For
+# scale, the time psql takes to COPY the whole table out (plain extraction)
+# is measured too.
 #
 #   benches/diff-compare/run.sh [--rows N] [--quick]
 #
@@ -30,7 +35,6 @@
 #   setup  establish its state on the original table (not timed);
 #   step   its incremental diff, the one command run through `timed`;
 #   found  print "added updated deleted" as the step found them.
-# (Ebb's `diff = "warehouse"` will be one more such function.)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,7 +44,7 @@ VENV=$TARGET/diff-compare-venv
 PG_URL=postgres://postgres@127.0.0.1:5432/test
 # The scheme as SQLAlchemy (under dlt and reladiff) names it.
 PY_PG_URL=postgresql://postgres@127.0.0.1:5432/test
-CONTENDERS=(ebb fulljoin reladiff dlt)
+CONTENDERS=(ebb ebb_warehouse fulljoin reladiff dlt)
 # Every column but the key, for the tools that are told what to compare.
 COLUMNS=(email name plan score amount active created_at updated_at attrs)
 
@@ -115,6 +119,7 @@ timed() { /usr/bin/time -f "%e %M" -o "$work/$current.time" "$@"; }
 
 # --- the contenders --------------------------------------------------------
 
+# ebb.toml for `on` ops ($1) with the diff done in $2 (engine or warehouse).
 ebb_config() {
 	cat <<-EOF
 		[state]
@@ -123,11 +128,13 @@ ebb_config() {
 		[sources.pg]
 		kind = "postgres"
 		url = "$PG_URL"
+		diff_schema = "$schema"
 
 		[models.wide]
 		source = "pg"
 		primary_key = "id"
 		query = "SELECT * FROM $schema.wide"
+		diff = "$2"
 
 		[destinations.out]
 		plugin = "ebb:file"
@@ -141,19 +148,20 @@ ebb_config() {
 	EOF
 }
 
-contender_ebb() {
-	local dir=$work/ebb
-	case $1 in
+# Ebb with its diff done in $1, in its own directory; $2 is the phase.
+ebb_contender() {
+	local diff=$1 dir=$work/ebb-$1
+	case $2 in
 	setup)
 		mkdir -p "$dir/out"
 		# The first run only records the snapshot: with `on = ["deleted"]`
 		# the added rows count as delivered without writing every row to the
 		# file. `check` compiles the destination into the plugin cache, so
 		# the timed run starts warm, as every run but a first one does.
-		ebb_config '["deleted"]' >"$dir/ebb.toml"
+		ebb_config '["deleted"]' "$diff" >"$dir/ebb.toml"
 		"$EBB" -c "$dir/ebb.toml" check >"$dir/check.txt"
 		"$EBB" -c "$dir/ebb.toml" run diff --format json >"$dir/first.json"
-		ebb_config '["added", "updated", "deleted"]' >"$dir/ebb.toml"
+		ebb_config '["added", "updated", "deleted"]' "$diff" >"$dir/ebb.toml"
 		;;
 	step) timed "$EBB" -c "$dir/ebb.toml" run diff --format json >"$dir/run.json" ;;
 	found)
@@ -167,6 +175,9 @@ contender_ebb() {
 		;;
 	esac
 }
+
+contender_ebb() { ebb_contender engine "$1"; }
+contender_ebb_warehouse() { ebb_contender warehouse "$1"; }
 
 contender_fulljoin() {
 	local fingerprints="SELECT id, md5(w::text) AS fp FROM $schema.wide w"
@@ -303,6 +314,11 @@ for c in "${CONTENDERS[@]}"; do
 	fi
 done
 
+log "timing plain extraction (psql COPY of the table)"
+current=copy
+timed psql -X -q -d "$PG_URL" -c "COPY $schema.wide TO STDOUT" >/dev/null
+read -r copy_secs _ <"$work/copy.time"
+
 # --- the report ------------------------------------------------------------
 
 echo
@@ -310,14 +326,16 @@ echo "$rows rows; change set: $want_updated updated (id % 100 = 0), $want_delete
 echo "Ebb: $EBB. Peak RSS is the largest process of each step's own process tree:"
 echo "the Postgres server's memory (all of fulljoin's work, most of reladiff's) is not in it."
 echo "dlt's sessions run with work_mem = $DLT_WORK_MEM, the others with the server's $(sql_row "SHOW work_mem")."
-echo "Ratio: the contender's wall time over Ebb's."
+echo "Ratios: the contender's wall time over Ebb's, and over plain extraction"
+echo "(psql copying the whole table out: $copy_secs s)."
 echo
-echo "| contender | wall s | peak RSS MiB | changes found | ratio vs Ebb |"
-echo "|---|---:|---:|---|---:|"
+echo "| contender | wall s | peak RSS MiB | changes found | ratio vs Ebb | ratio vs extraction |"
+echo "|---|---:|---:|---|---:|---:|"
 for c in "${CONTENDERS[@]}"; do
-	awk -v c="$c" -v w="${wall[$c]}" -v r="${rss[$c]}" -v f="${found[$c]}" -v e="${wall[ebb]}" 'BEGIN {
-		if (w == "-") { printf "| %s | - | - | %s | - |\n", c, f; exit }
-		printf "| %s | %.2f | %.0f | %s | %s |\n", c, w, r / 1024, f, (e != "-" && e > 0 ? sprintf("%.2f×", w / e) : "-")
+	awk -v c="$c" -v w="${wall[$c]}" -v r="${rss[$c]}" -v f="${found[$c]}" -v e="${wall[ebb]}" -v x="$copy_secs" 'BEGIN {
+		if (w == "-") { printf "| %s | - | - | %s | - | - |\n", c, f; exit }
+		printf "| %s | %.2f | %.0f | %s | %s | %s |\n", c, w, r / 1024, f,
+			(e != "-" && e > 0 ? sprintf("%.2f×", w / e) : "-"), (x > 0 ? sprintf("%.2f×", w / x) : "-")
 	}'
 done
 

@@ -178,6 +178,20 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                     None if drop_all => Dropped::Rows(Vec::new()),
                     None => Dropped::Unknown(keys),
                 };
+                let model = cfg.model(&cfg.sync(&sync)?.model)?;
+                if let (Dropped::Rows(rows), Some(state)) = (&dropped, &state)
+                    && model.diff == crate::config::DiffIn::Warehouse
+                    && !rows.is_empty()
+                {
+                    let source = &cfg.sources[&model.source];
+                    crate::diff::warehouse::Snapshots::open(source)
+                        .await?
+                        .take_dropped(state, &sync, rows)
+                        .await
+                        .with_context(|| {
+                            format!("the rows were dropped, but {} in source `{}` could not take them; the next run sends them again", crate::diff::warehouse::table(source), source.name)
+                        })?;
+                }
                 return drop_owed(&sync, dropped, format);
             }
             let rows = match state {
@@ -196,7 +210,21 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Reset { sync } => {
-            cfg.sync(&sync)?;
+            let model = cfg.model(&cfg.sync(&sync)?.model)?;
+            if model.diff == crate::config::DiffIn::Warehouse {
+                let source = &cfg.sources[&model.source];
+                crate::diff::warehouse::Snapshots::open(source)
+                    .await?
+                    .reset(&sync)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot reset sync `{sync}` in {} of source `{}`",
+                            crate::diff::warehouse::table(source),
+                            source.name
+                        )
+                    })?;
+            }
             if let Some(state) = State::open_existing(&cfg.state_url).await? {
                 state.reset(&sync).await?;
             }

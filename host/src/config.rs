@@ -89,6 +89,8 @@ pub struct Source {
     pub api: Option<ApiSource>,
     /// Reach the database through this SSH server (`crate::source::ssh`).
     pub ssh: Option<Ssh>,
+    /// Postgres: the schema Ebb owns for models with `diff = "warehouse"`.
+    pub diff_schema: String,
 }
 
 /// An SSH server (a bastion) that forwards to the database.
@@ -124,6 +126,19 @@ pub struct Model {
     /// A column whose highest delivered value is bound as `{{cursor}}`.
     pub cursor: Option<String>,
     pub query: String,
+    pub diff: DiffIn,
+}
+
+/// Where a model's changes are found (see docs/diff.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiffIn {
+    /// Ebb reads every row and compares it with the state store's snapshot.
+    #[default]
+    Engine,
+    /// The warehouse compares the model with a snapshot in its own `_ebb`
+    /// schema and only changed rows are read (Postgres sources).
+    Warehouse,
 }
 
 #[derive(Debug, Clone)]
@@ -234,6 +249,7 @@ struct RawSource {
     warehouse_id: Option<String>,
     catalog: Option<String>,
     ssh: Option<RawSsh>,
+    diff_schema: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -260,6 +276,8 @@ struct RawModel {
     cursor: Option<String>,
     query: Option<String>,
     query_file: Option<String>,
+    #[serde(default)]
+    diff: DiffIn,
 }
 
 #[derive(Deserialize)]
@@ -441,6 +459,20 @@ impl Resolver<'_> {
                 Some(raw) => Some(self.ssh(&key, s.kind, &url, raw)?),
                 None => None,
             };
+            let diff_schema = match (s.kind, s.diff_schema) {
+                (_, None) => "_ebb".to_owned(),
+                (SourceKind::Postgres, Some(schema)) if !schema.trim().is_empty() => schema,
+                (SourceKind::Postgres, Some(_)) => {
+                    return Err(format!(
+                        "{key}.diff_schema: must name a schema; remove it to use `_ebb`"
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(format!(
+                        "{key}.diff_schema: only Postgres sources diff in the warehouse; remove it"
+                    ));
+                }
+            };
             let statement_timeout = Duration::from_secs(s.statement_timeout_secs.unwrap_or(600));
             let connect_timeout = Duration::from_secs(s.connect_timeout_secs.unwrap_or(10));
             sources.insert(
@@ -454,6 +486,7 @@ impl Resolver<'_> {
                     connect_timeout,
                     api,
                     ssh,
+                    diff_schema,
                 },
             );
         }
@@ -466,6 +499,14 @@ impl Resolver<'_> {
                     "{key}.source: no source named `{}`; defined sources: {}",
                     m.source,
                     list_or_none(sources.keys())
+                ));
+            }
+            let kind = sources[&m.source].kind;
+            if m.diff == DiffIn::Warehouse && kind != SourceKind::Postgres {
+                return Err(format!(
+                    "{key}.diff: \"warehouse\" needs a Postgres source, and `{}` is of kind {}; remove the line to diff in Ebb",
+                    m.source,
+                    format!("{kind:?}").to_lowercase()
                 ));
             }
             let query = match (m.query, m.query_file) {
@@ -512,6 +553,7 @@ impl Resolver<'_> {
                     primary_key: m.primary_key,
                     cursor: m.cursor,
                     query,
+                    diff: m.diff,
                 },
             );
         }

@@ -221,6 +221,7 @@ mod tests {
             primary_key: "id".into(),
             cursor: None,
             query: query.into(),
+            diff: Default::default(),
         }
     }
 

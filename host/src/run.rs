@@ -9,7 +9,8 @@
 //! so a crash loses at most the chunk in flight, which the next run derives
 //! again.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -17,14 +18,15 @@ use futures::StreamExt;
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, DiffIn};
 use crate::cursor::Cursor;
-use crate::diff::{self, Change, Spill};
-use crate::event::{Event, Op};
+use crate::diff::{self, Change, Spill, warehouse as pushdown};
+use crate::event::{Event, Op, Record};
 use crate::extract::{self, CursorTemplate, Templates};
 use crate::load::Loader;
 use crate::plugin::{ActionSpec, Engine, Grants};
-use crate::source::{ParamKind, Warehouse};
+use crate::rows::RowRef;
+use crate::source::{BoundQuery, ParamKind, Warehouse};
 use crate::state::{Claim, Commit, Counts, RowError, RunEnd, Snapshot, State, Status};
 use crate::transform::{self, Step};
 
@@ -83,6 +85,9 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
         .map_err(|e| anyhow!(e))?;
     let described = warehouse.columns(&probe).await?;
     extract::check_columns(&model, &described, &cfg.limits).map_err(|e| anyhow!(e))?;
+    if model.diff == DiffIn::Warehouse {
+        pushdown::check_columns(&model, &described).map_err(|e| anyhow!(e))?;
+    }
     let cursor_kind = model.cursor.as_ref().and_then(|c| {
         described
             .iter()
@@ -452,6 +457,8 @@ struct Pass<'a> {
     cursor: Option<Cursor>,
     /// Whether delivered events are kept for `ebb replay`.
     keep_deliveries: bool,
+    /// Where a `diff = "warehouse"` run commits its snapshot.
+    snapshots: Option<pushdown::Snapshots>,
 }
 
 impl<'a> Pass<'a> {
@@ -477,6 +484,7 @@ impl<'a> Pass<'a> {
             planned: Vec::new(),
             cursor: None,
             keep_deliveries: false,
+            snapshots: None,
         }
     }
 
@@ -518,6 +526,29 @@ impl<'a> Pass<'a> {
             },
         };
         let query = extract::bind(model, source.kind, &templates).map_err(|e| anyhow!(e))?;
+        let deletions = !extract::is_incremental(model);
+        match model.diff {
+            DiffIn::Engine => {
+                self.diff_in_engine(warehouse, query, model, limits, deletions)
+                    .await
+            }
+            DiffIn::Warehouse => {
+                self.diff_in_warehouse(warehouse, query, model, source, limits, deletions)
+                    .await
+            }
+        }
+    }
+
+    /// Reads every row, parks it in a [`Spill`] and compares it with the
+    /// state store's snapshot, partition by partition.
+    async fn diff_in_engine(
+        &mut self,
+        warehouse: Warehouse,
+        query: BoundQuery,
+        model: &config::Model,
+        limits: &crate::limits::Limits,
+        deletions: bool,
+    ) -> anyhow::Result<()> {
         let mut spill = Spill::new(diff::MEMORY_BUDGET);
         let mut rows = warehouse.stream(query);
         loop {
@@ -528,36 +559,10 @@ impl<'a> Pass<'a> {
             let t = Instant::now();
             let chunk = chunk?;
             for row in chunk.rows() {
-                self.counts.extracted += 1;
-                if self.counts.extracted > limits.records_per_extract {
-                    bail!(
-                        "model `{}` returned more than {} records; narrow the query or raise limits.records_per_extract",
-                        model.name,
-                        limits.records_per_extract
-                    );
-                }
-                if let Some(cursor) = &mut self.cursor {
-                    cursor
-                        .observe(row.get(&cursor.column))
-                        .map_err(|e| anyhow!("model `{}`: {e}", model.name))?;
-                }
-                match extract::keyed(model, row, limits) {
-                    Ok(key) => spill
+                if let Some(key) = self.keyed(model, row, limits)? {
+                    spill
                         .push(&key, row.json())
-                        .context("cannot park extracted rows for the diff")?,
-                    Err(problem) => {
-                        let key = match problem.key.is_empty() {
-                            true => format!("(row {} without a key)", self.counts.extracted),
-                            false => problem.key,
-                        };
-                        self.row_error(
-                            key,
-                            Op::Added,
-                            problem.message,
-                            serde_json::Value::Object(row.record()),
-                            None,
-                        );
-                    }
+                        .context("cannot park extracted rows for the diff")?;
                 }
             }
             self.timed("diff", t);
@@ -566,7 +571,6 @@ impl<'a> Pass<'a> {
         }
         drop(rows);
 
-        let deletions = !extract::is_incremental(model);
         let mut changes = Vec::new();
         for p in 0..diff::PARTITIONS {
             let t = Instant::now();
@@ -590,24 +594,166 @@ impl<'a> Pass<'a> {
             let classified = diff::classify(extracted, &snapshot, deletions)
                 .context("cannot read back extracted rows")?;
             for d in classified.duplicates {
-                self.row_error(
-                    d.key.clone(),
-                    Op::Added,
-                    format!(
-                        "model `{}`: primary key `{}` = {} is returned by {} rows; none of them is synced until the key is unique",
-                        model.name, model.primary_key, d.key, d.rows
-                    ),
-                    serde_json::Value::Object(d.first),
-                    None,
-                );
+                self.duplicate(model, d.key, d.rows, d.first);
             }
             changes.extend(classified.changes);
             self.timed("diff", t);
             if changes.len() >= self.chunk_size() {
-                self.changes(std::mem::take(&mut changes)).await?;
+                self.changes(std::mem::take(&mut changes), None).await?;
             }
         }
-        self.changes(changes).await
+        self.changes(changes, None).await
+    }
+
+    /// Has the warehouse compare the model with the snapshot it keeps in
+    /// `_ebb` and reads only what changed (see [`diff::warehouse`]).
+    async fn diff_in_warehouse(
+        &mut self,
+        mut warehouse: Warehouse,
+        query: BoundQuery,
+        model: &config::Model,
+        source: &config::Source,
+        limits: &crate::limits::Limits,
+        deletions: bool,
+    ) -> anyhow::Result<()> {
+        let table = pushdown::table(source);
+        let exists = match (self.writer, warehouse.postgres()) {
+            (Some(_), _) => {
+                self.snapshots = Some(pushdown::Snapshots::open(source).await?);
+                true
+            }
+            (None, Some(conn)) => pushdown::exists(conn, &table).await?,
+            (None, None) => false,
+        };
+        let table = exists.then_some(table.as_str());
+        let query = pushdown::diff_query(model, query, &self.sync.name, deletions, table);
+        let mut rows = warehouse.stream(query);
+        let mut changes = Vec::new();
+        let mut previous = HashMap::new();
+        // Each key returned by several rows: how many, and the first.
+        let mut duplicates: BTreeMap<String, (usize, Record)> = BTreeMap::new();
+        let bad = |e: String| anyhow!("model `{}`: {e}", model.name);
+        loop {
+            let t = Instant::now();
+            let chunk = rows.recv().await;
+            self.timed("extract", t);
+            let Some(chunk) = chunk else { break };
+            let t = Instant::now();
+            let (found, chunk) = pushdown::split(&chunk?).map_err(bad)?;
+            for (found, row) in found.into_iter().zip(chunk.rows()) {
+                let change = match (found.fingerprint, found.key, found.previous) {
+                    // A key of the snapshot that the model no longer returns.
+                    (None, Some(key), Some(record)) => {
+                        let key_hash = diff::key_hash(&key);
+                        previous.insert(key_hash, pushdown::parse_record(&record).map_err(bad)?);
+                        Change {
+                            key,
+                            key_hash,
+                            op: Op::Deleted,
+                            json: None,
+                            fingerprint: 0,
+                        }
+                    }
+                    (None, ..) => continue,
+                    (Some(_), Some(key), _) if found.copies > 1 => {
+                        duplicates.entry(key).or_insert_with(|| (0, row.record())).0 += 1;
+                        continue;
+                    }
+                    (Some(fingerprint), _, last) => {
+                        let Some(key) = self.keyed(model, row, limits)? else {
+                            continue;
+                        };
+                        let key_hash = diff::key_hash(&key);
+                        let op = match last {
+                            Some(record) => {
+                                previous.insert(
+                                    key_hash,
+                                    pushdown::parse_record(&record).map_err(bad)?,
+                                );
+                                Op::Updated
+                            }
+                            None => Op::Added,
+                        };
+                        Change {
+                            key: key.into_owned(),
+                            key_hash,
+                            op,
+                            json: Some(String::from_utf8_lossy(row.json()).into_owned()),
+                            fingerprint: pushdown::fingerprint(fingerprint),
+                        }
+                    }
+                };
+                changes.push(change);
+            }
+            self.timed("diff", t);
+            self.progress
+                .set_message(format!("changed {}", changes.len()));
+            if changes.len() >= self.chunk_size() {
+                let previous = std::mem::take(&mut previous);
+                self.changes(std::mem::take(&mut changes), Some(previous))
+                    .await?;
+            }
+        }
+        drop(rows);
+        for (key, (rows, first)) in duplicates {
+            self.duplicate(model, key, rows, first);
+        }
+        self.changes(changes, Some(previous)).await
+    }
+
+    /// Counts a row read, holds it to the limits and moves the cursor; the
+    /// row's key, or `None` if the row became a row error.
+    fn keyed<'r>(
+        &mut self,
+        model: &config::Model,
+        row: RowRef<'r>,
+        limits: &crate::limits::Limits,
+    ) -> anyhow::Result<Option<Cow<'r, str>>> {
+        self.counts.extracted += 1;
+        if self.counts.extracted > limits.records_per_extract {
+            bail!(
+                "model `{}` returned more than {} records; narrow the query or raise limits.records_per_extract",
+                model.name,
+                limits.records_per_extract
+            );
+        }
+        if let Some(cursor) = &mut self.cursor {
+            cursor
+                .observe(row.get(&cursor.column))
+                .map_err(|e| anyhow!("model `{}`: {e}", model.name))?;
+        }
+        match extract::keyed(model, row, limits) {
+            Ok(key) => Ok(Some(key)),
+            Err(problem) => {
+                let key = match problem.key.is_empty() {
+                    true => format!("(row {} without a key)", self.counts.extracted),
+                    false => problem.key,
+                };
+                self.row_error(
+                    key,
+                    Op::Added,
+                    problem.message,
+                    serde_json::Value::Object(row.record()),
+                    None,
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// The row error of a key the model returned more than once.
+    fn duplicate(&mut self, model: &config::Model, key: String, rows: usize, first: Record) {
+        let message = format!(
+            "model `{}`: primary key `{}` = {key} is returned by {rows} rows; none of them is synced until the key is unique",
+            model.name, model.primary_key
+        );
+        self.row_error(
+            key,
+            Op::Added,
+            message,
+            serde_json::Value::Object(first),
+            None,
+        );
     }
 
     fn row_error(
@@ -628,13 +774,20 @@ impl<'a> Pass<'a> {
         });
     }
 
-    /// Transforms, maps, loads and commits one chunk of changes.
-    async fn changes(&mut self, changes: Vec<Change>) -> anyhow::Result<()> {
+    /// Transforms, maps, loads and commits one chunk of changes. `previous`
+    /// holds the records last delivered for them when the diff read those
+    /// itself; otherwise they are looked up in the state store.
+    async fn changes(
+        &mut self,
+        changes: Vec<Change>,
+        previous: Option<HashMap<u128, Record>>,
+    ) -> anyhow::Result<()> {
         let t = Instant::now();
         let sent = |c: &&Change| self.sync.on.contains(&c.op);
         // Only changes that will be sent need the record delivered before.
-        let previous = match self.reader {
-            Some(state) => {
+        let previous = match (previous, self.reader) {
+            (Some(previous), _) => previous,
+            (None, Some(state)) => {
                 let hashes: Vec<u128> = changes
                     .iter()
                     .filter(sent)
@@ -643,7 +796,7 @@ impl<'a> Pass<'a> {
                     .collect();
                 state.records(&self.sync.name, &hashes).await?
             }
-            None => HashMap::new(),
+            (None, None) => HashMap::new(),
         };
         let mut commits = Vec::new();
         let mut traced = Vec::new();
@@ -787,6 +940,27 @@ impl<'a> Pass<'a> {
         delivered: &mut Vec<String>,
     ) -> anyhow::Result<()> {
         let t = Instant::now();
+        // The warehouse keeps this sync's snapshot: there first, then the
+        // state store only learns that the keys are no longer owed.
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots
+                .commit(&self.sync.name, commits)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot commit acknowledged changes to {} in the warehouse",
+                        snapshots.table()
+                    )
+                })?;
+            for c in commits.iter_mut() {
+                let key = match c {
+                    Commit::Upsert { key, .. }
+                    | Commit::Delete { key, .. }
+                    | Commit::Settle { key } => std::mem::take(key),
+                };
+                *c = Commit::Settle { key };
+            }
+        }
         let errors = std::mem::take(&mut self.errors);
         let committed = state
             .commit(&self.sync.name, run_id, commits, &errors, delivered)

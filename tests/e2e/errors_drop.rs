@@ -32,9 +32,8 @@ fn owed_keys(project: &Project) -> Vec<String> {
         .collect()
 }
 
-/// Users 1–4 through a mapping to `server`, which refuses 2 and 3.
-fn two_rows_owed(project: &Project) -> (Warehouse, Server) {
-    let wh = Warehouse::sqlite(project);
+/// Users 1–4 of `wh` through a mapping to `server`, which refuses 2 and 3.
+fn two_rows_owed(project: &Project, wh: Warehouse) -> (Warehouse, Server) {
     wh.insert_users(1..=4);
     let server = Server::start();
     server.reject("2", "bad email");
@@ -50,8 +49,8 @@ fn two_rows_owed(project: &Project) -> (Warehouse, Server) {
     (wh, server)
 }
 
-pub fn dropped_rows_are_not_sent_again_until_they_change(project: &Project) {
-    let (wh, server) = two_rows_owed(project);
+pub fn dropped_rows_are_not_sent_again_until_they_change(project: &Project, wh: Warehouse) {
+    let (wh, server) = two_rows_owed(project, wh);
 
     let unknown = project.ebb(&["errors", SYNC, "--drop", "2", "--drop", "9"]);
     assert_eq!(unknown.code, Some(1), "{}", unknown.text());
@@ -100,8 +99,8 @@ pub fn dropped_rows_are_not_sent_again_until_they_change(project: &Project) {
     );
 }
 
-pub fn drop_all_forgets_every_owed_row_and_dropped_deletions(project: &Project) {
-    let (wh, server) = two_rows_owed(project);
+pub fn drop_all_forgets_every_owed_row_and_dropped_deletions(project: &Project, wh: Warehouse) {
+    let (wh, server) = two_rows_owed(project, wh);
     server.accept_all();
     server.reject("4", "cannot delete");
     wh.exec("DELETE FROM users WHERE id = 4");
@@ -135,12 +134,16 @@ pub fn drop_all_forgets_every_owed_row_and_dropped_deletions(project: &Project) 
 
 #[test]
 fn sqlite_dropped_rows_are_not_sent_again_until_they_change() {
-    dropped_rows_are_not_sent_again_until_they_change(&Project::new());
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    dropped_rows_are_not_sent_again_until_they_change(&project, wh);
 }
 
 #[test]
 fn sqlite_drop_all_forgets_every_owed_row_and_dropped_deletions() {
-    drop_all_forgets_every_owed_row_and_dropped_deletions(&Project::new());
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    drop_all_forgets_every_owed_row_and_dropped_deletions(&project, wh);
 }
 
 #[test]

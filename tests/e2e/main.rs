@@ -29,3 +29,4 @@ mod sqlite_types;
 mod ssh_tunnel;
 mod state_postgres;
 mod transform_limits;
+mod warehouse_diff;

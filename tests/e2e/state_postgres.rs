@@ -77,11 +77,13 @@ fn postgres_state_errors_drop() {
     let Some((_state, project)) = project() else {
         return;
     };
-    errors_drop::dropped_rows_are_not_sent_again_until_they_change(&project);
+    let wh = Warehouse::sqlite(&project);
+    errors_drop::dropped_rows_are_not_sent_again_until_they_change(&project, wh);
     let Some((_state, project)) = self::project() else {
         return;
     };
-    errors_drop::drop_all_forgets_every_owed_row_and_dropped_deletions(&project);
+    let wh = Warehouse::sqlite(&project);
+    errors_drop::drop_all_forgets_every_owed_row_and_dropped_deletions(&project, wh);
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! synced and the snapshot keeps what was last delivered.
 
 mod spill;
+pub mod warehouse;
 
 use std::collections::HashMap;
 

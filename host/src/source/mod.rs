@@ -342,6 +342,15 @@ impl Warehouse {
         }
     }
 
+    /// The connection, if this is a Postgres warehouse (for the diff it
+    /// runs there, which writes its own schema).
+    pub fn postgres(&mut self) -> Option<&mut sqlx::PgConnection> {
+        match &mut self.db {
+            Db::Postgres(w) => Some(w.connection()),
+            _ => None,
+        }
+    }
+
     /// Streams the query's rows in chunks; the connection moves into the
     /// reading task and is closed when the stream ends or is dropped, and
     /// its tunnel after it, before the stream reports its end.

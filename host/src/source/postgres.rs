@@ -57,6 +57,10 @@ impl Postgres {
         Ok(Postgres { conn })
     }
 
+    pub fn connection(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
     pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<super::Column>, SourceError> {
         let types = param_types(&query.natives()?);
         let stmt = self

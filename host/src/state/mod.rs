@@ -101,6 +101,11 @@ pub enum Commit {
         key: String,
         key_hash: u128,
     },
+    /// The key is no longer owed; its snapshot is kept in the warehouse
+    /// (`diff = "warehouse"`), not here.
+    Settle {
+        key: String,
+    },
 }
 
 /// A record as the snapshot holds it.
@@ -437,6 +442,7 @@ fn commit_columns(commits: &[Commit]) -> CommitColumns<'_> {
                 out.deletes.push(hash_bytes(*key_hash));
                 out.keys.push(key);
             }
+            Commit::Settle { key } => out.keys.push(key),
         }
     }
     out

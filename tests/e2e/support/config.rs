@@ -43,7 +43,7 @@ impl Config {
             source: wh.source_toml().to_owned(),
             primary_key: "id".to_owned(),
             query: USERS_QUERY.to_owned(),
-            model_lines: Vec::new(),
+            model_lines: wh.model_lines().to_vec(),
             destination: FILE_DESTINATION.to_owned(),
             sync_lines: Vec::new(),
         }

@@ -111,3 +111,15 @@ pub fn sqlite_exec(file: &Path, sql: &str) {
     })
     .unwrap_or_else(|e| panic!("state statement failed on {}: {sql}: {e}", file.display()));
 }
+
+/// One integer a query returns from a SQLite state file.
+pub fn sqlite_scalar(file: &Path, sql: &str) -> i64 {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut conn = SqliteConnectOptions::new().filename(file).connect().await?;
+        let value: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await?;
+        conn.close().await?;
+        Ok::<_, sqlx::Error>(value)
+    })
+    .unwrap_or_else(|e| panic!("state query failed on {}: {sql}: {e}", file.display()))
+}

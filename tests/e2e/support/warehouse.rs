@@ -37,6 +37,8 @@ pub struct Warehouse {
     rt: Runtime,
     db: Db,
     source_toml: String,
+    /// Lines every model over this warehouse carries.
+    model_lines: Vec<String>,
 }
 
 impl Warehouse {
@@ -71,6 +73,7 @@ impl Warehouse {
             db: Db::Sqlite(pool),
             source_toml: "[sources.wh]\nkind = \"sqlite\"\nurl = \"sqlite://warehouse.db\"\n"
                 .to_owned(),
+            model_lines: Vec::new(),
         }
     }
 
@@ -92,6 +95,7 @@ impl Warehouse {
                 "[sources.wh]\nkind = \"postgres\"\nurl = \"{POSTGRES_URL}?options=-csearch_path%3D{schema}\"\n"
             ),
             db: Db::Postgres { pool, schema },
+            model_lines: Vec::new(),
         };
         wh.exec(CREATE_USERS);
         Some(wh)
@@ -104,6 +108,26 @@ impl Warehouse {
             .source_toml
             .replace("kind = \"postgres\"", &format!("kind = \"{kind}\""));
         self
+    }
+
+    /// The same Postgres warehouse with its models diffed there
+    /// (`diff = "warehouse"`), the snapshot table in the test's own schema.
+    pub fn diffing_in_warehouse(mut self) -> Warehouse {
+        let schema = self.schema().expect("a Postgres warehouse").to_owned();
+        self.source_toml
+            .push_str(&format!("diff_schema = \"{schema}\"\n"));
+        self.model_lines.push("diff = \"warehouse\"".to_owned());
+        self
+    }
+
+    /// Whether Ebb reads every row of a model (rather than only changed
+    /// ones, found by the warehouse).
+    pub fn reads_every_row(&self) -> bool {
+        self.model_lines.is_empty()
+    }
+
+    pub fn model_lines(&self) -> &[String] {
+        &self.model_lines
     }
 
     /// The Postgres schema this test owns.
@@ -147,6 +171,7 @@ impl Warehouse {
                 "[sources.wh]\nkind = \"mysql\"\nurl = \"{MYSQL_URL}/{database}\"\n"
             ),
             db: Db::Mysql { pool, database },
+            model_lines: Vec::new(),
         };
         wh.exec(CREATE_USERS);
         Some(wh)
