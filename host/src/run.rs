@@ -59,6 +59,8 @@ pub struct Prepared {
     pub steps: Vec<Step>,
     /// How `{{cursor}}` is bound, for a cursor model.
     pub cursor_kind: Option<crate::source::ParamKind>,
+    /// How a `diff = "warehouse"` statement fingerprints the model's rows.
+    pub row_hash: pushdown::RowHash,
 }
 
 /// Loads the sync's plugins, checks the destination config, the action, the
@@ -94,6 +96,7 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
             .find(|col| &col.name == c)
             .map(|col| crate::cursor::kind_of_type(source.kind, &col.type_name))
     });
+    let row_hash = pushdown::RowHash::for_columns(&described);
     let columns: Vec<String> = described.into_iter().map(|c| c.name).collect();
 
     // With transforms in between, the shape reaching the mapping is theirs
@@ -139,6 +142,7 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
         loader,
         steps,
         cursor_kind,
+        row_hash,
     })
 }
 
@@ -347,6 +351,7 @@ pub async fn run(
             &prepared.source,
             &prepared.limits,
             prepared.cursor_kind,
+            prepared.row_hash,
         ) => result,
         signal = interrupted() => Err(anyhow!(
             "interrupted by {signal}; what the destination acknowledged is committed, the rest is sent next run"
@@ -434,10 +439,22 @@ pub async fn plan(
         &prepared.source,
         &prepared.limits,
         prepared.cursor_kind,
+        prepared.row_hash,
     )
     .await?;
     progress.finish_and_clear();
     Ok(pass.planned)
+}
+
+/// What a `diff = "warehouse"` pass reads, and how.
+#[derive(Clone, Copy)]
+struct Reading<'a> {
+    model: &'a config::Model,
+    source: &'a config::Source,
+    limits: &'a crate::limits::Limits,
+    /// Whether keys the model no longer returns are deletions (full models).
+    deletions: bool,
+    row_hash: pushdown::RowHash,
 }
 
 /// One walk through the pipeline. With `writer` it loads and commits; without
@@ -505,6 +522,7 @@ impl<'a> Pass<'a> {
         source: &config::Source,
         limits: &crate::limits::Limits,
         cursor_kind: Option<ParamKind>,
+        row_hash: pushdown::RowHash,
     ) -> anyhow::Result<()> {
         let (last_sync_time, stored_cursor) = match self.reader {
             Some(s) => (
@@ -533,8 +551,14 @@ impl<'a> Pass<'a> {
                     .await
             }
             DiffIn::Warehouse => {
-                self.diff_in_warehouse(warehouse, query, model, source, limits, deletions)
-                    .await
+                let reading = Reading {
+                    model,
+                    source,
+                    limits,
+                    deletions,
+                    row_hash,
+                };
+                self.diff_in_warehouse(warehouse, query, &reading).await
             }
         }
     }
@@ -611,22 +635,26 @@ impl<'a> Pass<'a> {
         &mut self,
         mut warehouse: Warehouse,
         query: BoundQuery,
-        model: &config::Model,
-        source: &config::Source,
-        limits: &crate::limits::Limits,
-        deletions: bool,
+        reading: &Reading<'_>,
     ) -> anyhow::Result<()> {
+        let Reading {
+            model,
+            source,
+            limits,
+            deletions,
+            row_hash,
+        } = *reading;
         let table = pushdown::table(source);
-        let exists = match (self.writer, warehouse.postgres()) {
-            (Some(_), _) => {
-                self.snapshots = Some(pushdown::Snapshots::open(source).await?);
-                true
-            }
-            (None, Some(conn)) => pushdown::exists(conn, &table).await?,
-            (None, None) => false,
-        };
+        if self.writer.is_some() {
+            self.snapshots = Some(pushdown::Snapshots::open(source).await?);
+        }
+        let conn = warehouse
+            .postgres()
+            .ok_or_else(|| anyhow!("diff = \"warehouse\" needs a Postgres source"))?;
+        let exists = self.snapshots.is_some() || pushdown::exists(conn, &table).await?;
+        let row_hash = pushdown::ready(conn, row_hash).await?;
         let table = exists.then_some(table.as_str());
-        let query = pushdown::diff_query(model, query, &self.sync.name, deletions, table);
+        let query = pushdown::diff_query(model, query, &self.sync.name, deletions, table, row_hash);
         let mut rows = warehouse.stream(query);
         let mut changes = Vec::new();
         let mut previous = HashMap::new();
@@ -698,7 +726,11 @@ impl<'a> Pass<'a> {
         for (key, (rows, first)) in duplicates {
             self.duplicate(model, key, rows, first);
         }
-        self.changes(changes, Some(previous)).await
+        self.changes(changes, Some(previous)).await?;
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots.analyze_if_grown().await;
+        }
+        Ok(())
     }
 
     /// Counts a row read, holds it to the limits and moves the cursor; the

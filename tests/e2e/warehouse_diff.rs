@@ -142,6 +142,34 @@ fn a_repeated_key_is_a_row_error_even_when_one_copy_is_unchanged() {
     assert!(project.errors().is_empty());
 }
 
+/// A model with a column Postgres cannot hash by type (`json`) is
+/// fingerprinted by its text instead, and still diffs.
+#[test]
+fn a_model_with_a_json_column_is_fingerprinted_by_its_text() {
+    let Some(wh) = warehouse() else { return };
+    let project = Project::new();
+    wh.insert_users(1..=3);
+    project.write_config(
+        &Config::new(&wh)
+            .query("SELECT id, email, json_build_object('plan', plan) AS extra FROM users")
+            .render(),
+    );
+    assert_eq!(project.run_ok().count("added"), 3);
+    project.take_delivered();
+    wh.exec("UPDATE users SET plan = 'team' WHERE id = 2");
+    let run = project.run_ok();
+    assert_eq!(
+        (run.count("extracted"), run.count("updated")),
+        (1, 1),
+        "{}",
+        run.report
+    );
+    let delivered = project.take_delivered();
+    assert_eq!(delivered.len(), 1, "{delivered:#?}");
+    assert_eq!(delivered[0]["fields"]["extra"]["plan"], "team");
+    assert_eq!(delivered[0]["previous"]["extra"]["plan"], "pro");
+}
+
 /// An incremental model is compared only on the rows it returns: keys it
 /// does not return are not deletions.
 #[test]

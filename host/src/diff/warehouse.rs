@@ -6,12 +6,15 @@
 //! (and the deleted keys) travel to Ebb. For a model of millions of rows
 //! where a few change, Ebb then reads thousands of rows instead of millions.
 //!
-//! The statement fingerprints each row as `hashtextextended(row::text, 0)`
-//! (64 bits; Postgres keeps that hash stable because hash partitioning
-//! depends on it) and joins on the key's text, so the key must be of a type
+//! The statement fingerprints each row with Postgres's own 64-bit hash
+//! functions ([`RowHash`]; Postgres keeps them stable because hash
+//! partitioning depends on them) and joins on the key's text, so the key must be of a type
 //! whose text Postgres and Ebb write alike (integers, text, uuid). A key the
 //! model returns more than once comes out with every one of its rows, like
-//! in Ebb's own diff, so that none of them is synced.
+//! in Ebb's own diff, so that none of them is synced; finding those keys
+//! reads the model a second time, for its key column only. JIT compilation
+//! is turned off for the statement: it costs more than it saves on a scan
+//! Postgres would spend seconds planning code for.
 //!
 //! What the destination acknowledges is written to the snapshot table before
 //! the state store records the batch; a crash between the two only means
@@ -67,6 +70,60 @@ pub fn check_columns(model: &Model, columns: &[Column]) -> Result<(), String> {
     }
 }
 
+/// How the statement fingerprints a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowHash {
+    /// `hash_record_extended(row, 0)`: each value by its type's own hash
+    /// function, with no text made (about twice as fast). Values that are
+    /// equal but written differently (`1.0` and `1.00`) hash alike.
+    Typed,
+    /// `hashtextextended(row::text, 0)`: for models with a column type that
+    /// has no hash function (`json`, `xml`, geometric types, …).
+    Text,
+}
+
+/// Column types (as sqlx names them) Postgres can hash, and arrays of them.
+const HASHABLE: [&str; 21] = [
+    "BOOL",
+    "INT2",
+    "INT4",
+    "INT8",
+    "FLOAT4",
+    "FLOAT8",
+    "NUMERIC",
+    "TEXT",
+    "VARCHAR",
+    "BPCHAR",
+    "NAME",
+    "CHAR",
+    "UUID",
+    "DATE",
+    "TIME",
+    "TIMESTAMP",
+    "TIMESTAMPTZ",
+    "INTERVAL",
+    "JSONB",
+    "BYTEA",
+    "OID",
+];
+
+impl RowHash {
+    pub fn for_columns(columns: &[Column]) -> RowHash {
+        let hashable = |c: &Column| HASHABLE.contains(&c.type_name.trim_end_matches("[]"));
+        match columns.iter().all(hashable) {
+            true => RowHash::Typed,
+            false => RowHash::Text,
+        }
+    }
+
+    fn of(self, row: &str) -> String {
+        match self {
+            RowHash::Typed => format!("hash_record_extended({row}, 0)"),
+            RowHash::Text => format!("hashtextextended({row}::text, 0)"),
+        }
+    }
+}
+
 /// The statement that finds the model's changes against the sync's
 /// snapshot: the model's query wrapped, the sync's name bound after its
 /// parameters. Without `deletions` (incremental models), snapshot keys the
@@ -78,6 +135,7 @@ pub fn diff_query(
     sync: &str,
     deletions: bool,
     table: Option<&str>,
+    row_hash: RowHash,
 ) -> BoundQuery {
     let BoundQuery {
         model: name,
@@ -90,28 +148,42 @@ pub fn diff_query(
     });
     let sync_param = params.len();
     let key = quote_ident(&model.primary_key);
-    let snapshot = match table {
-        Some(table) => {
-            format!("SELECT key, fingerprint, record FROM {table} WHERE sync = ${sync_param}")
-        }
-        None => format!(
-            "SELECT NULL::text AS key, NULL::bigint AS fingerprint, NULL::text AS record WHERE ${sync_param}::text IS NULL"
+    // The snapshot side of the join carries only keys and fingerprints;
+    // the records last delivered are looked up for the changed keys alone.
+    let (snapshot, previous) = match table {
+        Some(table) => (
+            format!("SELECT key, fingerprint FROM {table} WHERE sync = ${sync_param}"),
+            format!(
+                "(SELECT p.record FROM {table} p WHERE p.sync = ${sync_param} AND p.key = s.key)"
+            ),
+        ),
+        None => (
+            format!(
+                "SELECT NULL::text AS key, NULL::bigint AS fingerprint WHERE ${sync_param}::text IS NULL"
+            ),
+            "NULL::text".to_owned(),
         ),
     };
     let join = if deletions { "FULL" } else { "LEFT" };
     let sql = sql.trim_end().trim_end_matches(';');
+    let fingerprint = row_hash.of("_ebb_r");
+    // Repeated keys are counted over a second reading of the model that
+    // needs only the key column (cheaper than sorting whole rows by key).
     let sql = format!(
-        "WITH _ebb_model AS (\n{sql}\n),\n\
+        "WITH _ebb_model AS NOT MATERIALIZED (\n{sql}\n),\n\
          _ebb_current AS (\
            SELECT _ebb_r AS r, (_ebb_r.{key})::text AS key, \
-                  hashtextextended(_ebb_r::text, 0) AS fingerprint, \
-                  count(*) OVER (PARTITION BY (_ebb_r.{key})::text) AS copies \
+                  {fingerprint} AS fingerprint \
            FROM _ebb_model _ebb_r),\n\
+         _ebb_repeated AS (\
+           SELECT ({key})::text AS key, count(*) AS copies FROM _ebb_model \
+           GROUP BY 1 HAVING count(*) > 1),\n\
          _ebb_snapshot AS ({snapshot})\n\
          SELECT coalesce(c.key, s.key) AS _ebb_key, c.fingerprint::text AS _ebb_fingerprint, \
-                s.record AS _ebb_previous, c.copies AS _ebb_copies, (c.r).*\n\
-         FROM _ebb_current c {join} JOIN _ebb_snapshot s ON s.key = c.key\n\
-         WHERE c.fingerprint IS DISTINCT FROM s.fingerprint OR c.copies > 1"
+                {previous} AS _ebb_previous, d.copies AS _ebb_copies, (c.r).*\n\
+         FROM _ebb_current c {join} JOIN _ebb_snapshot s ON s.key = c.key \
+         LEFT JOIN _ebb_repeated d ON d.key = c.key\n\
+         WHERE c.fingerprint IS DISTINCT FROM s.fingerprint OR d.copies IS NOT NULL"
     );
     BoundQuery {
         model: name,
@@ -164,7 +236,7 @@ pub fn split(chunk: &RowChunk) -> Result<(Vec<Found>, RowChunk), String> {
             key: text(0).map_err(bad)?,
             fingerprint,
             previous: text(2).map_err(bad)?,
-            copies: number(3).map_err(bad)?.unwrap_or(0),
+            copies: number(3).map_err(bad)?.unwrap_or(1),
         });
         let copied: Result<(), std::convert::Infallible> = rows.push_row(|i, out| {
             out.extend_from_slice(row.value(i + META.len()));
@@ -191,7 +263,15 @@ pub fn fingerprint(f: i64) -> u128 {
 pub struct Snapshots {
     warehouse: Warehouse,
     table: String,
+    /// Rows this run wrote or deleted.
+    written: usize,
 }
+
+/// After writing this many rows, a run refreshes the table's statistics:
+/// a first run fills the table long before autovacuum looks at it, and a
+/// planner that takes a million rows for a few thousand splits the join
+/// into many passes over disk.
+const ANALYZE_AFTER: usize = 10_000;
 
 impl Snapshots {
     /// Connects to the model's source, creating the snapshot table if it
@@ -200,6 +280,7 @@ impl Snapshots {
         let mut snapshots = Snapshots {
             warehouse: Warehouse::connect(source).await?,
             table: table(source),
+            written: 0,
         };
         let table = snapshots.table.clone();
         if !exists(snapshots.conn()?, &table).await? {
@@ -271,7 +352,27 @@ impl Snapshots {
             .await?;
         }
         tx.commit().await?;
+        self.written += commits.len();
         Ok(())
+    }
+
+    /// Refreshes the table's statistics if this run changed many rows.
+    pub async fn analyze_if_grown(&mut self) {
+        if self.written < ANALYZE_AFTER {
+            return;
+        }
+        let statement = format!("ANALYZE {}", self.table);
+        let analyzed = match self.conn() {
+            Ok(conn) => conn
+                .execute(statement.as_str())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = analyzed {
+            tracing::warn!("cannot refresh the statistics of {}: {e}", self.table);
+        }
     }
 
     /// Carries rows the operator dropped (`ebb errors --drop`) from the
@@ -319,6 +420,20 @@ impl Snapshots {
             .await?;
         Ok(())
     }
+}
+
+/// Readies the session that runs the diff statement: without JIT (see the
+/// module's docs). Returns `row_hash`, or [`RowHash::Text`] on servers
+/// older than Postgres 14, which have no `hash_record_extended`.
+pub async fn ready(conn: &mut PgConnection, row_hash: RowHash) -> sqlx::Result<RowHash> {
+    conn.execute("SET jit = off").await?;
+    let version: String = sqlx::query_scalar("SHOW server_version_num")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(match version.parse::<u32>() {
+        Ok(v) if v >= 140_000 => row_hash,
+        _ => RowHash::Text,
+    })
 }
 
 /// Whether the snapshot table exists, for a plan that must not create it.
@@ -384,6 +499,18 @@ mod tests {
     }
 
     #[test]
+    fn rows_hash_by_type_unless_a_column_type_has_no_hash_function() {
+        let typed = [
+            column("id", "INT8"),
+            column("tags", "TEXT[]"),
+            column("j", "JSONB"),
+        ];
+        assert_eq!(RowHash::for_columns(&typed), RowHash::Typed);
+        let text = [column("id", "INT8"), column("j", "JSON")];
+        assert_eq!(RowHash::for_columns(&text), RowHash::Text);
+    }
+
+    #[test]
     fn the_sync_is_bound_after_the_model_parameters() {
         let bound = BoundQuery {
             model: "m".into(),
@@ -396,23 +523,33 @@ mod tests {
             "s1",
             true,
             Some("\"_ebb\".snapshots"),
+            RowHash::Typed,
         );
         assert_eq!(q.params.len(), 2);
         assert_eq!(q.params[1].value.as_deref(), Some("s1"));
         assert!(
-            q.sql
-                .contains("WITH _ebb_model AS (\nSELECT * FROM t WHERE at > $1\n)")
+            q.sql.contains(
+                "WITH _ebb_model AS NOT MATERIALIZED (\nSELECT * FROM t WHERE at > $1\n)"
+            )
         );
         assert!(q.sql.contains("(_ebb_r.\"we\"\"ird\")::text"));
         assert!(q.sql.contains("WHERE sync = $2"));
         assert!(q.sql.contains("FULL JOIN"));
+        assert!(
+            q.sql
+                .contains("hash_record_extended(_ebb_r, 0) AS fingerprint")
+        );
         let bound = BoundQuery {
             model: "m".into(),
             sql: "SELECT 1 AS id".into(),
             params: vec![],
         };
-        let q = diff_query(&model("id"), bound, "s1", false, None);
+        let q = diff_query(&model("id"), bound, "s1", false, None, RowHash::Text);
         assert!(q.sql.contains("LEFT JOIN"));
+        assert!(
+            q.sql
+                .contains("hashtextextended(_ebb_r::text, 0) AS fingerprint")
+        );
         assert!(!q.sql.contains("snapshots"));
     }
 
