@@ -595,25 +595,37 @@ impl<'a> Pass<'a> {
         }
         drop(rows);
 
+        // A full model compares every partition with its whole range of
+        // the snapshot: the next range is read while this one is compared.
+        let (reader, sync) = (self.reader, self.sync);
+        let mut ranges = futures::stream::iter(0..diff::PARTITIONS)
+            .map(|p| async move {
+                match reader {
+                    Some(s) if deletions => {
+                        let (lo, hi) = diff::partition_bounds(p);
+                        s.snapshot_range(&sync.name, lo, hi).await.map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            })
+            .buffered(2);
         let mut changes = Vec::new();
         for p in 0..diff::PARTITIONS {
             let t = Instant::now();
+            let range = ranges.next().await.transpose()?.flatten();
             let extracted = spill.take(p).context("cannot read back extracted rows")?;
             if extracted.is_empty() && !deletions {
                 continue;
             }
-            let snapshot = match self.reader {
+            let snapshot = match (range, reader) {
+                (Some(range), _) => range,
                 // An incremental model returns few rows of a large
                 // snapshot: look those up rather than read the range.
-                Some(s) if !deletions => {
+                (None, Some(s)) => {
                     let hashes: Vec<u128> = extracted.iter().map(|r| r.key_hash).collect();
-                    s.snapshot_entries(&self.sync.name, &hashes).await?
+                    s.snapshot_entries(&sync.name, &hashes).await?
                 }
-                Some(s) => {
-                    let (lo, hi) = diff::partition_bounds(p);
-                    s.snapshot_range(&self.sync.name, lo, hi).await?
-                }
-                None => Vec::new(),
+                (None, None) => Vec::new(),
             };
             let classified = diff::classify(extracted, &snapshot, deletions)
                 .context("cannot read back extracted rows")?;

@@ -20,6 +20,9 @@ use crate::diff::Entry;
 use crate::event::Record;
 use crate::source::Param;
 
+/// Rows the SQLite worker may read ahead of the task taking them.
+const ROW_CHANNEL: usize = 4096;
+
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE snapshot (
@@ -132,7 +135,11 @@ impl Store {
             .map_err(|e| anyhow::anyhow!("state.url `{url}`: {e}"))?
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30)))
+            .busy_timeout(Duration::from_secs(30))
+            // SQLite runs on a worker thread that hands rows over a channel;
+            // at sqlx's default of 50 the reader and the worker wake each
+            // other every few rows of a snapshot range.
+            .row_buffer_size(ROW_CHANNEL))
     }
 
     async fn connect(opts: SqliteConnectOptions) -> anyhow::Result<Store> {
