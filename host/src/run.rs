@@ -613,7 +613,10 @@ impl<'a> Pass<'a> {
         for p in 0..diff::PARTITIONS {
             let t = Instant::now();
             let range = ranges.next().await.transpose()?.flatten();
-            let extracted = spill.take(p).context("cannot read back extracted rows")?;
+            let partition = spill.take(p).context("cannot read back extracted rows")?;
+            let extracted = partition
+                .rows()
+                .context("cannot read back extracted rows")?;
             if extracted.is_empty() && !deletions {
                 continue;
             }
@@ -627,15 +630,24 @@ impl<'a> Pass<'a> {
                 }
                 (None, None) => Vec::new(),
             };
-            let classified = diff::classify(extracted, &snapshot, deletions)
+            let classified = diff::classify(&extracted, &snapshot, deletions)
                 .context("cannot read back extracted rows")?;
+            // The changes hold copies of what they need: the partition can
+            // go before they are delivered.
+            drop(extracted);
+            drop(partition);
             for d in classified.duplicates {
                 self.duplicate(model, d.key, d.rows, d.first);
             }
             changes.extend(classified.changes);
             self.timed("diff", t);
-            if changes.len() >= self.chunk_size() {
-                self.changes(std::mem::take(&mut changes), None).await?;
+            // A partition of a large model can hold several chunks of
+            // changes (every row of it, on a first run): they are handled a
+            // chunk at a time too, so memory holds the copies, events and
+            // commits of one chunk, whatever the model's size.
+            let chunk = self.chunk_size();
+            while changes.len() >= chunk {
+                self.changes(changes.drain(..chunk).collect(), None).await?;
             }
         }
         self.changes(changes, None).await
@@ -829,7 +841,7 @@ impl<'a> Pass<'a> {
         let t = Instant::now();
         let sent = |c: &&Change| self.sync.on.contains(&c.op);
         // Only changes that will be sent need the record delivered before.
-        let previous = match (previous, self.reader) {
+        let mut previous = match (previous, self.reader) {
             (Some(previous), _) => previous,
             (None, Some(state)) => {
                 let hashes: Vec<u128> = changes
@@ -851,7 +863,15 @@ impl<'a> Pass<'a> {
                 Op::Deleted => self.counts.deleted += 1,
             }
             if sent(&c) {
-                traced.push((origin, event_of(c, &previous)));
+                // A refused change's row error shows the event as the chain
+                // received it, previous record included; only transforms
+                // refuse, so without them the event takes that record.
+                let prev = if self.steps.is_empty() {
+                    previous.remove(&c.key_hash)
+                } else {
+                    previous.get(&c.key_hash).cloned()
+                };
+                traced.push((origin, event_of(c, prev)));
             } else {
                 self.counts.filtered += 1;
                 commits.push(commit_of(c));
@@ -878,7 +898,8 @@ impl<'a> Pass<'a> {
             let change = &changes[origin];
             if let Some(message) = refused.get(&origin) {
                 // The payload is the event as the chain received it.
-                let payload = serde_json::to_value(event_of(change, &previous))?;
+                let prev = previous.remove(&change.key_hash);
+                let payload = serde_json::to_value(event_of(change, prev))?;
                 self.row_error(
                     change.key.clone(),
                     change.op,
@@ -1024,10 +1045,9 @@ impl<'a> Pass<'a> {
     }
 }
 
-/// The event a change becomes before transforms: a deletion carries the
-/// last delivered record as its fields.
-fn event_of(c: &Change, previous: &HashMap<u128, crate::event::Record>) -> Event {
-    let prev = previous.get(&c.key_hash).cloned();
+/// The event a change becomes before transforms, given the record last
+/// delivered for its key: a deletion carries that record as its fields.
+fn event_of(c: &Change, prev: Option<crate::event::Record>) -> Event {
     Event {
         op: c.op,
         id: c.key.clone(),

@@ -83,3 +83,37 @@ fn unpack_then_compare_drops_updates_of_other_columns() {
         ],
     );
 }
+
+#[test]
+fn a_refused_update_is_owed_with_the_event_the_chain_received() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2);
+    project.write_config(
+        &Config::new(&wh)
+            .query("SELECT id, email, plan, pairs FROM users ORDER BY id")
+            .sync(CHAIN)
+            .render(),
+    );
+    project.run_ok();
+    project.take_delivered();
+
+    // A pair without a value is refused by unpack-pairs; the other update
+    // goes.
+    wh.exec(r#"UPDATE users SET plan = 'enterprise', pairs = '[["a"]]' WHERE id = 1"#);
+    wh.exec("UPDATE users SET email = 'new2@example.com' WHERE id = 2");
+    let run = project.run();
+    run.assert_status("partial");
+    assert_counts(&run, &[("updated", 2), ("sent", 1), ("failed", 1)]);
+    let owed = project.errors();
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!(owed[0]["key"], "1");
+    let payload = &owed[0]["payload"];
+    assert_eq!(payload["op"], "updated", "{payload}");
+    assert_eq!(payload["fields"]["plan"], "enterprise", "{payload}");
+    assert_eq!(payload["previous"]["plan"], "free", "{payload}");
+    assert_eq!(
+        payload["previous"]["email"], "user1@example.com",
+        "{payload}"
+    );
+}

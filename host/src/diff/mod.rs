@@ -17,7 +17,7 @@ pub mod warehouse;
 use std::collections::HashMap;
 
 use crate::event::{Op, Record};
-pub use spill::{PARTITIONS, Row, Spill, partition_of};
+pub use spill::{PARTITIONS, Partition, Row, Spill, partition_of};
 
 /// How much extracted data stays in memory before the diff spills to disk.
 pub const MEMORY_BUDGET: usize = 64 << 20;
@@ -88,14 +88,15 @@ fn parse(json: &[u8]) -> std::io::Result<Record> {
 
 /// Compares one partition's extracted rows (in extraction order) with the
 /// snapshot entries of the same range. With `deletions` false (incremental
-/// models), snapshot keys that were not extracted are left alone.
+/// models), snapshot keys that were not extracted are left alone. Only the
+/// changes and duplicates take copies of their rows.
 pub fn classify(
-    rows: Vec<Row>,
+    rows: &[Row<'_>],
     snapshot: &[Entry],
     deletions: bool,
 ) -> std::io::Result<Classified> {
     let mut count: HashMap<u128, usize> = HashMap::with_capacity(rows.len());
-    for r in &rows {
+    for r in rows {
         *count.entry(r.key_hash).or_default() += 1;
     }
     let known: HashMap<u128, u128> = snapshot
@@ -111,8 +112,8 @@ pub fn classify(
             n => {
                 count.insert(r.key_hash, 0);
                 out.duplicates.push(Duplicate {
-                    first: parse(&r.json)?,
-                    key: r.key,
+                    first: parse(r.json)?,
+                    key: r.key.to_string(),
                     rows: n,
                 });
                 continue;
@@ -125,10 +126,11 @@ pub fn classify(
         };
         out.changes.push(Change {
             json: Some(
-                String::from_utf8(r.json)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+                std::str::from_utf8(r.json)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+                    .to_string(),
             ),
-            key: r.key,
+            key: r.key.to_string(),
             key_hash: r.key_hash,
             op,
             fingerprint: r.fingerprint,
@@ -159,23 +161,27 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    /// A key and its record's JSON, as extracted.
+    fn row(key: &str, record: &Record) -> (String, Vec<u8>) {
+        (key.into(), serde_json::to_vec(record).unwrap())
+    }
+
     /// What the spill gives back for a row.
-    fn row(key: &str, record: &Record) -> Row {
-        let json = serde_json::to_vec(record).unwrap();
+    fn parked((key, json): &(String, Vec<u8>)) -> Row<'_> {
         Row {
             key_hash: key_hash(key),
-            fingerprint: fingerprint_of(&json),
-            key: key.into(),
+            fingerprint: fingerprint_of(json),
+            key,
             json,
         }
     }
 
     fn entry(key: &str, record: serde_json::Value) -> Entry {
-        let r = row(key, &rec(record));
+        let (key, json) = row(key, &rec(record));
         Entry {
-            key_hash: r.key_hash,
-            key: r.key,
-            fingerprint: r.fingerprint,
+            key_hash: key_hash(&key),
+            fingerprint: fingerprint_of(&json),
+            key,
         }
     }
 
@@ -187,14 +193,15 @@ mod tests {
             entry("3", json!({"id": 3})),
             entry("5", json!({"id": 5})),
         ];
-        let rows = vec![
+        let rows = [
             row("1", &rec(json!({"id": 1, "a": "x"}))),
             row("2", &rec(json!({"id": 2, "a": "z"}))),
             row("4", &rec(json!({"id": 4}))),
             row("5", &rec(json!({"id": 5, "n": 1}))),
             row("5", &rec(json!({"id": 5, "n": 2}))),
         ];
-        let got = classify(rows.clone(), &snapshot, true).unwrap();
+        let rows: Vec<Row> = rows.iter().map(parked).collect();
+        let got = classify(&rows, &snapshot, true).unwrap();
         let ops: Vec<_> = got.changes.iter().map(|c| (c.key.as_str(), c.op)).collect();
         assert_eq!(
             ops,
@@ -207,7 +214,7 @@ mod tests {
         );
         assert_eq!(got.duplicates[0].first, rec(json!({"id": 5, "n": 1})));
 
-        let incremental = classify(rows, &snapshot, false).unwrap();
+        let incremental = classify(&rows, &snapshot, false).unwrap();
         assert!(incremental.changes.iter().all(|c| c.op != Op::Deleted));
     }
 

@@ -4,26 +4,38 @@
 //! Rows are spread over [`PARTITIONS`] partitions by the first byte of
 //! their key hash, which is also how the snapshot is ordered: partition `p`
 //! of the extraction meets exactly the snapshot's key hashes starting with
-//! byte `p`. Rows stay in memory while all of them fit in a budget; past it,
-//! every partition's buffer is appended to its own file in a temporary
-//! folder (deleted when the spill is dropped), and the budget then bounds
-//! the buffers between flushes.
+//! byte `p`.
+//!
+//! Each partition has a buffer of a fixed share of the budget
+//! (`budget / PARTITIONS`), reserved once at its full size: a full buffer is
+//! appended to the partition's own file in a temporary folder (created on
+//! the first such write, deleted when the spill is dropped) and reused, so
+//! the buffers together never hold more than the budget. (A row larger
+//! than a whole buffer goes straight to its file.) Key hashes are uniform,
+//! so a model well within the budget never touches the disk. A buffer left
+//! to grow by doubling, and kept at its largest after a flush, would hold
+//! up to twice its rows.
+//!
+//! A partition is read back as one block of bytes, its rows borrowing their
+//! keys and JSON from it ([`Partition::rows`]): the diff keeps one copy of a
+//! partition, not the bytes and an owned key and record for each row.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 
 /// How many partitions rows are spread over: a model at the 30-million-row
 /// limit leaves about 120,000 rows (some tens of MiB) per partition.
 pub const PARTITIONS: usize = 256;
 
 /// One row as the diff needs it: the key's hash (the snapshot's order),
-/// the record's fingerprint, the key, and the record's JSON.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+/// the record's fingerprint, the key, and the record's JSON, the last two
+/// borrowed from the [`Partition`] they were read from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row<'a> {
     pub key_hash: u128,
     pub fingerprint: u128,
-    pub key: String,
-    pub json: Vec<u8>,
+    pub key: &'a str,
+    pub json: &'a [u8],
 }
 
 pub fn partition_of(key_hash: u128) -> usize {
@@ -32,9 +44,9 @@ pub fn partition_of(key_hash: u128) -> usize {
 
 pub struct Spill {
     buffers: Vec<Vec<u8>>,
-    buffered: usize,
-    budget: usize,
-    /// Created on the first flush.
+    /// How many bytes each partition's buffer holds before it is written.
+    share: usize,
+    /// Created on the first write.
     files: Option<(tempfile::TempDir, Vec<File>)>,
     rows: u64,
 }
@@ -44,8 +56,7 @@ impl Spill {
     pub fn new(budget: usize) -> Spill {
         Spill {
             buffers: vec![Vec::new(); PARTITIONS],
-            buffered: 0,
-            budget,
+            share: budget / PARTITIONS,
             files: None,
             rows: 0,
         }
@@ -64,126 +75,201 @@ impl Spill {
     /// hash and fingerprint are taken.
     pub fn push(&mut self, key: &str, json: &[u8]) -> std::io::Result<()> {
         let key_hash = super::key_hash(key);
-        let buf = &mut self.buffers[partition_of(key_hash)];
-        let before = buf.len();
-        buf.extend_from_slice(&key_hash.to_le_bytes());
-        buf.extend_from_slice(&super::fingerprint_of(json).to_le_bytes());
-        buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        buf.extend_from_slice(key.as_bytes());
-        buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        buf.extend_from_slice(json);
-        self.buffered += buf.len() - before;
+        let p = partition_of(key_hash);
+        let (hash, fingerprint) = (
+            key_hash.to_le_bytes(),
+            super::fingerprint_of(json).to_le_bytes(),
+        );
+        let (key_len, json_len) = (
+            (key.len() as u32).to_le_bytes(),
+            (json.len() as u32).to_le_bytes(),
+        );
+        let row: [&[u8]; 6] = [
+            &hash,
+            &fingerprint,
+            &key_len,
+            key.as_bytes(),
+            &json_len,
+            json,
+        ];
+        let size: usize = row.iter().map(|b| b.len()).sum();
         self.rows += 1;
-        if self.buffered > self.budget {
-            self.flush()?;
+        if self.buffers[p].len() + size > self.share {
+            self.write(p)?;
+            if size > self.share {
+                // A row larger than a whole buffer goes straight to disk.
+                let file = &mut files(&mut self.files)?[p];
+                return row.iter().try_for_each(|b| file.write_all(b));
+            }
         }
+        let buf = &mut self.buffers[p];
+        if buf.capacity() == 0 {
+            buf.reserve_exact(self.share);
+        }
+        row.iter().for_each(|b| buf.extend_from_slice(b));
         Ok(())
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        let files = match &mut self.files {
-            Some((_, files)) => files,
-            None => {
-                let dir = tempfile::Builder::new().prefix("ebb-diff-").tempdir()?;
-                let files = (0..PARTITIONS)
-                    .map(|p| File::create(dir.path().join(p.to_string())))
-                    .collect::<std::io::Result<Vec<_>>>()?;
-                &mut self.files.insert((dir, files)).1
-            }
-        };
-        for (buf, file) in self.buffers.iter_mut().zip(files.iter_mut()) {
-            file.write_all(buf)?;
-            buf.clear();
+    /// Appends partition `p`'s buffer to its file and empties it.
+    fn write(&mut self, p: usize) -> std::io::Result<()> {
+        if !self.buffers[p].is_empty() {
+            files(&mut self.files)?[p].write_all(&self.buffers[p])?;
+            self.buffers[p].clear();
         }
-        self.buffered = 0;
         Ok(())
     }
 
     /// Partition `p`'s rows in the order they were pushed. Each partition
-    /// can be read once; its memory is released as it is read.
-    pub fn take(&mut self, p: usize) -> std::io::Result<Vec<Row>> {
-        let mut bytes = Vec::new();
-        if let Some((dir, files)) = &mut self.files {
-            files[p].flush()?;
-            BufReader::new(File::open(dir.path().join(p.to_string()))?).read_to_end(&mut bytes)?;
-            // Only this partition's rows are needed again: give the disk back.
-            files[p] = File::create(dir.path().join(p.to_string()))?;
+    /// can be read once; its file is emptied as it is read.
+    ///
+    /// Once rows went to disk, the first read writes every buffer out and
+    /// frees it: otherwise the partitions not read yet would keep up to the
+    /// whole budget in memory while the diff holds the one it reads and
+    /// the changes it delivers.
+    pub fn take(&mut self, p: usize) -> std::io::Result<Partition> {
+        let Some((dir, _)) = &self.files else {
+            let bytes = std::mem::take(&mut self.buffers[p]);
+            return Ok(Partition { bytes });
+        };
+        let path = dir.path().join(p.to_string());
+        for q in 0..PARTITIONS {
+            self.write(q)?;
+            self.buffers[q] = Vec::new();
         }
-        bytes.extend_from_slice(&std::mem::take(&mut self.buffers[p]));
-        decode(&bytes)
+        let mut file = File::open(&path)?;
+        // Sized exactly: reading into a growing vector could reserve up to
+        // twice the partition.
+        let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
+        file.read_to_end(&mut bytes)?;
+        // Only this partition's rows are needed again: give the disk back.
+        files(&mut self.files)?[p] = File::create(path)?;
+        Ok(Partition { bytes })
     }
 }
 
-fn decode(mut bytes: &[u8]) -> std::io::Result<Vec<Row>> {
-    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> std::io::Result<&'a [u8]> {
-        if bytes.len() < n {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the diff's spill file is truncated",
-            ));
+/// The partitions' files, created with their folder on first use.
+fn files(slot: &mut Option<(tempfile::TempDir, Vec<File>)>) -> std::io::Result<&mut Vec<File>> {
+    match slot {
+        Some((_, files)) => Ok(files),
+        None => {
+            let dir = tempfile::Builder::new().prefix("ebb-diff-").tempdir()?;
+            let files = (0..PARTITIONS)
+                .map(|p| File::create(dir.path().join(p.to_string())))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            Ok(&mut slot.insert((dir, files)).1)
         }
-        let (head, rest) = bytes.split_at(n);
-        *bytes = rest;
-        Ok(head)
     }
-    fn u128_of(b: &[u8]) -> u128 {
-        u128::from_le_bytes(b.try_into().expect("16 bytes"))
+}
+
+/// One partition's rows as they were parked.
+pub struct Partition {
+    bytes: Vec<u8>,
+}
+
+impl Partition {
+    /// The rows in push order, borrowing their keys and JSON from the
+    /// partition.
+    pub fn rows(&self) -> std::io::Result<Vec<Row<'_>>> {
+        fn take<'a>(bytes: &mut &'a [u8], n: usize) -> std::io::Result<&'a [u8]> {
+            if bytes.len() < n {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the diff's spill file is truncated",
+                ));
+            }
+            let (head, rest) = bytes.split_at(n);
+            *bytes = rest;
+            Ok(head)
+        }
+        fn u128_of(b: &[u8]) -> u128 {
+            u128::from_le_bytes(b.try_into().expect("16 bytes"))
+        }
+        fn len_of(b: &[u8]) -> usize {
+            u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
+        }
+        let mut bytes = self.bytes.as_slice();
+        let mut rows = Vec::new();
+        while !bytes.is_empty() {
+            let key_hash = u128_of(take(&mut bytes, 16)?);
+            let fingerprint = u128_of(take(&mut bytes, 16)?);
+            let n = len_of(take(&mut bytes, 4)?);
+            let key = std::str::from_utf8(take(&mut bytes, n)?)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            let n = len_of(take(&mut bytes, 4)?);
+            let json = take(&mut bytes, n)?;
+            rows.push(Row {
+                key_hash,
+                fingerprint,
+                key,
+                json,
+            });
+        }
+        Ok(rows)
     }
-    fn len_of(b: &[u8]) -> usize {
-        u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
-    }
-    let mut rows = Vec::new();
-    while !bytes.is_empty() {
-        let key_hash = u128_of(take(&mut bytes, 16)?);
-        let fingerprint = u128_of(take(&mut bytes, 16)?);
-        let n = len_of(take(&mut bytes, 4)?);
-        let key = String::from_utf8(take(&mut bytes, n)?.to_vec())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let n = len_of(take(&mut bytes, 4)?);
-        let json = take(&mut bytes, n)?.to_vec();
-        rows.push(Row {
-            key_hash,
-            fingerprint,
-            key,
-            json,
-        });
-    }
-    Ok(rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(i: u128) -> Row {
-        let key = format!("k{i}");
-        let json = format!("{{\"id\":{i}}}").into_bytes();
-        Row {
-            key_hash: super::super::key_hash(&key),
-            fingerprint: super::super::fingerprint_of(&json),
-            key,
-            json,
+    /// Row `i`: every seventh has a record of 400 bytes or more.
+    fn row(i: usize) -> (String, Vec<u8>) {
+        let pad = if i.is_multiple_of(7) {
+            "x".repeat(400)
+        } else {
+            String::new()
+        };
+        (
+            format!("k{i}"),
+            format!(r#"{{"id":{i},"pad":"{pad}"}}"#).into_bytes(),
+        )
+    }
+
+    fn spill_of(budget: usize, rows: &[(String, Vec<u8>)]) -> Spill {
+        let mut spill = Spill::new(budget);
+        for (key, json) in rows {
+            spill.push(key, json).unwrap();
         }
+        spill
     }
 
     #[test]
     fn rows_come_back_by_partition_in_push_order_from_memory_and_disk() {
-        for budget in [usize::MAX, 200] {
-            let mut spill = Spill::new(budget);
-            let rows: Vec<Row> = (0..2000).map(row).collect();
-            for r in &rows {
-                spill.push(&r.key, &r.json).unwrap();
-            }
-            assert_eq!(spill.spilled(), budget == 200);
+        let rows: Vec<_> = (0..2000).map(row).collect();
+        // 1 MiB keeps every row in memory; 200 bytes leaves no room in a
+        // buffer, so every row goes to disk; 64 KiB (256 bytes a
+        // partition) writes full buffers and the long rows on their own,
+        // and keeps the rest.
+        for budget in [1 << 20, 200, 64 << 10] {
+            let mut spill = spill_of(budget, &rows);
+            assert_eq!(spill.rows(), 2000);
+            assert_eq!(spill.spilled(), budget != 1 << 20);
             let mut back = Vec::new();
             for p in 0..PARTITIONS {
                 let part = spill.take(p).unwrap();
-                assert!(part.iter().all(|r| partition_of(r.key_hash) == p));
-                back.extend(part);
+                for r in part.rows().unwrap() {
+                    assert_eq!(partition_of(r.key_hash), p);
+                    assert_eq!(r.key_hash, super::super::key_hash(r.key));
+                    assert_eq!(r.fingerprint, super::super::fingerprint_of(r.json));
+                    back.push((r.key.to_string(), r.json.to_vec()));
+                }
             }
             let mut want = rows.clone();
-            want.sort_by_key(|r| partition_of(r.key_hash));
+            want.sort_by_key(|(key, _)| partition_of(super::super::key_hash(key)));
             assert_eq!(back, want);
         }
+    }
+
+    #[test]
+    fn buffers_hold_no_more_than_the_budget() {
+        let budget = 64 << 10;
+        let spill = spill_of(budget, &(0..20_000).map(row).collect::<Vec<_>>());
+        assert!(spill.spilled());
+        assert!(
+            spill
+                .buffers
+                .iter()
+                .all(|b| b.capacity() == budget / PARTITIONS)
+        );
     }
 }
