@@ -114,6 +114,9 @@ pub enum Command {
     },
     /// Forget what a sync delivered; its next run sends everything as added.
     Reset { sync: String },
+    /// Keep every sync on its schedule and serve the HTTP API, until
+    /// SIGTERM or Ctrl-C.
+    Serve,
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -209,25 +212,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => ExitCode::FAILURE,
             })
         }
+        Command::Serve => crate::serve::serve(cfg.clone(), engine(&cfg)?).await,
         Command::Reset { sync } => {
-            let model = cfg.model(&cfg.sync(&sync)?.model)?;
-            if model.diff == crate::config::DiffIn::Warehouse {
-                let source = &cfg.sources[&model.source];
-                crate::diff::warehouse::Snapshots::open(source)
-                    .await?
-                    .reset(&sync)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot reset sync `{sync}` in {} of source `{}`",
-                            crate::diff::warehouse::table(source),
-                            source.name
-                        )
-                    })?;
-            }
-            if let Some(state) = State::open_existing(&cfg.state_url).await? {
-                state.reset(&sync).await?;
-            }
+            run::reset(&cfg, &sync).await?;
             println!("sync `{sync}` reset: its next run sends every record as added");
             Ok(ExitCode::SUCCESS)
         }

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::event::Op;
 use crate::limits::Limits;
 use crate::plugin::{self, PluginLocation, PluginRef};
+use crate::schedule::{RawSchedule, Schedule};
 
 mod api;
 pub use api::{ApiSource, BigQuery, Databricks, Secret, ServiceAccount, Snowflake, SnowflakeAuth};
@@ -42,6 +43,7 @@ pub struct Config {
     pub keep_runs: u32,
     pub cache_dir: PathBuf,
     pub limits: Limits,
+    pub server: Server,
     pub sources: BTreeMap<String, Source>,
     pub models: BTreeMap<String, Model>,
     pub destinations: BTreeMap<String, Destination>,
@@ -170,6 +172,27 @@ pub struct Sync {
     pub transforms: Vec<Transform>,
     pub mapping: Option<crate::mapping::Mapping>,
     pub retry: Retry,
+    /// When `ebb serve` runs it.
+    pub schedule: Schedule,
+    /// `enabled = false` keeps it from running at all, scheduled or asked.
+    pub enabled: bool,
+}
+
+/// `[server]`: what `ebb serve` listens on and the token its API wants.
+#[derive(Clone)]
+pub struct Server {
+    pub listen: String,
+    /// Bearer token for the HTTP API; `ebb serve` refuses to start without one.
+    pub api_token: Option<String>,
+}
+
+/// Keeps the token out of debug output and logs.
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -198,9 +221,8 @@ struct RawConfig {
     state: RawState,
     #[serde(default)]
     plugins: RawPlugins,
-    /// Read by `ebb serve`; accepted here so one file serves every command.
-    #[serde(default, rename = "server")]
-    _server: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    server: RawServer,
     #[serde(default)]
     limits: Limits,
     #[serde(default)]
@@ -218,6 +240,13 @@ struct RawConfig {
 struct RawState {
     url: Option<String>,
     keep_runs: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    api_token: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -321,9 +350,8 @@ struct RawSync {
     destination: String,
     action: Option<String>,
     on: Option<Vec<String>>,
-    /// Read by `ebb serve`'s scheduler.
-    #[serde(default, rename = "schedule")]
-    _schedule: Option<serde::de::IgnoredAny>,
+    schedule: Option<RawSchedule>,
+    enabled: Option<bool>,
     #[serde(default)]
     transforms: Vec<RawTransform>,
     mapping: Option<toml::Table>,
@@ -663,6 +691,14 @@ impl Resolver<'_> {
                     .map(Duration::from_millis)
                     .unwrap_or(defaults.max_backoff),
             };
+            let schedule = match s.schedule {
+                None => Schedule::Manual,
+                Some(schedule) => Schedule::parse(
+                    &format!("{key}.schedule"),
+                    schedule,
+                    Duration::from_secs(raw.limits.shortest_interval_secs),
+                )?,
+            };
             syncs.insert(
                 name.clone(),
                 Sync {
@@ -674,6 +710,8 @@ impl Resolver<'_> {
                     transforms,
                     mapping,
                     retry,
+                    schedule,
+                    enabled: s.enabled.unwrap_or(true),
                 },
             );
         }
@@ -684,6 +722,17 @@ impl Resolver<'_> {
             keep_runs: raw.state.keep_runs.unwrap_or(DEFAULT_KEEP_RUNS),
             cache_dir,
             limits: raw.limits,
+            server: Server {
+                listen: raw
+                    .server
+                    .listen
+                    .unwrap_or_else(|| "127.0.0.1:7878".to_owned()),
+                api_token: raw
+                    .server
+                    .api_token
+                    .map(|t| self.secrets("server.api_token", &t))
+                    .transpose()?,
+            },
             sources,
             models,
             destinations,

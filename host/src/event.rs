@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 /// A JSON object: a record's fields.
 pub type Record = Map<String, Value>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     Added,
@@ -41,12 +41,14 @@ impl std::fmt::Display for Op {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub op: Op,
     /// The record's primary key, as text.
     pub id: String,
+    #[schema(value_type = Object)]
     pub fields: Record,
     /// The last record Ebb delivered for this key; `None` for `added`.
+    #[schema(value_type = Option<Object>)]
     pub previous: Option<Record>,
 }

@@ -3,6 +3,7 @@
 //! its own module, and plugins (destinations and transforms) are WebAssembly
 //! components run by [`plugin`].
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod cursor;
@@ -17,6 +18,8 @@ pub mod plugin;
 pub mod preview;
 pub mod rows;
 pub mod run;
+pub mod schedule;
+pub mod serve;
 pub mod source;
 pub mod state;
 pub mod transform;

@@ -13,6 +13,8 @@ pub struct Limits {
     pub record_bytes: usize,
     pub value_bytes: usize,
     pub records_per_extract: u64,
+    /// The shortest `every` a schedule may have.
+    pub shortest_interval_secs: u64,
 }
 
 impl Default for Limits {
@@ -24,6 +26,7 @@ impl Default for Limits {
             record_bytes: 512 * 1024,
             value_bytes: 128 * 1024,
             records_per_extract: 30_000_000,
+            shortest_interval_secs: 60,
         }
     }
 }
@@ -34,6 +37,7 @@ impl Limits {
             || self.record_bytes == 0
             || self.value_bytes == 0
             || self.records_per_extract == 0
+            || self.shortest_interval_secs == 0
         {
             return Err("every limit must be at least 1".into());
         }

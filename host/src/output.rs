@@ -268,24 +268,27 @@ pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Owed rows as CSV, one per line with its payload as JSON.
+pub fn owed_csv(rows: &[OwedRow], out: impl std::io::Write) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["key", "op", "run_id", "attempts", "error", "payload"])?;
+    for r in rows {
+        w.write_record([
+            &r.key,
+            &r.op,
+            &r.run_id.to_string(),
+            &r.attempts.to_string(),
+            &r.error,
+            &r.payload.to_string(),
+        ])?;
+    }
+    Ok(w.flush()?)
+}
+
 pub fn owed(rows: &[OwedRow], format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => json(&rows),
-        Format::Csv => {
-            let mut w = csv::Writer::from_writer(std::io::stdout());
-            w.write_record(["key", "op", "run_id", "attempts", "error", "payload"])?;
-            for r in rows {
-                w.write_record([
-                    &r.key,
-                    &r.op,
-                    &r.run_id.to_string(),
-                    &r.attempts.to_string(),
-                    &r.error,
-                    &r.payload.to_string(),
-                ])?;
-            }
-            Ok(w.flush()?)
-        }
+        Format::Csv => owed_csv(rows, std::io::stdout()),
         Format::Table => {
             let mut t = table(&["key", "op", "run", "attempts", "error"]);
             for r in rows {

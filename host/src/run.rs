@@ -34,9 +34,9 @@ use crate::transform::{self, Step};
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// Resolves when the process is asked to stop, naming the signal.
-async fn interrupted() -> &'static str {
+pub async fn interrupted() -> String {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
+    let name = match signal(SignalKind::terminate()) {
         Ok(mut term) => tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = tokio::signal::ctrl_c() => "SIGINT",
@@ -45,7 +45,8 @@ async fn interrupted() -> &'static str {
             let _ = tokio::signal::ctrl_c().await;
             "SIGINT"
         }
-    }
+    };
+    name.to_owned()
 }
 
 /// Everything a run needs, loaded and checked.
@@ -283,6 +284,31 @@ pub async fn replay(
     Ok(out)
 }
 
+/// Forgets what the sync delivered (in the state store and, for a model
+/// with `diff = "warehouse"`, in the warehouse), so its next run sends every
+/// record as added. Its run history stays.
+pub async fn reset(cfg: &Config, sync: &str) -> anyhow::Result<()> {
+    let model = cfg.model(&cfg.sync(sync)?.model)?;
+    if model.diff == DiffIn::Warehouse {
+        let source = &cfg.sources[&model.source];
+        pushdown::Snapshots::open(source)
+            .await?
+            .reset(sync)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reset sync `{sync}` in {} of source `{}`",
+                    pushdown::table(source),
+                    source.name
+                )
+            })?;
+    }
+    if let Some(state) = State::open_existing(&cfg.state_url).await? {
+        state.reset(sync).await?;
+    }
+    Ok(())
+}
+
 /// How a run ended, as `ebb run` reports it.
 #[derive(Debug, Serialize)]
 pub struct Summary {
@@ -293,117 +319,178 @@ pub struct Summary {
     pub error: Option<String>,
 }
 
-/// Runs the sync once and records the run.
+/// Runs the sync once and records the run; Ctrl-C or SIGTERM interrupts it.
 pub async fn run(
     cfg: &Config,
     engine: &Engine,
     sync_name: &str,
     progress: &ProgressBar,
 ) -> anyhow::Result<Summary> {
+    match start(cfg, engine, sync_name).await? {
+        Started::Skipped(summary) => Ok(summary),
+        Started::Running(claimed) => claimed.execute(cfg, progress, interrupted()).await,
+    }
+}
+
+/// What [`start`] got: a run that may go ahead, or the skipped run recorded
+/// because another run of the sync was in progress.
+pub enum Started {
+    Running(Claimed),
+    Skipped(Summary),
+}
+
+/// A run recorded as running, not yet executed.
+pub struct Claimed {
+    pub run_id: i64,
+    sync_name: String,
+    prepared: Prepared,
+    state: State,
+}
+
+/// Checks the sync (see [`prepare`]) and records its run as started, unless
+/// the sync is switched off or already running.
+pub async fn start(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::Result<Started> {
     let prepared = prepare(cfg, engine, sync_name).await?;
+    if !prepared.sync.enabled {
+        bail!(
+            "sync `{sync_name}` is disabled in {} (enabled = false); remove that line to run it",
+            cfg.file.display()
+        );
+    }
     let state = State::open(&cfg.state_url).await?;
-    let run_id = match state.claim(sync_name).await? {
-        Claim::Started(id) => id,
-        Claim::Busy { running, skipped } => {
-            return Ok(Summary {
-                run_id: skipped,
-                sync: sync_name.to_string(),
-                status: Status::Skipped,
-                counts: Counts::default(),
-                error: Some(format!(
-                    "skipped: run {running} of this sync is still in progress"
-                )),
-            });
-        }
-    };
-    let (taken_over, on_taken_over) = tokio::sync::oneshot::channel();
-    let heartbeat = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(HEARTBEAT_EVERY).await;
-                match state.heartbeat(run_id).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let _ = taken_over.send(());
-                        return;
-                    }
-                    Err(e) => tracing::warn!(run_id, "cannot record the run's heartbeat: {e}"),
-                }
-            }
-        })
-    };
-    let mut pass = Pass::new(
-        &prepared.sync,
-        &prepared.loader,
-        &prepared.steps,
-        Some((&state, run_id)),
-        progress,
-    );
-    pass.keep_deliveries = cfg.keep_runs > 0;
-    // On Ctrl-C or SIGTERM the batches in flight are abandoned (they were
-    // not committed, so the next run sends them again) and the run is closed
-    // at once, so the next run need not wait for this one's heartbeat.
-    let result = tokio::select! {
-        result = pass.execute(
-            prepared.warehouse,
-            &prepared.model,
-            &prepared.source,
-            &prepared.limits,
-            prepared.cursor_kind,
-            prepared.row_hash,
-        ) => result,
-        signal = interrupted() => Err(anyhow!(
-            "interrupted by {signal}; what the destination acknowledged is committed, the rest is sent next run"
-        )),
-        Ok(()) = on_taken_over => Err(anyhow!(taken_over_message(run_id))),
-    };
-    heartbeat.abort();
-    progress.finish_and_clear();
-    let Pass {
-        counts,
-        timings,
-        cursor,
-        ..
-    } = pass;
-    let (status, error) = match result {
-        Err(e) => (Status::Failed, Some(format!("{e:#}"))),
-        Ok(()) if counts.rejected + counts.failed == 0 => (Status::Success, None),
-        Ok(()) if counts.ok + counts.dropped + counts.filtered > 0 => (Status::Partial, None),
-        Ok(()) => (
-            Status::Failed,
-            Some("no change could be delivered; see `ebb errors`".into()),
-        ),
-    };
-    let timings_ms = serde_json::Value::Object(
-        timings
-            .into_iter()
-            .map(|(k, d)| (k.to_string(), (d.as_millis() as u64).into()))
-            .collect(),
-    );
-    let cursor = cursor.map(|c| c.template());
-    let end = RunEnd {
-        status,
-        counts: &counts,
-        timings_ms: &timings_ms,
-        error: error.as_deref(),
-        cursor: cursor.as_ref(),
-    };
-    state
-        .finish(sync_name, run_id, &end)
-        .await
-        .context("cannot record the end of the run")?;
-    state
-        .prune_deliveries(sync_name, cfg.keep_runs)
-        .await
-        .context("cannot forget the deliveries of older runs")?;
-    Ok(Summary {
-        run_id,
-        sync: sync_name.to_string(),
-        status,
-        counts,
-        error,
+    if state
+        .schedules()
+        .await?
+        .get(sync_name)
+        .is_some_and(|c| c.disabled)
+    {
+        bail!(
+            "sync `{sync_name}` is disabled through the API; enable it there (POST /syncs/{sync_name}/enable) to run it"
+        );
+    }
+    Ok(match state.claim(sync_name).await? {
+        Claim::Started(run_id) => Started::Running(Claimed {
+            run_id,
+            sync_name: sync_name.to_owned(),
+            prepared,
+            state,
+        }),
+        Claim::Busy { running, skipped } => Started::Skipped(Summary {
+            run_id: skipped,
+            sync: sync_name.to_string(),
+            status: Status::Skipped,
+            counts: Counts::default(),
+            error: Some(format!(
+                "skipped: run {running} of this sync is still in progress"
+            )),
+        }),
     })
+}
+
+impl Claimed {
+    /// Executes the run and records how it ended. When `stop` resolves
+    /// (naming why), the batches in flight are abandoned (they were not
+    /// committed, so the next run sends them again) and the run is closed
+    /// at once, so the next run need not wait for this one's heartbeat.
+    pub async fn execute(
+        self,
+        cfg: &Config,
+        progress: &ProgressBar,
+        stop: impl Future<Output = String>,
+    ) -> anyhow::Result<Summary> {
+        let Claimed {
+            run_id,
+            sync_name,
+            prepared,
+            state,
+        } = self;
+        let sync_name = sync_name.as_str();
+        let (taken_over, on_taken_over) = tokio::sync::oneshot::channel();
+        let heartbeat = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT_EVERY).await;
+                    match state.heartbeat(run_id).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            let _ = taken_over.send(());
+                            return;
+                        }
+                        Err(e) => tracing::warn!(run_id, "cannot record the run's heartbeat: {e}"),
+                    }
+                }
+            })
+        };
+        let mut pass = Pass::new(
+            &prepared.sync,
+            &prepared.loader,
+            &prepared.steps,
+            Some((&state, run_id)),
+            progress,
+        );
+        pass.keep_deliveries = cfg.keep_runs > 0;
+        let result = tokio::select! {
+            result = pass.execute(
+                prepared.warehouse,
+                &prepared.model,
+                &prepared.source,
+                &prepared.limits,
+                prepared.cursor_kind,
+                prepared.row_hash,
+            ) => result,
+            why = stop => Err(anyhow!(
+                "interrupted by {why}; what the destination acknowledged is committed, the rest is sent next run"
+            )),
+            Ok(()) = on_taken_over => Err(anyhow!(taken_over_message(run_id))),
+        };
+        heartbeat.abort();
+        progress.finish_and_clear();
+        let Pass {
+            counts,
+            timings,
+            cursor,
+            ..
+        } = pass;
+        let (status, error) = match result {
+            Err(e) => (Status::Failed, Some(format!("{e:#}"))),
+            Ok(()) if counts.rejected + counts.failed == 0 => (Status::Success, None),
+            Ok(()) if counts.ok + counts.dropped + counts.filtered > 0 => (Status::Partial, None),
+            Ok(()) => (
+                Status::Failed,
+                Some("no change could be delivered; see `ebb errors`".into()),
+            ),
+        };
+        let timings_ms = serde_json::Value::Object(
+            timings
+                .into_iter()
+                .map(|(k, d)| (k.to_string(), (d.as_millis() as u64).into()))
+                .collect(),
+        );
+        let cursor = cursor.map(|c| c.template());
+        let end = RunEnd {
+            status,
+            counts: &counts,
+            timings_ms: &timings_ms,
+            error: error.as_deref(),
+            cursor: cursor.as_ref(),
+        };
+        state
+            .finish(sync_name, run_id, &end)
+            .await
+            .context("cannot record the end of the run")?;
+        state
+            .prune_deliveries(sync_name, cfg.keep_runs)
+            .await
+            .context("cannot forget the deliveries of older runs")?;
+        Ok(Summary {
+            run_id,
+            sync: sync_name.to_string(),
+            status,
+            counts,
+            error,
+        })
+    }
 }
 
 /// Why a run stops when another process closed it as abandoned (its

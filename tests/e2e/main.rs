@@ -25,6 +25,7 @@ mod postgres_types;
 mod preview_plan;
 mod quickstart;
 mod replay;
+mod serve;
 mod sqlite_types;
 mod ssh_tunnel;
 mod state_postgres;

@@ -34,7 +34,7 @@ const STALE_AFTER: Duration = Duration::from_secs(30);
 /// before it could be named.
 const CLAIM_ATTEMPTS: usize = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Running,
@@ -67,7 +67,7 @@ impl Status {
 }
 
 /// Per-run counters, stored with the run and shown in summaries.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Counts {
     pub extracted: u64,
     pub added: u64,
@@ -132,24 +132,30 @@ pub struct RowError {
     pub if_dropped: Option<Snapshot>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub run_id: i64,
     pub status: Status,
+    /// RFC 3339, UTC.
     pub started_at: String,
     pub finished_at: Option<String>,
     pub counts: Counts,
+    /// Milliseconds spent per stage (extract, diff, load, commit, …).
+    #[schema(value_type = Object)]
     pub timings_ms: serde_json::Value,
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct OwedRow {
     pub key: String,
     pub op: String,
+    /// The run it last failed in.
     pub run_id: i64,
     pub attempts: i64,
     pub error: String,
+    /// The event as it was last attempted.
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }
 
@@ -321,6 +327,53 @@ impl State {
         dispatch!(self.drop_owed(sync, &which))
     }
 
+    /// Records the sync's schedule as `ebb serve` reads it from the config,
+    /// due first at `due` (Unix ms). Nothing changes if the schedule is the
+    /// one already recorded: its next slot stands, even if that was missed.
+    pub async fn plan_schedule(&self, sync: &str, schedule: &str, due: Option<i64>) -> Result<()> {
+        dispatch!(self.plan_schedule(sync, schedule, due))
+    }
+
+    /// Takes the slots due at `now` (Unix ms) among `next`, each a sync with
+    /// the slot after the one taken, and returns the syncs taken. Of several
+    /// processes asking at once, each slot goes to exactly one; a disabled
+    /// sync's slot is never taken.
+    pub async fn take_due(&self, now: i64, next: &[(String, Option<i64>)]) -> Result<Vec<String>> {
+        dispatch!(self.take_due(now, next))
+    }
+
+    /// Closes, as failed, every run whose heartbeat is stale (its process
+    /// died), and returns their syncs and ids: the caller runs each again,
+    /// so what the dead run did not commit is sent now. Of several
+    /// processes asking at once, each stale run goes to exactly one.
+    pub async fn take_over_stale(&self) -> Result<Vec<(String, i64)>> {
+        dispatch!(self.take_over_stale())
+    }
+
+    /// Switches a sync off (no run starts, scheduled or asked) or on again.
+    pub async fn set_disabled(&self, sync: &str, disabled: bool) -> Result<()> {
+        dispatch!(self.set_disabled(sync, disabled))
+    }
+
+    /// Every sync's next slot and whether it is switched off.
+    pub async fn schedules(&self) -> Result<HashMap<String, SyncControl>> {
+        let rows = dispatch!(self.schedules())?;
+        Ok(rows
+            .into_iter()
+            .map(|(sync, due_at, disabled)| (sync, SyncControl { due_at, disabled }))
+            .collect())
+    }
+
+    /// One run of the sync, if there is such a run.
+    pub async fn run(&self, sync: &str, run_id: i64) -> Result<Option<RunRecord>> {
+        dispatch!(self.run(sync, run_id))
+    }
+
+    /// The latest run of every sync that has run.
+    pub async fn latest_runs(&self) -> Result<HashMap<String, RunRecord>> {
+        Ok(dispatch!(self.latest_runs())?.into_iter().collect())
+    }
+
     /// Forgets what the sync delivered; its run history stays.
     pub async fn reset(&self, sync: &str) -> Result<()> {
         dispatch!(self.reset(sync))
@@ -351,7 +404,7 @@ fn now_ms() -> i64 {
 }
 
 /// RFC 3339 in UTC with milliseconds, as `history` shows times.
-fn time(ms: i64) -> String {
+pub fn time(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms)
         .single()
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -479,6 +532,37 @@ impl From<RunColumns> for RunRecord {
             error,
         }
     }
+}
+
+/// `SELECT sync, id, status, … FROM runs`
+type LatestColumns = (
+    String,
+    i64,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+);
+
+fn latest(
+    (sync, id, status, started, finished, counts, timings, error): LatestColumns,
+) -> (String, RunRecord) {
+    let run = RunRecord::from((id, status, started, finished, counts, timings, error));
+    (sync, run)
+}
+
+/// `SELECT sync, due_at, disabled FROM schedules`
+type ScheduleColumns = (String, Option<i64>, bool);
+
+/// What `ebb serve` keeps about a sync besides its runs.
+#[derive(Debug, Clone, Default)]
+pub struct SyncControl {
+    /// When its next scheduled run is due (Unix ms); `None` if none is.
+    pub due_at: Option<i64>,
+    /// Switched off through the API.
+    pub disabled: bool,
 }
 
 /// `SELECT key_hash, key, fingerprint FROM snapshot`

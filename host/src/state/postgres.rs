@@ -19,9 +19,10 @@ use sqlx::{ConnectOptions, Connection, PgPool};
 
 use super::EntryColumns;
 use super::{
-    CLAIM_ATTEMPTS, Claim, Commit, Dropped, Dropping, OwedColumns, OwedRow, Result, RowError,
-    RunColumns, RunEnd, RunRecord, Status, abandoned, busy, claim_contended, commit_columns,
-    hash_bytes, hash_of, if_dropped_columns, json, now_ms, range_end, stale_before, to_json,
+    CLAIM_ATTEMPTS, Claim, Commit, Dropped, Dropping, LatestColumns, OwedColumns, OwedRow, Result,
+    RowError, RunColumns, RunEnd, RunRecord, ScheduleColumns, Status, abandoned, busy,
+    claim_contended, commit_columns, hash_bytes, hash_of, if_dropped_columns, json, latest, now_ms,
+    range_end, stale_before, to_json,
 };
 use crate::diff::Entry;
 use crate::event::Record;
@@ -80,6 +81,15 @@ CREATE TABLE deliveries (
     event TEXT NOT NULL
 );
 CREATE INDEX deliveries_by_run ON deliveries (sync, run_id, id);
+"#,
+    // When `ebb serve` next runs each sync, and which are switched off.
+    r#"
+CREATE TABLE schedules (
+    sync TEXT PRIMARY KEY,
+    schedule TEXT,
+    due_at BIGINT,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE
+);
 "#,
 ];
 
@@ -576,6 +586,110 @@ impl Store {
         .execute(&self.pool)
         .await
         .map(drop)
+    }
+
+    pub async fn plan_schedule(&self, sync: &str, schedule: &str, due: Option<i64>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO schedules (sync, schedule, due_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (sync) DO UPDATE SET schedule = excluded.schedule, due_at = excluded.due_at \
+             WHERE schedules.schedule IS DISTINCT FROM excluded.schedule",
+        )
+        .bind(sync)
+        .bind(schedule)
+        .bind(due)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    pub async fn take_due(&self, now: i64, next: &[(String, Option<i64>)]) -> Result<Vec<String>> {
+        let mut taken = Vec::new();
+        for (sync, next_due) in next {
+            // SKIP LOCKED: a slot another worker is taking is its, not ours.
+            let mut tx = self.pool.begin().await?;
+            let due: Option<String> = sqlx::query_scalar(
+                "SELECT sync FROM schedules WHERE sync = $1 AND due_at <= $2 AND NOT disabled \
+                 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(sync)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if due.is_some() {
+                sqlx::query("UPDATE schedules SET due_at = $1 WHERE sync = $2")
+                    .bind(next_due)
+                    .bind(sync)
+                    .execute(&mut *tx)
+                    .await?;
+                taken.push(sync.clone());
+            }
+            tx.commit().await?;
+        }
+        Ok(taken)
+    }
+
+    pub async fn take_over_stale(&self) -> Result<Vec<(String, i64)>> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let stale: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT sync, id, heartbeat_at FROM runs \
+             WHERE status = 'running' AND heartbeat_at < $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(stale_before(now))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (_, id, heartbeat_at) in &stale {
+            sqlx::query(
+                "UPDATE runs SET status = 'failed', finished_at = $1, error = $2 WHERE id = $3",
+            )
+            .bind(now)
+            .bind(abandoned(*heartbeat_at))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(stale.into_iter().map(|(sync, id, _)| (sync, id)).collect())
+    }
+
+    pub async fn set_disabled(&self, sync: &str, disabled: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO schedules (sync, disabled) VALUES ($1, $2) \
+             ON CONFLICT (sync) DO UPDATE SET disabled = excluded.disabled",
+        )
+        .bind(sync)
+        .bind(disabled)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<ScheduleColumns>> {
+        sqlx::query_as("SELECT sync, due_at, disabled FROM schedules")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    pub async fn run(&self, sync: &str, run_id: i64) -> Result<Option<RunRecord>> {
+        let row: Option<RunColumns> = sqlx::query_as(
+            "SELECT id, status, started_at, finished_at, counts, timings, error FROM runs \
+             WHERE sync = $1 AND id = $2",
+        )
+        .bind(sync)
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(RunRecord::from))
+    }
+
+    pub async fn latest_runs(&self) -> Result<Vec<(String, RunRecord)>> {
+        let rows: Vec<LatestColumns> = sqlx::query_as(
+            "SELECT sync, id, status, started_at, finished_at, counts, timings, error FROM runs \
+             WHERE id IN (SELECT max(id) FROM runs GROUP BY sync)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(latest).collect())
     }
 
     pub async fn reset(&self, sync: &str) -> Result<()> {

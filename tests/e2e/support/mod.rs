@@ -11,6 +11,7 @@ pub mod pglock;
 pub mod project;
 pub mod relay;
 pub mod server;
+pub mod serving;
 pub mod sshd;
 pub mod state;
 pub mod warehouse;

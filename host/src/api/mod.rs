@@ -1,0 +1,106 @@
+//! The HTTP API of `ebb serve`. Handlers carry their own OpenAPI
+//! annotations, and `/openapi.json` is generated from them, so the document
+//! cannot drift from what the server does. Every endpoint but `/health`
+//! wants `Authorization: Bearer <[server] api_token>`.
+
+mod error;
+mod syncs;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use sha2::{Digest, Sha256};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{ApiError, ErrorBody};
+
+use crate::serve::Worker;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ebb",
+        description = "Run, watch and repair Ebb's syncs. Every endpoint but /health wants `Authorization: Bearer <token>`."
+    ),
+    modifiers(&Bearer),
+    security(("bearer" = [])),
+    components(schemas(ErrorBody))
+)]
+struct Spec;
+
+/// The bearer scheme every operation refers to.
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The API's routes with authentication, JSON errors for what no route
+/// takes, and `/openapi.json`.
+pub fn router(worker: Arc<Worker>, token: String) -> Router {
+    let (routes, spec) = OpenApiRouter::with_openapi(Spec::openapi())
+        .routes(routes!(syncs::health))
+        .routes(routes!(syncs::list))
+        .routes(routes!(syncs::get))
+        .routes(routes!(syncs::trigger, syncs::runs))
+        .routes(routes!(syncs::run))
+        .routes(routes!(syncs::errors))
+        .routes(routes!(syncs::reset))
+        .routes(routes!(syncs::enable))
+        .routes(routes!(syncs::disable))
+        .routes(routes!(syncs::plan))
+        .routes(routes!(syncs::preview))
+        .with_state(worker)
+        .split_for_parts();
+    let spec = Arc::new(spec);
+    let expected: [u8; 32] = Sha256::digest(format!("Bearer {token}")).into();
+    routes
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { Json(spec.as_ref().clone()) }),
+        )
+        .fallback(error::unknown_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            authenticate(expected, req, next)
+        }))
+}
+
+/// Lets `/health` through and everything else only with the token. The
+/// header is compared by digest, so the time taken says nothing about it.
+async fn authenticate(expected: [u8; 32], req: Request, next: Next) -> Response {
+    if req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| <[u8; 32]>::from(Sha256::digest(v.as_bytes())));
+    if given == Some(expected) {
+        return next.run(req).await;
+    }
+    let refused = ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "send `Authorization: Bearer <token>` with the token in [server] api_token",
+    );
+    let mut response = refused.into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    response
+}

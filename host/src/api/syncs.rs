@@ -1,0 +1,461 @@
+//! The API's endpoints: syncs, their runs and owed rows, and the dry runs
+//! (plan, preview) people use before switching a sync on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody, Params, PathOf};
+use crate::event::Event;
+use crate::run::{self, Summary};
+use crate::schedule::Schedule;
+use crate::serve::{Triggered, Worker, on_own_thread};
+use crate::state::{OwedRow, RunRecord, Status, SyncControl};
+
+type App = State<Arc<Worker>>;
+
+/// The most runs one page of `GET /syncs/{sync}/runs` returns.
+const MAX_RUNS: i64 = 1000;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process serves.
+    status: String,
+}
+
+/// A sync as configured, with where it stands.
+#[derive(Serialize, ToSchema)]
+pub struct SyncView {
+    name: String,
+    model: String,
+    destination: String,
+    /// `manual`, `every 15m`, `cron 0 9 * * MON-FRI (Europe/Berlin)`, `at …`.
+    schedule: String,
+    /// Whether runs may start (scheduled or asked for).
+    enabled: bool,
+    /// Why not: `config` (`enabled = false`) or `api` (`POST …/disable`).
+    disabled_by: Option<String>,
+    /// When the next scheduled run is due (RFC 3339), if one is.
+    next_run_at: Option<String>,
+    /// The latest run, running or finished.
+    last_run: Option<RunRecord>,
+}
+
+/// A run that was asked for and started.
+#[derive(Serialize, ToSchema)]
+pub struct RunStarted {
+    run_id: i64,
+    status: Status,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Message {
+    message: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// How many of the latest runs (1 to 1000, default 20).
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ErrorsQuery {
+    /// Only rows that last failed in this run.
+    run: Option<i64>,
+    /// `json` (default) or `csv`.
+    format: Option<ExportFormat>,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Json,
+    Csv,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// How many to return (1 to 1000, default 10 rows for a preview and
+    /// 100 events for a plan).
+    limit: Option<usize>,
+}
+
+/// A model's columns and first rows.
+#[derive(Serialize, ToSchema)]
+pub struct Preview {
+    columns: Vec<PreviewColumn>,
+    #[schema(value_type = Vec<Object>)]
+    rows: Vec<crate::event::Record>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PreviewColumn {
+    name: String,
+    /// The database's name for the column's type.
+    r#type: String,
+}
+
+#[utoipa::path(get, path = "/health", security(()), tag = "server",
+    responses((status = 200, description = "The process serves", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+#[utoipa::path(get, path = "/syncs", tag = "syncs",
+    responses(
+        (status = 200, description = "Every sync in the config", body = Vec<SyncView>),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)))]
+pub async fn list(State(w): App) -> Result<Json<Vec<SyncView>>, ApiError> {
+    let controls = w.state.schedules().await?;
+    let latest = w.state.latest_runs().await?;
+    let views = w
+        .cfg
+        .syncs
+        .keys()
+        .map(|name| view(&w, name, &controls, &latest))
+        .collect();
+    Ok(Json(views))
+}
+
+#[utoipa::path(get, path = "/syncs/{sync}", tag = "syncs",
+    params(("sync" = String, Path, description = "The sync's name")),
+    responses(
+        (status = 200, description = "The sync", body = SyncView),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync", body = ErrorBody)))]
+pub async fn get(State(w): App, PathOf(sync): PathOf<String>) -> Result<Json<SyncView>, ApiError> {
+    known(&w, &sync)?;
+    sync_view(&w, &sync).await.map(Json)
+}
+
+#[utoipa::path(post, path = "/syncs/{sync}/runs", tag = "runs",
+    params(("sync" = String, Path, description = "The sync's name")),
+    responses(
+        (status = 202, description = "The run started; follow it at /syncs/{sync}/runs/{run_id}", body = RunStarted),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync", body = ErrorBody),
+        (status = 409, description = "A run is in progress (this one is recorded as skipped), or the sync is disabled", body = ErrorBody),
+        (status = 422, description = "The sync cannot run as configured", body = ErrorBody),
+        (status = 503, description = "The server is shutting down", body = ErrorBody)))]
+pub async fn trigger(
+    State(w): App,
+    PathOf(sync): PathOf<String>,
+) -> Result<(StatusCode, Json<RunStarted>), ApiError> {
+    known(&w, &sync)?;
+    if let Some(by) = disabled_by(&w, &sync, &w.state.schedules().await?) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "disabled",
+            format!("sync `{sync}` is disabled (by {by}); enable it first"),
+        ));
+    }
+    if w.stop.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; no new run starts",
+        ));
+    }
+    match w.trigger(&sync).await {
+        Ok(Triggered::Started(run_id)) => Ok((
+            StatusCode::ACCEPTED,
+            Json(RunStarted {
+                run_id,
+                status: Status::Running,
+            }),
+        )),
+        Ok(Triggered::Skipped(Summary { run_id, error, .. })) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "busy",
+            format!(
+                "{}; recorded as skipped run {run_id}",
+                error.unwrap_or_default()
+            ),
+        )),
+        Err(e) => Err(cannot_run(e)),
+    }
+}
+
+#[utoipa::path(get, path = "/syncs/{sync}/runs", tag = "runs",
+    params(("sync" = String, Path, description = "The sync's name"), RunsQuery),
+    responses(
+        (status = 200, description = "The latest runs, newest first", body = Vec<RunRecord>),
+        (status = 400, description = "A bad limit", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync", body = ErrorBody)))]
+pub async fn runs(
+    State(w): App,
+    PathOf(sync): PathOf<String>,
+    Params(q): Params<RunsQuery>,
+) -> Result<Json<Vec<RunRecord>>, ApiError> {
+    known(&w, &sync)?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=MAX_RUNS).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_RUNS}, not {limit}"
+        )));
+    }
+    Ok(Json(w.state.history(&sync, limit).await?))
+}
+
+#[utoipa::path(get, path = "/syncs/{sync}/runs/{run}", tag = "runs",
+    params(("sync" = String, Path, description = "The sync's name"),
+           ("run" = i64, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run: status, counts, timings per stage", body = RunRecord),
+        (status = 400, description = "A run id that is not a number", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync or run", body = ErrorBody)))]
+pub async fn run(
+    State(w): App,
+    PathOf((sync, run_id)): PathOf<(String, i64)>,
+) -> Result<Json<RunRecord>, ApiError> {
+    known(&w, &sync)?;
+    w.state
+        .run(&sync, run_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("sync `{sync}` has no run {run_id}")))
+}
+
+#[utoipa::path(get, path = "/syncs/{sync}/errors", tag = "errors",
+    params(("sync" = String, Path, description = "The sync's name"), ErrorsQuery),
+    responses(
+        (status = 200, description = "The rows still owed, with their last error and payload",
+            content((Vec<OwedRow> = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A bad format or run", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync", body = ErrorBody)))]
+pub async fn errors(
+    State(w): App,
+    PathOf(sync): PathOf<String>,
+    Params(q): Params<ErrorsQuery>,
+) -> Result<Response, ApiError> {
+    known(&w, &sync)?;
+    let rows: Vec<OwedRow> = w.state.owed(&sync, q.run).await?;
+    if q.format != Some(ExportFormat::Csv) {
+        return Ok(Json(rows).into_response());
+    }
+    let mut csv = Vec::new();
+    crate::output::owed_csv(&rows, &mut csv)?;
+    let disposition = format!("attachment; filename=\"{sync}-errors.csv\"");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+#[utoipa::path(post, path = "/syncs/{sync}/reset", tag = "syncs",
+    params(("sync" = String, Path, description = "The sync's name")),
+    responses(
+        (status = 200, description = "Forgotten: the next run sends every record as added", body = Message),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync", body = ErrorBody),
+        (status = 409, description = "A run is in progress", body = ErrorBody)))]
+pub async fn reset(State(w): App, PathOf(sync): PathOf<String>) -> Result<Json<Message>, ApiError> {
+    known(&w, &sync)?;
+    if let Some(r) = w.state.latest_runs().await?.get(&sync)
+        && r.status == Status::Running
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "busy",
+            format!(
+                "run {} of sync `{sync}` is in progress; reset it once the run has ended",
+                r.run_id
+            ),
+        ));
+    }
+    let worker = Arc::clone(&w);
+    let name = sync.clone();
+    on_own_thread(move || async move { run::reset(&worker.cfg, &name).await }).await?;
+    Ok(Json(Message {
+        message: format!("sync `{sync}` reset: its next run sends every record as added"),
+    }))
+}
+
+#[utoipa::path(post, path = "/syncs/{sync}/enable", tag = "syncs",
+    params(("sync" = String, Path, description = "The sync's name")),
+    responses(
+        (status = 200, description = "Enabled: runs start again, and the next one sends every change since the last committed run", body = SyncView),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync", body = ErrorBody),
+        (status = 409, description = "Disabled in the config, which the API does not override", body = ErrorBody)))]
+pub async fn enable(
+    State(w): App,
+    PathOf(sync): PathOf<String>,
+) -> Result<Json<SyncView>, ApiError> {
+    known(&w, &sync)?;
+    if !w.cfg.syncs[&sync].enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "disabled",
+            format!(
+                "sync `{sync}` is disabled in {} (enabled = false); remove that line and restart ebb serve",
+                w.cfg.file.display()
+            ),
+        ));
+    }
+    w.state.set_disabled(&sync, false).await?;
+    sync_view(&w, &sync).await.map(Json)
+}
+
+#[utoipa::path(post, path = "/syncs/{sync}/disable", tag = "syncs",
+    params(("sync" = String, Path, description = "The sync's name")),
+    responses(
+        (status = 200, description = "Disabled: no run starts until it is enabled; a run in progress finishes", body = SyncView),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync", body = ErrorBody)))]
+pub async fn disable(
+    State(w): App,
+    PathOf(sync): PathOf<String>,
+) -> Result<Json<SyncView>, ApiError> {
+    known(&w, &sync)?;
+    w.state.set_disabled(&sync, true).await?;
+    sync_view(&w, &sync).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/syncs/{sync}/plan", tag = "syncs",
+    params(("sync" = String, Path, description = "The sync's name"), LimitQuery),
+    responses(
+        (status = 200, description = "The first events a run would send now (nothing is sent or written)", body = Vec<Event>),
+        (status = 400, description = "A bad limit", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync", body = ErrorBody),
+        (status = 422, description = "The sync cannot run as configured", body = ErrorBody)))]
+pub async fn plan(
+    State(w): App,
+    PathOf(sync): PathOf<String>,
+    Params(q): Params<LimitQuery>,
+) -> Result<Json<Vec<Event>>, ApiError> {
+    known(&w, &sync)?;
+    let limit = limit(q.limit, 100)?;
+    let mut events = on_own_thread(move || async move {
+        let progress = indicatif::ProgressBar::hidden();
+        run::plan(&w.cfg, &w.engine, &sync, &progress).await
+    })
+    .await
+    .map_err(cannot_run)?;
+    events.truncate(limit);
+    Ok(Json(events))
+}
+
+#[utoipa::path(get, path = "/models/{model}/preview", tag = "models",
+    params(("model" = String, Path, description = "The model's name"), LimitQuery),
+    responses(
+        (status = 200, description = "The model's columns and first rows", body = Preview),
+        (status = 400, description = "A bad limit", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such model", body = ErrorBody),
+        (status = 422, description = "The model's query failed", body = ErrorBody)))]
+pub async fn preview(
+    State(w): App,
+    PathOf(model): PathOf<String>,
+    Params(q): Params<LimitQuery>,
+) -> Result<Json<Preview>, ApiError> {
+    if !w.cfg.models.contains_key(&model) {
+        return Err(ApiError::not_found(format!("no model named `{model}`")));
+    }
+    let limit = limit(q.limit, 10)?;
+    let (columns, rows) =
+        on_own_thread(move || async move { crate::preview::rows(&w.cfg, &model, limit).await })
+            .await
+            .map_err(cannot_run)?;
+    Ok(Json(Preview {
+        columns: columns
+            .into_iter()
+            .map(|c| PreviewColumn {
+                name: c.name,
+                r#type: c.type_name,
+            })
+            .collect(),
+        rows,
+    }))
+}
+
+fn limit(given: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    match given.unwrap_or(default) {
+        n @ 1..=1000 => Ok(n),
+        n => Err(ApiError::bad_request(format!(
+            "limit must be between 1 and 1000, not {n}"
+        ))),
+    }
+}
+
+fn cannot_run(e: anyhow::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "cannot_run",
+        format!("{e:#}"),
+    )
+}
+
+fn known(w: &Worker, sync: &str) -> Result<(), ApiError> {
+    match w.cfg.syncs.contains_key(sync) {
+        true => Ok(()),
+        false => Err(ApiError::not_found(format!("no sync named `{sync}`"))),
+    }
+}
+
+fn disabled_by(
+    w: &Worker,
+    sync: &str,
+    controls: &HashMap<String, SyncControl>,
+) -> Option<&'static str> {
+    if !w.cfg.syncs[sync].enabled {
+        Some("config")
+    } else if controls.get(sync).is_some_and(|c| c.disabled) {
+        Some("api")
+    } else {
+        None
+    }
+}
+
+async fn sync_view(w: &Worker, sync: &str) -> Result<SyncView, ApiError> {
+    let controls = w.state.schedules().await?;
+    let latest = w.state.latest_runs().await?;
+    Ok(view(w, sync, &controls, &latest))
+}
+
+fn view(
+    w: &Worker,
+    name: &str,
+    controls: &HashMap<String, SyncControl>,
+    latest: &HashMap<String, RunRecord>,
+) -> SyncView {
+    let sync = &w.cfg.syncs[name];
+    let disabled_by = disabled_by(w, name, controls);
+    let next_run_at = match (&sync.schedule, disabled_by) {
+        (Schedule::Manual, _) | (_, Some(_)) => None,
+        _ => controls
+            .get(name)
+            .and_then(|c| c.due_at)
+            .map(crate::state::time),
+    };
+    SyncView {
+        name: name.to_owned(),
+        model: sync.model.clone(),
+        destination: sync.destination.clone(),
+        schedule: sync.schedule.describe(),
+        enabled: disabled_by.is_none(),
+        disabled_by: disabled_by.map(str::to_owned),
+        next_run_at,
+        last_run: latest.get(name).cloned(),
+    }
+}
