@@ -32,6 +32,10 @@ pub struct ConfigError {
 /// `[state] keep_runs` says otherwise.
 const DEFAULT_KEEP_RUNS: u32 = 10;
 
+/// How long a run's heartbeat may be silent before the run is taken to be
+/// dead, unless `[state] lease_secs` says otherwise.
+const DEFAULT_LEASE_SECS: u64 = 30;
+
 /// A loaded, checked config. Relative paths are already resolved against the
 /// config file's directory and secrets are substituted.
 #[derive(Debug, Clone)]
@@ -41,6 +45,9 @@ pub struct Config {
     /// How many of a sync's latest runs keep the events they delivered,
     /// for `ebb replay` (0 keeps none).
     pub keep_runs: u32,
+    /// How long a run's heartbeat may be silent before another process
+    /// takes the run to be dead and its sync over.
+    pub lease: Duration,
     pub cache_dir: PathBuf,
     pub limits: Limits,
     pub server: Server,
@@ -184,6 +191,9 @@ pub struct Server {
     pub listen: String,
     /// Bearer token for the HTTP API; `ebb serve` refuses to start without one.
     pub api_token: Option<String>,
+    /// The most runs this process runs at once; beyond it, due slots wait
+    /// for another worker or a later tick.
+    pub max_runs: usize,
 }
 
 /// Keeps the token out of debug output and logs.
@@ -240,6 +250,7 @@ struct RawConfig {
 struct RawState {
     url: Option<String>,
     keep_runs: Option<u32>,
+    lease_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -247,6 +258,7 @@ struct RawState {
 struct RawServer {
     listen: Option<String>,
     api_token: Option<String>,
+    max_runs: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -443,6 +455,14 @@ impl Resolver<'_> {
             None => self.sqlite_url("sqlite://.ebb/state.db"),
         };
         let cache_dir = self.path(raw.plugins.cache_dir.as_deref().unwrap_or(".ebb/cache"));
+        let lease = match raw.state.lease_secs.unwrap_or(DEFAULT_LEASE_SECS) {
+            secs @ 3.. => Duration::from_secs(secs),
+            secs => {
+                return Err(format!(
+                    "state.lease_secs: {secs} is too short for heartbeats to arrive in time; use at least 3"
+                ));
+            }
+        };
         raw.limits.check().map_err(|e| format!("limits: {e}"))?;
 
         let mut sources = BTreeMap::new();
@@ -720,6 +740,7 @@ impl Resolver<'_> {
             file: path.to_path_buf(),
             state_url,
             keep_runs: raw.state.keep_runs.unwrap_or(DEFAULT_KEEP_RUNS),
+            lease,
             cache_dir,
             limits: raw.limits,
             server: Server {
@@ -732,6 +753,11 @@ impl Resolver<'_> {
                     .api_token
                     .map(|t| self.secrets("server.api_token", &t))
                     .transpose()?,
+                max_runs: match raw.server.max_runs {
+                    None => 8,
+                    Some(0) => return Err("server.max_runs: must be at least 1".into()),
+                    Some(n) => n,
+                },
             },
             sources,
             models,

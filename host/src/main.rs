@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ebb::cli::{Cli, LogFormat};
+use ebb::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Rows are built on the reading task's thread and freed on the diff's;
@@ -16,10 +16,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A model reading millions of rows is a long statement by design: the
-    // driver's slow-statement warnings are only wanted when asked for.
-    let default = match cli.verbose {
-        0 => "warn,sqlx::query=error",
-        1 => "info,sqlx::query=error",
+    // driver's slow-statement warnings are only wanted when asked for. A
+    // server's log is the record of what it did, so `serve` logs runs.
+    let serving = matches!(cli.command, Command::Serve);
+    let default = match (cli.verbose, serving) {
+        (0, false) => "warn,sqlx::query=error",
+        (0, true) | (1, _) => "info,sqlx::query=error",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

@@ -30,8 +30,9 @@ use crate::source::{BoundQuery, ParamKind, Warehouse};
 use crate::state::{Claim, Commit, Counts, RowError, RunEnd, Snapshot, State, Status};
 use crate::transform::{self, Step};
 
-/// How often a running run tells the state store it is alive.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+/// How many heartbeats a run sends per lease: a few may be late or lost
+/// before the run is taken to be dead.
+const BEATS_PER_LEASE: u32 = 6;
 
 /// Resolves when the process is asked to stop, naming the signal.
 pub async fn interrupted() -> String {
@@ -368,7 +369,7 @@ pub async fn start(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::Re
             "sync `{sync_name}` is disabled through the API; enable it there (POST /syncs/{sync_name}/enable) to run it"
         );
     }
-    Ok(match state.claim(sync_name).await? {
+    Ok(match state.claim(sync_name, cfg.lease).await? {
         Claim::Started(run_id) => Started::Running(Claimed {
             run_id,
             sync_name: sync_name.to_owned(),
@@ -408,9 +409,10 @@ impl Claimed {
         let (taken_over, on_taken_over) = tokio::sync::oneshot::channel();
         let heartbeat = {
             let state = state.clone();
+            let beat_every = cfg.lease / BEATS_PER_LEASE;
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(HEARTBEAT_EVERY).await;
+                    tokio::time::sleep(beat_every).await;
                     match state.heartbeat(run_id).await {
                         Ok(true) => {}
                         Ok(false) => {

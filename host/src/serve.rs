@@ -36,7 +36,9 @@ use crate::run::{self, Started, Summary};
 use crate::schedule::Schedule;
 use crate::state::{State, Status};
 
-/// How often the scheduler looks for due slots and dead runs.
+/// How often the scheduler looks for due slots and dead runs, give or take
+/// a random quarter: workers started together drift apart, so no one of
+/// them is always first to see a slot come due.
 const TICK: Duration = Duration::from_secs(1);
 
 /// How long shutdown waits for interrupted runs to be recorded.
@@ -118,9 +120,13 @@ impl Worker {
     }
 
     /// One pass of the scheduler: runs again the syncs whose runs died, then
-    /// the syncs whose slot is due.
+    /// the syncs whose slot is due. A worker running `[server] max_runs`
+    /// runs takes nothing, leaving the work to other workers.
     async fn tick(self: &Arc<Self>, now: DateTime<Utc>) -> anyhow::Result<()> {
-        for (sync, dead) in self.state.take_over_stale().await? {
+        if self.runs.len() >= self.cfg.server.max_runs {
+            return Ok(());
+        }
+        for (sync, dead) in self.state.take_over_stale(self.cfg.lease).await? {
             if !self.cfg.syncs.get(&sync).is_some_and(|s| s.enabled) {
                 continue;
             }
@@ -247,12 +253,11 @@ where
 /// Ticks until the process stops; a failing tick (the state store away) is
 /// logged and tried again next tick.
 async fn schedule_loop(worker: Arc<Worker>) {
-    let mut ticks = tokio::time::interval(TICK);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let pause = TICK.mul_f64(fastrand::f64() * 0.5 + 0.75);
         tokio::select! {
             _ = worker.stop.cancelled() => return,
-            _ = ticks.tick() => {}
+            _ = tokio::time::sleep(pause) => {}
         }
         if let Err(e) = worker.tick(Utc::now()).await {
             tracing::error!("scheduler: {e:#}");

@@ -31,3 +31,4 @@ mod ssh_tunnel;
 mod state_postgres;
 mod transform_limits;
 mod warehouse_diff;
+mod workers;

@@ -26,10 +26,6 @@ use crate::diff::Entry;
 use crate::event::{Op, Record};
 use crate::source::Param;
 
-/// A run whose heartbeat is older than this is taken to be dead (runs beat
-/// every few seconds; a killed process stops beating).
-const STALE_AFTER: Duration = Duration::from_secs(30);
-
 /// How many times a claim retries when the run it collided with finished
 /// before it could be named.
 const CLAIM_ATTEMPTS: usize = 3;
@@ -232,10 +228,10 @@ impl State {
     }
 
     /// Starts a run unless one of the same sync is alive. A running run
-    /// whose heartbeat stopped more than [`STALE_AFTER`] ago is first
-    /// closed as failed.
-    pub async fn claim(&self, sync: &str) -> anyhow::Result<Claim> {
-        dispatch!(self.claim(sync))
+    /// whose heartbeat stopped more than `lease` ago (its process died) is
+    /// first closed as failed.
+    pub async fn claim(&self, sync: &str, lease: Duration) -> anyhow::Result<Claim> {
+        dispatch!(self.claim(sync, lease))
     }
 
     /// Marks the run alive; `false` if it is no longer running (another
@@ -342,12 +338,12 @@ impl State {
         dispatch!(self.take_due(now, next))
     }
 
-    /// Closes, as failed, every run whose heartbeat is stale (its process
-    /// died), and returns their syncs and ids: the caller runs each again,
-    /// so what the dead run did not commit is sent now. Of several
-    /// processes asking at once, each stale run goes to exactly one.
-    pub async fn take_over_stale(&self) -> Result<Vec<(String, i64)>> {
-        dispatch!(self.take_over_stale())
+    /// Closes, as failed, every run whose heartbeat is older than `lease`
+    /// (its process died), and returns their syncs and ids: the caller runs
+    /// each again, so what the dead run did not commit is sent now. Of
+    /// several processes asking at once, each stale run goes to exactly one.
+    pub async fn take_over_stale(&self, lease: Duration) -> Result<Vec<(String, i64)>> {
+        dispatch!(self.take_over_stale(lease))
     }
 
     /// Switches a sync off (no run starts, scheduled or asked) or on again.
@@ -431,8 +427,8 @@ fn claim_contended(sync: &str) -> anyhow::Error {
     )
 }
 
-fn stale_before(now: i64) -> i64 {
-    now - STALE_AFTER.as_millis() as i64
+fn stale_before(now: i64, lease: Duration) -> i64 {
+    now - lease.as_millis() as i64
 }
 
 fn json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {

@@ -202,7 +202,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn claim(&self, sync: &str) -> anyhow::Result<Claim> {
+    pub async fn claim(&self, sync: &str, lease: Duration) -> anyhow::Result<Claim> {
         // FOR UPDATE makes a racing claim wait and then see the stale run
         // closed; the unique index is what forbids two running runs.
         let mut tx = self.pool.begin().await?;
@@ -212,7 +212,7 @@ impl Store {
              WHERE sync = $1 AND status = 'running' AND heartbeat_at < $2 FOR UPDATE",
         )
         .bind(sync)
-        .bind(stale_before(now))
+        .bind(stale_before(now, lease))
         .fetch_all(&mut *tx)
         .await?;
         for (id, heartbeat_at) in stale {
@@ -628,14 +628,14 @@ impl Store {
         Ok(taken)
     }
 
-    pub async fn take_over_stale(&self) -> Result<Vec<(String, i64)>> {
+    pub async fn take_over_stale(&self, lease: Duration) -> Result<Vec<(String, i64)>> {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
         let stale: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT sync, id, heartbeat_at FROM runs \
              WHERE status = 'running' AND heartbeat_at < $1 FOR UPDATE SKIP LOCKED",
         )
-        .bind(stale_before(now))
+        .bind(stale_before(now, lease))
         .fetch_all(&mut *tx)
         .await?;
         for (_, id, heartbeat_at) in &stale {

@@ -224,7 +224,7 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn claim(&self, sync: &str) -> anyhow::Result<Claim> {
+    pub async fn claim(&self, sync: &str, lease: Duration) -> anyhow::Result<Claim> {
         // IMMEDIATE takes the write lock first, so the read below cannot go
         // stale before the writes; the unique index is what forbids two
         // running runs.
@@ -235,7 +235,7 @@ impl Store {
              WHERE sync = ? AND status = 'running' AND heartbeat_at < ?",
         )
         .bind(sync)
-        .bind(stale_before(now))
+        .bind(stale_before(now, lease))
         .fetch_all(&mut *tx)
         .await?;
         for (id, heartbeat_at) in stale {
@@ -625,13 +625,13 @@ impl Store {
         Ok(taken)
     }
 
-    pub async fn take_over_stale(&self) -> Result<Vec<(String, i64)>> {
+    pub async fn take_over_stale(&self, lease: Duration) -> Result<Vec<(String, i64)>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let now = now_ms();
         let stale: Vec<(String, i64, i64)> = sqlx::query_as(
             "SELECT sync, id, heartbeat_at FROM runs WHERE status = 'running' AND heartbeat_at < ?",
         )
-        .bind(stale_before(now))
+        .bind(stale_before(now, lease))
         .fetch_all(&mut *tx)
         .await?;
         for (_, id, heartbeat_at) in &stale {
@@ -791,7 +791,11 @@ mod tests {
                 .expect("runs");
         let statuses: Vec<(i64, &str)> = statuses.iter().map(|(i, s)| (*i, s.as_str())).collect();
         assert_eq!(statuses, [(1, "failed"), (2, "running"), (3, "running")]);
-        match store.claim("s").await.expect("claim") {
+        match store
+            .claim("s", Duration::from_secs(30))
+            .await
+            .expect("claim")
+        {
             Claim::Busy { running, .. } => assert_eq!(running, 2),
             Claim::Started(id) => panic!("run {id} started beside running run 2"),
         }

@@ -198,6 +198,13 @@ impl Serving {
         (status.code(), took, self.log())
     }
 
+    /// SIGKILL: the process gets no chance to close its runs.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("the server runs");
+        child.kill().expect("kill ebb serve");
+        child.wait().expect("wait for ebb serve");
+    }
+
     /// What the server logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log lock").clone()
