@@ -13,6 +13,7 @@ pub mod extract;
 pub mod limits;
 pub mod load;
 pub mod mapping;
+pub mod metrics;
 pub mod output;
 pub mod plugin;
 pub mod preview;

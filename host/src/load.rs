@@ -43,6 +43,8 @@ impl Delivery {
 
 pub struct Loader {
     pub destination: Destination,
+    /// The destination's name in the config.
+    pub name: String,
     pub label: String,
     pub config: Value,
     pub action: String,
@@ -114,11 +116,13 @@ impl Loader {
                 last = e.message.clone();
                 again.push(i);
             };
-            match self
+            let asked = std::time::Instant::now();
+            let answer = self
                 .destination
                 .write(&self.config, &self.action, &sub)
-                .await
-            {
+                .await;
+            let took = asked.elapsed();
+            match answer {
                 Ok(outcomes) => {
                     for (&i, outcome) in todo.iter().zip(outcomes) {
                         match outcome {
@@ -147,6 +151,7 @@ impl Loader {
                     }
                 }
             }
+            crate::metrics::destination_wrote(&self.name, took, again.len());
             if again.is_empty() {
                 break;
             }

@@ -204,6 +204,7 @@ async fn destination(
     .clone();
 
     let loader = Loader {
+        name: dest.name.clone(),
         label: dest.plugin.label.clone(),
         config: dest.config.clone(),
         action: action.name.clone(),
@@ -336,7 +337,7 @@ pub async fn run(
 /// What [`start`] got: a run that may go ahead, or the skipped run recorded
 /// because another run of the sync was in progress.
 pub enum Started {
-    Running(Claimed),
+    Running(Box<Claimed>),
     Skipped(Summary),
 }
 
@@ -370,12 +371,12 @@ pub async fn start(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::Re
         );
     }
     Ok(match state.claim(sync_name, cfg.lease).await? {
-        Claim::Started(run_id) => Started::Running(Claimed {
+        Claim::Started(run_id) => Started::Running(Box::new(Claimed {
             run_id,
             sync_name: sync_name.to_owned(),
             prepared,
             state,
-        }),
+        })),
         Claim::Busy { running, skipped } => Started::Skipped(Summary {
             run_id: skipped,
             sync: sync_name.to_string(),
@@ -394,7 +395,7 @@ impl Claimed {
     /// committed, so the next run sends them again) and the run is closed
     /// at once, so the next run need not wait for this one's heartbeat.
     pub async fn execute(
-        self,
+        self: Box<Self>,
         cfg: &Config,
         progress: &ProgressBar,
         stop: impl Future<Output = String>,
@@ -404,7 +405,7 @@ impl Claimed {
             sync_name,
             prepared,
             state,
-        } = self;
+        } = *self;
         let sync_name = sync_name.as_str();
         let (taken_over, on_taken_over) = tokio::sync::oneshot::channel();
         let heartbeat = {
@@ -463,6 +464,7 @@ impl Claimed {
                 Some("no change could be delivered; see `ebb errors`".into()),
             ),
         };
+        crate::metrics::run_ended(sync_name, status, &counts, &timings);
         let timings_ms = serde_json::Value::Object(
             timings
                 .into_iter()

@@ -50,7 +50,12 @@ fn the_api_wants_the_token_everywhere_but_health() {
         (health.status, health.json()["status"].clone()),
         (200, "ok".into())
     );
-    for path in ["/syncs", "/openapi.json", &format!("/syncs/{SYNC}/runs")] {
+    for path in [
+        "/syncs",
+        "/openapi.json",
+        "/metrics",
+        &format!("/syncs/{SYNC}/runs"),
+    ] {
         for token in [None, Some("wrong")] {
             let reply = serving.send(reqwest::Method::GET, path, token);
             assert_eq!(reply.status, 401, "{path} with {token:?}: {}", reply.text);
@@ -95,6 +100,7 @@ fn the_api_wants_the_token_everywhere_but_health() {
         "/syncs/{sync}/disable",
         "/syncs/{sync}/plan",
         "/models/{model}/preview",
+        "/metrics",
     ] {
         assert!(spec["paths"][path].is_object(), "{path} is in the spec");
     }
@@ -127,6 +133,26 @@ fn a_run_asked_for_over_the_api_delivers_and_is_reported() {
     assert_eq!(run["counts"]["added"], 3);
     assert!(run["timings_ms"]["extract"].is_u64(), "{run}");
     assert_events(&project.take_delivered(), &all_added(1..=3));
+
+    let metrics = serving.get("/metrics");
+    assert!(
+        metrics
+            .content_type
+            .starts_with("application/openmetrics-text")
+    );
+    for series in [
+        format!("ebb_runs_total{{sync=\"{SYNC}\",status=\"success\"}} 1"),
+        format!("ebb_records_total{{sync=\"{SYNC}\",outcome=\"added\"}} 3"),
+        format!("ebb_stage_seconds_count{{sync=\"{SYNC}\",stage=\"extract\"}} 1"),
+        "ebb_destination_write_seconds_count{destination=\"out\"} 1".to_owned(),
+        "ebb_plugin_call_seconds_count{plugin=".to_owned(),
+    ] {
+        assert!(
+            metrics.text.contains(&series),
+            "{series} in\n{}",
+            metrics.text
+        );
+    }
 
     let listed = serving.get("/syncs").json();
     assert_eq!(listed[0]["name"], SYNC);

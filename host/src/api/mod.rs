@@ -4,6 +4,7 @@
 //! wants `Authorization: Bearer <[server] api_token>`.
 
 mod error;
+mod process;
 mod syncs;
 
 use std::sync::Arc;
@@ -52,7 +53,8 @@ impl Modify for Bearer {
 /// takes, and `/openapi.json`.
 pub fn router(worker: Arc<Worker>, token: String) -> Router {
     let (routes, spec) = OpenApiRouter::with_openapi(Spec::openapi())
-        .routes(routes!(syncs::health))
+        .routes(routes!(process::health))
+        .routes(routes!(process::metrics))
         .routes(routes!(syncs::list))
         .routes(routes!(syncs::get))
         .routes(routes!(syncs::trigger, syncs::runs))

@@ -23,12 +23,6 @@ type App = State<Arc<Worker>>;
 /// The most runs one page of `GET /syncs/{sync}/runs` returns.
 const MAX_RUNS: i64 = 1000;
 
-#[derive(Serialize, ToSchema)]
-pub struct Health {
-    /// Always `ok` while the process serves.
-    status: String,
-}
-
 /// A sync as configured, with where it stands.
 #[derive(Serialize, ToSchema)]
 pub struct SyncView {
@@ -103,14 +97,6 @@ pub struct PreviewColumn {
     name: String,
     /// The database's name for the column's type.
     r#type: String,
-}
-
-#[utoipa::path(get, path = "/health", security(()), tag = "server",
-    responses((status = 200, description = "The process serves", body = Health)))]
-pub async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-    })
 }
 
 #[utoipa::path(get, path = "/syncs", tag = "syncs",

@@ -443,7 +443,9 @@ impl Caller {
         // The semaphore is never closed, so this always yields a permit.
         let _slot = self.inner.slots.acquire().await;
         let mut store = self.store()?;
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(self.limits.call_timeout, body(&mut store)).await;
+        let took = started.elapsed();
         let state = store.data();
         let output = state.output.text();
         let denied = self
@@ -464,11 +466,18 @@ impl Caller {
                 if !output.is_empty() {
                     tracing::debug!(plugin = %self.label, "plugin output:\n{output}");
                 }
+                crate::metrics::plugin_called(&self.label, took, None);
                 return Ok(Finished { value, denied });
             }
             Ok(Err(error)) => self.classify(&error, state, &output, denied.as_deref()),
             Err(_elapsed) => self.timeout(),
         };
+        let kind = match &error {
+            CallError::Timeout { .. } => "timeout",
+            CallError::OutOfMemory { .. } => "out_of_memory",
+            _ => "trap",
+        };
+        crate::metrics::plugin_called(&self.label, took, Some(kind));
         if !output.is_empty() {
             tracing::warn!(plugin = %self.label, "plugin output before the failure:\n{output}");
         }

@@ -1,0 +1,36 @@
+//! The process itself: whether it serves, and what it has counted.
+
+use axum::Json;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process serves.
+    status: String,
+}
+
+#[utoipa::path(get, path = "/health", security(()), tag = "server",
+    responses((status = 200, description = "The process serves", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "server",
+    responses(
+        (status = 200, description = "Runs, records, stage times, destination latency and retries, plugin call times and traps, in the OpenMetrics text format Prometheus scrapes",
+            body = String, content_type = "application/openmetrics-text"),
+        (status = 401, description = "No or a wrong token", body = super::ErrorBody)))]
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::encode(),
+    )
+}

@@ -1,0 +1,198 @@
+//! What Ebb counts and times, for `/metrics` (Prometheus scrapes it in the
+//! OpenMetrics text format). One process-wide registry: the pipeline records
+//! into it wherever it runs, and `ebb serve` exposes it. Label values are
+//! names from the config (syncs, destinations, plugins) and fixed words, so
+//! the number of series stays bounded by the config.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::state::{Counts, Status};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    sync: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecordLabels {
+    sync: String,
+    /// `added`, `updated`, `deleted` (what the diff found) or `sent`,
+    /// `ok`, `rejected`, `failed`, `retried`, `dropped`, `filtered` (what
+    /// became of them).
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    sync: String,
+    stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TrapLabels {
+    plugin: String,
+    /// `trap`, `timeout` or `out_of_memory`.
+    kind: String,
+}
+
+/// Histograms of seconds, one per label set.
+type Timings<L> = Family<L, Histogram, fn() -> Histogram>;
+
+struct Metrics {
+    registry: Registry,
+    runs: Family<RunLabels, Counter>,
+    records: Family<RecordLabels, Counter>,
+    stages: Timings<StageLabels>,
+    writes: Timings<DestinationLabels>,
+    retries: Family<DestinationLabels, Counter>,
+    calls: Timings<PluginLabels>,
+    traps: Family<TrapLabels, Counter>,
+}
+
+/// 1 ms to about 2 hours, doubling.
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 23))
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let runs = Family::default();
+    let records = Family::default();
+    let stages: Timings<_> = Family::new_with_constructor(seconds);
+    let writes: Timings<_> = Family::new_with_constructor(seconds);
+    let retries = Family::default();
+    let calls: Timings<_> = Family::new_with_constructor(seconds);
+    let traps = Family::default();
+    let mut registry = Registry::with_prefix("ebb");
+    registry.register("runs", "Runs ended, by sync and status", runs.clone());
+    registry.register(
+        "records",
+        "Records of ended runs, by sync and what became of them",
+        records.clone(),
+    );
+    registry.register("stage_seconds", "Time runs spent per stage", stages.clone());
+    registry.register(
+        "destination_write_seconds",
+        "Time a destination took to answer one batch",
+        writes.clone(),
+    );
+    registry.register(
+        "destination_retries",
+        "Records sent again after a retryable answer",
+        retries.clone(),
+    );
+    registry.register(
+        "plugin_call_seconds",
+        "Time per call into a plugin (destination write, transform apply)",
+        calls.clone(),
+    );
+    registry.register(
+        "plugin_traps",
+        "Plugin calls that trapped, timed out or ran out of memory",
+        traps.clone(),
+    );
+    Metrics {
+        registry,
+        runs,
+        records,
+        stages,
+        writes,
+        retries,
+        calls,
+        traps,
+    }
+});
+
+/// Records a run that ended.
+pub fn run_ended(sync: &str, status: Status, counts: &Counts, stages: &[(&str, Duration)]) {
+    let m = &*METRICS;
+    m.runs
+        .get_or_create(&RunLabels {
+            sync: sync.to_owned(),
+            status: status.as_str().to_owned(),
+        })
+        .inc();
+    let c = counts;
+    for (outcome, n) in [
+        ("added", c.added),
+        ("updated", c.updated),
+        ("deleted", c.deleted),
+        ("sent", c.sent),
+        ("ok", c.ok),
+        ("rejected", c.rejected),
+        ("failed", c.failed),
+        ("retried", c.retried),
+        ("dropped", c.dropped),
+        ("filtered", c.filtered),
+    ] {
+        m.records
+            .get_or_create(&RecordLabels {
+                sync: sync.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc_by(n);
+    }
+    for (stage, took) in stages {
+        m.stages
+            .get_or_create(&StageLabels {
+                sync: sync.to_owned(),
+                stage: (*stage).to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+}
+
+/// Records one answer of a destination to a batch, and how many of its
+/// records will be sent again.
+pub fn destination_wrote(destination: &str, took: Duration, retrying: usize) {
+    let m = &*METRICS;
+    let labels = DestinationLabels {
+        destination: destination.to_owned(),
+    };
+    m.writes.get_or_create(&labels).observe(took.as_secs_f64());
+    m.retries.get_or_create(&labels).inc_by(retrying as u64);
+}
+
+/// Records one call into a plugin; `failure` names how it failed, if it
+/// trapped, timed out or ran out of memory.
+pub fn plugin_called(plugin: &str, took: Duration, failure: Option<&str>) {
+    let m = &*METRICS;
+    m.calls
+        .get_or_create(&PluginLabels {
+            plugin: plugin.to_owned(),
+        })
+        .observe(took.as_secs_f64());
+    if let Some(kind) = failure {
+        m.traps
+            .get_or_create(&TrapLabels {
+                plugin: plugin.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Everything recorded so far, in the OpenMetrics text format.
+pub fn encode() -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &METRICS.registry);
+    out
+}
