@@ -17,6 +17,7 @@ use crate::event::Op;
 use crate::limits::Limits;
 use crate::plugin::{self, PluginLocation, PluginRef};
 use crate::schedule::{RawSchedule, Schedule};
+use crate::state::Status;
 
 mod api;
 pub use api::{ApiSource, BigQuery, Databricks, Secret, ServiceAccount, Snowflake, SnowflakeAuth};
@@ -51,6 +52,8 @@ pub struct Config {
     pub cache_dir: PathBuf,
     pub limits: Limits,
     pub server: Server,
+    /// Where alerts about runs that did not succeed go, if anywhere.
+    pub alerts: Option<crate::alert::Alerts>,
     pub sources: BTreeMap<String, Source>,
     pub models: BTreeMap<String, Model>,
     pub destinations: BTreeMap<String, Destination>,
@@ -183,6 +186,8 @@ pub struct Sync {
     pub schedule: Schedule,
     /// `enabled = false` keeps it from running at all, scheduled or asked.
     pub enabled: bool,
+    /// Run statuses that raise an alert for this sync, if not `[alerts] on`.
+    pub alert_on: Option<Vec<Status>>,
 }
 
 /// `[server]`: what `ebb serve` listens on and the token its API wants.
@@ -194,6 +199,8 @@ pub struct Server {
     /// The most runs this process runs at once; beyond it, due slots wait
     /// for another worker or a later tick.
     pub max_runs: usize,
+    /// Where people reach the dashboard; alerts link to runs under it.
+    pub public_url: String,
 }
 
 /// Keeps the token out of debug output and logs.
@@ -233,6 +240,7 @@ struct RawConfig {
     plugins: RawPlugins,
     #[serde(default)]
     server: RawServer,
+    alerts: Option<RawAlerts>,
     #[serde(default)]
     limits: Limits,
     #[serde(default)]
@@ -259,6 +267,14 @@ struct RawServer {
     listen: Option<String>,
     api_token: Option<String>,
     max_runs: Option<usize>,
+    public_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    webhook: String,
+    on: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -364,6 +380,7 @@ struct RawSync {
     on: Option<Vec<String>>,
     schedule: Option<RawSchedule>,
     enabled: Option<bool>,
+    alert_on: Option<Vec<String>>,
     #[serde(default)]
     transforms: Vec<RawTransform>,
     mapping: Option<toml::Table>,
@@ -432,6 +449,22 @@ impl Config {
             ),
         })
     }
+}
+
+/// Run statuses named in `alert_on` or `[alerts] on`.
+fn statuses(key: &str, names: &[String]) -> Result<Vec<Status>, String> {
+    names
+        .iter()
+        .map(|name| match name.as_str() {
+            "failed" => Ok(Status::Failed),
+            "partial" => Ok(Status::Partial),
+            "success" => Ok(Status::Success),
+            "skipped" => Ok(Status::Skipped),
+            _ => Err(format!(
+                "{key}: `{name}` is not a run status; use any of failed, partial, success, skipped"
+            )),
+        })
+        .collect()
 }
 
 fn list_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
@@ -732,10 +765,18 @@ impl Resolver<'_> {
                     retry,
                     schedule,
                     enabled: s.enabled.unwrap_or(true),
+                    alert_on: s
+                        .alert_on
+                        .map(|on| statuses(&format!("{key}.alert_on"), &on))
+                        .transpose()?,
                 },
             );
         }
 
+        let listen = raw
+            .server
+            .listen
+            .unwrap_or_else(|| "127.0.0.1:7878".to_owned());
         Ok(Config {
             file: path.to_path_buf(),
             state_url,
@@ -743,11 +784,24 @@ impl Resolver<'_> {
             lease,
             cache_dir,
             limits: raw.limits,
+            alerts: raw
+                .alerts
+                .map(|a| {
+                    Ok::<_, String>(crate::alert::Alerts {
+                        webhook: self.secrets("alerts.webhook", &a.webhook)?,
+                        on: match a.on {
+                            Some(on) => statuses("alerts.on", &on)?,
+                            None => vec![Status::Failed, Status::Partial],
+                        },
+                    })
+                })
+                .transpose()?,
             server: Server {
-                listen: raw
+                public_url: raw
                     .server
-                    .listen
-                    .unwrap_or_else(|| "127.0.0.1:7878".to_owned()),
+                    .public_url
+                    .unwrap_or_else(|| format!("http://{listen}")),
+                listen,
                 api_token: raw
                     .server
                     .api_token

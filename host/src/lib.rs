@@ -3,6 +3,7 @@
 //! its own module, and plugins (destinations and transforms) are WebAssembly
 //! components run by [`plugin`].
 
+pub mod alert;
 pub mod api;
 pub mod cli;
 pub mod config;

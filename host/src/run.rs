@@ -487,13 +487,15 @@ impl Claimed {
             .prune_deliveries(sync_name, cfg.keep_runs)
             .await
             .context("cannot forget the deliveries of older runs")?;
-        Ok(Summary {
+        let summary = Summary {
             run_id,
             sync: sync_name.to_string(),
             status,
             counts,
             error,
-        })
+        };
+        crate::alert::run_ended(cfg, &state, &summary).await;
+        Ok(summary)
     }
 }
 

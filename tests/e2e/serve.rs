@@ -346,3 +346,69 @@ fn a_run_due_while_one_is_in_progress_is_recorded_as_skipped_and_sigterm_closes_
     );
     assert_eq!(open, 0);
 }
+
+#[test]
+fn runs_that_did_not_succeed_raise_an_alert_and_a_dead_webhook_changes_nothing() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=3);
+    let destination = Server::start();
+    destination.reject("2", "email bounced");
+    let webhook = Server::start();
+    let config = Config::new(&wh).http(&destination, &destination.host(), 10);
+    let alerts = format!(
+        "\n[alerts]\nwebhook = \"{}\"\n\n[server]\npublic_url = \"https://ebb.example.com/\"\n",
+        webhook.url()
+    );
+    project.write_config(&format!("{}{alerts}", config.render()));
+
+    let run = project.run();
+    run.assert_status("partial");
+    let sent = webhook.requests();
+    assert_eq!(sent.len(), 1, "one alert");
+    let alert = &sent[0].body;
+    let run_id = run.run_id();
+    assert_eq!(
+        alert["text"],
+        format!("Ebb: sync `{SYNC}` run {run_id} partly failed")
+    );
+    let text = alert["blocks"].to_string();
+    for part in [
+        format!("<https://ebb.example.com/#/syncs/{SYNC}/runs/{run_id}|"),
+        "*Added*\\n3".to_owned(),
+        "*Rejected*\\n1".to_owned(),
+        "`2` (added): ".to_owned(),
+        "email bounced".to_owned(),
+    ] {
+        assert!(text.contains(&part), "{part} in {text}");
+    }
+
+    webhook.script(
+        None,
+        Answer::Status {
+            code: 500,
+            retry_after: None,
+        },
+        1,
+    );
+    // Only the owed row is sent again, and refused again.
+    let again = project.run();
+    again.assert_status("failed");
+    assert!(
+        again
+            .output
+            .stderr
+            .contains("the alert could not be delivered"),
+        "{}",
+        again.output.stderr
+    );
+    assert_eq!(webhook.requests().len(), 2);
+
+    // A sync may opt out: no alert for it at all.
+    project.write_config(&format!(
+        "{}{alerts}",
+        config.sync("alert_on = []").render()
+    ));
+    project.run().assert_status("failed");
+    assert_eq!(webhook.requests().len(), 2);
+}

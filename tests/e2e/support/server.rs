@@ -39,6 +39,8 @@ pub enum Reply {
 #[derive(Clone, Debug)]
 pub struct Received {
     pub at: Instant,
+    /// The request's JSON body (null if it was not JSON).
+    pub body: Value,
     pub events: Vec<Value>,
     pub status: u16,
     /// Ids refused in a 200 answer's `rejected` list.
@@ -180,9 +182,11 @@ pub fn event_id(event: &Value) -> String {
 }
 
 async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
-    let events: Vec<Value> = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("events").and_then(Value::as_array).cloned())
+    let body: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let events: Vec<Value> = body
+        .get("events")
+        .and_then(Value::as_array)
+        .cloned()
         .unwrap_or_default();
     let reply = {
         let mut inner = inner.lock().expect("server state poisoned");
@@ -208,7 +212,7 @@ async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
             Reply::Status { code, .. } => (*code, Vec::new()),
             Reply::Hang => (0, Vec::new()),
         };
-        let body = json!({
+        let answer = json!({
             "rejected": rejected
                 .iter()
                 .map(|id| json!({ "id": id, "error": inner.rejects[id] }))
@@ -216,11 +220,12 @@ async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
         });
         inner.log.push(Received {
             at: Instant::now(),
+            body,
             events,
             status,
             rejected,
         });
-        (reply, body, inner.release.clone())
+        (reply, answer, inner.release.clone())
     };
     match reply {
         (Reply::Delay(pause), body, _) => {
