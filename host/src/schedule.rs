@@ -28,6 +28,8 @@ pub enum Schedule {
     },
     Cron {
         cron: Box<Cron>,
+        /// As written, for people to read.
+        pattern: String,
         timezone: chrono_tz::Tz,
         start: Option<DateTime<Utc>>,
     },
@@ -107,6 +109,7 @@ impl Schedule {
                 };
                 Ok(Schedule::Cron {
                     cron: Box::new(cron),
+                    pattern: pattern.trim().to_owned(),
                     timezone,
                     start,
                 })
@@ -144,6 +147,7 @@ impl Schedule {
                 cron,
                 timezone,
                 start,
+                ..
             } => {
                 // The last instant before `start`, so that `start` itself
                 // can be the first slot.
@@ -182,10 +186,11 @@ impl Schedule {
                 format!("every {}{}", words(*interval), start(s))
             }
             Schedule::Cron {
-                cron,
+                pattern,
                 timezone,
                 start: s,
-            } => format!("cron {} ({}){}", cron.pattern, timezone.name(), start(s)),
+                ..
+            } => format!("cron {pattern} ({}){}", timezone.name(), start(s)),
         }
     }
 }

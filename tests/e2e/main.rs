@@ -11,6 +11,7 @@ mod check_diagnoses;
 mod config_errors;
 mod crash;
 mod cursor;
+mod dashboard;
 mod egress;
 mod errors_drop;
 mod http_delivery;

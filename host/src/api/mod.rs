@@ -1,7 +1,10 @@
-//! The HTTP API of `ebb serve`. Handlers carry their own OpenAPI
-//! annotations, and `/openapi.json` is generated from them, so the document
-//! cannot drift from what the server does. Every endpoint but `/health`
-//! wants `Authorization: Bearer <[server] api_token>`.
+//! The HTTP API of `ebb serve`, and the dashboard on top of it. Handlers
+//! carry their own OpenAPI annotations, and `/openapi.json` is generated
+//! from them, so the document cannot drift from what the server does. Every
+//! endpoint but `/health` wants `Authorization: Bearer <[server] api_token>`.
+//! The dashboard (`/`) is one static page without data of its own: it asks
+//! for the token and reads everything through the API, so it needs no build
+//! step and no session of its own.
 
 mod error;
 mod process;
@@ -70,6 +73,7 @@ pub fn router(worker: Arc<Worker>, token: String) -> Router {
     let spec = Arc::new(spec);
     let expected: [u8; 32] = Sha256::digest(format!("Bearer {token}")).into();
     routes
+        .route("/", axum::routing::get(dashboard))
         .route(
             "/openapi.json",
             axum::routing::get(move || async move { Json(spec.as_ref().clone()) }),
@@ -81,10 +85,15 @@ pub fn router(worker: Arc<Worker>, token: String) -> Router {
         }))
 }
 
-/// Lets `/health` through and everything else only with the token. The
+/// The dashboard page.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
+}
+
+/// Lets `/health` and the dashboard's page through and everything else only with the token. The
 /// header is compared by digest, so the time taken says nothing about it.
 async fn authenticate(expected: [u8; 32], req: Request, next: Next) -> Response {
-    if req.uri().path() == "/health" {
+    if matches!(req.uri().path(), "/health" | "/") {
         return next.run(req).await;
     }
     let given = req
