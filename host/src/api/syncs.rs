@@ -57,6 +57,7 @@ pub struct Message {
 #[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// How many of the latest runs (1 to 1000, default 20).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -66,6 +67,7 @@ pub struct ErrorsQuery {
     /// Only rows that last failed in this run.
     run: Option<i64>,
     /// `json` (default) or `csv`.
+    #[param(inline)]
     format: Option<ExportFormat>,
 }
 
@@ -81,6 +83,7 @@ pub enum ExportFormat {
 pub struct LimitQuery {
     /// How many to return (1 to 1000, default 10 rows for a preview and
     /// 100 events for a plan).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
