@@ -81,6 +81,8 @@ base=$(sed -n 's/^ebb serve: listening on //p' "$work/stdout")
 log "ebb serve at $base"
 
 curl -fsS -H "Authorization: Bearer $TOKEN" "$base/openapi.json" >"$work/openapi.json"
+# From the scratch folder: schemathesis keeps a cache where it runs.
+cd "$work"
 "$VENV/bin/schemathesis" run "$work/openapi.json" --url "$base" \
 	-H "Authorization: Bearer $TOKEN" --checks all --max-examples "$examples" \
 	--seed 1 --phases examples,coverage,fuzzing --no-color
