@@ -412,3 +412,23 @@ fn runs_that_did_not_succeed_raise_an_alert_and_a_dead_webhook_changes_nothing()
     project.run().assert_status("failed");
     assert_eq!(webhook.requests().len(), 2);
 }
+
+#[test]
+fn serve_logs_one_json_object_per_line_when_asked() {
+    let (project, _wh) = project_with(&[]);
+    let mut serving = Serving::start_with(&project, &["--log-format", "json", "serve"]);
+    let run_id = serving.trigger(SYNC);
+    serving.finished(SYNC, run_id);
+    let (code, _, log) = serving.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let started = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "run started")
+        .expect("the run's start is logged");
+    assert_eq!(started["fields"]["run_id"], run_id);
+    assert_eq!(started["fields"]["sync"], SYNC);
+}

@@ -72,8 +72,13 @@ impl Reply {
 impl Serving {
     /// Starts `ebb serve` in `project` and waits until it listens.
     pub fn start(project: &Project) -> Serving {
+        Serving::start_with(project, &["serve"])
+    }
+
+    /// Starts `ebb ARGS…` (a `serve` with options) and waits until it listens.
+    pub fn start_with(project: &Project, args: &[&str]) -> Serving {
         let mut child = project
-            .command(&["serve"])
+            .command(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
