@@ -22,6 +22,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 PG_URL=postgres://postgres@127.0.0.1:5432/test
+export PGOPTIONS='--client-min-messages=warning'
 TOKEN=bench-token
 minutes=5
 quick=0
@@ -176,7 +177,7 @@ takeover() {
 	local first
 	first=$(api -X POST "$a_base/syncs/s001/runs" | jq .run_id)
 	sleep 1
-	kill -9 "$a"
+	{ kill -9 "$a" && wait "$a"; } 2>/dev/null || true
 	local killed
 	killed=$(date +%s.%N)
 	while :; do
@@ -188,7 +189,7 @@ takeover() {
 	local took
 	took=$(echo "$(date +%s.%N) - $killed" | bc -l)
 	printf 'takeover: lease %2d s: the other worker started the sync again %.1f s after the kill\n' "$lease" "$took"
-	kill -9 "$b" 2>/dev/null || true
+	{ kill -9 "$b" && wait "$b"; } 2>/dev/null || true
 	psql -X -q -d "$PG_URL" -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()" >/dev/null
 	psql -X -q -d "$PG_URL" -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null
 	schema=

@@ -328,7 +328,7 @@ pub async fn run(
     sync_name: &str,
     progress: &ProgressBar,
 ) -> anyhow::Result<Summary> {
-    match start(cfg, engine, sync_name).await? {
+    match start(cfg, engine, sync_name, None).await? {
         Started::Skipped(summary) => Ok(summary),
         Started::Running(claimed) => claimed.execute(cfg, progress, interrupted()).await,
     }
@@ -350,16 +350,35 @@ pub struct Claimed {
 }
 
 /// Checks the sync (see [`prepare`]) and records its run as started, unless
-/// the sync is switched off or already running.
-pub async fn start(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::Result<Started> {
-    let prepared = prepare(cfg, engine, sync_name).await?;
-    if !prepared.sync.enabled {
+/// the sync is switched off or already running. `state` is the store when
+/// the caller has it open; without it, the store is opened (and created)
+/// only once the sync's config proved good, so a bad config leaves no
+/// trace.
+pub async fn start(
+    cfg: &Config,
+    engine: &Engine,
+    sync_name: &str,
+    state: Option<State>,
+) -> anyhow::Result<Started> {
+    if !cfg.sync(sync_name)?.enabled {
         bail!(
             "sync `{sync_name}` is disabled in {} (enabled = false); remove that line to run it",
             cfg.file.display()
         );
     }
-    let state = State::open(&cfg.state_url).await?;
+    // With the store open, checked before the plugins are loaded and the
+    // source is asked about the query: under `ebb serve`, triggers that
+    // find the sync running are the common case under load.
+    if let Some(state) = &state
+        && let Some((running, id)) = state.skip_if_running(sync_name, cfg.lease).await?
+    {
+        return Ok(skipped(sync_name, running, id));
+    }
+    let prepared = prepare(cfg, engine, sync_name).await?;
+    let state = match state {
+        Some(state) => state,
+        None => State::open(&cfg.state_url).await?,
+    };
     if state
         .schedules()
         .await?
@@ -377,15 +396,24 @@ pub async fn start(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::Re
             prepared,
             state,
         })),
-        Claim::Busy { running, skipped } => Started::Skipped(Summary {
-            run_id: skipped,
-            sync: sync_name.to_string(),
-            status: Status::Skipped,
-            counts: Counts::default(),
-            error: Some(format!(
-                "skipped: run {running} of this sync is still in progress"
-            )),
-        }),
+        Claim::Busy {
+            running,
+            skipped: id,
+        } => skipped(sync_name, running, id),
+    })
+}
+
+/// The summary of a trigger recorded as skipped run `id` because run
+/// `running` was in progress.
+fn skipped(sync_name: &str, running: i64, id: i64) -> Started {
+    Started::Skipped(Summary {
+        run_id: id,
+        sync: sync_name.to_string(),
+        status: Status::Skipped,
+        counts: Counts::default(),
+        error: Some(format!(
+            "skipped: run {running} of this sync is still in progress"
+        )),
     })
 }
 

@@ -76,18 +76,19 @@ impl Worker {
     }
 
     async fn start(self: Arc<Self>, sync: String) -> anyhow::Result<Triggered> {
-        let claimed = match run::start(&self.cfg, &self.engine, &sync).await? {
-            Started::Skipped(summary) => {
-                tracing::info!(
-                    sync,
-                    run_id = summary.run_id,
-                    "skipped: {:?}",
-                    summary.error
-                );
-                return Ok(Triggered::Skipped(summary));
-            }
-            Started::Running(claimed) => claimed,
-        };
+        let claimed =
+            match run::start(&self.cfg, &self.engine, &sync, Some(self.state.clone())).await? {
+                Started::Skipped(summary) => {
+                    tracing::info!(
+                        sync,
+                        run_id = summary.run_id,
+                        "skipped: {:?}",
+                        summary.error
+                    );
+                    return Ok(Triggered::Skipped(summary));
+                }
+                Started::Running(claimed) => claimed,
+            };
         let run_id = claimed.run_id;
         tracing::info!(sync, run_id, "run started");
         let worker = Arc::clone(&self);

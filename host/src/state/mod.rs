@@ -234,6 +234,15 @@ impl State {
         dispatch!(self.claim(sync, lease))
     }
 
+    /// Records a skipped run if a live run of the sync is in progress, and
+    /// returns the ids of the running and the skipped run; `None` if no run
+    /// is in progress. Cheaper than checking the sync and then
+    /// [`State::claim`]ing it, so a trigger that finds its sync running
+    /// costs one short transaction.
+    pub async fn skip_if_running(&self, sync: &str, lease: Duration) -> Result<Option<(i64, i64)>> {
+        dispatch!(self.skip_if_running(sync, lease))
+    }
+
     /// Marks the run alive; `false` if it is no longer running (another
     /// process closed it as abandoned).
     pub async fn heartbeat(&self, run_id: i64) -> Result<bool> {

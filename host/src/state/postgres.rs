@@ -262,6 +262,34 @@ impl Store {
         Err(claim_contended(sync))
     }
 
+    pub async fn skip_if_running(&self, sync: &str, lease: Duration) -> Result<Option<(i64, i64)>> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        let running: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE sync = $1 AND status = 'running' AND heartbeat_at >= $2",
+        )
+        .bind(sync)
+        .bind(stale_before(now, lease))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(running) = running else {
+            return Ok(None);
+        };
+        let skipped: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
+                 VALUES ($1, 'skipped', $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(sync)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(busy(running))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some((running, skipped)))
+    }
+
     pub async fn heartbeat(&self, run_id: i64) -> Result<bool> {
         let beat = sqlx::query(BEAT)
             .bind(now_ms())

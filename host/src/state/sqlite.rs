@@ -285,6 +285,34 @@ impl Store {
         Err(claim_contended(sync))
     }
 
+    pub async fn skip_if_running(&self, sync: &str, lease: Duration) -> Result<Option<(i64, i64)>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        let running: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE sync = ? AND status = 'running' AND heartbeat_at >= ?",
+        )
+        .bind(sync)
+        .bind(stale_before(now, lease))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(running) = running else {
+            return Ok(None);
+        };
+        let skipped: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
+                 VALUES (?, 'skipped', ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(sync)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(busy(running))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some((running, skipped)))
+    }
+
     pub async fn heartbeat(&self, run_id: i64) -> Result<bool> {
         let beat = sqlx::query(BEAT)
             .bind(now_ms())
