@@ -7,7 +7,9 @@
 //! that were in flight or acknowledged but not yet committed at the kill:
 //! nothing committed repeats. A third run sends nothing. A destination that
 //! answers 503 for a while ends the same way, across as many runs as it
-//! takes, without repeating anything.
+//! takes, without repeating anything. The kills are made again with
+//! `diff = "warehouse"`, where the snapshot is a table in the warehouse that
+//! the diff statement reads and each commit writes first.
 //!
 //! The kill lands at a known stage through real mechanisms, no hook in the
 //! product: Postgres table locks that Ebb's own statements wait for (seen
@@ -104,10 +106,14 @@ fn reflects(snapshot: &BTreeMap<String, Value>, event: &Value) -> bool {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Source {
     Sqlite,
     /// Postgres, its query passing through [`GATE`].
     GatedPostgres,
+    /// Postgres, its query passing through [`GATE`], with
+    /// `diff = "warehouse"`: the snapshot is a table in the warehouse.
+    GatedPostgresDiffing,
 }
 
 /// A sync whose state is in Postgres and whose first run delivered
@@ -121,6 +127,9 @@ struct Crash {
     state: PostgresState,
     /// Requests the endpoint saw before the run that is killed.
     before: usize,
+    /// The table holding what was delivered: the state store's snapshot,
+    /// or the warehouse's with `diff = "warehouse"`.
+    snapshot: String,
 }
 
 impl Crash {
@@ -130,11 +139,18 @@ impl Crash {
         let project = Project::with_state(&state.url());
         let (wh, query) = match source {
             Source::Sqlite => (Warehouse::sqlite(&project), USERS_QUERY),
-            Source::GatedPostgres => {
-                let wh = Warehouse::postgres()?;
+            Source::GatedPostgres | Source::GatedPostgresDiffing => {
+                let mut wh = Warehouse::postgres()?;
                 wh.exec_script(GATE);
+                if let Source::GatedPostgresDiffing = source {
+                    wh = wh.diffing_in_warehouse();
+                }
                 (wh, GATED_QUERY)
             }
+        };
+        let snapshot = match (source, wh.schema()) {
+            (Source::GatedPostgresDiffing, Some(schema)) => format!("{schema}.snapshots"),
+            _ => format!("{}.snapshot", state.schema()),
         };
         wh.insert_users(FIRST);
         let server = Server::start();
@@ -164,18 +180,19 @@ impl Crash {
             wh,
             project,
             state,
+            snapshot,
         })
     }
 
-    /// The state's snapshot table, which the diff reads and commits write.
+    /// The snapshot table, which the diff reads and commits write.
     fn snapshot_table(&self) -> String {
-        format!("{}.snapshot", self.state.schema())
+        self.snapshot.clone()
     }
 
     /// The ids of the events these requests delivered that the state store
     /// shows committed.
     fn committed(&self, requests: &[Received]) -> BTreeSet<String> {
-        let snapshot = self.state.snapshot(SYNC);
+        let snapshot = self.state.snapshot_in(&self.snapshot, SYNC);
         requests
             .iter()
             .flat_map(Received::accepted)
@@ -281,7 +298,17 @@ impl Crash {
 
 #[test]
 fn sigkill_while_extracting_loses_nothing() {
-    let Some(mut crash) = Crash::new(Source::GatedPostgres) else {
+    killed_while_extracting(Source::GatedPostgres);
+}
+
+#[test]
+fn sigkill_while_the_warehouse_diffs_loses_nothing() {
+    killed_while_extracting(Source::GatedPostgresDiffing);
+}
+
+/// With `diff = "warehouse"`, extracting is the warehouse's diff statement.
+fn killed_while_extracting(source: Source) {
+    let Some(mut crash) = Crash::new(source) else {
         return;
     };
     let schema = crash.wh.schema().expect("a Postgres warehouse");
@@ -301,7 +328,16 @@ fn sigkill_while_extracting_loses_nothing() {
 
 #[test]
 fn sigkill_while_diffing_loses_nothing() {
-    let Some(mut crash) = Crash::new(Source::Sqlite) else {
+    killed_while_reading_the_snapshot(Source::Sqlite);
+}
+
+#[test]
+fn sigkill_while_the_warehouse_reads_its_snapshot_loses_nothing() {
+    killed_while_reading_the_snapshot(Source::GatedPostgresDiffing);
+}
+
+fn killed_while_reading_the_snapshot(source: Source) {
+    let Some(mut crash) = Crash::new(source) else {
         return;
     };
     let snapshot = crash.snapshot_table();
@@ -320,7 +356,16 @@ fn sigkill_while_diffing_loses_nothing() {
 
 #[test]
 fn sigkill_with_a_batch_in_flight_repeats_only_that_batch() {
-    let Some(crash) = Crash::new(Source::Sqlite) else {
+    killed_with_a_batch_in_flight(Source::Sqlite);
+}
+
+#[test]
+fn sigkill_with_a_batch_in_flight_repeats_only_that_batch_diffing_in_the_warehouse() {
+    killed_with_a_batch_in_flight(Source::GatedPostgresDiffing);
+}
+
+fn killed_with_a_batch_in_flight(source: Source) {
+    let Some(crash) = Crash::new(source) else {
         return;
     };
     // The first two batches are acknowledged; the third is held, never
@@ -336,7 +381,16 @@ fn sigkill_with_a_batch_in_flight_repeats_only_that_batch() {
 
 #[test]
 fn sigkill_while_committing_repeats_only_the_uncommitted_batches() {
-    let Some(mut crash) = Crash::new(Source::Sqlite) else {
+    killed_while_committing(Source::Sqlite);
+}
+
+#[test]
+fn sigkill_while_committing_to_the_warehouse_repeats_only_the_uncommitted_batches() {
+    killed_while_committing(Source::GatedPostgresDiffing);
+}
+
+fn killed_while_committing(source: Source) {
+    let Some(mut crash) = Crash::new(source) else {
         return;
     };
     // The first two batches are acknowledged and committed while the third

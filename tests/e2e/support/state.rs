@@ -73,10 +73,14 @@ impl PostgresState {
     /// The records the snapshot holds for `sync`, by key: what Ebb has
     /// committed as delivered (a deletion, by the key's absence).
     pub fn snapshot(&self, sync: &str) -> BTreeMap<String, Value> {
-        let sql = format!(
-            "SELECT key, record FROM {}.snapshot WHERE sync = $1",
-            self.schema
-        );
+        self.snapshot_in(&format!("{}.snapshot", self.schema), sync)
+    }
+
+    /// [`PostgresState::snapshot`] from another table of the same database
+    /// with `sync`, `key` and `record` columns: a warehouse's
+    /// `diff = "warehouse"` snapshot.
+    pub fn snapshot_in(&self, table: &str, sync: &str) -> BTreeMap<String, Value> {
+        let sql = format!("SELECT key, record FROM {table} WHERE sync = $1");
         let rows: Vec<(String, String)> = self
             .rt
             .block_on(sqlx::query_as(&sql).bind(sync).fetch_all(&self.pool))
