@@ -29,6 +29,15 @@ pub enum Delivery {
 }
 
 impl Delivery {
+    /// `ok`, `rejected` or `failed`, as metrics name it.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Delivery::Ok => "ok",
+            Delivery::Rejected(_) => "rejected",
+            Delivery::Failed(_) => "failed",
+        }
+    }
+
     /// Counts it in `ok`, `rejected` or `failed`, and gives back its error.
     pub fn tally(self, ok: &mut u64, rejected: &mut u64, failed: &mut u64) -> Option<String> {
         let (count, error) = match self {

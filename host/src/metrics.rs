@@ -4,6 +4,7 @@
 //! names from the config (syncs, destinations, plugins) and fixed words, so
 //! the number of series stays bounded by the config.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::event::Op;
 use crate::state::{Counts, Status};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,6 +29,15 @@ struct RecordLabels {
     /// `added`, `updated`, `deleted` (what the diff found) or `sent`,
     /// `ok`, `rejected`, `failed`, `retried`, `dropped`, `filtered` (what
     /// became of them).
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    sync: String,
+    /// `added`, `updated` or `deleted`.
+    op: String,
+    /// `ok`, `rejected` or `failed`.
     outcome: String,
 }
 
@@ -60,6 +71,7 @@ struct Metrics {
     registry: Registry,
     runs: Family<RunLabels, Counter>,
     records: Family<RecordLabels, Counter>,
+    deliveries: Family<DeliveryLabels, Counter>,
     stages: Timings<StageLabels>,
     writes: Timings<DestinationLabels>,
     retries: Family<DestinationLabels, Counter>,
@@ -75,6 +87,7 @@ fn seconds() -> Histogram {
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let runs = Family::default();
     let records = Family::default();
+    let deliveries = Family::default();
     let stages: Timings<_> = Family::new_with_constructor(seconds);
     let writes: Timings<_> = Family::new_with_constructor(seconds);
     let retries = Family::default();
@@ -86,6 +99,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "records",
         "Records of ended runs, by sync and what became of them",
         records.clone(),
+    );
+    registry.register(
+        "deliveries",
+        "Events the destination answered, by sync, op and outcome",
+        deliveries.clone(),
     );
     registry.register("stage_seconds", "Time runs spent per stage", stages.clone());
     registry.register(
@@ -112,6 +130,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         registry,
         runs,
         records,
+        deliveries,
         stages,
         writes,
         retries,
@@ -156,6 +175,21 @@ pub fn run_ended(sync: &str, status: Status, counts: &Counts, stages: &[(&str, D
                 stage: (*stage).to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+}
+
+/// Records what became of the events a run handed to the destination, by
+/// op and outcome (`ok`, `rejected`, `failed`).
+pub fn delivered(sync: &str, outcomes: &HashMap<(Op, &'static str), u64>) {
+    for ((op, outcome), n) in outcomes {
+        METRICS
+            .deliveries
+            .get_or_create(&DeliveryLabels {
+                sync: sync.to_owned(),
+                op: op.as_str().to_owned(),
+                outcome: (*outcome).to_owned(),
+            })
+            .inc_by(*n);
     }
 }
 

@@ -1049,6 +1049,8 @@ impl<'a> Pass<'a> {
         }
         let mut failures: HashMap<usize, (String, usize)> = HashMap::new();
         let mut delivered: Vec<String> = Vec::new();
+        // What became of each op's events, for the metrics.
+        let mut outcomes: HashMap<(Op, &'static str), u64> = HashMap::new();
 
         // Each batch is committed as soon as the destination is done with
         // it (with whatever else finished meanwhile), while the others are
@@ -1073,6 +1075,9 @@ impl<'a> Pass<'a> {
                     self.counts.retried += done.retried;
                     for (i, delivery) in done.range.zip(done.deliveries) {
                         let origin = origins[i];
+                        *outcomes
+                            .entry((changes[origin].op, delivery.outcome()))
+                            .or_default() += 1;
                         let c = &mut self.counts;
                         let failure = delivery.tally(&mut c.ok, &mut c.rejected, &mut c.failed);
                         if failure.is_none() && self.keep_deliveries {
@@ -1106,7 +1111,9 @@ impl<'a> Pass<'a> {
             }
             anyhow::Ok(())
         };
-        futures::future::try_join(deliver, commit).await?;
+        let delivering = futures::future::try_join(deliver, commit).await;
+        crate::metrics::delivered(&self.sync.name, &outcomes);
+        delivering?;
         self.timed("load", t);
         // What was decided without the destination, when nothing was sent.
         if !commits.is_empty() || !self.errors.is_empty() {

@@ -143,6 +143,7 @@ fn a_run_asked_for_over_the_api_delivers_and_is_reported() {
     for series in [
         format!("ebb_runs_total{{sync=\"{SYNC}\",status=\"success\"}} 1"),
         format!("ebb_records_total{{sync=\"{SYNC}\",outcome=\"added\"}} 3"),
+        format!("ebb_deliveries_total{{sync=\"{SYNC}\",op=\"added\",outcome=\"ok\"}} 3"),
         format!("ebb_stage_seconds_count{{sync=\"{SYNC}\",stage=\"extract\"}} 1"),
         "ebb_destination_write_seconds_count{destination=\"out\"} 1".to_owned(),
         "ebb_plugin_call_seconds_count{plugin=".to_owned(),
