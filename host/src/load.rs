@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Retry;
 use crate::event::Event;
@@ -61,6 +62,8 @@ pub struct Loader {
     pub batch_records: usize,
     pub batch_bytes: usize,
     pub retry: Retry,
+    /// Once cancelled, no new batch goes out; those in flight finish.
+    pub halt: CancellationToken,
 }
 
 /// One batch the destination is done with: which events it held, what
@@ -74,9 +77,11 @@ pub struct Delivered {
 impl Loader {
     /// Delivers `events` in batches, several in flight, yielding each batch
     /// as soon as the destination is done with it, so the caller can commit
-    /// it while the others are still under way.
+    /// it while the others are still under way. After [`Loader::halt`], the
+    /// batches in flight finish and no other starts.
     pub fn deliver<'s>(&'s self, events: &'s [Event]) -> impl Stream<Item = Delivered> + 's {
         futures::stream::iter(self.batches(events))
+            .take_while(move |_| std::future::ready(!self.halt.is_cancelled()))
             .map(move |range| async move {
                 let (deliveries, retried) = self.deliver_batch(&events[range.clone()]).await;
                 Delivered {

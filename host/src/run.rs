@@ -34,6 +34,11 @@ use crate::transform::{self, Step};
 /// before the run is taken to be dead.
 const BEATS_PER_LEASE: u32 = 6;
 
+/// How long an interrupted run waits for the batches it has in flight to be
+/// answered (and then commits them) before it gives up on them; they are
+/// sent again by the next run.
+const WIND_DOWN: Duration = Duration::from_secs(5);
+
 /// Resolves when the process is asked to stop, naming the signal.
 pub async fn interrupted() -> String {
     use tokio::signal::unix::{SignalKind, signal};
@@ -217,6 +222,7 @@ async fn destination(
         batch_bytes: spec.max_batch_bytes.max(1),
         retry: sync.retry,
         destination,
+        halt: tokio_util::sync::CancellationToken::new(),
     };
     Ok((loader, action))
 }
@@ -461,19 +467,33 @@ impl Claimed {
             progress,
         );
         pass.keep_deliveries = cfg.keep_runs > 0;
-        let result = tokio::select! {
-            result = pass.execute(
+        let result = {
+            let execution = pass.execute(
                 prepared.warehouse,
                 &prepared.model,
                 &prepared.source,
                 &prepared.limits,
                 prepared.cursor_kind,
                 prepared.row_hash,
-            ) => result,
-            why = stop => Err(anyhow!(
-                "interrupted by {why}; what the destination acknowledged is committed, the rest is sent next run"
-            )),
-            Ok(()) = on_taken_over => Err(anyhow!(taken_over_message(run_id))),
+            );
+            let mut execution = std::pin::pin!(execution);
+            tokio::select! {
+                result = &mut execution => result,
+                why = stop => {
+                    // No new batch goes out; those in flight may still be
+                    // answered and committed, for a while.
+                    prepared.loader.halt.cancel();
+                    let interrupted = anyhow!(
+                        "interrupted by {why}; what the destination acknowledged is committed, the rest is sent next run"
+                    );
+                    match tokio::time::timeout(WIND_DOWN, &mut execution).await {
+                        // It had sent everything: the run is complete.
+                        Ok(Ok(())) => Ok(()),
+                        _ => Err(interrupted),
+                    }
+                }
+                Ok(()) = on_taken_over => Err(anyhow!(taken_over_message(run_id))),
+            }
         };
         heartbeat.abort();
         progress.finish_and_clear();
@@ -1114,6 +1134,11 @@ impl<'a> Pass<'a> {
         let delivering = futures::future::try_join(deliver, commit).await;
         crate::metrics::delivered(&self.sync.name, &outcomes);
         delivering?;
+        let answered: u64 = outcomes.values().sum();
+        if answered < batch.len() as u64 {
+            // Halted: the rest stays uncommitted for the next run.
+            bail!("stopped before every change was sent");
+        }
         self.timed("load", t);
         // What was decided without the destination, when nothing was sent.
         if !commits.is_empty() || !self.errors.is_empty() {

@@ -16,9 +16,9 @@
 //!   skipped.
 //!
 //! On SIGTERM or Ctrl-C no new run starts, running runs are interrupted
-//! (what the destination acknowledged is committed, the rest is sent by the
-//! next run) and the process exits once they are closed, within
-//! [`SHUTDOWN_GRACE`].
+//! (no new batch goes out; those in flight are answered and committed, or
+//! sent again by the next run) and the process exits once they are closed,
+//! within [`SHUTDOWN_GRACE`].
 
 use std::process::ExitCode;
 use std::sync::Arc;

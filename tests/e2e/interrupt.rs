@@ -1,5 +1,7 @@
-//! A run stopped by SIGTERM closes itself at once as failed, so the next run
-//! neither waits nor loses anything; while a run is in progress, another run
+//! A run stopped by SIGTERM sends no new batch, lets the batches in flight
+//! be answered and commits them (for up to 5 s), and closes itself as
+//! failed, so the next run neither waits nor loses anything nor sends twice
+//! what was answered; while a run is in progress, another run
 //! of the same sync is skipped and recorded as skipped, even when both start
 //! at the same instant (the state store's unique index decides); a run
 //! whose process died without a trace holds the sync only until its
@@ -91,6 +93,41 @@ fn sigterm_closes_the_run_and_the_next_run_delivers_everything() {
     // The hung batch was never acknowledged, so it is sent again, at once.
     let next = project.run_ok();
     assert_eq!(next.count("sent"), 4);
+    assert_events(&server.accepted(), &all_added(1..=4));
+}
+
+#[test]
+fn sigterm_lets_the_batch_in_flight_be_answered_and_commits_it() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=4);
+    let server = Server::start();
+    // Two batches of two, one at a time; the first is answered late.
+    server.script(None, Reply::Delay(Duration::from_secs(2)), 1);
+    project.write_config(
+        &Config::new(&wh)
+            .http_within(&server, &server.host(), 2, 120)
+            .destination_setting("batch_size = 2")
+            .render(),
+    );
+    let child = start_run(&project, &server);
+    let (code, took, stdout) = terminate(child);
+    assert_eq!(code, Some(1), "an interrupted run exits 1: {stdout}");
+    assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "no batch goes out after SIGTERM"
+    );
+    let answered = server.accepted();
+    assert_eq!(answered.len(), 2, "the batch in flight was answered");
+
+    let history = project.history();
+    let error = history[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("interrupted by SIGTERM"), "{error}");
+    // Committed: the next run sends only the batch that never went out.
+    let next = project.run_ok();
+    assert_eq!(next.count("sent"), 2, "{}", next.report);
     assert_events(&server.accepted(), &all_added(1..=4));
 }
 
