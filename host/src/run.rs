@@ -425,9 +425,10 @@ fn skipped(sync_name: &str, running: i64, id: i64) -> Started {
 
 impl Claimed {
     /// Executes the run and records how it ended. When `stop` resolves
-    /// (naming why), the batches in flight are abandoned (they were not
-    /// committed, so the next run sends them again) and the run is closed
-    /// at once, so the next run need not wait for this one's heartbeat.
+    /// (naming why), no new batch goes out, the batches in flight get
+    /// [`WIND_DOWN`] to be answered and committed (what is still unanswered
+    /// then is sent by the next run), and the run is closed, so the next run
+    /// need not wait for this one's heartbeat.
     pub async fn execute(
         self: Box<Self>,
         cfg: &Config,
