@@ -145,7 +145,8 @@ impl Worker {
                 (name.clone(), next)
             })
             .collect();
-        for sync in self.state.take_due(now.timestamp_millis(), &next).await? {
+        for (sync, slot) in self.state.take_due(now.timestamp_millis(), &next).await? {
+            tracing::info!(sync, slot = %crate::state::time(slot), "slot taken");
             self.launch(&sync).await;
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! Several `ebb serve` processes on one Postgres state store: they divide
-//! the scheduled slots so that each runs once, and when one is killed in
+//! the scheduled slots so that each is taken once (each worker logs the
+//! slots it takes), and when one is killed in
 //! the middle of a run, another takes the sync over once the run's lease
 //! has expired and delivers everything the dead run had not, with nothing
 //! lost.
@@ -50,30 +51,35 @@ fn two_workers_run_each_scheduled_slot_once() {
         &project,
         Config::new(&wh).sync(r#"schedule = { every = "1s" }"#),
     );
-    let a = Serving::start(&project);
+    let mut a = Serving::start(&project);
     let b = Serving::start(&project);
-
-    let started = Instant::now();
-    let mut a = a;
-    a.wait_until("six scheduled runs ended", |s| {
-        runs(s).iter().filter(|r| r["status"] != "running").count() >= 6
+    a.wait_until("six scheduled runs succeeded", |s| {
+        runs(s).iter().filter(|r| r["status"] == "success").count() >= 6
     });
-    let elapsed = started.elapsed();
-    let all = runs(&b);
-    let skipped: Vec<&Value> = all.iter().filter(|r| r["status"] == "skipped").collect();
-    assert!(skipped.is_empty(), "a slot was taken twice: {skipped:?}");
-    assert!(
-        all.iter()
-            .all(|r| r["status"] == "success" || r["status"] == "running"),
-        "{all:?}"
+    // Each worker logs the slots it takes; no slot may be in both logs, or
+    // twice in one. (Runs may still be skipped, rightly, when a run takes
+    // longer than the one-second interval on a loaded machine.)
+    let slots = |log: String| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("slot taken"))
+            .filter_map(|l| l.split("slot=").nth(1))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let mut taken = slots(a.log());
+    taken.extend(slots(b.log()));
+    let distinct: BTreeSet<&String> = taken.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        taken.len(),
+        "a slot was taken twice: {taken:?}"
     );
-    // One run per one-second slot, whichever worker took it.
-    let slots = elapsed.as_secs() + 2;
-    assert!(
-        all.len() as u64 <= slots,
-        "{} runs in {elapsed:?}",
-        all.len()
-    );
+    assert!(taken.len() >= 6, "{taken:?}");
 }
 
 #[test]

@@ -340,10 +340,14 @@ impl State {
     }
 
     /// Takes the slots due at `now` (Unix ms) among `next`, each a sync with
-    /// the slot after the one taken, and returns the syncs taken. Of several
-    /// processes asking at once, each slot goes to exactly one; a disabled
-    /// sync's slot is never taken.
-    pub async fn take_due(&self, now: i64, next: &[(String, Option<i64>)]) -> Result<Vec<String>> {
+    /// the slot after the one taken, and returns the syncs taken with the
+    /// slot each was due at. Of several processes asking at once, each slot
+    /// goes to exactly one; a disabled sync's slot is never taken.
+    pub async fn take_due(
+        &self,
+        now: i64,
+        next: &[(String, Option<i64>)],
+    ) -> Result<Vec<(String, i64)>> {
         dispatch!(self.take_due(now, next))
     }
 

@@ -630,26 +630,30 @@ impl Store {
         .map(drop)
     }
 
-    pub async fn take_due(&self, now: i64, next: &[(String, Option<i64>)]) -> Result<Vec<String>> {
+    pub async fn take_due(
+        &self,
+        now: i64,
+        next: &[(String, Option<i64>)],
+    ) -> Result<Vec<(String, i64)>> {
         let mut taken = Vec::new();
         for (sync, next_due) in next {
             // SKIP LOCKED: a slot another worker is taking is its, not ours.
             let mut tx = self.pool.begin().await?;
-            let due: Option<String> = sqlx::query_scalar(
-                "SELECT sync FROM schedules WHERE sync = $1 AND due_at <= $2 AND NOT disabled \
+            let due: Option<i64> = sqlx::query_scalar(
+                "SELECT due_at FROM schedules WHERE sync = $1 AND due_at <= $2 AND NOT disabled \
                  FOR UPDATE SKIP LOCKED",
             )
             .bind(sync)
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
-            if due.is_some() {
+            if let Some(due) = due {
                 sqlx::query("UPDATE schedules SET due_at = $1 WHERE sync = $2")
                     .bind(next_due)
                     .bind(sync)
                     .execute(&mut *tx)
                     .await?;
-                taken.push(sync.clone());
+                taken.push((sync.clone(), due));
             }
             tx.commit().await?;
         }

@@ -628,25 +628,29 @@ impl Store {
         .map(drop)
     }
 
-    pub async fn take_due(&self, now: i64, next: &[(String, Option<i64>)]) -> Result<Vec<String>> {
+    pub async fn take_due(
+        &self,
+        now: i64,
+        next: &[(String, Option<i64>)],
+    ) -> Result<Vec<(String, i64)>> {
         let mut taken = Vec::new();
         for (sync, next_due) in next {
             // IMMEDIATE: of two processes on one file, one takes the slot.
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let due: Option<String> = sqlx::query_scalar(
-                "SELECT sync FROM schedules WHERE sync = ? AND due_at <= ? AND NOT disabled",
+            let due: Option<i64> = sqlx::query_scalar(
+                "SELECT due_at FROM schedules WHERE sync = ? AND due_at <= ? AND NOT disabled",
             )
             .bind(sync)
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
-            if due.is_some() {
+            if let Some(due) = due {
                 sqlx::query("UPDATE schedules SET due_at = ? WHERE sync = ?")
                     .bind(next_due)
                     .bind(sync)
                     .execute(&mut *tx)
                     .await?;
-                taken.push(sync.clone());
+                taken.push((sync.clone(), due));
             }
             tx.commit().await?;
         }
