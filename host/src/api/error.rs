@@ -28,7 +28,7 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `unauthorized`, `not_found`, `bad_request`, `busy`,
-    /// `disabled`, `invalid_sync`, `shutting_down`, `method_not_allowed` or
+    /// `disabled`, `cannot_run`, `shutting_down`, `method_not_allowed` or
     /// `internal`.
     pub code: String,
     pub message: String,

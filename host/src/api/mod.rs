@@ -23,7 +23,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use error::{ApiError, ErrorBody};
+use error::ApiError;
+pub use error::ErrorBody;
 
 use crate::serve::Worker;
 

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use super::EntryColumns;
 use super::{
@@ -216,14 +216,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for (id, heartbeat_at) in stale {
-            sqlx::query(
-                "UPDATE runs SET status = 'failed', finished_at = $1, error = $2 WHERE id = $3",
-            )
-            .bind(now)
-            .bind(abandoned(heartbeat_at))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            close_abandoned(&mut tx, now, id, heartbeat_at).await?;
         }
         for _ in 0..CLAIM_ATTEMPTS {
             let started: Option<i64> = sqlx::query_scalar(
@@ -245,17 +238,7 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             let Some(running) = running else { continue };
-            let skipped: i64 = sqlx::query_scalar(
-                "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
-                 VALUES ($1, 'skipped', $2, $3, $4, $5) RETURNING id",
-            )
-            .bind(sync)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .bind(busy(running))
-            .fetch_one(&mut *tx)
-            .await?;
+            let skipped = record_skipped(&mut tx, sync, now, running).await?;
             tx.commit().await?;
             return Ok(Claim::Busy { running, skipped });
         }
@@ -275,17 +258,7 @@ impl Store {
         let Some(running) = running else {
             return Ok(None);
         };
-        let skipped: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
-                 VALUES ($1, 'skipped', $2, $3, $4, $5) RETURNING id",
-        )
-        .bind(sync)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(busy(running))
-        .fetch_one(&mut *tx)
-        .await?;
+        let skipped = record_skipped(&mut tx, sync, now, running).await?;
         tx.commit().await?;
         Ok(Some((running, skipped)))
     }
@@ -671,14 +644,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for (_, id, heartbeat_at) in &stale {
-            sqlx::query(
-                "UPDATE runs SET status = 'failed', finished_at = $1, error = $2 WHERE id = $3",
-            )
-            .bind(now)
-            .bind(abandoned(*heartbeat_at))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            close_abandoned(&mut tx, now, *id, *heartbeat_at).await?;
         }
         tx.commit().await?;
         Ok(stale.into_iter().map(|(sync, id, _)| (sync, id)).collect())
@@ -763,6 +729,43 @@ fn split_schema(url: &str) -> anyhow::Result<(String, String)> {
         false => format!("{base}?{}", rest.join("&")),
     };
     Ok((url, schema.to_string()))
+}
+
+/// Records a trigger that found run `running` of `sync` in progress, as a
+/// skipped run; returns its id.
+async fn record_skipped(
+    conn: &mut PgConnection,
+    sync: &str,
+    now: i64,
+    running: i64,
+) -> Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
+         VALUES ($1, 'skipped', $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(sync)
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .bind(busy(running))
+    .fetch_one(conn)
+    .await
+}
+
+/// Closes run `id`, whose heartbeat stopped at `heartbeat_at`, as failed.
+async fn close_abandoned(
+    conn: &mut PgConnection,
+    now: i64,
+    id: i64,
+    heartbeat_at: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE runs SET status = 'failed', finished_at = $1, error = $2 WHERE id = $3")
+        .bind(now)
+        .bind(abandoned(heartbeat_at))
+        .bind(id)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]

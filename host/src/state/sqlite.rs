@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqliteConnection, SqlitePool};
 
 use super::EntryColumns;
 use super::{
@@ -239,14 +239,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for (id, heartbeat_at) in stale {
-            sqlx::query(
-                "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
-            )
-            .bind(now)
-            .bind(abandoned(heartbeat_at))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            close_abandoned(&mut tx, now, id, heartbeat_at).await?;
         }
         for _ in 0..CLAIM_ATTEMPTS {
             let started: Option<i64> = sqlx::query_scalar(
@@ -268,17 +261,7 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             let Some(running) = running else { continue };
-            let skipped: i64 = sqlx::query_scalar(
-                "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
-                 VALUES (?, 'skipped', ?, ?, ?, ?) RETURNING id",
-            )
-            .bind(sync)
-            .bind(now)
-            .bind(now)
-            .bind(now)
-            .bind(busy(running))
-            .fetch_one(&mut *tx)
-            .await?;
+            let skipped = record_skipped(&mut tx, sync, now, running).await?;
             tx.commit().await?;
             return Ok(Claim::Busy { running, skipped });
         }
@@ -298,17 +281,7 @@ impl Store {
         let Some(running) = running else {
             return Ok(None);
         };
-        let skipped: i64 = sqlx::query_scalar(
-            "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
-                 VALUES (?, 'skipped', ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(sync)
-        .bind(now)
-        .bind(now)
-        .bind(now)
-        .bind(busy(running))
-        .fetch_one(&mut *tx)
-        .await?;
+        let skipped = record_skipped(&mut tx, sync, now, running).await?;
         tx.commit().await?;
         Ok(Some((running, skipped)))
     }
@@ -667,14 +640,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for (_, id, heartbeat_at) in &stale {
-            sqlx::query(
-                "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
-            )
-            .bind(now)
-            .bind(abandoned(*heartbeat_at))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            close_abandoned(&mut tx, now, *id, *heartbeat_at).await?;
         }
         tx.commit().await?;
         Ok(stale.into_iter().map(|(sync, id, _)| (sync, id)).collect())
@@ -755,6 +721,43 @@ async fn rehash_snapshot(tx: &mut sqlx::SqliteConnection) -> Result<()> {
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+/// Records a trigger that found run `running` of `sync` in progress, as a
+/// skipped run; returns its id.
+async fn record_skipped(
+    conn: &mut SqliteConnection,
+    sync: &str,
+    now: i64,
+    running: i64,
+) -> Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO runs (sync, status, started_at, heartbeat_at, finished_at, error) \
+         VALUES (?, 'skipped', ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(sync)
+    .bind(now)
+    .bind(now)
+    .bind(now)
+    .bind(busy(running))
+    .fetch_one(conn)
+    .await
+}
+
+/// Closes run `id`, whose heartbeat stopped at `heartbeat_at`, as failed.
+async fn close_abandoned(
+    conn: &mut SqliteConnection,
+    now: i64,
+    id: i64,
+    heartbeat_at: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?")
+        .bind(now)
+        .bind(abandoned(heartbeat_at))
+        .bind(id)
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]
