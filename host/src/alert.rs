@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::run::Summary;
-use crate::state::{State, Status};
+use crate::state::State;
+use crate::status::Status;
 
 /// How many row errors an alert quotes.
 const ERRORS_QUOTED: usize = 5;
@@ -124,7 +125,7 @@ fn message(s: &Summary, errors: &[String], link: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Counts;
+    use crate::status::Counts;
 
     #[test]
     fn the_message_names_the_run_and_links_to_it() {

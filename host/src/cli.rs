@@ -13,7 +13,8 @@ use crate::config::Config;
 use crate::output;
 use crate::plugin::{Engine, EngineOptions};
 use crate::run;
-use crate::state::{Dropped, Dropping, State, Status};
+use crate::state::{Dropped, Dropping, State};
+use crate::status::Status;
 
 #[derive(Parser)]
 #[command(

@@ -17,7 +17,7 @@ use crate::event::Op;
 use crate::limits::Limits;
 use crate::plugin::{self, PluginLocation, PluginRef};
 use crate::schedule::{RawSchedule, Schedule};
-use crate::state::Status;
+use crate::status::Status;
 
 mod api;
 pub use api::{ApiSource, BigQuery, Databricks, Secret, ServiceAccount, Snowflake, SnowflakeAuth};

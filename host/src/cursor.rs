@@ -13,7 +13,7 @@
 //! new high mark, and moving past it would mean never reading it again.
 
 use crate::config::SourceKind;
-use crate::source::{Native, Param, ParamKind};
+use crate::param::{Native, Param, ParamKind};
 
 /// The bind kind for a column of the given database type name. A bare
 /// `TIMESTAMP` is an instant in BigQuery and Databricks (and Ebb reads it

@@ -8,8 +8,9 @@ use std::borrow::Cow;
 
 use crate::config::{Model, SourceKind};
 use crate::limits::Limits;
+use crate::param::Param;
 use crate::rows::{self, RowRef};
-use crate::source::{BoundQuery, Column, Param, Placeholders};
+use crate::source::{BoundQuery, Column, Placeholders};
 
 /// Values a model query may reference as `{{name}}`.
 pub struct Templates {
@@ -263,7 +264,7 @@ mod tests {
         );
         assert_eq!(described.params, [Param::int(0)]);
         let high = Param {
-            kind: crate::source::ParamKind::TimestampTz,
+            kind: crate::param::ParamKind::TimestampTz,
             value: Some("2024-05-01T00:00:00Z".into()),
         };
         let with_cursor = Templates {

@@ -24,10 +24,12 @@ use crate::diff::{self, Change, Spill, warehouse as pushdown};
 use crate::event::{Event, Op, Record};
 use crate::extract::{self, CursorTemplate, Templates};
 use crate::load::Loader;
+use crate::param::ParamKind;
 use crate::plugin::{ActionSpec, Engine, Grants};
 use crate::rows::RowRef;
-use crate::source::{BoundQuery, ParamKind, Warehouse};
-use crate::state::{Claim, Commit, Counts, RowError, RunEnd, Snapshot, State, Status};
+use crate::source::{BoundQuery, Warehouse};
+use crate::state::{Claim, Commit, RowError, RunEnd, Snapshot, State};
+use crate::status::{Counts, Status};
 use crate::transform::{self, Step};
 
 /// How many heartbeats a run sends per lease: a few may be late or lost
@@ -65,7 +67,7 @@ pub struct Prepared {
     pub loader: Loader,
     pub steps: Vec<Step>,
     /// How `{{cursor}}` is bound, for a cursor model.
-    pub cursor_kind: Option<crate::source::ParamKind>,
+    pub cursor_kind: Option<crate::param::ParamKind>,
     /// How a `diff = "warehouse"` statement fingerprints the model's rows.
     pub row_hash: pushdown::RowHash,
 }

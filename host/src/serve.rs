@@ -34,7 +34,8 @@ use crate::config::Config;
 use crate::plugin::Engine;
 use crate::run::{self, Started, Summary};
 use crate::schedule::Schedule;
-use crate::state::{State, Status};
+use crate::state::State;
+use crate::status::Status;
 
 /// How often the scheduler looks for due slots and dead runs, give or take
 /// a random quarter: workers started together drift apart, so no one of

@@ -16,7 +16,8 @@ use crate::event::Event;
 use crate::run::{self, Summary};
 use crate::schedule::Schedule;
 use crate::serve::{Triggered, Worker, on_own_thread};
-use crate::state::{OwedRow, RunRecord, Status, SyncControl};
+use crate::state::{OwedRow, RunRecord, SyncControl};
+use crate::status::Status;
 
 type App = State<Arc<Worker>>;
 

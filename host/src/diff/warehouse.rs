@@ -27,8 +27,9 @@ use sqlx::{Connection, Executor, PgConnection};
 
 use crate::config::{Model, Source};
 use crate::event::{Op, Record};
+use crate::param::{Param, ParamKind};
 use crate::rows::{Header, RowChunk};
-use crate::source::{BoundQuery, Column, Param, ParamKind, Warehouse};
+use crate::source::{BoundQuery, Column, Warehouse};
 use crate::state::{Commit, OwedRow, State};
 
 /// Columns the statement puts before the model's own.

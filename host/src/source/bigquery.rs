@@ -16,9 +16,10 @@ use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::sql_api::{self, Failure, Http, Page, Poll, SqlApi, values};
-use super::{Column, Native, Param, Problem, SourceError};
+use super::{Column, Problem, SourceError};
 use crate::config::{self, Source};
 use crate::event::Record;
+use crate::param::{Native, Param};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
 /// How long one `jobs.query`/`getQueryResults` call waits for the job.

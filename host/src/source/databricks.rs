@@ -14,9 +14,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::sql_api::{self, Failure, Http, Page, Poll, SqlApi, values};
-use super::{Column, Native, Param, Problem, SourceError};
+use super::{Column, Problem, SourceError};
 use crate::config::{self, Source};
 use crate::event::Record;
+use crate::param::{Native, Param};
 
 pub struct Databricks {
     http: Http,

@@ -26,8 +26,9 @@ use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlDatabaseError, MySql
 use sqlx::{ConnectOptions, Connection, Executor, MySql, MySqlConnection, Row, TypeInfo, ValueRef};
 use std::str::FromStr;
 
-use super::{BoundQuery, ChunkSender, Native, Problem, SourceError, classify, json, unbindable};
+use super::{BoundQuery, ChunkSender, Problem, SourceError, classify, json, unbindable};
 use crate::config::Source;
+use crate::param::Native;
 use crate::rows::RowChunk;
 
 /// The server's flavour, from `SELECT VERSION()`: the two name their

@@ -16,8 +16,9 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgErrorPosition, PgRow, PgTy
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Statement};
 use std::str::FromStr;
 
-use super::{BoundQuery, ChunkSender, Native, Problem, SourceError, classify, limit_zero};
+use super::{BoundQuery, ChunkSender, Problem, SourceError, classify, limit_zero};
 use crate::config::{Source, SourceKind};
+use crate::param::Native;
 use crate::rows::{ROWS_PER_CHUNK, RowChunk};
 use values::RowPlan;
 

@@ -15,9 +15,10 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use super::sql_api::{self, Failure, Http, Page, Poll, SqlApi, values};
-use super::{Column, Native, Param, Problem, SourceError};
+use super::{Column, Problem, SourceError};
 use crate::config::{self, SnowflakeAuth, Source};
 use crate::event::Record;
+use crate::param::{Native, Param};
 
 /// A key-pair JWT is re-signed after this long (Snowflake accepts one hour).
 const JWT_REUSE: Duration = Duration::from_secs(50 * 60);
@@ -425,15 +426,15 @@ mod tests {
         let b = bindings(&[
             Param::int(7),
             Param {
-                kind: super::super::ParamKind::TimestampTz,
+                kind: crate::param::ParamKind::TimestampTz,
                 value: Some("1970-01-01T00:00:01Z".into()),
             },
             Param {
-                kind: super::super::ParamKind::Date,
+                kind: crate::param::ParamKind::Date,
                 value: Some("1970-01-02".into()),
             },
             Param {
-                kind: super::super::ParamKind::Text,
+                kind: crate::param::ParamKind::Text,
                 value: None,
             },
         ])

@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::Value;
 
-use super::{BoundQuery, ChunkSender, Column, Native, Param, Problem, SourceError, unbindable};
+use super::{BoundQuery, ChunkSender, Column, Problem, SourceError, unbindable};
 use crate::config::Source;
 use crate::event::Record;
+use crate::param::{Native, Param};
 use crate::rows::RowChunk;
 
 pub use key::RsaKey;

@@ -12,10 +12,10 @@ use sqlx::{
 use std::str::FromStr;
 
 use super::{
-    BoundQuery, ChunkSender, Native, Problem, SourceError, classify, json, limit_zero,
-    prepared_columns,
+    BoundQuery, ChunkSender, Problem, SourceError, classify, json, limit_zero, prepared_columns,
 };
 use crate::config::Source;
+use crate::param::Native;
 use crate::rows::RowChunk;
 
 pub struct Sqlite {

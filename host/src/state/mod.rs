@@ -24,64 +24,12 @@ use serde::Serialize;
 
 use crate::diff::Entry;
 use crate::event::{Op, Record};
-use crate::source::Param;
+use crate::param::Param;
+use crate::status::{Counts, Status};
 
 /// How many times a claim retries when the run it collided with finished
 /// before it could be named.
 const CLAIM_ATTEMPTS: usize = 3;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Running,
-    Success,
-    Partial,
-    Failed,
-    Skipped,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Running => "running",
-            Status::Success => "success",
-            Status::Partial => "partial",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-        }
-    }
-
-    fn parse(s: &str) -> Status {
-        match s {
-            "running" => Status::Running,
-            "success" => Status::Success,
-            "partial" => Status::Partial,
-            "skipped" => Status::Skipped,
-            _ => Status::Failed,
-        }
-    }
-}
-
-/// Per-run counters, stored with the run and shown in summaries.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct Counts {
-    pub extracted: u64,
-    pub added: u64,
-    pub updated: u64,
-    pub deleted: u64,
-    /// Records handed to the destination (each record once, however often retried).
-    pub sent: u64,
-    pub ok: u64,
-    pub rejected: u64,
-    /// Extra attempts after a retryable outcome.
-    pub retried: u64,
-    /// Dropped by a transform (committed, not sent).
-    pub dropped: u64,
-    /// Not in the sync's `on` list (committed, not sent).
-    pub filtered: u64,
-    /// Row errors other than rejections: bad keys, failed transforms, failed batches.
-    pub failed: u64,
-}
 
 /// How a change moves into the snapshot once acknowledged.
 #[derive(Debug, Clone)]
@@ -163,7 +111,7 @@ pub struct RunEnd<'a> {
     pub timings_ms: &'a serde_json::Value,
     pub error: Option<&'a str>,
     /// The cursor to keep if the run succeeded.
-    pub cursor: Option<&'a crate::source::Param>,
+    pub cursor: Option<&'a crate::param::Param>,
 }
 
 pub enum Claim {

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::diff::Entry;
 use crate::event::Record;
-use crate::source::Param;
+use crate::param::Param;
 
 /// The schema Ebb's tables live in unless the URL names one with `?schema=`.
 const DEFAULT_SCHEMA: &str = "ebb";

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::diff::Entry;
 use crate::event::Record;
-use crate::source::Param;
+use crate::param::Param;
 
 /// Rows the SQLite worker may read ahead of the task taking them.
 const ROW_CHANNEL: usize = 4096;
