@@ -9,10 +9,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::alert;
 use crate::config::Config;
-use crate::output;
+use crate::output::{self, Format};
 use crate::plugin::{Engine, EngineOptions};
-use crate::run;
+use crate::run::{self, Started};
 use crate::state::{Dropped, Dropping, State};
 use crate::status::Status;
 
@@ -46,13 +47,6 @@ pub struct Cli {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
 }
 
 #[derive(Subcommand)]
@@ -139,7 +133,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { sync, format } => {
-            let summary = run::run(&cfg, &engine(&cfg)?, &sync, &progress(format)).await?;
+            let progress = progress(format);
+            let summary = match run::start(&cfg, &engine(&cfg)?, &sync, None).await? {
+                Started::Skipped(summary) => summary,
+                Started::Running(claimed) => {
+                    let state = claimed.state().clone();
+                    let summary = claimed.execute(&cfg, &progress, run::interrupted()).await?;
+                    alert::run_ended(&cfg, &state, &summary).await;
+                    summary
+                }
+            };
             output::summary(&summary, format)?;
             Ok(match summary.status {
                 Status::Success | Status::Skipped => ExitCode::SUCCESS,

@@ -27,3 +27,4 @@ pub mod source;
 pub mod state;
 pub mod status;
 pub mod transform;
+pub mod worker;

@@ -4,11 +4,19 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::Format;
 use crate::event::{Event, Record};
 use crate::run::{Replayed, Summary};
 use crate::source::Column;
 use crate::state::{OwedRow, RunRecord};
+
+/// How a command prints its result: a table for people, JSON or CSV for
+/// programs.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();

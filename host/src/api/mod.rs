@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 use error::ApiError;
 pub use error::ErrorBody;
 
-use crate::serve::Worker;
+use crate::worker::Worker;
 
 #[derive(OpenApi)]
 #[openapi(

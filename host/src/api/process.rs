@@ -24,7 +24,7 @@ pub async fn health() -> Json<Health> {
     responses(
         (status = 200, description = "Runs, records, stage times, destination latency and retries, plugin call times and traps, in the OpenMetrics text format Prometheus scrapes",
             body = String, content_type = "application/openmetrics-text"),
-        (status = 401, description = "No or a wrong token", body = super::ErrorBody)))]
+        (status = 401, description = "No or a wrong token", body = super::error::ErrorBody)))]
 pub async fn metrics() -> impl IntoResponse {
     (
         [(

@@ -15,9 +15,9 @@ use super::error::{ApiError, ErrorBody, Params, PathOf};
 use crate::event::Event;
 use crate::run::{self, Summary};
 use crate::schedule::Schedule;
-use crate::serve::{Triggered, Worker, on_own_thread};
 use crate::state::{OwedRow, RunRecord, SyncControl};
 use crate::status::Status;
+use crate::worker::{Triggered, Worker, on_own_thread};
 
 type App = State<Arc<Worker>>;
 

@@ -11,24 +11,18 @@
 //! row carrying it: which of them is "the" row cannot be known, so none is
 //! synced and the snapshot keeps what was last delivered.
 
+mod hash;
 mod spill;
 pub mod warehouse;
 
 use std::collections::HashMap;
 
 use crate::event::{Op, Record};
+pub use hash::{fingerprint_of, key_hash};
 pub use spill::{PARTITIONS, Partition, Row, Spill, partition_of};
 
 /// How much extracted data stays in memory before the diff spills to disk.
 pub const MEMORY_BUDGET: usize = 64 << 20;
-
-pub fn key_hash(key: &str) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(key.as_bytes())
-}
-
-pub fn fingerprint_of(json: &[u8]) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(json)
-}
 
 /// The first key hash of partition `p` and the first of the next one
 /// (`None` past the last), as the snapshot's range bounds.

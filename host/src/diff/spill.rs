@@ -74,11 +74,11 @@ impl Spill {
     /// Parks a row by its key and its record's JSON, from which its key
     /// hash and fingerprint are taken.
     pub fn push(&mut self, key: &str, json: &[u8]) -> std::io::Result<()> {
-        let key_hash = super::key_hash(key);
+        let key_hash = super::hash::key_hash(key);
         let p = partition_of(key_hash);
         let (hash, fingerprint) = (
             key_hash.to_le_bytes(),
-            super::fingerprint_of(json).to_le_bytes(),
+            super::hash::fingerprint_of(json).to_le_bytes(),
         );
         let (key_len, json_len) = (
             (key.len() as u32).to_le_bytes(),
@@ -249,13 +249,13 @@ mod tests {
                 let part = spill.take(p).unwrap();
                 for r in part.rows().unwrap() {
                     assert_eq!(partition_of(r.key_hash), p);
-                    assert_eq!(r.key_hash, super::super::key_hash(r.key));
-                    assert_eq!(r.fingerprint, super::super::fingerprint_of(r.json));
+                    assert_eq!(r.key_hash, super::super::hash::key_hash(r.key));
+                    assert_eq!(r.fingerprint, super::super::hash::fingerprint_of(r.json));
                     back.push((r.key.to_string(), r.json.to_vec()));
                 }
             }
             let mut want = rows.clone();
-            want.sort_by_key(|(key, _)| partition_of(super::super::key_hash(key)));
+            want.sort_by_key(|(key, _)| partition_of(super::super::hash::key_hash(key)));
             assert_eq!(back, want);
         }
     }

@@ -385,7 +385,7 @@ impl Snapshots {
         sync: &str,
         rows: &[OwedRow],
     ) -> anyhow::Result<()> {
-        let hashes: Vec<u128> = rows.iter().map(|r| super::key_hash(&r.key)).collect();
+        let hashes: Vec<u128> = rows.iter().map(|r| super::hash::key_hash(&r.key)).collect();
         let entries: HashMap<u128, u128> = state
             .snapshot_entries(sync, &hashes)
             .await?

@@ -1,0 +1,97 @@
+//! The commit stage: what the destination acknowledged moves into the
+//! snapshot (in the warehouse first, for `diff = "warehouse"`), together
+//! with the events delivered (for `ebb replay`) and the row errors, in one
+//! transaction of the state store, so a crash loses at most what was in
+//! flight. A run another process closed as abandoned commits nothing.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use super::pass::Pass;
+use crate::diff::Change;
+use crate::state::{Commit, Snapshot, State};
+
+impl Pass<'_> {
+    /// Commits these changes, the events delivered with them and the row
+    /// errors gathered so far.
+    pub(super) async fn commit(
+        &mut self,
+        state: &State,
+        run_id: i64,
+        commits: &mut Vec<Commit>,
+        delivered: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        let t = Instant::now();
+        // The warehouse keeps this sync's snapshot: there first, then the
+        // state store only learns that the keys are no longer owed.
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots
+                .commit(&self.sync.name, commits)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot commit acknowledged changes to {} in the warehouse",
+                        snapshots.table()
+                    )
+                })?;
+            for c in commits.iter_mut() {
+                let key = match c {
+                    Commit::Upsert { key, .. }
+                    | Commit::Delete { key, .. }
+                    | Commit::Settle { key } => std::mem::take(key),
+                };
+                *c = Commit::Settle { key };
+            }
+        }
+        let errors = std::mem::take(&mut self.errors);
+        let committed = state
+            .commit(&self.sync.name, run_id, commits, &errors, delivered)
+            .await
+            .context("cannot commit acknowledged changes to the state store")?;
+        if !committed {
+            bail!(taken_over_message(run_id));
+        }
+        commits.clear();
+        delivered.clear();
+        self.timed("commit", t);
+        self.progress.set_message(format!(
+            "extracted {}, sent {}",
+            self.counts.extracted, self.counts.sent
+        ));
+        Ok(())
+    }
+}
+
+/// Why a run stops when another process closed it as abandoned (its
+/// heartbeats were late, e.g. the machine was suspended): going on would
+/// overlap the run that took over.
+pub(super) fn taken_over_message(run_id: i64) -> String {
+    format!(
+        "run {run_id} stopped: its heartbeat was late and another process closed it as abandoned; \
+         what the destination acknowledged before that is committed, the rest is sent by a later run"
+    )
+}
+
+/// What the snapshot takes if the operator drops this change's row error.
+pub(super) fn snapshot_of(c: &Change) -> Option<Snapshot> {
+    c.json.as_ref().map(|json| Snapshot {
+        fingerprint: c.fingerprint,
+        json: json.clone(),
+    })
+}
+
+pub(super) fn commit_of(c: &Change) -> Commit {
+    match &c.json {
+        Some(json) => Commit::Upsert {
+            key: c.key.clone(),
+            key_hash: c.key_hash,
+            fingerprint: c.fingerprint,
+            json: json.clone(),
+        },
+        None => Commit::Delete {
+            key: c.key.clone(),
+            key_hash: c.key_hash,
+        },
+    }
+}

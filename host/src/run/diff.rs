@@ -1,0 +1,265 @@
+//! The diff stage: the model's rows compared with what Ebb last delivered,
+//! either here ([`Spill`] partitions against the state store's snapshot)
+//! or in the warehouse (`diff = "warehouse"`, which returns only changed
+//! rows). Either way the changes go on a chunk at a time, so memory holds
+//! one chunk's events whatever the model's size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+use futures::StreamExt;
+
+use super::pass::Pass;
+use crate::config;
+use crate::diff::{self, Change, Spill, warehouse as pushdown};
+use crate::event::{Op, Record};
+use crate::rows::RowRef;
+use crate::source::{BoundQuery, Warehouse};
+
+/// What a `diff = "warehouse"` pass reads, and how.
+#[derive(Clone, Copy)]
+pub(super) struct Reading<'a> {
+    pub(super) model: &'a config::Model,
+    pub(super) source: &'a config::Source,
+    pub(super) limits: &'a crate::limits::Limits,
+    /// Whether keys the model no longer returns are deletions (full models).
+    pub(super) deletions: bool,
+    pub(super) row_hash: pushdown::RowHash,
+}
+
+impl Pass<'_> {
+    /// Reads every row, parks it in a [`Spill`] and compares it with the
+    /// state store's snapshot, partition by partition.
+    pub(super) async fn diff_in_engine(
+        &mut self,
+        warehouse: Warehouse,
+        query: BoundQuery,
+        model: &config::Model,
+        limits: &crate::limits::Limits,
+        deletions: bool,
+    ) -> anyhow::Result<()> {
+        let spill = self.spill(warehouse, query, model, limits).await?;
+        self.compare(spill, model, deletions).await
+    }
+
+    /// Reads every row of the model into a [`Spill`], keyed.
+    async fn spill(
+        &mut self,
+        warehouse: Warehouse,
+        query: BoundQuery,
+        model: &config::Model,
+        limits: &crate::limits::Limits,
+    ) -> anyhow::Result<Spill> {
+        let mut spill = Spill::new(diff::MEMORY_BUDGET);
+        let mut rows = warehouse.stream(query);
+        while let Some(chunk) = self.next_chunk(&mut rows).await {
+            let t = Instant::now();
+            let chunk = chunk?;
+            for row in chunk.rows() {
+                if let Some(key) = self.keyed(model, row, limits)? {
+                    spill
+                        .push(&key, row.json())
+                        .context("cannot park extracted rows for the diff")?;
+                }
+            }
+            self.timed("diff", t);
+            self.progress
+                .set_message(format!("extracted {}", self.counts.extracted));
+        }
+        Ok(spill)
+    }
+
+    /// Compares the spilled rows with the snapshot a partition at a time,
+    /// handing the changes on a chunk at a time.
+    async fn compare(
+        &mut self,
+        mut spill: Spill,
+        model: &config::Model,
+        deletions: bool,
+    ) -> anyhow::Result<()> {
+        // A full model compares every partition with its whole range of
+        // the snapshot: the next range is read while this one is compared.
+        let (reader, sync) = (self.reader, self.sync);
+        let mut ranges = futures::stream::iter(0..diff::PARTITIONS)
+            .map(|p| async move {
+                match reader {
+                    Some(s) if deletions => {
+                        let (lo, hi) = diff::partition_bounds(p);
+                        s.snapshot_range(&sync.name, lo, hi).await.map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            })
+            .buffered(2);
+        let mut changes = Vec::new();
+        for p in 0..diff::PARTITIONS {
+            let t = Instant::now();
+            let range = ranges.next().await.transpose()?.flatten();
+            let partition = spill.take(p).context("cannot read back extracted rows")?;
+            let extracted = partition
+                .rows()
+                .context("cannot read back extracted rows")?;
+            if extracted.is_empty() && !deletions {
+                continue;
+            }
+            let snapshot = match (range, reader) {
+                (Some(range), _) => range,
+                // An incremental model returns few rows of a large
+                // snapshot: look those up rather than read the range.
+                (None, Some(s)) => {
+                    let hashes: Vec<u128> = extracted.iter().map(|r| r.key_hash).collect();
+                    s.snapshot_entries(&sync.name, &hashes).await?
+                }
+                (None, None) => Vec::new(),
+            };
+            let classified = diff::classify(&extracted, &snapshot, deletions)
+                .context("cannot read back extracted rows")?;
+            // The changes hold copies of what they need: the partition can
+            // go before they are delivered.
+            drop(extracted);
+            drop(partition);
+            for d in classified.duplicates {
+                self.duplicate(model, d.key, d.rows, d.first);
+            }
+            changes.extend(classified.changes);
+            self.timed("diff", t);
+            // A partition of a large model can hold several chunks of
+            // changes (every row of it, on a first run): they are handled a
+            // chunk at a time too, so memory holds the copies, events and
+            // commits of one chunk, whatever the model's size.
+            let chunk = self.chunk_size();
+            while changes.len() >= chunk {
+                self.changes(changes.drain(..chunk).collect(), None).await?;
+            }
+        }
+        self.changes(changes, None).await
+    }
+
+    /// Has the warehouse compare the model with the snapshot it keeps in
+    /// `_ebb` and reads only what changed (see [`diff::warehouse`]).
+    pub(super) async fn diff_in_warehouse(
+        &mut self,
+        mut warehouse: Warehouse,
+        query: BoundQuery,
+        reading: &Reading<'_>,
+    ) -> anyhow::Result<()> {
+        let Reading {
+            model,
+            source,
+            deletions,
+            row_hash,
+            ..
+        } = *reading;
+        let table = pushdown::table(source);
+        if self.writer.is_some() {
+            self.snapshots = Some(pushdown::Snapshots::open(source).await?);
+        }
+        let conn = warehouse
+            .postgres()
+            .ok_or_else(|| anyhow!("diff = \"warehouse\" needs a Postgres source"))?;
+        let exists = self.snapshots.is_some() || pushdown::exists(conn, &table).await?;
+        let row_hash = pushdown::ready(conn, row_hash).await?;
+        let table = exists.then_some(table.as_str());
+        let query = pushdown::diff_query(model, query, &self.sync.name, deletions, table, row_hash);
+        let mut rows = warehouse.stream(query);
+        let mut found = Pushed::default();
+        let bad = |e: String| anyhow!("model `{}`: {e}", model.name);
+        while let Some(chunk) = self.next_chunk(&mut rows).await {
+            let t = Instant::now();
+            let (meta, chunk) = pushdown::split(&chunk?).map_err(bad)?;
+            for (meta, row) in meta.into_iter().zip(chunk.rows()) {
+                self.pushed_down(reading, meta, row, &mut found)?;
+            }
+            self.timed("diff", t);
+            self.progress
+                .set_message(format!("changed {}", found.changes.len()));
+            if found.changes.len() >= self.chunk_size() {
+                let previous = std::mem::take(&mut found.previous);
+                self.changes(std::mem::take(&mut found.changes), Some(previous))
+                    .await?;
+            }
+        }
+        drop(rows);
+        for (key, (rows, first)) in found.duplicates {
+            self.duplicate(model, key, rows, first);
+        }
+        self.changes(found.changes, Some(found.previous)).await?;
+        if let Some(snapshots) = &mut self.snapshots {
+            snapshots.analyze_if_grown().await;
+        }
+        Ok(())
+    }
+
+    /// Takes in one row of the warehouse's diff: a change (with the record
+    /// last delivered for its key, if any) or a repeat of a duplicate key.
+    fn pushed_down(
+        &mut self,
+        reading: &Reading<'_>,
+        meta: pushdown::Found,
+        row: RowRef<'_>,
+        found: &mut Pushed,
+    ) -> anyhow::Result<()> {
+        let model = reading.model;
+        let bad = |e: String| anyhow!("model `{}`: {e}", model.name);
+        let change = match (meta.fingerprint, meta.key, meta.previous) {
+            // A key of the snapshot that the model no longer returns.
+            (None, Some(key), Some(record)) => {
+                let key_hash = diff::key_hash(&key);
+                found
+                    .previous
+                    .insert(key_hash, pushdown::parse_record(&record).map_err(bad)?);
+                Change {
+                    key,
+                    key_hash,
+                    op: Op::Deleted,
+                    json: None,
+                    fingerprint: 0,
+                }
+            }
+            (None, ..) => return Ok(()),
+            (Some(_), Some(key), _) if meta.copies > 1 => {
+                found
+                    .duplicates
+                    .entry(key)
+                    .or_insert_with(|| (0, row.record()))
+                    .0 += 1;
+                return Ok(());
+            }
+            (Some(fingerprint), _, last) => {
+                let Some(key) = self.keyed(model, row, reading.limits)? else {
+                    return Ok(());
+                };
+                let key_hash = diff::key_hash(&key);
+                let op = match last {
+                    Some(record) => {
+                        found
+                            .previous
+                            .insert(key_hash, pushdown::parse_record(&record).map_err(bad)?);
+                        Op::Updated
+                    }
+                    None => Op::Added,
+                };
+                Change {
+                    key: key.into_owned(),
+                    key_hash,
+                    op,
+                    json: Some(String::from_utf8_lossy(row.json()).into_owned()),
+                    fingerprint: pushdown::fingerprint(fingerprint),
+                }
+            }
+        };
+        found.changes.push(change);
+        Ok(())
+    }
+}
+
+/// What a `diff = "warehouse"` pass has found and not yet handed on.
+#[derive(Default)]
+struct Pushed {
+    changes: Vec<Change>,
+    /// The records last delivered for the changes' keys.
+    previous: HashMap<u128, Record>,
+    /// Each key returned by several rows: how many, and the first.
+    duplicates: BTreeMap<String, (usize, Record)>,
+}

@@ -1,0 +1,31 @@
+//! One sync run, as its stages: [`prepare`] (everything the config decides,
+//! checked before anything is written), then for each chunk of rows
+//! extract → diff → transform → map → deliver → commit, inside a
+//! [`lifecycle`] that claims the run, keeps it alive and records how it
+//! ended. [`plan`] walks the same path without a writer; [`replay`] and
+//! [`reset`] work on what runs delivered.
+//!
+//! After [`prepare`], each chunk of changes is committed as soon as the
+//! destination acknowledged it, so a crash loses at most the chunk in
+//! flight, which the next run derives again. The run does not know who
+//! started it: the CLI and `ebb serve` decide what follows it (printing,
+//! alerts).
+
+mod commit;
+mod deliver;
+mod diff;
+mod extract;
+mod lifecycle;
+mod map;
+mod pass;
+mod plan;
+mod prepare;
+mod replay;
+mod reset;
+mod transform;
+
+pub use lifecycle::{Claimed, Started, Summary, interrupted, start};
+pub use plan::plan;
+pub use prepare::{Prepared, prepare};
+pub use replay::{Replayed, replay};
+pub use reset::reset;

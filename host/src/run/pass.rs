@@ -1,0 +1,155 @@
+//! One walk through the pipeline, and what it gathers on the way: counts,
+//! stage timings, row errors, the cursor read. With a writer it loads and
+//! commits each chunk of changes as it goes; without one (`ebb plan`) it
+//! collects the events it would send. Each stage is a file of its own
+//! beside this one, adding its step to [`Pass`].
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+
+use super::diff::Reading;
+use super::map;
+use crate::config::{self, DiffIn};
+use crate::cursor::Cursor;
+use crate::diff::{Change, warehouse as pushdown};
+use crate::event::{Event, Op, Record};
+use crate::extract;
+use crate::load::Loader;
+use crate::param::ParamKind;
+use crate::source::Warehouse;
+use crate::state::{RowError, Snapshot, State};
+use crate::status::Counts;
+use crate::transform::Step;
+
+/// One walk through the pipeline. With `writer` it loads and commits; without
+/// it, it collects the events it would send.
+pub(super) struct Pass<'a> {
+    pub(super) sync: &'a config::Sync,
+    pub(super) loader: &'a Loader,
+    pub(super) steps: &'a [Step],
+    pub(super) writer: Option<(&'a State, i64)>,
+    pub(super) reader: Option<&'a State>,
+    pub(super) progress: &'a ProgressBar,
+    pub(super) counts: Counts,
+    pub(super) timings: Vec<(&'static str, Duration)>,
+    pub(super) errors: Vec<RowError>,
+    pub(super) planned: Vec<Event>,
+    /// The highest cursor value read, for a cursor model.
+    pub(super) cursor: Option<Cursor>,
+    /// Whether delivered events are kept for `ebb replay`.
+    pub(super) keep_deliveries: bool,
+    /// Where a `diff = "warehouse"` run commits its snapshot.
+    pub(super) snapshots: Option<pushdown::Snapshots>,
+}
+
+impl<'a> Pass<'a> {
+    pub(super) fn new(
+        sync: &'a config::Sync,
+        loader: &'a Loader,
+        steps: &'a [Step],
+        writer: Option<(&'a State, i64)>,
+        progress: &'a ProgressBar,
+    ) -> Pass<'a> {
+        Pass {
+            sync,
+            loader,
+            steps,
+            writer,
+            reader: writer.map(|(s, _)| s),
+            progress,
+            counts: Counts::default(),
+            timings: ["extract", "diff", "transform", "load", "commit"]
+                .map(|s| (s, Duration::ZERO))
+                .to_vec(),
+            errors: Vec::new(),
+            planned: Vec::new(),
+            cursor: None,
+            keep_deliveries: false,
+            snapshots: None,
+        }
+    }
+
+    pub(super) fn timed(&mut self, stage: &'static str, since: Instant) {
+        if let Some((_, d)) = self.timings.iter_mut().find(|(s, _)| *s == stage) {
+            *d += since.elapsed();
+        }
+    }
+
+    pub(super) fn chunk_size(&self) -> usize {
+        (self.loader.batch_records * self.loader.max_in_flight).clamp(1000, 10_000)
+    }
+
+    pub(super) async fn execute(
+        &mut self,
+        warehouse: Warehouse,
+        model: &config::Model,
+        source: &config::Source,
+        limits: &crate::limits::Limits,
+        cursor_kind: Option<ParamKind>,
+        row_hash: pushdown::RowHash,
+    ) -> anyhow::Result<()> {
+        let query = self.query(model, source.kind, cursor_kind).await?;
+        let deletions = !extract::is_incremental(model);
+        match model.diff {
+            DiffIn::Engine => {
+                self.diff_in_engine(warehouse, query, model, limits, deletions)
+                    .await
+            }
+            DiffIn::Warehouse => {
+                let reading = Reading {
+                    model,
+                    source,
+                    limits,
+                    deletions,
+                    row_hash,
+                };
+                self.diff_in_warehouse(warehouse, query, &reading).await
+            }
+        }
+    }
+
+    /// Transforms, maps, loads and commits one chunk of changes. `previous`
+    /// holds the records last delivered for them when the diff read those
+    /// itself; otherwise they are looked up in the state store.
+    pub(super) async fn changes(
+        &mut self,
+        changes: Vec<Change>,
+        previous: Option<HashMap<u128, Record>>,
+    ) -> anyhow::Result<()> {
+        let t = Instant::now();
+        let mut previous = self.previous(&changes, previous).await?;
+        let (traced, mut commits) = self.events(&changes, &mut previous);
+        self.timed("diff", t);
+        let mut events = self
+            .transform(&changes, traced, previous, &mut commits)
+            .await?;
+        map::apply(self.sync.mapping.as_ref(), &mut events);
+        match self.writer {
+            Some((state, run_id)) => self.deliver(state, run_id, &changes, events, commits).await,
+            None => {
+                self.planned.extend(events.into_iter().map(|(_, e)| e));
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn row_error(
+        &mut self,
+        key: String,
+        op: Op,
+        message: String,
+        payload: serde_json::Value,
+        if_dropped: Option<Snapshot>,
+    ) {
+        self.counts.failed += 1;
+        self.errors.push(RowError {
+            key,
+            op,
+            message,
+            payload,
+            if_dropped,
+        });
+    }
+}

@@ -1,0 +1,211 @@
+//! The prepare stage: everything that can fail because of the config
+//! (plugins, the destination's config and action, the query's columns, the
+//! mapping) is checked before the state store is opened, so a bad config
+//! leaves no trace.
+
+use std::collections::HashSet;
+
+use anyhow::{anyhow, bail};
+
+use crate::config::{self, Config, DiffIn};
+use crate::diff::warehouse as pushdown;
+use crate::extract::{self, Templates};
+use crate::load::Loader;
+use crate::param::ParamKind;
+use crate::plugin::{ActionSpec, Engine, Grants};
+use crate::source::Warehouse;
+use crate::transform::Step;
+
+/// Everything a run needs, loaded and checked.
+pub struct Prepared {
+    pub sync: config::Sync,
+    pub model: config::Model,
+    pub source: config::Source,
+    pub limits: crate::limits::Limits,
+    pub warehouse: Warehouse,
+    pub loader: Loader,
+    pub steps: Vec<Step>,
+    /// How `{{cursor}}` is bound, for a cursor model.
+    pub cursor_kind: Option<ParamKind>,
+    /// How a `diff = "warehouse"` statement fingerprints the model's rows.
+    pub row_hash: pushdown::RowHash,
+}
+
+/// Loads the sync's plugins, checks the destination config, the action, the
+/// query's columns and the mapping.
+pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::Result<Prepared> {
+    let sync = cfg.sync(sync_name)?.clone();
+    let model = cfg.model(&sync.model)?.clone();
+    let source = cfg.sources[&model.source].clone();
+    let dest = &cfg.destinations[&sync.destination];
+    let (loader, action) = destination(cfg, engine, &sync).await?;
+
+    let mut steps = Vec::with_capacity(sync.transforms.len());
+    for t in &sync.transforms {
+        steps.push(Step {
+            label: t.plugin.label.clone(),
+            transform: engine.transform(&t.plugin, t.limits).await?,
+            config: t.config.clone(),
+        });
+    }
+
+    let mut warehouse = Warehouse::connect(&source).await?;
+    let probe = extract::bind(&model, source.kind, &Templates::first_run(&model))
+        .map_err(|e| anyhow!(e))?;
+    let described = warehouse.columns(&probe).await?;
+    extract::check_columns(&model, &described, &cfg.limits).map_err(|e| anyhow!(e))?;
+    if model.diff == DiffIn::Warehouse {
+        pushdown::check_columns(&model, &described).map_err(|e| anyhow!(e))?;
+    }
+    let cursor_kind = model.cursor.as_ref().and_then(|c| {
+        described
+            .iter()
+            .find(|col| &col.name == c)
+            .map(|col| crate::cursor::kind_of_type(source.kind, &col.type_name))
+    });
+    let row_hash = pushdown::RowHash::for_columns(&described);
+    let columns: Vec<String> = described.into_iter().map(|c| c.name).collect();
+
+    check_fields(
+        &sync,
+        &action,
+        &dest.name,
+        &model.name,
+        &columns,
+        steps.is_empty(),
+    )?;
+
+    Ok(Prepared {
+        sync,
+        model,
+        source,
+        limits: cfg.limits.clone(),
+        warehouse,
+        loader,
+        steps,
+        cursor_kind,
+        row_hash,
+    })
+}
+
+/// Checks the sync's mapping against the model's columns (when no transform
+/// stands between them) and the action's required fields against what
+/// reaches the destination.
+fn check_fields(
+    sync: &config::Sync,
+    action: &ActionSpec,
+    destination: &str,
+    model: &str,
+    columns: &[String],
+    direct: bool,
+) -> anyhow::Result<()> {
+    let key = format!("syncs.{}", sync.name);
+    // With transforms in between, the shape reaching the mapping is theirs
+    // to decide; only a direct mapping can be checked against the columns.
+    if let Some(mapping) = sync.mapping.as_ref().filter(|_| direct) {
+        for field in mapping.source_fields() {
+            let known = columns
+                .iter()
+                .any(|c| c == field || field.starts_with(&format!("{c}.")));
+            if !known {
+                bail!(
+                    "{key}.mapping: `{field}` is not a column of model `{}` (columns: {})",
+                    model,
+                    columns.join(", ")
+                );
+            }
+        }
+    }
+    let produced: Option<HashSet<&str>> = match &sync.mapping {
+        Some(m) => Some(m.targets().collect()),
+        None if direct => Some(columns.iter().map(String::as_str).collect()),
+        None => None,
+    };
+    if let Some(produced) = produced {
+        for field in action.fields.iter().filter(|f| f.required) {
+            if !produced.contains(field.name.as_str()) {
+                bail!(
+                    "{key}: action `{}` of destination `{}` requires field `{}`; map it in {key}.mapping",
+                    action.name,
+                    destination,
+                    field.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sync's destination plugin, loaded, its config and action checked,
+/// as a loader.
+pub(super) async fn destination(
+    cfg: &Config,
+    engine: &Engine,
+    sync: &config::Sync,
+) -> anyhow::Result<(Loader, ActionSpec)> {
+    let dest = &cfg.destinations[&sync.destination];
+    let key = format!("syncs.{}", sync.name);
+    let defaults = Grants::default();
+    let grants = Grants {
+        allow_hosts: dest.allow_hosts.clone(),
+        dir: dest.allow_dir.clone(),
+        limits: dest.plugin_limits,
+        // A destination given a long `timeout_secs` may take that long to
+        // answer a request, too.
+        http_first_byte_timeout: defaults
+            .http_first_byte_timeout
+            .max(dest.plugin_limits.call_timeout),
+        ..defaults
+    };
+    let destination = engine.destination(&dest.plugin, grants).await?;
+    if let Err(problems) = destination.validate(&dest.config).await? {
+        bail!(
+            "destinations.{}.config: {} refuses its config: {}",
+            dest.name,
+            dest.plugin.label,
+            problems.join("; ")
+        );
+    }
+    let spec = destination.spec().clone();
+    let declared = || {
+        spec.actions
+            .iter()
+            .map(|a| format!("`{}`", a.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let action = match &sync.action {
+        Some(a) => spec.actions.iter().find(|x| &x.name == a).ok_or_else(|| {
+            anyhow!(
+                "{key}.action: destination `{}` has no action `{a}`; it declares: {}",
+                dest.name,
+                declared()
+            )
+        })?,
+        None if spec.actions.len() == 1 => &spec.actions[0],
+        None => bail!(
+            "{key}.action: destination `{}` declares several actions ({}); choose one",
+            dest.name,
+            declared()
+        ),
+    }
+    .clone();
+
+    let loader = Loader {
+        name: dest.name.clone(),
+        label: dest.plugin.label.clone(),
+        config: dest.config.clone(),
+        action: action.name.clone(),
+        max_in_flight: dest.max_in_flight,
+        batch_records: dest
+            .batch_size
+            .unwrap_or(spec.max_batch_records)
+            .min(spec.max_batch_records)
+            .max(1),
+        batch_bytes: spec.max_batch_bytes.max(1),
+        retry: sync.retry,
+        destination,
+        halt: tokio_util::sync::CancellationToken::new(),
+    };
+    Ok((loader, action))
+}

@@ -1,0 +1,122 @@
+//! The transform stage: each change the sync sends becomes an event (with
+//! the record last delivered for its key), and the sync's chain of
+//! transforms keeps, changes, drops, splits or refuses it. A refused change
+//! is a row error carrying the event as the chain received it; a dropped
+//! one is committed unsent.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use anyhow::anyhow;
+
+use super::commit::{commit_of, snapshot_of};
+use super::pass::Pass;
+use crate::diff::Change;
+use crate::event::{Event, Op, Record};
+use crate::state::Commit;
+use crate::transform::{self, Traced};
+
+impl Pass<'_> {
+    /// The records last delivered for the changes the sync sends: `given`
+    /// when the diff read them itself, else looked up in the state store.
+    pub(super) async fn previous(
+        &self,
+        changes: &[Change],
+        given: Option<HashMap<u128, Record>>,
+    ) -> anyhow::Result<HashMap<u128, Record>> {
+        Ok(match (given, self.reader) {
+            (Some(previous), _) => previous,
+            (None, Some(state)) => {
+                let hashes: Vec<u128> = changes
+                    .iter()
+                    .filter(|c| self.sync.on.contains(&c.op) && c.op != Op::Added)
+                    .map(|c| c.key_hash)
+                    .collect();
+                state.records(&self.sync.name, &hashes).await?
+            }
+            (None, None) => HashMap::new(),
+        })
+    }
+
+    /// Counts the changes and turns those the sync sends (its `on` list)
+    /// into events; the others are committed unsent.
+    pub(super) fn events(
+        &mut self,
+        changes: &[Change],
+        previous: &mut HashMap<u128, Record>,
+    ) -> (Vec<Traced>, Vec<Commit>) {
+        let mut commits = Vec::new();
+        let mut traced = Vec::new();
+        for (origin, c) in changes.iter().enumerate() {
+            match c.op {
+                Op::Added => self.counts.added += 1,
+                Op::Updated => self.counts.updated += 1,
+                Op::Deleted => self.counts.deleted += 1,
+            }
+            if self.sync.on.contains(&c.op) {
+                // A refused change's row error shows the event as the chain
+                // received it, previous record included; only transforms
+                // refuse, so without them the event takes that record.
+                let prev = if self.steps.is_empty() {
+                    previous.remove(&c.key_hash)
+                } else {
+                    previous.get(&c.key_hash).cloned()
+                };
+                traced.push((origin, event_of(c, prev)));
+            } else {
+                self.counts.filtered += 1;
+                commits.push(commit_of(c));
+            }
+        }
+        (traced, commits)
+    }
+
+    /// Runs the chain over the events; what it refused becomes row errors
+    /// and what it dropped joins `commits`.
+    pub(super) async fn transform(
+        &mut self,
+        changes: &[Change],
+        traced: Vec<Traced>,
+        mut previous: HashMap<u128, Record>,
+        commits: &mut Vec<Commit>,
+    ) -> anyhow::Result<Vec<Traced>> {
+        let origins: Vec<usize> = traced.iter().map(|(o, _)| *o).collect();
+        let t = Instant::now();
+        let transformed = transform::run_chain(self.steps, traced)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        self.timed("transform", t);
+        let refused: HashMap<usize, String> = transformed.failed.into_iter().collect();
+        let sending: HashSet<usize> = transformed.events.iter().map(|(o, _)| *o).collect();
+        for origin in origins {
+            let change = &changes[origin];
+            if let Some(message) = refused.get(&origin) {
+                // The payload is the event as the chain received it.
+                let prev = previous.remove(&change.key_hash);
+                let payload = serde_json::to_value(event_of(change, prev))?;
+                self.row_error(
+                    change.key.clone(),
+                    change.op,
+                    message.clone(),
+                    payload,
+                    snapshot_of(change),
+                );
+            } else if !sending.contains(&origin) {
+                self.counts.dropped += 1;
+                commits.push(commit_of(change));
+            }
+        }
+        Ok(transformed.events)
+    }
+}
+
+/// The event a change becomes before transforms, given the record last
+/// delivered for its key: a deletion carries that record as its fields.
+fn event_of(c: &Change, prev: Option<Record>) -> Event {
+    Event {
+        op: c.op,
+        id: c.key.clone(),
+        fields: c.record().or_else(|| prev.clone()).unwrap_or_default(),
+        previous: prev,
+    }
+}
