@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::output::{self, Format};
 use crate::plugin::{Engine, EngineOptions};
 use crate::run::{self, Started};
-use crate::state::{Dropped, Dropping, State};
+use crate::state::{Dropped, State};
 use crate::status::Status;
 
 #[derive(Parser)]
@@ -132,24 +132,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             output::events(&events, format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { sync, format } => {
-            let progress = progress(format);
-            let summary = match run::start(&cfg, &engine(&cfg)?, &sync, None).await? {
-                Started::Skipped(summary) => summary,
-                Started::Running(claimed) => {
-                    let state = claimed.state().clone();
-                    let summary = claimed.execute(&cfg, &progress, run::interrupted()).await?;
-                    alert::run_ended(&cfg, &state, &summary).await;
-                    summary
-                }
-            };
-            output::summary(&summary, format)?;
-            Ok(match summary.status {
-                Status::Success | Status::Skipped => ExitCode::SUCCESS,
-                Status::Partial => ExitCode::from(2),
-                Status::Failed | Status::Running => ExitCode::FAILURE,
-            })
-        }
+        Command::Run { sync, format } => run_sync(&cfg, &sync, format).await,
         Command::History {
             sync,
             limit,
@@ -171,37 +154,11 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
         } => {
             cfg.sync(&sync)?;
-            let state = State::open_existing(&cfg.state_url).await?;
             if drop_all || !drop.is_empty() {
-                let mut keys = drop;
-                keys.sort();
-                keys.dedup();
-                let which = match drop_all {
-                    true => Dropping::All { run },
-                    false => Dropping::Keys(&keys),
-                };
-                let dropped = match &state {
-                    Some(state) => state.drop_owed(&sync, which).await?,
-                    None if drop_all => Dropped::Rows(Vec::new()),
-                    None => Dropped::Unknown(keys),
-                };
-                let model = cfg.model(&cfg.sync(&sync)?.model)?;
-                if let (Dropped::Rows(rows), Some(state)) = (&dropped, &state)
-                    && model.diff == crate::config::DiffIn::Warehouse
-                    && !rows.is_empty()
-                {
-                    let source = &cfg.sources[&model.source];
-                    crate::diff::warehouse::Snapshots::open(source)
-                        .await?
-                        .take_dropped(state, &sync, rows)
-                        .await
-                        .with_context(|| {
-                            format!("the rows were dropped, but {} in source `{}` could not take them; the next run sends them again", crate::diff::warehouse::table(source), source.name)
-                        })?;
-                }
+                let dropped = run::drop_owed(&cfg, &sync, drop, drop_all, run).await?;
                 return drop_owed(&sync, dropped, format);
             }
-            let rows = match state {
+            let rows = match State::open_existing(&cfg.state_url).await? {
                 Some(state) => state.owed(&sync, run).await?,
                 None => Vec::new(),
             };
@@ -223,6 +180,27 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `ebb run`: runs the sync once, alerts if the run calls for it and
+/// prints its summary; the exit code tells success, partial or failure.
+async fn run_sync(cfg: &Config, sync: &str, format: Format) -> anyhow::Result<ExitCode> {
+    let progress = progress(format);
+    let summary = match run::start(cfg, &engine(cfg)?, sync, None).await? {
+        Started::Skipped(summary) => summary,
+        Started::Running(claimed) => {
+            let state = claimed.state().clone();
+            let summary = claimed.execute(cfg, &progress, run::interrupted()).await?;
+            alert::run_ended(cfg, &state, &summary).await;
+            summary
+        }
+    };
+    output::summary(&summary, format)?;
+    Ok(match summary.status {
+        Status::Success | Status::Skipped => ExitCode::SUCCESS,
+        Status::Partial => ExitCode::from(2),
+        Status::Failed | Status::Running => ExitCode::FAILURE,
+    })
 }
 
 const DROP_HELP: &str = "\

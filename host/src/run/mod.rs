@@ -2,8 +2,8 @@
 //! checked before anything is written), then for each chunk of rows
 //! extract → diff → transform → map → deliver → commit, inside a
 //! [`lifecycle`] that claims the run, keeps it alive and records how it
-//! ended. [`plan`] walks the same path without a writer; [`replay`] and
-//! [`reset`] work on what runs delivered.
+//! ended. [`plan`] walks the same path without a writer; [`replay`],
+//! [`reset`] and [`drop_owed`] work on what runs delivered.
 //!
 //! After [`prepare`], each chunk of changes is committed as soon as the
 //! destination acknowledged it, so a crash loses at most the chunk in
@@ -14,6 +14,7 @@
 mod commit;
 mod deliver;
 mod diff;
+mod drop;
 mod extract;
 mod lifecycle;
 mod map;
@@ -24,6 +25,7 @@ mod replay;
 mod reset;
 mod transform;
 
+pub use drop::drop_owed;
 pub use lifecycle::{Claimed, Started, Summary, interrupted, start};
 pub use plan::plan;
 pub use prepare::{Prepared, prepare};
