@@ -136,6 +136,7 @@ pub fn check_columns(model: &Model, columns: &[Column], limits: &Limits) -> Resu
     let names = || columns.iter().map(|c| c.name.as_str());
     limits
         .check_columns(names())
+        .map_err(|e| e.to_string())
         .and_then(|()| rows::check_names(names()))
         .map_err(|e| format!("model `{}`: {e}", model.name))?;
     let wanted = std::iter::once(("primary_key", &model.primary_key))

@@ -31,26 +31,45 @@ impl Default for Limits {
     }
 }
 
+/// A limit breached, or set to nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error("every limit must be at least 1")]
+    Zero,
+    #[error(
+        "the query has {chars} characters, over the limit of {limit}; shorten it or raise limits.query_chars"
+    )]
+    QueryTooLong { chars: usize, limit: usize },
+    #[error(
+        "the query returns {count} columns, over the limit of {limit}; select fewer or raise limits.columns"
+    )]
+    TooManyColumns { count: usize, limit: usize },
+    #[error(
+        "column `{name}` has a name longer than {limit} characters; alias it or raise limits.column_name_chars"
+    )]
+    ColumnNameTooLong { name: String, limit: usize },
+}
+
 impl Limits {
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), LimitError> {
         if self.columns == 0
             || self.record_bytes == 0
             || self.value_bytes == 0
             || self.records_per_extract == 0
             || self.shortest_interval_secs == 0
         {
-            return Err("every limit must be at least 1".into());
+            return Err(LimitError::Zero);
         }
         Ok(())
     }
 
-    pub fn check_query(&self, query: &str) -> Result<(), String> {
+    pub fn check_query(&self, query: &str) -> Result<(), LimitError> {
         let chars = query.chars().count();
         if chars > self.query_chars {
-            return Err(format!(
-                "the query has {chars} characters, over the limit of {}; shorten it or raise limits.query_chars",
-                self.query_chars
-            ));
+            return Err(LimitError::QueryTooLong {
+                chars,
+                limit: self.query_chars,
+            });
         }
         Ok(())
     }
@@ -58,20 +77,19 @@ impl Limits {
     pub fn check_columns<'a>(
         &self,
         names: impl ExactSizeIterator<Item = &'a str>,
-    ) -> Result<(), String> {
+    ) -> Result<(), LimitError> {
         if names.len() > self.columns {
-            return Err(format!(
-                "the query returns {} columns, over the limit of {}; select fewer or raise limits.columns",
-                names.len(),
-                self.columns
-            ));
+            return Err(LimitError::TooManyColumns {
+                count: names.len(),
+                limit: self.columns,
+            });
         }
         for name in names {
             if name.chars().count() > self.column_name_chars {
-                return Err(format!(
-                    "column `{name}` has a name longer than {} characters; alias it or raise limits.column_name_chars",
-                    self.column_name_chars
-                ));
+                return Err(LimitError::ColumnNameTooLong {
+                    name: name.to_owned(),
+                    limit: self.column_name_chars,
+                });
             }
         }
         Ok(())

@@ -21,6 +21,21 @@ struct Rule {
     value: Source,
 }
 
+/// What is wrong with a sync's `mapping`, naming the target it is about.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MappingError {
+    #[error("`{0}`: a target path cannot have empty segments")]
+    EmptySegment(String),
+    #[error("`{target}`: {message}")]
+    Static { target: String, message: String },
+    #[error(
+        "`{0}`: expected a column name (\"email\"), {{ column = \"email\" }} or {{ static = … }}"
+    )]
+    Unknown(String),
+    #[error("`{0}` and `{1}` overlap: one would overwrite the other")]
+    Overlap(String, String),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Source {
     Field(String),
@@ -28,22 +43,22 @@ enum Source {
 }
 
 impl Mapping {
-    pub fn parse(table: &toml::Table) -> Result<Mapping, String> {
+    pub fn parse(table: &toml::Table) -> Result<Mapping, MappingError> {
         let mut rules = Vec::with_capacity(table.len());
         for (target, spec) in table {
             let path: Vec<String> = target.split('.').map(str::to_string).collect();
             if path.iter().any(String::is_empty) {
-                return Err(format!(
-                    "`{target}`: a target path cannot have empty segments"
-                ));
+                return Err(MappingError::EmptySegment(target.clone()));
             }
             let value = match spec {
                 toml::Value::String(field) => Source::Field(field.clone()),
                 toml::Value::Table(t) if t.len() == 1 && t.contains_key("static") => {
-                    Source::Static(
-                        serde_json::to_value(&t["static"])
-                            .map_err(|e| format!("`{target}`: {e}"))?,
-                    )
+                    Source::Static(serde_json::to_value(&t["static"]).map_err(|e| {
+                        MappingError::Static {
+                            target: target.clone(),
+                            message: e.to_string(),
+                        }
+                    })?)
                 }
                 toml::Value::Table(t)
                     if t.len() == 1 && matches!(t.get("column"), Some(toml::Value::String(_))) =>
@@ -51,9 +66,7 @@ impl Mapping {
                     Source::Field(t["column"].as_str().unwrap_or_default().to_string())
                 }
                 _ => {
-                    return Err(format!(
-                        "`{target}`: expected a column name (\"email\"), {{ column = \"email\" }} or {{ static = … }}"
-                    ));
+                    return Err(MappingError::Unknown(target.clone()));
                 }
             };
             rules.push(Rule {
@@ -65,10 +78,9 @@ impl Mapping {
             for b in &rules[i + 1..] {
                 let n = a.target.len().min(b.target.len());
                 if a.target[..n] == b.target[..n] {
-                    return Err(format!(
-                        "`{}` and `{}` overlap: one would overwrite the other",
+                    return Err(MappingError::Overlap(
                         a.target.join("."),
-                        b.target.join(".")
+                        b.target.join("."),
                     ));
                 }
             }
@@ -138,7 +150,7 @@ mod tests {
     use serde_json::json;
 
     fn mapping(toml_text: &str) -> Result<Mapping, String> {
-        Mapping::parse(&toml::from_str(toml_text).unwrap())
+        Mapping::parse(&toml::from_str(toml_text).unwrap()).map_err(|e| e.to_string())
     }
 
     #[test]
