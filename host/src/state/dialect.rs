@@ -1,0 +1,98 @@
+//! What the two stores do differently, and only that: how they connect and
+//! migrate, how a transaction that reads and then writes keeps others from
+//! writing in between, and how a chunk of commits is written in a few
+//! statements. Every other statement is written once, in runs.rs,
+//! snapshot.rs, owed.rs and schedules.rs, and so is every table the two
+//! create alike (schema.rs).
+
+use std::borrow::Cow;
+
+use super::error::Result;
+use super::rows::CommitColumns;
+use super::schema::{ColumnTypes, Migration};
+use super::sql::{Columns, Driver, Stmt};
+
+pub type Pool<D> = sqlx::Pool<<D as Dialect>::Db>;
+pub type Conn<D> = <<D as Dialect>::Db as sqlx::Database>::Connection;
+pub type Tx<D> = sqlx::Transaction<'static, <D as Dialect>::Db>;
+
+/// The rows a read locks until its transaction ends.
+#[derive(Clone, Copy)]
+pub enum RowLock {
+    /// Waits for rows another transaction holds, and then sees them as it
+    /// left them.
+    Wait,
+    /// Passes over rows another transaction holds: they are its to take.
+    Skip,
+}
+
+/// The rows of `select`, a statement ending in `AND key_hash` that binds
+/// the sync as `$1`, whose key hash is one of `hashes`.
+pub struct Lookup<'a> {
+    pub select: &'static str,
+    pub sync: &'a str,
+    pub hashes: &'a [u128],
+}
+
+pub trait Dialect: Send + Sync + Sized + 'static {
+    type Db: Driver;
+
+    /// The numbered migrations, oldest first: a store at schema version N
+    /// has the first N applied.
+    const MIGRATIONS: &'static [Migration];
+
+    /// How the store spells the column types the migrations both stores
+    /// share use.
+    const TYPES: ColumnTypes;
+
+    /// Connects to the store at `url`; with `create` false, `None` if
+    /// there is no store there yet (and nothing is created).
+    fn connect(
+        url: &str,
+        create: bool,
+    ) -> impl Future<Output = Result<Option<(Pool<Self>, Self)>>> + Send;
+
+    /// How messages name the store.
+    fn describe(&self) -> String;
+
+    /// The transaction migrations run in, holding what makes processes
+    /// opening one store migrate one after the other.
+    fn begin_migration(&self, pool: &Pool<Self>) -> impl Future<Output = Result<Tx<Self>>> + Send;
+
+    /// The schema version the store is at (0 when new).
+    fn schema_version(conn: &mut Conn<Self>) -> impl Future<Output = sqlx::Result<i64>> + Send;
+
+    /// Records that migration `version` is applied, after doing what its
+    /// SQL cannot.
+    fn migrated(
+        conn: &mut Conn<Self>,
+        version: usize,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+
+    /// Begins a transaction that reads and then writes what it read (a
+    /// claim, taking a slot): no other such transaction may write in
+    /// between. Where rows can be locked, its reads say which ([`Self::lock`]).
+    fn begin_write(pool: &Pool<Self>) -> impl Future<Output = sqlx::Result<Tx<Self>>> + Send;
+
+    /// `select` with the row locks it takes inside [`Self::begin_write`].
+    fn lock(select: &'static str, lock: RowLock) -> Cow<'static, str>;
+
+    /// The rows a [`Lookup`] finds, in as few statements as the database
+    /// takes.
+    fn by_key_hash<O: Columns>(
+        conn: &mut Conn<Self>,
+        lookup: Lookup<'_>,
+    ) -> impl Future<Output = sqlx::Result<Vec<O>>> + Send;
+
+    /// Writes a chunk of commits in a few statements: the snapshot's
+    /// upserts and deletes, the keys no longer owed, the events delivered.
+    fn write_commit(
+        conn: &mut Conn<Self>,
+        chunk: &CommitColumns<'_>,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+
+    /// A statement on this store's database.
+    fn query(sql: &str) -> Stmt<'_, Self::Db> {
+        Stmt::new(sql)
+    }
+}

@@ -1,0 +1,110 @@
+//! The rows a sync still owes, with the error each last failed with. The
+//! next run re-derives everything that was not acknowledged, so an owed row
+//! is sent again until it goes through, changes or is dropped by the
+//! operator (`ebb errors --drop`), which the snapshot then takes as
+//! delivered.
+
+use super::dialect::{Conn, Dialect, RowLock};
+use super::error::Result;
+use super::rows::{OwedColumns, hash_bytes, owed_row};
+use super::store::{Fut, Store, boxed};
+use super::types::{Dropped, Dropping, OwedRow};
+
+const OWED_KEY: &str = "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
+     WHERE sync = $1 AND key = $2";
+
+pub trait OwedRows {
+    fn owed<'a>(&'a self, sync: &'a str, run: Option<i64>) -> Fut<'a, Vec<OwedRow>>;
+    fn drop_owed<'a>(&'a self, sync: &'a str, which: Dropping<'a>) -> Fut<'a, Dropped>;
+}
+
+impl<D: Dialect> OwedRows for Store<D> {
+    fn owed<'a>(&'a self, sync: &'a str, run: Option<i64>) -> Fut<'a, Vec<OwedRow>> {
+        boxed(async move {
+            let mut conn = self.pool.acquire().await?;
+            owed_in::<D>(&mut conn, sync, run).await
+        })
+    }
+
+    fn drop_owed<'a>(&'a self, sync: &'a str, which: Dropping<'a>) -> Fut<'a, Dropped> {
+        boxed(async move {
+            let mut tx = self.pool.begin().await?;
+            let rows = match which {
+                Dropping::All { run } => owed_in::<D>(&mut tx, sync, run).await?,
+                Dropping::Keys(keys) => {
+                    let select = D::lock(OWED_KEY, RowLock::Wait);
+                    let mut rows = Vec::with_capacity(keys.len());
+                    let mut unknown = Vec::new();
+                    for key in keys {
+                        let row: Option<OwedColumns> = D::query(&select)
+                            .bind(sync)
+                            .bind(key)
+                            .fetch_optional(&mut tx)
+                            .await?;
+                        match row {
+                            Some(row) => rows.push(owed_row(row)),
+                            None => unknown.push(key.clone()),
+                        }
+                    }
+                    if !unknown.is_empty() {
+                        return Ok(Dropped::Unknown(unknown));
+                    }
+                    rows
+                }
+            };
+            for row in &rows {
+                forget::<D>(&mut tx, sync, row).await?;
+            }
+            tx.commit().await?;
+            Ok(Dropped::Rows(rows))
+        })
+    }
+}
+
+async fn owed_in<D: Dialect>(
+    conn: &mut Conn<D>,
+    sync: &str,
+    run: Option<i64>,
+) -> Result<Vec<OwedRow>> {
+    // The cast gives Postgres the type of a NULL `$2`.
+    let rows: Vec<OwedColumns> = D::query(
+        "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
+         WHERE sync = $1 AND (CAST($2 AS BIGINT) IS NULL OR run_id = $2) ORDER BY key",
+    )
+    .bind(sync)
+    .bind(run)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(owed_row).collect())
+}
+
+/// Stops owing `row`: the snapshot takes what it holds for the row as
+/// delivered (a deletion forgets the key).
+async fn forget<D: Dialect>(conn: &mut Conn<D>, sync: &str, row: &OwedRow) -> Result<()> {
+    let key_hash = hash_bytes(crate::diff::key_hash(&row.key));
+    if row.op == "deleted" {
+        D::query("DELETE FROM snapshot WHERE sync = $1 AND key_hash = $2")
+            .bind(sync)
+            .bind(&key_hash)
+            .execute(conn)
+            .await?;
+    } else {
+        D::query(
+            "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) \
+             SELECT sync, $3, key, fingerprint, record FROM row_errors \
+             WHERE sync = $1 AND key = $2 AND fingerprint IS NOT NULL \
+             ON CONFLICT (sync, key_hash) DO UPDATE SET fingerprint = excluded.fingerprint, record = excluded.record",
+        )
+        .bind(sync)
+        .bind(&row.key)
+        .bind(&key_hash)
+        .execute(conn)
+        .await?;
+    }
+    D::query("DELETE FROM row_errors WHERE sync = $1 AND key = $2")
+        .bind(sync)
+        .bind(&row.key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

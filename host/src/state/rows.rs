@@ -1,0 +1,184 @@
+//! How values are stored and how columns decode, alike in both stores:
+//! hashes as big-endian bytes, times as Unix milliseconds, counts, timings
+//! and records as JSON text. Everything here is plain Rust, so the
+//! statements stay free of it.
+
+use chrono::{TimeZone, Utc};
+use serde::Serialize;
+
+use super::types::{Batch, Commit, OwedRow, RowError, RunRecord};
+use crate::diff::Entry;
+use crate::status::Status;
+
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// RFC 3339 in UTC with milliseconds, as `history` shows times.
+pub fn time(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+pub fn json<T: serde::de::DeserializeOwned>(text: &str) -> sqlx::Result<T> {
+    serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+pub fn to_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Key hashes and fingerprints are stored big-endian, so the database's
+/// byte order is their numeric order and a diff partition is a contiguous
+/// range of the snapshot.
+pub fn hash_bytes(h: u128) -> Vec<u8> {
+    h.to_be_bytes().to_vec()
+}
+
+/// The exclusive end of a key-hash range as stored. The last range has no
+/// end; 17 bytes of 0xff sort after every 16-byte hash, so one statement
+/// with a bound the index can stop on serves all ranges (`$3 IS NULL OR …`
+/// would make the database scan to the end of the sync's snapshot).
+pub fn range_end(hi: Option<u128>) -> Vec<u8> {
+    hi.map(hash_bytes).unwrap_or_else(|| vec![0xff; 17])
+}
+
+pub fn hash_of(bytes: Vec<u8>) -> u128 {
+    bytes.try_into().map(u128::from_be_bytes).unwrap_or(0)
+}
+
+/// The upserts of a chunk of commits, column by column: Postgres binds
+/// each column as one array, SQLite zips them into rows of `VALUES`.
+#[derive(Default)]
+pub struct Upserts<'a> {
+    pub hashes: Vec<Vec<u8>>,
+    pub keys: Vec<&'a str>,
+    pub fingerprints: Vec<Vec<u8>>,
+    /// The records as JSON.
+    pub records: Vec<&'a str>,
+}
+
+/// What a commit writes in bulk, column by column, so each store writes a
+/// chunk of commits in a few statements rather than one per row.
+pub struct CommitColumns<'a> {
+    pub sync: &'a str,
+    pub run_id: i64,
+    pub upserts: Upserts<'a>,
+    /// Key hashes of deletions.
+    pub deletes: Vec<Vec<u8>>,
+    /// Every committed key: none of them is owed any more.
+    pub keys: Vec<&'a str>,
+    /// The events delivered, as JSON, in the order they were acknowledged.
+    pub delivered: &'a [String],
+}
+
+pub fn commit_columns<'a>(sync: &'a str, run_id: i64, batch: &Batch<'a>) -> CommitColumns<'a> {
+    let mut out = CommitColumns {
+        sync,
+        run_id,
+        upserts: Upserts::default(),
+        deletes: Vec::new(),
+        keys: Vec::with_capacity(batch.commits.len()),
+        delivered: batch.delivered,
+    };
+    for c in batch.commits {
+        match c {
+            Commit::Upsert {
+                key,
+                key_hash,
+                fingerprint,
+                json,
+            } => {
+                out.upserts.hashes.push(hash_bytes(*key_hash));
+                out.upserts.keys.push(key);
+                out.upserts.fingerprints.push(hash_bytes(*fingerprint));
+                out.upserts.records.push(json);
+                out.keys.push(key);
+            }
+            Commit::Delete { key, key_hash } => {
+                out.deletes.push(hash_bytes(*key_hash));
+                out.keys.push(key);
+            }
+            Commit::Settle { key } => out.keys.push(key),
+        }
+    }
+    out
+}
+
+/// The fingerprint and record columns a row error stores for [`RowError::if_dropped`].
+pub fn if_dropped_columns(e: &RowError) -> (Option<Vec<u8>>, Option<String>) {
+    match &e.if_dropped {
+        Some(s) => (Some(hash_bytes(s.fingerprint)), Some(s.json.clone())),
+        None => (None, None),
+    }
+}
+
+/// `SELECT sync, id, status, started_at, finished_at, counts, timings, error FROM runs`
+pub type RunColumns = (
+    String,
+    i64,
+    String,
+    i64,
+    Option<i64>,
+    String,
+    String,
+    Option<String>,
+);
+
+/// A run as recorded, with its sync.
+pub fn run_record(
+    (sync, run_id, status, started, finished, counts, timings, error): RunColumns,
+) -> (String, RunRecord) {
+    let run = RunRecord {
+        run_id,
+        status: Status::parse(&status),
+        started_at: time(started),
+        finished_at: finished.map(time),
+        counts: serde_json::from_str(&counts).unwrap_or_default(),
+        timings_ms: serde_json::from_str(&timings).unwrap_or_default(),
+        error,
+    };
+    (sync, run)
+}
+
+/// `SELECT sync, due_at, disabled FROM schedules`
+pub type ScheduleColumns = (String, Option<i64>, bool);
+
+/// `SELECT key_hash, key, fingerprint FROM snapshot`
+pub type EntryColumns = (Vec<u8>, String, Vec<u8>);
+
+pub fn entry((key_hash, key, fingerprint): EntryColumns) -> Entry {
+    Entry {
+        key_hash: hash_of(key_hash),
+        key,
+        fingerprint: hash_of(fingerprint),
+    }
+}
+
+/// `SELECT key, op, run_id, attempts, error, payload FROM row_errors`
+pub type OwedColumns = (String, String, i64, i64, String, String);
+
+pub fn owed_row((key, op, run_id, attempts, error, payload): OwedColumns) -> OwedRow {
+    OwedRow {
+        key,
+        op,
+        run_id,
+        attempts,
+        error,
+        payload: serde_json::from_str(&payload).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_round_trip_and_bad_bytes_read_as_zero() {
+        let fp = 0x0123_4567_89ab_cdef_0011_2233_4455_6677_u128;
+        assert_eq!(hash_of(hash_bytes(fp)), fp);
+        assert_eq!(hash_of(vec![1, 2, 3]), 0);
+    }
+}

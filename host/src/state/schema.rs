@@ -1,0 +1,65 @@
+//! The schema both stores migrate through. Each store lists its own
+//! numbered migrations (their first tables differ, SQLite's having grown in
+//! place), but a table both create alike but for column types is written
+//! once, here, and named in both lists as [`Migration::Alike`].
+
+use std::borrow::Cow;
+
+pub enum Migration {
+    /// SQL in the store's own dialect.
+    Own(&'static str),
+    /// SQL both stores share, written with their column types.
+    Alike(fn(&ColumnTypes) -> String),
+}
+
+impl Migration {
+    pub fn sql(&self, types: &ColumnTypes) -> Cow<'static, str> {
+        match self {
+            Migration::Own(sql) => Cow::Borrowed(sql),
+            Migration::Alike(sql) => Cow::Owned(sql(types)),
+        }
+    }
+}
+
+/// The column types the two databases spell differently.
+pub struct ColumnTypes {
+    /// An integer primary key the database numbers.
+    pub serial: &'static str,
+    /// A 64-bit integer.
+    pub int: &'static str,
+    /// A flag, false unless set.
+    pub flag: &'static str,
+}
+
+/// What each run delivered, for `ebb replay`.
+pub fn deliveries(t: &ColumnTypes) -> String {
+    format!(
+        "
+CREATE TABLE deliveries (
+    id {serial},
+    sync TEXT NOT NULL,
+    run_id {int} NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX deliveries_by_run ON deliveries (sync, run_id, id);
+",
+        serial = t.serial,
+        int = t.int,
+    )
+}
+
+/// When `ebb serve` next runs each sync, and which are switched off.
+pub fn schedules(t: &ColumnTypes) -> String {
+    format!(
+        "
+CREATE TABLE schedules (
+    sync TEXT PRIMARY KEY,
+    schedule TEXT,
+    due_at {int},
+    disabled {flag}
+);
+",
+        int = t.int,
+        flag = t.flag,
+    )
+}

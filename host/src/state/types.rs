@@ -1,0 +1,133 @@
+//! What the state store takes and gives: the changes a run commits, the
+//! rows it owes, its runs as recorded. Both stores speak these types; how
+//! they are stored is rows.rs.
+
+use serde::Serialize;
+
+use crate::event::Op;
+use crate::param::Param;
+use crate::status::{Counts, Status};
+
+/// How a change moves into the snapshot once acknowledged.
+#[derive(Debug, Clone)]
+pub enum Commit {
+    Upsert {
+        key: String,
+        key_hash: u128,
+        fingerprint: u128,
+        /// The record as JSON, as the diff fingerprinted it.
+        json: String,
+    },
+    Delete {
+        key: String,
+        key_hash: u128,
+    },
+    /// The key is no longer owed; its snapshot is kept in the warehouse
+    /// (`diff = "warehouse"`), not here.
+    Settle {
+        key: String,
+    },
+}
+
+/// A record as the snapshot holds it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub fingerprint: u128,
+    /// The record as JSON.
+    pub json: String,
+}
+
+/// A row the destination did not take (or that failed before it).
+#[derive(Debug, Clone)]
+pub struct RowError {
+    pub key: String,
+    pub op: Op,
+    pub message: String,
+    /// The event envelope that was attempted, as JSON.
+    pub payload: serde_json::Value,
+    /// What the snapshot takes if the operator drops the row (`ebb errors
+    /// --drop`), so that it is not sent again unless it changes: the record
+    /// the attempt was derived from. `None` for a deletion (dropping it
+    /// forgets the key) and for rows that never became a change (a missing
+    /// or repeated key).
+    pub if_dropped: Option<Snapshot>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunRecord {
+    pub run_id: i64,
+    pub status: Status,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub counts: Counts,
+    /// Milliseconds spent per stage (extract, diff, load, commit, …).
+    #[schema(value_type = Object)]
+    pub timings_ms: serde_json::Value,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OwedRow {
+    pub key: String,
+    pub op: String,
+    /// The run it last failed in.
+    pub run_id: i64,
+    pub attempts: i64,
+    pub error: String,
+    /// The event as it was last attempted.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// How a run ended, as recorded.
+#[derive(Clone, Copy)]
+pub struct RunEnd<'a> {
+    pub status: Status,
+    pub counts: &'a Counts,
+    pub timings_ms: &'a serde_json::Value,
+    pub error: Option<&'a str>,
+    /// The cursor to keep if the run succeeded.
+    pub cursor: Option<&'a Param>,
+}
+
+pub enum Claim {
+    /// The run may go ahead under this id.
+    Started(i64),
+    /// Another run of the sync is in progress; a skipped run was recorded.
+    Busy { running: i64, skipped: i64 },
+}
+
+/// Which owed rows `ebb errors --drop` / `--drop-all` removes.
+pub enum Dropping<'a> {
+    Keys(&'a [String]),
+    /// Every owed row, or those that last failed in this run.
+    All {
+        run: Option<i64>,
+    },
+}
+
+pub enum Dropped {
+    /// The rows no longer owed.
+    Rows(Vec<OwedRow>),
+    /// These keys are not owed; nothing was dropped.
+    Unknown(Vec<String>),
+}
+
+/// What `ebb serve` keeps about a sync besides its runs.
+#[derive(Debug, Clone, Default)]
+pub struct SyncControl {
+    /// When its next scheduled run is due (Unix ms); `None` if none is.
+    pub due_at: Option<i64>,
+    /// Switched off through the API.
+    pub disabled: bool,
+}
+
+/// What one commit moves into the store.
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    pub commits: &'a [Commit],
+    pub errors: &'a [RowError],
+    /// The events delivered, as JSON, in the order they were acknowledged.
+    pub delivered: &'a [String],
+}
