@@ -24,9 +24,12 @@
 # scale, the time psql takes to COPY the whole table out (plain extraction)
 # is measured too.
 #
-#   benches/diff-compare/run.sh [--rows N] [--quick]
+#   benches/diff-compare/run.sh [--rows N] [--quick] [--only NAME,NAME…]
 #
-# --quick is 10,000 rows. EBB=path/to/ebb skips `cargo build --release`.
+# --quick is 10,000 rows; --only times just the contenders named.
+# EBB=path/to/ebb skips `cargo build --release`. EBB_BEFORE=path/to/ebb adds
+# ebb_before and ebb_warehouse_before, the same two syncs run by another
+# build, so two builds of Ebb are compared in one run.
 # reladiff and dlt are installed once into target/diff-compare-venv from
 # requirements.txt beside this script. Needs the local Postgres, psql, jq,
 # GNU time and python3 (3.11) with venv.
@@ -65,10 +68,25 @@ while (($#)); do
 		rows=10000
 		shift
 		;;
-	*) die "unknown argument $1; use --rows N or --quick" ;;
+	--only)
+		IFS=, read -r -a only <<<"${2:-}"
+		shift 2 || die "--only takes contender names, e.g. ebb,fulljoin"
+		;;
+	*) die "unknown argument $1; use --rows N, --quick or --only NAME,…" ;;
 	esac
 done
 [[ $rows =~ ^[1-9][0-9]*$ ]] || die "--rows takes a positive number, not '$rows'"
+if [[ -n ${EBB_BEFORE:-} ]]; then
+	[[ -x $EBB_BEFORE ]] || die "no ebb binary at EBB_BEFORE=$EBB_BEFORE"
+	EBB_BEFORE=$(cd "$(dirname "$EBB_BEFORE")" && pwd)/$(basename "$EBB_BEFORE")
+	CONTENDERS+=(ebb_before ebb_warehouse_before)
+fi
+if [[ -n ${only+x} ]]; then
+	for c in "${only[@]}"; do
+		[[ " ${CONTENDERS[*]} " == *" $c "* ]] || die "--only: no contender $c; they are ${CONTENDERS[*]}"
+	done
+	CONTENDERS=("${only[@]}")
+fi
 [[ -x /usr/bin/time ]] || die "/usr/bin/time (GNU time) is needed"
 
 # --- tools -----------------------------------------------------------------
@@ -81,7 +99,7 @@ fi
 [[ -x $EBB ]] || die "no ebb binary at $EBB"
 EBB=$(cd "$(dirname "$EBB")" && pwd)/$(basename "$EBB")
 
-if ! cmp -s "$HERE/requirements.txt" "$VENV/requirements.txt"; then
+if [[ " ${CONTENDERS[*]} " =~ " "(reladiff|dlt)" " ]] && ! cmp -s "$HERE/requirements.txt" "$VENV/requirements.txt"; then
 	log "installing reladiff and dlt into $VENV"
 	python3 -m venv "$VENV"
 	"$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt" >&2
@@ -119,7 +137,9 @@ timed() { /usr/bin/time -f "%e %M" -o "$work/$current.time" "$@"; }
 
 # --- the contenders --------------------------------------------------------
 
-# ebb.toml for `on` ops ($1) with the diff done in $2 (engine or warehouse).
+# ebb.toml for `on` ops ($1) with the diff done in $2 (engine or warehouse),
+# for a sync named $3 (each contender its own: those diffing in the
+# warehouse keep their snapshots side by side in one table there).
 ebb_config() {
 	cat <<-EOF
 		[state]
@@ -141,29 +161,30 @@ ebb_config() {
 		allow_dir = "out"
 		config = { file = "events.jsonl" }
 
-		[syncs.diff]
+		[syncs.$3]
 		model = "wide"
 		destination = "out"
 		on = $1
 	EOF
 }
 
-# Ebb with its diff done in $1, in its own directory; $2 is the phase.
+# Ebb with its diff done in $1, run by the binary $2, in a directory named
+# $3; $4 is the phase.
 ebb_contender() {
-	local diff=$1 dir=$work/ebb-$1
-	case $2 in
+	local diff=$1 ebb=$2 dir=$work/$3
+	case $4 in
 	setup)
 		mkdir -p "$dir/out"
 		# The first run only records the snapshot: with `on = ["deleted"]`
 		# the added rows count as delivered without writing every row to the
 		# file. `check` compiles the destination into the plugin cache, so
 		# the timed run starts warm, as every run but a first one does.
-		ebb_config '["deleted"]' "$diff" >"$dir/ebb.toml"
-		"$EBB" -c "$dir/ebb.toml" check >"$dir/check.txt"
-		"$EBB" -c "$dir/ebb.toml" run diff --format json >"$dir/first.json"
-		ebb_config '["added", "updated", "deleted"]' "$diff" >"$dir/ebb.toml"
+		ebb_config '["deleted"]' "$diff" "$3" >"$dir/ebb.toml"
+		"$ebb" -c "$dir/ebb.toml" check >"$dir/check.txt"
+		"$ebb" -c "$dir/ebb.toml" run "$3" --format json >"$dir/first.json"
+		ebb_config '["added", "updated", "deleted"]' "$diff" "$3" >"$dir/ebb.toml"
 		;;
-	step) timed "$EBB" -c "$dir/ebb.toml" run diff --format json >"$dir/run.json" ;;
+	step) timed "$ebb" -c "$dir/ebb.toml" run "$3" --format json >"$dir/run.json" ;;
 	found)
 		jq -e '.status == "success"' "$dir/run.json" >/dev/null ||
 			die "ebb run did not succeed: $(cat "$dir/run.json")"
@@ -176,8 +197,10 @@ ebb_contender() {
 	esac
 }
 
-contender_ebb() { ebb_contender engine "$1"; }
-contender_ebb_warehouse() { ebb_contender warehouse "$1"; }
+contender_ebb() { ebb_contender engine "$EBB" ebb "$1"; }
+contender_ebb_warehouse() { ebb_contender warehouse "$EBB" ebb_warehouse "$1"; }
+contender_ebb_before() { ebb_contender engine "$EBB_BEFORE" ebb_before "$1"; }
+contender_ebb_warehouse_before() { ebb_contender warehouse "$EBB_BEFORE" ebb_warehouse_before "$1"; }
 
 contender_fulljoin() {
 	local fingerprints="SELECT id, md5(w::text) AS fp FROM $schema.wide w"
