@@ -180,14 +180,16 @@ impl Worker {
 /// `tokio::spawn` and axum's handlers require; built and polled on a thread
 /// of its own, it never has to move. Runs are few and long, so a thread each
 /// costs nothing that matters.
-pub async fn on_own_thread<F, Fut, T>(make: F) -> anyhow::Result<T>
+pub async fn on_own_thread<F, Fut, T, E>(make: F) -> anyhow::Result<T>
 where
     F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = anyhow::Result<T>>,
+    Fut: Future<Output = Result<T, E>>,
     T: Send + 'static,
+    E: Into<anyhow::Error> + Send + 'static,
 {
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || runtime.block_on(make()))
         .await
         .context("the task stopped unexpectedly")?
+        .map_err(Into::into)
 }

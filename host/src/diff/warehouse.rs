@@ -29,8 +29,8 @@ use crate::config::{Model, Source};
 use crate::event::{Op, Record};
 use crate::param::{Param, ParamKind};
 use crate::rows::{Header, RowChunk};
-use crate::source::{BoundQuery, Column, Warehouse};
-use crate::state::{Commit, OwedRow, State};
+use crate::source::{BoundQuery, Column, SourceError, Warehouse};
+use crate::state::{Commit, OwedRow, State, StateError};
 
 /// Columns the statement puts before the model's own.
 const META: [&str; 4] = [
@@ -260,6 +260,30 @@ pub fn fingerprint(f: i64) -> u128 {
     f as u64 as u128
 }
 
+/// What can go wrong with the snapshot table the warehouse keeps.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Connect(#[from] SourceError),
+    #[error("diff = \"warehouse\" needs a Postgres source")]
+    NotPostgres,
+    #[error(
+        "cannot create {table} in source `{source_name}`: {error}; grant the source's user CREATE on the database, or create the schema {schema} for it"
+    )]
+    Create {
+        table: String,
+        source_name: String,
+        schema: String,
+        error: sqlx::Error,
+    },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 /// A writable connection to the warehouse, for its snapshot table.
 pub struct Snapshots {
     warehouse: Warehouse,
@@ -277,7 +301,7 @@ const ANALYZE_AFTER: usize = 10_000;
 impl Snapshots {
     /// Connects to the model's source, creating the snapshot table if it
     /// is not there yet.
-    pub async fn open(source: &Source) -> anyhow::Result<Snapshots> {
+    pub async fn open(source: &Source) -> Result<Snapshots, SnapshotError> {
         let mut snapshots = Snapshots {
             warehouse: Warehouse::connect(source).await?,
             table: table(source),
@@ -286,12 +310,14 @@ impl Snapshots {
         let table = snapshots.table.clone();
         if !exists(snapshots.conn()?, &table).await? {
             let schema = quote_ident(&source.diff_schema);
-            create(snapshots.conn()?, &schema, &table).await.map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot create {table} in source `{}`: {e}; grant the source's user CREATE on the database, or create the schema {schema} for it",
-                    source.name
-                )
-            })?;
+            create(snapshots.conn()?, &schema, &table)
+                .await
+                .map_err(|error| SnapshotError::Create {
+                    table: table.clone(),
+                    source_name: source.name.clone(),
+                    schema: schema.clone(),
+                    error,
+                })?;
         }
         Ok(snapshots)
     }
@@ -301,15 +327,13 @@ impl Snapshots {
         &self.table
     }
 
-    fn conn(&mut self) -> anyhow::Result<&mut PgConnection> {
-        self.warehouse
-            .postgres()
-            .ok_or_else(|| anyhow::anyhow!("diff = \"warehouse\" needs a Postgres source"))
+    fn conn(&mut self) -> Result<&mut PgConnection, SnapshotError> {
+        self.warehouse.postgres().ok_or(SnapshotError::NotPostgres)
     }
 
     /// Moves acknowledged changes into the sync's snapshot, in one
     /// transaction.
-    pub async fn commit(&mut self, sync: &str, commits: &[Commit]) -> anyhow::Result<()> {
+    pub async fn commit(&mut self, sync: &str, commits: &[Commit]) -> Result<(), SnapshotError> {
         let (mut keys, mut fingerprints, mut records, mut deleted) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for c in commits {
@@ -384,7 +408,7 @@ impl Snapshots {
         state: &State,
         sync: &str,
         rows: &[OwedRow],
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), SnapshotError> {
         let hashes: Vec<u128> = rows.iter().map(|r| super::hash::key_hash(&r.key)).collect();
         let entries: HashMap<u128, u128> = state
             .snapshot_entries(sync, &hashes)
@@ -413,7 +437,7 @@ impl Snapshots {
     }
 
     /// Forgets everything the sync delivered (`ebb reset`).
-    pub async fn reset(&mut self, sync: &str) -> anyhow::Result<()> {
+    pub async fn reset(&mut self, sync: &str) -> Result<(), SnapshotError> {
         let statement = format!("DELETE FROM {} WHERE sync = $1", self.table);
         sqlx::query(&statement)
             .bind(sync)

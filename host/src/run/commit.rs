@@ -6,8 +6,7 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, bail};
-
+use super::error::{Doing, Result, RunError};
 use super::pass::Pass;
 use crate::diff::Change;
 use crate::state::{Commit, Snapshot, State};
@@ -21,7 +20,7 @@ impl Pass<'_> {
         run_id: i64,
         commits: &mut Vec<Commit>,
         delivered: &mut Vec<String>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let t = Instant::now();
         // The warehouse keeps this sync's snapshot: there first, then the
         // state store only learns that the keys are no longer owed.
@@ -29,12 +28,10 @@ impl Pass<'_> {
             snapshots
                 .commit(&self.sync.name, commits)
                 .await
-                .with_context(|| {
-                    format!(
-                        "cannot commit acknowledged changes to {} in the warehouse",
-                        snapshots.table()
-                    )
-                })?;
+                .doing(format!(
+                    "cannot commit acknowledged changes to {} in the warehouse",
+                    snapshots.table()
+                ))?;
             for c in commits.iter_mut() {
                 let key = match c {
                     Commit::Upsert { key, .. }
@@ -48,9 +45,9 @@ impl Pass<'_> {
         let committed = state
             .commit(&self.sync.name, run_id, commits, &errors, delivered)
             .await
-            .context("cannot commit acknowledged changes to the state store")?;
+            .doing("cannot commit acknowledged changes to the state store")?;
         if !committed {
-            bail!(taken_over_message(run_id));
+            return Err(RunError::Stopped(taken_over_message(run_id)));
         }
         commits.clear();
         delivered.clear();

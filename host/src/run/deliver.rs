@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use anyhow::bail;
 use futures::StreamExt;
 
 use super::commit::{commit_of, snapshot_of};
+use super::error::{Result, RunError};
 use super::pass::Pass;
 use crate::diff::Change;
 use crate::event::{Event, Op};
@@ -43,7 +43,7 @@ impl Pass<'_> {
         changes: &[Change],
         events: Vec<Traced>,
         mut commits: Vec<Commit>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let (origins, batch): (Vec<usize>, Vec<Event>) = events.into_iter().unzip();
         self.counts.sent += batch.len() as u64;
         let mut unanswered: HashMap<usize, usize> = HashMap::new();
@@ -67,7 +67,7 @@ impl Pass<'_> {
             while let Some(batch) = delivered.next().await {
                 let _ = done_tx.unbounded_send(batch);
             }
-            Ok(())
+            Ok::<_, RunError>(())
         };
         let commit = async {
             while let Some(first) = done_rx.next().await {
@@ -81,7 +81,7 @@ impl Pass<'_> {
                 self.commit(state, run_id, &mut commits, &mut delivered)
                     .await?;
             }
-            anyhow::Ok(())
+            Ok::<_, RunError>(())
         };
         let delivering = futures::future::try_join(deliver, commit).await;
         crate::metrics::delivered(&self.sync.name, &acks.outcomes);
@@ -89,7 +89,9 @@ impl Pass<'_> {
         let answered: u64 = acks.outcomes.values().sum();
         if answered < batch.len() as u64 {
             // Halted: the rest stays uncommitted for the next run.
-            bail!("stopped before every change was sent");
+            return Err(RunError::Stopped(
+                "stopped before every change was sent".into(),
+            ));
         }
         self.timed("load", t);
         // What was decided without the destination, when nothing was sent.
@@ -110,7 +112,7 @@ impl Pass<'_> {
         done: Delivered,
         commits: &mut Vec<Commit>,
         delivered: &mut Vec<String>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         self.counts.retried += done.retried;
         for (i, delivery) in done.range.zip(done.deliveries) {
             let origin = acks.origins[i];

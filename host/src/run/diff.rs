@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use anyhow::{Context, anyhow};
 use futures::StreamExt;
 
+use super::error::{Doing, Result, RunError};
 use super::pass::Pass;
 use crate::config;
-use crate::diff::{self, Change, Spill, warehouse as pushdown};
+use crate::diff::warehouse::{self as pushdown, SnapshotError};
+use crate::diff::{self, Change, Spill};
 use crate::event::{Op, Record};
 use crate::rows::RowRef;
 use crate::source::{BoundQuery, Warehouse};
@@ -38,7 +39,7 @@ impl Pass<'_> {
         model: &config::Model,
         limits: &crate::limits::Limits,
         deletions: bool,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let spill = self.spill(warehouse, query, model, limits).await?;
         self.compare(spill, model, deletions).await
     }
@@ -50,7 +51,7 @@ impl Pass<'_> {
         query: BoundQuery,
         model: &config::Model,
         limits: &crate::limits::Limits,
-    ) -> anyhow::Result<Spill> {
+    ) -> Result<Spill> {
         let mut spill = Spill::new(diff::MEMORY_BUDGET);
         let mut rows = warehouse.stream(query);
         while let Some(chunk) = self.next_chunk(&mut rows).await {
@@ -60,7 +61,7 @@ impl Pass<'_> {
                 if let Some(key) = self.keyed(model, row, limits)? {
                     spill
                         .push(&key, row.json())
-                        .context("cannot park extracted rows for the diff")?;
+                        .doing("cannot park extracted rows for the diff")?;
                 }
             }
             self.timed("diff", t);
@@ -77,7 +78,7 @@ impl Pass<'_> {
         mut spill: Spill,
         model: &config::Model,
         deletions: bool,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         // A full model compares every partition with its whole range of
         // the snapshot: the next range is read while this one is compared.
         let (reader, sync) = (self.reader, self.sync);
@@ -96,10 +97,8 @@ impl Pass<'_> {
         for p in 0..diff::PARTITIONS {
             let t = Instant::now();
             let range = ranges.next().await.transpose()?.flatten();
-            let partition = spill.take(p).context("cannot read back extracted rows")?;
-            let extracted = partition
-                .rows()
-                .context("cannot read back extracted rows")?;
+            let partition = spill.take(p).doing("cannot read back extracted rows")?;
+            let extracted = partition.rows().doing("cannot read back extracted rows")?;
             if extracted.is_empty() && !deletions {
                 continue;
             }
@@ -114,7 +113,7 @@ impl Pass<'_> {
                 (None, None) => Vec::new(),
             };
             let classified = diff::classify(&extracted, &snapshot, deletions)
-                .context("cannot read back extracted rows")?;
+                .doing("cannot read back extracted rows")?;
             // The changes hold copies of what they need: the partition can
             // go before they are delivered.
             drop(extracted);
@@ -143,7 +142,7 @@ impl Pass<'_> {
         mut warehouse: Warehouse,
         query: BoundQuery,
         reading: &Reading<'_>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let Reading {
             model,
             source,
@@ -155,16 +154,19 @@ impl Pass<'_> {
         if self.writer.is_some() {
             self.snapshots = Some(pushdown::Snapshots::open(source).await?);
         }
-        let conn = warehouse
-            .postgres()
-            .ok_or_else(|| anyhow!("diff = \"warehouse\" needs a Postgres source"))?;
-        let exists = self.snapshots.is_some() || pushdown::exists(conn, &table).await?;
-        let row_hash = pushdown::ready(conn, row_hash).await?;
+        let conn = warehouse.postgres().ok_or(SnapshotError::NotPostgres)?;
+        let exists = self.snapshots.is_some()
+            || pushdown::exists(conn, &table)
+                .await
+                .map_err(SnapshotError::from)?;
+        let row_hash = pushdown::ready(conn, row_hash)
+            .await
+            .map_err(SnapshotError::from)?;
         let table = exists.then_some(table.as_str());
         let query = pushdown::diff_query(model, query, &self.sync.name, deletions, table, row_hash);
         let mut rows = warehouse.stream(query);
         let mut found = Pushed::default();
-        let bad = |e: String| anyhow!("model `{}`: {e}", model.name);
+        let bad = |e: String| RunError::Rows(format!("model `{}`: {e}", model.name));
         while let Some(chunk) = self.next_chunk(&mut rows).await {
             let t = Instant::now();
             let (meta, chunk) = pushdown::split(&chunk?).map_err(bad)?;
@@ -199,9 +201,9 @@ impl Pass<'_> {
         meta: pushdown::Found,
         row: RowRef<'_>,
         found: &mut Pushed,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let model = reading.model;
-        let bad = |e: String| anyhow!("model `{}`: {e}", model.name);
+        let bad = |e: String| RunError::Rows(format!("model `{}`: {e}", model.name));
         let change = match (meta.fingerprint, meta.key, meta.previous) {
             // A key of the snapshot that the model no longer returns.
             (None, Some(key), Some(record)) => {

@@ -2,8 +2,7 @@
 //! count as delivered, in the state store and, for `diff = "warehouse"`,
 //! in the snapshot the warehouse keeps.
 
-use anyhow::Context;
-
+use super::error::{Doing, Result};
 use crate::config::{Config, DiffIn};
 use crate::diff::warehouse as pushdown;
 use crate::state::{Dropped, Dropping, State};
@@ -16,7 +15,7 @@ pub async fn drop_owed(
     mut keys: Vec<String>,
     all: bool,
     run: Option<i64>,
-) -> anyhow::Result<Dropped> {
+) -> Result<Dropped> {
     let state = State::open_existing(&cfg.state_url).await?;
     keys.sort();
     keys.dedup();
@@ -39,13 +38,11 @@ pub async fn drop_owed(
             .await?
             .take_dropped(state, sync, rows)
             .await
-            .with_context(|| {
-                format!(
-                    "the rows were dropped, but {} in source `{}` could not take them; the next run sends them again",
-                    pushdown::table(source),
-                    source.name
-                )
-            })?;
+            .doing(format!(
+                "the rows were dropped, but {} in source `{}` could not take them; the next run sends them again",
+                pushdown::table(source),
+                source.name
+            ))?;
     }
     Ok(dropped)
 }

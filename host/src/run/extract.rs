@@ -6,8 +6,7 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail};
-
+use super::error::{Result, RunError};
 use super::pass::Pass;
 use crate::config::{self, SourceKind};
 use crate::cursor::Cursor;
@@ -25,7 +24,7 @@ impl Pass<'_> {
         model: &config::Model,
         kind: SourceKind,
         cursor_kind: Option<ParamKind>,
-    ) -> anyhow::Result<BoundQuery> {
+    ) -> Result<BoundQuery> {
         let (last_sync_time, stored_cursor) = match self.reader {
             Some(s) => (
                 s.last_sync_time(&self.sync.name).await?,
@@ -45,7 +44,7 @@ impl Pass<'_> {
                 None => CursorTemplate::Absent,
             },
         };
-        extract::bind(model, kind, &templates).map_err(|e| anyhow!(e))
+        extract::bind(model, kind, &templates).map_err(RunError::Refused)
     }
 
     /// The next chunk of the model's rows; waiting for it counts as
@@ -53,7 +52,7 @@ impl Pass<'_> {
     pub(super) async fn next_chunk(
         &mut self,
         rows: &mut RowChunks,
-    ) -> Option<Result<RowChunk, SourceError>> {
+    ) -> Option<std::result::Result<RowChunk, SourceError>> {
         let t = Instant::now();
         let chunk = rows.recv().await;
         self.timed("extract", t);
@@ -67,19 +66,18 @@ impl Pass<'_> {
         model: &config::Model,
         row: RowRef<'r>,
         limits: &crate::limits::Limits,
-    ) -> anyhow::Result<Option<Cow<'r, str>>> {
+    ) -> Result<Option<Cow<'r, str>>> {
         self.counts.extracted += 1;
         if self.counts.extracted > limits.records_per_extract {
-            bail!(
+            return Err(RunError::Rows(format!(
                 "model `{}` returned more than {} records; narrow the query or raise limits.records_per_extract",
-                model.name,
-                limits.records_per_extract
-            );
+                model.name, limits.records_per_extract
+            )));
         }
         if let Some(cursor) = &mut self.cursor {
             cursor
                 .observe(row.get(&cursor.column))
-                .map_err(|e| anyhow!("model `{}`: {e}", model.name))?;
+                .map_err(|e| RunError::Rows(format!("model `{}`: {e}", model.name)))?;
         }
         match extract::keyed(model, row, limits) {
             Ok(key) => Ok(Some(key)),

@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::commit::taken_over_message;
+use super::error::{Doing, Result, RunError, chain};
 use super::pass::Pass;
 use super::prepare::{Prepared, prepare};
 use crate::config::Config;
@@ -78,12 +78,12 @@ pub async fn start(
     engine: &Engine,
     sync_name: &str,
     state: Option<State>,
-) -> anyhow::Result<Started> {
+) -> Result<Started> {
     if !cfg.sync(sync_name)?.enabled {
-        bail!(
+        return Err(RunError::Refused(format!(
             "sync `{sync_name}` is disabled in {} (enabled = false); remove that line to run it",
             cfg.file.display()
-        );
+        )));
     }
     // With the store open, checked before the plugins are loaded and the
     // source is asked about the query: under `ebb serve`, triggers that
@@ -104,9 +104,9 @@ pub async fn start(
         .get(sync_name)
         .is_some_and(|c| c.disabled)
     {
-        bail!(
+        return Err(RunError::Refused(format!(
             "sync `{sync_name}` is disabled through the API; enable it there (POST /syncs/{sync_name}/enable) to run it"
-        );
+        )));
     }
     Ok(match state.claim(sync_name, cfg.lease).await? {
         Claim::Started(run_id) => Started::Running(Box::new(Claimed {
@@ -152,7 +152,7 @@ impl Claimed {
         cfg: &Config,
         progress: &ProgressBar,
         stop: impl Future<Output = String>,
-    ) -> anyhow::Result<Summary> {
+    ) -> Result<Summary> {
         let Claimed {
             run_id,
             sync_name,
@@ -202,11 +202,11 @@ impl Claimed {
         state
             .finish(&sync_name, run_id, &end)
             .await
-            .context("cannot record the end of the run")?;
+            .doing("cannot record the end of the run")?;
         state
             .prune_deliveries(&sync_name, cfg.keep_runs)
             .await
-            .context("cannot forget the deliveries of older runs")?;
+            .doing("cannot forget the deliveries of older runs")?;
         Ok(Summary {
             run_id,
             sync: sync_name,
@@ -248,12 +248,12 @@ fn beat(
 /// Awaits the pipeline until it is done, `stop` resolves or the run is
 /// taken over.
 async fn drive(
-    execution: impl Future<Output = anyhow::Result<()>>,
+    execution: impl Future<Output = Result<()>>,
     halt: &CancellationToken,
     run_id: i64,
     stop: impl Future<Output = String>,
     taken_over: tokio::sync::oneshot::Receiver<()>,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let mut execution = std::pin::pin!(execution);
     tokio::select! {
         result = &mut execution => result,
@@ -261,23 +261,23 @@ async fn drive(
             // No new batch goes out; those in flight may still be
             // answered and committed, for a while.
             halt.cancel();
-            let interrupted = anyhow!(
+            let interrupted = RunError::Stopped(format!(
                 "interrupted by {why}; what the destination acknowledged is committed, the rest is sent next run"
-            );
+            ));
             match tokio::time::timeout(WIND_DOWN, &mut execution).await {
                 // It had sent everything: the run is complete.
                 Ok(Ok(())) => Ok(()),
                 _ => Err(interrupted),
             }
         }
-        Ok(()) = taken_over => Err(anyhow!(taken_over_message(run_id))),
+        Ok(()) = taken_over => Err(RunError::Stopped(taken_over_message(run_id))),
     }
 }
 
 /// The status a run ends with, and its error.
-fn ending(result: anyhow::Result<()>, counts: &Counts) -> (Status, Option<String>) {
+fn ending(result: Result<()>, counts: &Counts) -> (Status, Option<String>) {
     match result {
-        Err(e) => (Status::Failed, Some(format!("{e:#}"))),
+        Err(e) => (Status::Failed, Some(chain(&e))),
         Ok(()) if counts.rejected + counts.failed == 0 => (Status::Success, None),
         Ok(()) if counts.ok + counts.dropped + counts.filtered > 0 => (Status::Partial, None),
         Ok(()) => (

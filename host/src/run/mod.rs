@@ -15,6 +15,7 @@ mod commit;
 mod deliver;
 mod diff;
 mod drop;
+mod error;
 mod extract;
 mod lifecycle;
 mod map;
@@ -26,6 +27,7 @@ mod reset;
 mod transform;
 
 pub use drop::drop_owed;
+pub use error::{RunError, chain};
 pub use lifecycle::{Claimed, Started, Summary, interrupted, start};
 pub use plan::plan;
 pub use prepare::{Prepared, prepare};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use indicatif::ProgressBar;
 
 use super::diff::Reading;
+use super::error::Result;
 use super::map;
 use crate::config::{self, DiffIn};
 use crate::cursor::Cursor;
@@ -89,7 +90,7 @@ impl<'a> Pass<'a> {
         limits: &crate::limits::Limits,
         cursor_kind: Option<ParamKind>,
         row_hash: pushdown::RowHash,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let query = self.query(model, source.kind, cursor_kind).await?;
         let deletions = !extract::is_incremental(model);
         match model.diff {
@@ -117,7 +118,7 @@ impl<'a> Pass<'a> {
         &mut self,
         changes: Vec<Change>,
         previous: Option<HashMap<u128, Record>>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let t = Instant::now();
         let mut previous = self.previous(&changes, previous).await?;
         let (traced, mut commits) = self.events(&changes, &mut previous);

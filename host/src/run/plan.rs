@@ -3,6 +3,7 @@
 
 use indicatif::ProgressBar;
 
+use super::error::Result;
 use super::pass::Pass;
 use super::prepare::prepare;
 use crate::config::Config;
@@ -16,7 +17,7 @@ pub async fn plan(
     engine: &Engine,
     sync_name: &str,
     progress: &ProgressBar,
-) -> anyhow::Result<Vec<Event>> {
+) -> Result<Vec<Event>> {
     let prepared = prepare(cfg, engine, sync_name).await?;
     let state = State::open_existing(&cfg.state_url).await?;
     let mut pass = Pass::new(

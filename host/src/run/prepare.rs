@@ -5,8 +5,7 @@
 
 use std::collections::HashSet;
 
-use anyhow::{anyhow, bail};
-
+use super::error::{Result, RunError};
 use crate::config::{self, Config, DiffIn};
 use crate::diff::warehouse as pushdown;
 use crate::extract::{self, Templates};
@@ -33,7 +32,7 @@ pub struct Prepared {
 
 /// Loads the sync's plugins, checks the destination config, the action, the
 /// query's columns and the mapping.
-pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::Result<Prepared> {
+pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> Result<Prepared> {
     let sync = cfg.sync(sync_name)?.clone();
     let model = cfg.model(&sync.model)?.clone();
     let source = cfg.sources[&model.source].clone();
@@ -51,11 +50,11 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> anyhow::
 
     let mut warehouse = Warehouse::connect(&source).await?;
     let probe = extract::bind(&model, source.kind, &Templates::first_run(&model))
-        .map_err(|e| anyhow!(e))?;
+        .map_err(RunError::Refused)?;
     let described = warehouse.columns(&probe).await?;
-    extract::check_columns(&model, &described, &cfg.limits).map_err(|e| anyhow!(e))?;
+    extract::check_columns(&model, &described, &cfg.limits).map_err(RunError::Refused)?;
     if model.diff == DiffIn::Warehouse {
-        pushdown::check_columns(&model, &described).map_err(|e| anyhow!(e))?;
+        pushdown::check_columns(&model, &described).map_err(RunError::Refused)?;
     }
     let cursor_kind = model.cursor.as_ref().and_then(|c| {
         described
@@ -98,7 +97,7 @@ fn check_fields(
     model: &str,
     columns: &[String],
     direct: bool,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     let key = format!("syncs.{}", sync.name);
     // With transforms in between, the shape reaching the mapping is theirs
     // to decide; only a direct mapping can be checked against the columns.
@@ -108,11 +107,11 @@ fn check_fields(
                 .iter()
                 .any(|c| c == field || field.starts_with(&format!("{c}.")));
             if !known {
-                bail!(
+                return Err(RunError::Refused(format!(
                     "{key}.mapping: `{field}` is not a column of model `{}` (columns: {})",
                     model,
                     columns.join(", ")
-                );
+                )));
             }
         }
     }
@@ -124,12 +123,10 @@ fn check_fields(
     if let Some(produced) = produced {
         for field in action.fields.iter().filter(|f| f.required) {
             if !produced.contains(field.name.as_str()) {
-                bail!(
+                return Err(RunError::Refused(format!(
                     "{key}: action `{}` of destination `{}` requires field `{}`; map it in {key}.mapping",
-                    action.name,
-                    destination,
-                    field.name
-                );
+                    action.name, destination, field.name
+                )));
             }
         }
     }
@@ -142,7 +139,7 @@ pub(super) async fn destination(
     cfg: &Config,
     engine: &Engine,
     sync: &config::Sync,
-) -> anyhow::Result<(Loader, ActionSpec)> {
+) -> Result<(Loader, ActionSpec)> {
     let dest = &cfg.destinations[&sync.destination];
     let key = format!("syncs.{}", sync.name);
     let defaults = Grants::default();
@@ -159,12 +156,12 @@ pub(super) async fn destination(
     };
     let destination = engine.destination(&dest.plugin, grants).await?;
     if let Err(problems) = destination.validate(&dest.config).await? {
-        bail!(
+        return Err(RunError::Refused(format!(
             "destinations.{}.config: {} refuses its config: {}",
             dest.name,
             dest.plugin.label,
             problems.join("; ")
-        );
+        )));
     }
     let spec = destination.spec().clone();
     let declared = || {
@@ -176,18 +173,20 @@ pub(super) async fn destination(
     };
     let action = match &sync.action {
         Some(a) => spec.actions.iter().find(|x| &x.name == a).ok_or_else(|| {
-            anyhow!(
+            RunError::Refused(format!(
                 "{key}.action: destination `{}` has no action `{a}`; it declares: {}",
                 dest.name,
                 declared()
-            )
+            ))
         })?,
         None if spec.actions.len() == 1 => &spec.actions[0],
-        None => bail!(
-            "{key}.action: destination `{}` declares several actions ({}); choose one",
-            dest.name,
-            declared()
-        ),
+        None => {
+            return Err(RunError::Refused(format!(
+                "{key}.action: destination `{}` declares several actions ({}); choose one",
+                dest.name,
+                declared()
+            )));
+        }
     }
     .clone();
 

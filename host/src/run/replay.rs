@@ -2,10 +2,10 @@
 //! delivered. It repairs the destination (after it lost data, say), never
 //! Ebb's state.
 
-use anyhow::{Context, bail};
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::error::{Doing, Result, RunError};
 use super::prepare::destination;
 use crate::config::Config;
 use crate::event::Event;
@@ -37,25 +37,25 @@ pub async fn replay(
     engine: &Engine,
     sync_name: &str,
     run_id: i64,
-) -> anyhow::Result<Replayed> {
+) -> Result<Replayed> {
     let sync = cfg.sync(sync_name)?;
     let kept = match State::open_existing(&cfg.state_url).await? {
         Some(state) => state.deliveries(sync_name, run_id).await?,
         None => Vec::new(),
     };
     if kept.is_empty() {
-        bail!(
+        return Err(RunError::Refused(format!(
             "no delivered events are kept for run {run_id} of sync `{sync_name}`: it delivered nothing, \
              is not a run of this sync (see `ebb history {sync_name}`), or is older than the last {} runs \
              ([state] keep_runs)",
             cfg.keep_runs
-        );
+        )));
     }
     let events = kept
         .iter()
         .map(|e| serde_json::from_str::<Event>(e))
-        .collect::<Result<Vec<_>, _>>()
-        .context("the state store holds an event Ebb cannot read")?;
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .doing("the state store holds an event Ebb cannot read")?;
     let (loader, _) = destination(cfg, engine, sync).await?;
     let mut out = Replayed {
         sync: sync_name.to_string(),

@@ -7,9 +7,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use anyhow::anyhow;
-
 use super::commit::{commit_of, snapshot_of};
+use super::error::Result;
 use super::pass::Pass;
 use crate::diff::Change;
 use crate::event::{Event, Op, Record};
@@ -23,7 +22,7 @@ impl Pass<'_> {
         &self,
         changes: &[Change],
         given: Option<HashMap<u128, Record>>,
-    ) -> anyhow::Result<HashMap<u128, Record>> {
+    ) -> Result<HashMap<u128, Record>> {
         Ok(match (given, self.reader) {
             (Some(previous), _) => previous,
             (None, Some(state)) => {
@@ -79,12 +78,11 @@ impl Pass<'_> {
         traced: Vec<Traced>,
         mut previous: HashMap<u128, Record>,
         commits: &mut Vec<Commit>,
-    ) -> anyhow::Result<Vec<Traced>> {
+    ) -> Result<Vec<Traced>> {
         let origins: Vec<usize> = traced.iter().map(|(o, _)| *o).collect();
         let t = Instant::now();
         let transformed = transform::run_chain(self.steps, traced)
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
+            .await?;
         self.timed("transform", t);
         let refused: HashMap<usize, String> = transformed.failed.into_iter().collect();
         let sending: HashSet<usize> = transformed.events.iter().map(|(o, _)| *o).collect();
