@@ -4,14 +4,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
+use crate::metrics::PluginCalls;
 use crate::output;
-use crate::plugin::{Engine, EngineOptions};
+use crate::plugin::{Engine, EngineOptions, builtin};
 use crate::run;
 use crate::state::{Dropped, Dropping, State};
 use crate::status::Status;
@@ -258,6 +260,8 @@ fn drop_owed(sync: &str, dropped: Dropped, format: Format) -> anyhow::Result<Exi
 fn engine(cfg: &Config) -> anyhow::Result<Engine> {
     Engine::new(EngineOptions {
         cache_dir: Some(cfg.cache_dir.clone()),
+        builtins: builtin::ALL,
+        observer: Some(Arc::new(PluginCalls)),
     })
     .context("cannot start the plugin engine")
 }
