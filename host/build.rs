@@ -127,11 +127,11 @@ fn builtin_table(wasm_dir: &Path) -> String {
     let mut src = format!(
         "/// Names of the built-in plugins, as in `plugin = \"ebb:NAME\"`.\n\
          pub const NAMES: &[&str] = &[{}];\n\n\
-         /// Their components, in the order of `NAMES`.\n\
-         const COMPONENTS: &[&[u8]] = &[\n",
+         /// The built-in plugins, in the order of `NAMES`.\n\
+         pub const ALL: &[Builtin] = &[\n",
         names.join(", ")
     );
-    for (_, package) in PLUGINS {
+    for (name, package) in PLUGINS {
         let wasm = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
         if !wasm.is_file() {
             fail(&format!(
@@ -139,8 +139,12 @@ fn builtin_table(wasm_dir: &Path) -> String {
                 wasm.display()
             ));
         }
-        writeln!(src, "    include_bytes!({:?}),", wasm.display().to_string())
-            .expect("writing to a String");
+        writeln!(
+            src,
+            "    Builtin {{ name: {name:?}, component: include_bytes!({:?}) }},",
+            wasm.display().to_string()
+        )
+        .expect("writing to a String");
     }
     src.push_str("];\n");
     src

@@ -122,7 +122,11 @@ async fn bench(settings: &Settings) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    let engine = Engine::new(EngineOptions::default()).context("cannot start the engine")?;
+    let engine = Engine::new(EngineOptions {
+        builtins: ebb::plugin::builtin::ALL,
+        ..EngineOptions::default()
+    })
+    .context("cannot start the engine")?;
     let ways = [
         Way::Wasm(wasm_chain(&engine).await?),
         Way::NativeJson(native_chain()),
@@ -490,6 +494,8 @@ async fn load_times(settings: &Settings) -> anyhow::Result<()> {
             for times in [&mut cold, &mut cached] {
                 let engine = Engine::new(EngineOptions {
                     cache_dir: Some(dir.path().to_path_buf()),
+                    builtins: ebb::plugin::builtin::ALL,
+                    ..EngineOptions::default()
                 })?;
                 times.push(time_load(&engine, name).await?.as_secs_f64() * 1e3);
             }

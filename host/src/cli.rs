@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,8 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::alert;
 use crate::config::Config;
+use crate::metrics::PluginCalls;
 use crate::output::{self, Format};
-use crate::plugin::{Engine, EngineOptions};
+use crate::plugin::{Engine, EngineOptions, builtin};
 use crate::run::{self, Started};
 use crate::state::{Dropped, State};
 use crate::status::Status;
@@ -239,6 +241,8 @@ fn drop_owed(sync: &str, dropped: Dropped, format: Format) -> anyhow::Result<Exi
 fn engine(cfg: &Config) -> anyhow::Result<Engine> {
     Engine::new(EngineOptions {
         cache_dir: Some(cfg.cache_dir.clone()),
+        builtins: builtin::ALL,
+        observer: Some(Arc::new(PluginCalls)),
     })
     .context("cannot start the plugin engine")
 }

@@ -1,7 +1,8 @@
 //! Ebb: a reverse-ETL engine. The pipeline of one sync run is
 //! extract → diff → transform → map → load → commit ([`run`]); each stage has
 //! its own module, and plugins (destinations and transforms) are WebAssembly
-//! components run by [`plugin`].
+//! components run by [`plugin`], on the engine of the `ebb-plugin-host`
+//! crate, which also defines the change [`event`] that crosses into them.
 
 pub mod alert;
 pub mod api;
@@ -9,7 +10,6 @@ pub mod cli;
 pub mod config;
 pub mod cursor;
 pub mod diff;
-pub mod event;
 pub mod extract;
 pub mod limits;
 pub mod load;
@@ -28,3 +28,5 @@ pub mod state;
 pub mod status;
 pub mod transform;
 pub mod worker;
+
+pub use ebb_plugin_host::event;

@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::event::Op;
+use crate::plugin::{CallError, CallObserver};
 use crate::status::{Counts, Status};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -204,16 +205,25 @@ pub fn destination_wrote(destination: &str, took: Duration, retrying: usize) {
     m.retries.get_or_create(&labels).inc_by(retrying as u64);
 }
 
-/// Records one call into a plugin; `failure` names how it failed, if it
-/// trapped, timed out or ran out of memory.
-pub fn plugin_called(plugin: &str, took: Duration, failure: Option<&str>) {
-    let m = &*METRICS;
-    m.calls
-        .get_or_create(&PluginLabels {
-            plugin: plugin.to_owned(),
-        })
-        .observe(took.as_secs_f64());
-    if let Some(kind) = failure {
+/// Records every call into a plugin: its time, and how it failed if it
+/// trapped, timed out or ran out of memory. The CLI installs it in the
+/// plugin engine it builds.
+pub struct PluginCalls;
+
+impl CallObserver for PluginCalls {
+    fn call_finished(&self, plugin: &str, took: Duration, error: Option<&CallError>) {
+        let m = &*METRICS;
+        m.calls
+            .get_or_create(&PluginLabels {
+                plugin: plugin.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+        let kind = match error {
+            None => return,
+            Some(CallError::Timeout { .. }) => "timeout",
+            Some(CallError::OutOfMemory { .. }) => "out_of_memory",
+            Some(_) => "trap",
+        };
         m.traps
             .get_or_create(&TrapLabels {
                 plugin: plugin.to_owned(),

@@ -57,6 +57,8 @@ fn engine() -> Engine {
             let cache_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
             Engine::new(EngineOptions {
                 cache_dir: Some(cache_dir),
+                builtins: builtin::ALL,
+                ..EngineOptions::default()
             })
             .unwrap()
         })
@@ -199,6 +201,7 @@ async fn precompiled_components_are_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
     let opts = EngineOptions {
         cache_dir: Some(cache.path().to_path_buf()),
+        ..EngineOptions::default()
     };
     let plugin = file_ref("destination `crm`", path);
 
@@ -465,6 +468,7 @@ async fn timings() {
     let cache = tempfile::tempdir().unwrap();
     let opts = EngineOptions {
         cache_dir: Some(cache.path().to_path_buf()),
+        ..EngineOptions::default()
     };
     let plugin = file_ref("destination `crm`", http);
     for round in ["cold compile", "cached load"] {

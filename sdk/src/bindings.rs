@@ -6,6 +6,12 @@
 //! in one place. The destination world maps `wasi:http` and `wasi:io` onto the
 //! `wasip2` crate so that `wstd`'s HTTP client and these bindings share types.
 //!
+//! The transform world's `with:` keys spell out the package version, as
+//! wit-bindgen matches keys exactly and takes only string literals; it also
+//! refuses a key that matches nothing, so a version bump in `wit/` that
+//! misses them (or [`crate::WIT_VERSION`], which a test ties to `wit/`)
+//! fails the build rather than drifting.
+//!
 //! The export macros are public so that a plugin crate exports its world
 //! through [`crate::export_destination!`] and [`crate::export_transform!`].
 

@@ -1,13 +1,15 @@
 //! The first-party plugins compiled into the binary, so a config can say
 //! `plugin = "ebb:http"` without shipping a `.wasm` next to it. `build.rs`
-//! builds them from `plugins/` and generates the table included here.
+//! builds them from `plugins/` and generates the table included here, which
+//! the engine is given in `EngineOptions::builtins`.
+
+use ebb_plugin_host::Builtin;
 
 include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 
 /// The component bytes of the built-in plugin `name` (without `ebb:`).
 pub fn get(name: &str) -> Option<&'static [u8]> {
-    NAMES
-        .iter()
-        .zip(COMPONENTS)
-        .find_map(|(known, component)| (*known == name).then_some(*component))
+    ALL.iter()
+        .find(|builtin| builtin.name == name)
+        .map(|builtin| builtin.component)
 }

@@ -81,8 +81,7 @@ impl Pass<'_> {
     ) -> Result<Vec<Traced>> {
         let origins: Vec<usize> = traced.iter().map(|(o, _)| *o).collect();
         let t = Instant::now();
-        let transformed = transform::run_chain(self.steps, traced)
-            .await?;
+        let transformed = transform::run_chain(self.steps, traced).await?;
         self.timed("transform", t);
         let refused: HashMap<usize, String> = transformed.failed.into_iter().collect();
         let sending: HashSet<usize> = transformed.events.iter().map(|(o, _)| *o).collect();

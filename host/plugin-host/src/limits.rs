@@ -42,7 +42,7 @@ impl Default for Limits {
 
 impl Limits {
     /// Why these limits cannot be enforced, if they cannot.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         if self.memory_bytes > MAX_MEMORY_BYTES {
             return Err(format!(
                 "memory limit of {} MiB exceeds the maximum of {} MiB; lower it",

@@ -9,7 +9,7 @@
 
 pub mod destination {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "ebb:plugin/destination-plugin",
         exports: { default: async },
         require_store_data_send: true,
@@ -23,13 +23,13 @@ pub mod destination {
 
 pub mod transform {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "ebb:plugin/transform-plugin",
         exports: { default: async },
         require_store_data_send: true,
         with: {
-            "ebb:plugin/types": super::destination::ebb::plugin::types,
-            "ebb:plugin/host": super::destination::ebb::plugin::host,
+            "ebb:plugin/types": crate::bindings::destination::ebb::plugin::types,
+            "ebb:plugin/host": crate::bindings::destination::ebb::plugin::host,
         },
     });
 }

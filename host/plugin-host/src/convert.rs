@@ -3,13 +3,25 @@
 //! Event fields cross the boundary as JSON bytes (WIT has no recursive
 //! types), so everything coming back from a guest is parsed and checked
 //! here; a malformed value becomes a protocol error naming the event, never a
-//! panic.
+//! panic. Public so that benchmarks can price the boundary with the same
+//! conversions the engine uses.
 
 use std::time::Duration;
 
-use super::bindings::{WitError, WitErrorKind, WitEvent, WitItem, WitOp, WitOutcome};
-use super::{ErrorKind, Item, Outcome, RemoteError};
+use crate::bindings::{WitError, WitErrorKind, WitEvent, WitItem, WitOp, WitOutcome};
+use crate::error::{ErrorKind, RemoteError};
 use crate::event::{Event, Op, Record};
+use crate::verdict::{Item, Outcome};
+
+/// A guest sent event fields that are not a JSON object.
+#[derive(Debug, thiserror::Error)]
+#[error("`{part}` of event `{id}` is not a JSON object: {error}")]
+pub struct NotAnObject {
+    /// `fields` or `previous`.
+    pub part: &'static str,
+    pub id: String,
+    pub error: serde_json::Error,
+}
 
 pub fn event_to_wit(event: &Event) -> WitEvent {
     WitEvent {
@@ -28,10 +40,13 @@ fn json_bytes(record: &Record) -> Vec<u8> {
     serde_json::to_vec(record).expect("a JSON object with string keys always serialises")
 }
 
-pub fn event_from_wit(event: WitEvent) -> Result<Event, String> {
-    let object = |what: &str, bytes: &[u8]| -> Result<Record, String> {
-        serde_json::from_slice(bytes)
-            .map_err(|e| format!("`{what}` of event `{}` is not a JSON object: {e}", event.id))
+pub fn event_from_wit(event: WitEvent) -> Result<Event, NotAnObject> {
+    let object = |part: &'static str, bytes: &[u8]| -> Result<Record, NotAnObject> {
+        serde_json::from_slice(bytes).map_err(|error| NotAnObject {
+            part,
+            id: event.id.clone(),
+            error,
+        })
     };
     let fields = object("fields", &event.fields)?;
     let previous = match &event.previous {
@@ -73,7 +88,7 @@ pub fn outcome_from_wit(outcome: WitOutcome) -> Outcome {
     }
 }
 
-pub fn item_from_wit(item: WitItem) -> Result<Item, String> {
+pub fn item_from_wit(item: WitItem) -> Result<Item, NotAnObject> {
     Ok(match item {
         WitItem::Keep(event) => Item::Keep(event_from_wit(event)?),
         WitItem::Drop => Item::Drop,
@@ -117,7 +132,7 @@ mod tests {
     fn non_object_fields_name_the_event() {
         let mut wit = event_to_wit(&event());
         wit.fields = b"[1,2]".to_vec();
-        let err = event_from_wit(wit).unwrap_err();
+        let err = event_from_wit(wit).unwrap_err().to_string();
         assert!(err.contains("`fields` of event `42`"), "{err}");
     }
 

@@ -22,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
+#[derive(Clone)]
 pub struct DiskCache {
     dir: PathBuf,
     engine_key: String,
@@ -73,7 +74,7 @@ impl DiskCache {
         }
     }
 
-    fn try_store(&self, component: &Component, path: &Path) -> anyhow::Result<()> {
+    fn try_store(&self, component: &Component, path: &Path) -> wasmtime::Result<()> {
         let bytes = component.serialize()?;
         std::fs::create_dir_all(&self.dir)?;
         let nanos = SystemTime::now()

@@ -1,14 +1,27 @@
 //! What can go wrong with a plugin, split by when it happens.
 //!
-//! [`PluginError`] is a load-time problem (wrong file, wrong hash, wrong
-//! world): the operator must act before anything runs. [`CallError`] is a
-//! per-call failure: it fails one batch, the host stays healthy, and the
-//! pipeline decides whether to retry. [`RemoteError`] is what a plugin itself
+//! [`StartError`] means the engine itself could not start. [`PluginError`]
+//! is a load-time problem (wrong file, wrong hash, wrong world): the
+//! operator must act before anything runs. [`CallError`] is a per-call
+//! failure: it fails one batch, the host stays healthy, and the pipeline
+//! decides whether to retry. [`RemoteError`] is what a plugin itself
 //! reports about the remote system, typed so the pipeline can act on it.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use ebb_sdk::spec::SpecError;
+
+/// Why the engine could not start: the machine refused its WebAssembly
+/// configuration, or its epoch thread.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Wasm(#[from] wasmtime::Error),
+    #[error(transparent)]
+    Thread(#[from] std::io::Error),
+}
 
 /// Why a plugin could not be loaded. Each message names the plugin and says
 /// what to do.
@@ -76,8 +89,8 @@ pub enum PluginError {
         source: CallError,
     },
 
-    #[error("{label}: the plugin's spec() is not valid: {msg}; this is a bug in the plugin")]
-    BadSpec { label: String, msg: String },
+    #[error("{label}: the plugin's spec() is not valid: {problem}; this is a bug in the plugin")]
+    BadSpec { label: String, problem: SpecError },
 }
 
 /// Why one plugin call failed. None of these leave the engine unusable.

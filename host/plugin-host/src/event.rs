@@ -1,6 +1,8 @@
 //! The change event: what the diff produces, transforms reshape and
 //! destinations receive. It is the user-facing envelope from DESIGN.md,
 //! `{"op","id","fields","previous"}`, and crosses into plugins as JSON bytes.
+//! It is defined here, with the engine that carries it across, so the engine
+//! needs nothing from the rest of Ebb; the pipeline uses it from here.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -8,7 +10,8 @@ use serde_json::{Map, Value};
 /// A JSON object: a record's fields.
 pub type Record = Map<String, Value>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     Added,
@@ -41,14 +44,15 @@ impl std::fmt::Display for Op {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub op: Op,
     /// The record's primary key, as text.
     pub id: String,
-    #[schema(value_type = Object)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub fields: Record,
     /// The last record Ebb delivered for this key; `None` for `added`.
-    #[schema(value_type = Option<Object>)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub previous: Option<Record>,
 }

@@ -4,7 +4,7 @@
 //! trapped instance (which cannot be entered again) is simply dropped. The
 //! WASI context grants nothing by default: no environment, arguments,
 //! preopened folders or sockets. A destination additionally gets `wasi:http`
-//! behind the [`egress`](super::egress) policy and, when granted, its output
+//! behind the [`egress`](crate::egress) policy and, when granted, its output
 //! folder at `/out`. The guest's stdout and stderr are captured (the last
 //! few KiB) and written to `tracing` after the call, and the tail of a
 //! crashing guest's output (typically its panic message) goes into the
@@ -25,10 +25,10 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::Level;
-use super::bindings::destination::ebb::plugin::host;
-use super::egress::{self, EgressHooks, Policy, Timeouts};
-use super::limits::MemoryCap;
+use crate::bindings::Level;
+use crate::bindings::destination::ebb::plugin::host;
+use crate::egress::{self, EgressHooks, Policy, Timeouts};
+use crate::limits::MemoryCap;
 
 /// Guest path of a destination's granted output folder.
 pub const OUT_DIR: &str = "/out";

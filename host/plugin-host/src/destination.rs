@@ -1,0 +1,187 @@
+//! A loaded destination: its grants, checked and turned into the egress
+//! policy and folder of its calls; its spec, asked for once at load and
+//! checked; and its `validate` and `write` calls.
+//!
+//! `write` answers must line up with the batch, one outcome per event, or
+//! the call is a protocol error. When the egress policy refused a request
+//! during a call, the refusal is added to whatever error the plugin
+//! reported, since a plugin sees only "request denied" and cannot name the
+//! grant that is missing.
+
+use std::sync::Arc;
+
+use ebb_sdk::spec::Spec;
+
+use crate::bindings::DestinationPluginPre;
+use crate::call::{Caller, Finished, Sandbox};
+use crate::convert;
+use crate::egress::{Policy, Timeouts};
+use crate::error::{CallError, PluginError, RemoteError};
+use crate::event::Event;
+use crate::grants::Grants;
+use crate::load::Loader;
+use crate::plugin_ref::PluginRef;
+use crate::store::{NetGrant, State};
+use crate::verdict::Outcome;
+
+/// A loaded destination plugin, with its grants.
+#[derive(Clone)]
+pub struct Destination {
+    caller: Caller,
+    pre: DestinationPluginPre<State>,
+    spec: Arc<Spec>,
+}
+
+impl Destination {
+    /// Loads a destination and reads its spec.
+    pub(crate) async fn load(
+        loader: &Loader,
+        sandbox: &Arc<Sandbox>,
+        plugin: &PluginRef,
+        grants: Grants,
+    ) -> Result<Destination, PluginError> {
+        let limits = grants.limits;
+        let net = net_grant(plugin, grants)?;
+        let pre = loader.destination(plugin).await?;
+        let caller = Caller::new(sandbox.clone(), &plugin.label, limits, Some(Arc::new(net)));
+        let spec_pre = pre.clone();
+        let json = caller
+            .call(move |store| {
+                Box::pin(async move {
+                    let plugin = spec_pre.instantiate_async(&mut *store).await?;
+                    plugin.ebb_plugin_destination().call_spec(store).await
+                })
+            })
+            .await
+            .map_err(|source| PluginError::Instantiate {
+                label: plugin.label.clone(),
+                source,
+            })?
+            .value;
+        let spec = Spec::parse(&json).map_err(|problem| PluginError::BadSpec {
+            label: plugin.label.clone(),
+            problem,
+        })?;
+        Ok(Destination {
+            caller,
+            pre,
+            spec: Arc::new(spec),
+        })
+    }
+
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    pub fn label(&self) -> &str {
+        &self.caller.label
+    }
+
+    /// Asks the plugin to check a config; `Ok(Err(problems))` lists every
+    /// problem it found.
+    pub async fn validate(
+        &self,
+        config: &serde_json::Value,
+    ) -> Result<Result<(), Vec<String>>, CallError> {
+        let pre = self.pre.clone();
+        let config = config.to_string();
+        let finished = self
+            .caller
+            .call(move |store| {
+                Box::pin(async move {
+                    let plugin = pre.instantiate_async(&mut *store).await?;
+                    plugin
+                        .ebb_plugin_destination()
+                        .call_validate(store, &config)
+                        .await
+                })
+            })
+            .await?;
+        Ok(finished.value)
+    }
+
+    /// Delivers one batch; returns one outcome per event, in order.
+    pub async fn write(
+        &self,
+        config: &serde_json::Value,
+        action: &str,
+        batch: &[Event],
+    ) -> Result<Vec<Outcome>, CallError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pre = self.pre.clone();
+        let config = config.to_string();
+        let action = action.to_string();
+        let events: Vec<_> = batch.iter().map(convert::event_to_wit).collect();
+        let Finished { value, denied } = self
+            .caller
+            .call(move |store| {
+                Box::pin(async move {
+                    let plugin = pre.instantiate_async(&mut *store).await?;
+                    plugin
+                        .ebb_plugin_destination()
+                        .call_write(store, &config, &action, &events)
+                        .await
+                })
+            })
+            .await?;
+        let denied = denied.as_deref();
+        let outcomes =
+            value.map_err(|e| CallError::Remote(explain(convert::remote_error(e), denied)))?;
+        if outcomes.len() != batch.len() {
+            return Err(CallError::Protocol {
+                label: self.caller.label.to_string(),
+                msg: format!(
+                    "write returned {} outcomes for a batch of {} events",
+                    outcomes.len(),
+                    batch.len()
+                ),
+            });
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match convert::outcome_from_wit(outcome) {
+                Outcome::Retry(e) => Outcome::Retry(explain(e, denied)),
+                Outcome::Reject(e) => Outcome::Reject(explain(e, denied)),
+                Outcome::Ok => Outcome::Ok,
+            })
+            .collect())
+    }
+}
+
+/// Checks what the operator granted and turns it into the network and
+/// folder grant every call of this destination shares.
+fn net_grant(plugin: &PluginRef, grants: Grants) -> Result<NetGrant, PluginError> {
+    let grant_error = |msg: String| PluginError::Grant {
+        label: plugin.label.clone(),
+        msg,
+    };
+    grants.limits.check().map_err(grant_error)?;
+    let policy = Policy::parse(&grants.allow_hosts).map_err(grant_error)?;
+    if let Some(dir) = &grants.dir
+        && !dir.is_dir()
+    {
+        return Err(grant_error(format!(
+            "the granted folder {} does not exist; create it or fix the path",
+            dir.display()
+        )));
+    }
+    Ok(NetGrant {
+        policy: Arc::new(policy),
+        timeouts: Timeouts {
+            connect: grants.http_connect_timeout,
+            first_byte: grants.http_first_byte_timeout,
+            between_bytes: grants.http_between_bytes_timeout,
+        },
+        dir: grants.dir,
+    })
+}
+
+/// Appends the egress explanation to a plugin-reported error.
+fn explain(mut error: RemoteError, denied: Option<&str>) -> RemoteError {
+    if let Some(denied) = denied {
+        error.message = format!("{}; {denied}", error.message);
+    }
+    error
+}

@@ -1,0 +1,35 @@
+//! What the operator grants a destination: the hosts it may reach, a
+//! folder it may write, its HTTP timeouts and its per-call limits. The
+//! engine turns these into the sandbox of each call; nothing outside them
+//! is reachable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::limits::Limits;
+
+/// What the operator grants a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grants {
+    /// `host` (ports 80 and 443) or `host:port`; nothing else is reachable.
+    pub allow_hosts: Vec<String>,
+    /// A folder the plugin may read and write, seen by the guest as `/out`.
+    pub dir: Option<PathBuf>,
+    pub http_connect_timeout: Duration,
+    pub http_first_byte_timeout: Duration,
+    pub http_between_bytes_timeout: Duration,
+    pub limits: Limits,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Grants {
+            allow_hosts: Vec::new(),
+            dir: None,
+            http_connect_timeout: Duration::from_secs(10),
+            http_first_byte_timeout: Duration::from_secs(30),
+            http_between_bytes_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
+        }
+    }
+}

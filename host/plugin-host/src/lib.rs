@@ -1,0 +1,50 @@
+//! Ebb's WebAssembly host: destination and transform connectors run as
+//! components against the WIT package in `wit/`.
+//!
+//! Plugins are third-party code holding customer data and credentials, so
+//! they run sandboxed: each call gets a fresh store with a memory cap and a
+//! deadline (`limits`), no files, environment or sockets unless granted
+//! (`store`), and HTTP only to the hosts the operator granted (`egress`). A
+//! crash or timeout fails that one batch, never the host. To keep that
+//! cheap, a component is compiled once (`cache`), pre-linked once per
+//! process (`load`), and instantiated from a pooling allocator per batch
+//! (`call`). Each of those modules says why it is built the way it is.
+//!
+//! This crate is the runtime only, and cannot see the product around it:
+//! it knows nothing of sources, state, schedules or metrics. The embedder
+//! hands it components (files, or [`Builtin`]s compiled into its binary),
+//! grants and limits; it hands back outcomes and typed errors, and tells a
+//! [`CallObserver`] about each call.
+
+pub mod bindings;
+mod cache;
+mod call;
+pub mod convert;
+mod destination;
+mod egress;
+mod engine;
+mod error;
+pub mod event;
+mod grants;
+mod limits;
+mod load;
+mod observe;
+mod plugin_ref;
+mod store;
+mod ticker;
+mod transform;
+mod verdict;
+
+pub use destination::Destination;
+/// A destination's self-description is defined once, in the SDK that
+/// plugins build it with; [`ActionSpec`] is its action under the name the
+/// host's code reads best with.
+pub use ebb_sdk::spec::{self, Action as ActionSpec, Spec};
+pub use engine::{Engine, EngineOptions};
+pub use error::{CallError, ErrorKind, PluginError, RemoteError, StartError};
+pub use grants::Grants;
+pub use limits::Limits;
+pub use observe::CallObserver;
+pub use plugin_ref::{Builtin, PluginLocation, PluginRef};
+pub use transform::Transform;
+pub use verdict::{Item, Outcome};

@@ -1,0 +1,134 @@
+//! A loaded transform and its `apply` calls.
+//!
+//! Transforms are pure: no network and no folder, only their limits. What
+//! comes back is checked before the pipeline sees it: one item per event
+//! of the batch, and event fields that are JSON objects, or the call is a
+//! protocol error naming the plugin.
+
+use std::sync::Arc;
+
+use crate::bindings::TransformPluginPre;
+use crate::call::{Caller, Sandbox};
+use crate::convert;
+use crate::error::{CallError, PluginError};
+use crate::event::Event;
+use crate::limits::Limits;
+use crate::load::Loader;
+use crate::plugin_ref::PluginRef;
+use crate::store::State;
+use crate::verdict::Item;
+
+/// A loaded transform plugin.
+#[derive(Clone)]
+pub struct Transform {
+    caller: Caller,
+    pre: TransformPluginPre<State>,
+}
+
+impl Transform {
+    /// Loads a transform.
+    pub(crate) async fn load(
+        loader: &Loader,
+        sandbox: &Arc<Sandbox>,
+        plugin: &PluginRef,
+        limits: Limits,
+    ) -> Result<Transform, PluginError> {
+        limits.check().map_err(|msg| PluginError::Grant {
+            label: plugin.label.clone(),
+            msg,
+        })?;
+        let pre = loader.transform(plugin).await?;
+        Ok(Transform {
+            caller: Caller::new(sandbox.clone(), &plugin.label, limits, None),
+            pre,
+        })
+    }
+
+    pub fn label(&self) -> &str {
+        &self.caller.label
+    }
+
+    /// Transforms one batch; returns one item per event, in order.
+    pub async fn apply(
+        &self,
+        config: &serde_json::Value,
+        batch: &[Event],
+    ) -> Result<Vec<Item>, CallError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pre = self.pre.clone();
+        let config = config.to_string();
+        let events: Vec<_> = batch.iter().map(convert::event_to_wit).collect();
+        let items = self
+            .caller
+            .call(move |store| {
+                Box::pin(async move {
+                    let plugin = pre.instantiate_async(&mut *store).await?;
+                    plugin
+                        .ebb_plugin_transform()
+                        .call_apply(store, &config, &events)
+                        .await
+                })
+            })
+            .await?
+            .value;
+        let protocol = |msg: String| CallError::Protocol {
+            label: self.caller.label.to_string(),
+            msg,
+        };
+        if items.len() != batch.len() {
+            return Err(protocol(format!(
+                "apply returned {} items for a batch of {} events",
+                items.len(),
+                batch.len()
+            )));
+        }
+        items
+            .into_iter()
+            .map(|item| convert::item_from_wit(item).map_err(|e| protocol(e.to_string())))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Engine, EngineOptions};
+    use crate::plugin_ref::PluginLocation;
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    /// Prints the cost of a fresh instance per call. The fixtures are built
+    /// by `ebb`'s build script; from the workspace root, run
+    /// `EBB_FIXTURE_DIR=$PWD/target/wasm/wasm32-wasip2/plugin cargo test -p ebb-plugin-host --release --lib instantiate_timing -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore]
+    async fn instantiate_timing() {
+        let Some(dir) = std::env::var_os("EBB_FIXTURE_DIR") else {
+            eprintln!("skipped: set EBB_FIXTURE_DIR to the folder of the built fixtures");
+            return;
+        };
+        let engine = Engine::new(EngineOptions::default()).unwrap();
+        let plugin = PluginRef {
+            label: "transform `m`".into(),
+            location: PluginLocation::File(PathBuf::from(dir).join("ebb_misbehave.wasm")),
+            sha256: None,
+        };
+        let transform = engine.transform(&plugin, Limits::default()).await.unwrap();
+        let rounds = 10_000u32;
+        let mut fastest = Duration::MAX;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let one = Instant::now();
+            let mut store = transform.caller.store().unwrap();
+            transform.pre.instantiate_async(&mut store).await.unwrap();
+            drop(store);
+            fastest = fastest.min(one.elapsed());
+        }
+        println!(
+            "Store::new + instantiate + drop: mean {:?}, fastest {fastest:?}",
+            started.elapsed() / rounds
+        );
+    }
+}
