@@ -21,25 +21,6 @@ const ERRORS_QUOTED: usize = 5;
 /// How long the webhook may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `[alerts]`: where alerts go and which run statuses raise one.
-#[derive(Clone)]
-pub struct Alerts {
-    /// Often holds its secret in the URL itself, so never printed.
-    pub webhook: String,
-    /// Statuses that raise an alert unless a sync's `alert_on` says
-    /// otherwise.
-    pub on: Vec<Status>,
-}
-
-/// Keeps the webhook's URL out of debug output and logs.
-impl std::fmt::Debug for Alerts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Alerts")
-            .field("on", &self.on)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Sends the alert for a run that just ended, if its status calls for one.
 pub async fn run_ended(cfg: &Config, state: &State, summary: &Summary) {
     let Some(alerts) = &cfg.alerts else { return };

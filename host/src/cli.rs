@@ -290,7 +290,7 @@ async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
             let checked = match bind(model, source.kind, &Templates::first_run(model)) {
                 Ok(query) => warehouse.check(&query).await.map_err(|e| e.to_string()),
                 // Already names the model.
-                Err(e) => Err(e),
+                Err(e) => Err(e.to_string()),
             };
             match checked {
                 Ok(()) => println!("model `{}`: ok", model.name),

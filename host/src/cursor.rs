@@ -14,21 +14,17 @@
 
 use crate::config::SourceKind;
 use crate::param::{Native, Param, ParamKind};
+use crate::source;
 
-/// The bind kind for a column of the given database type name. A bare
-/// `TIMESTAMP` is an instant in BigQuery and Databricks (and Ebb reads it
-/// as UTC), but a wall-clock time in Postgres, Snowflake and SQLite.
-pub fn kind_of_type(source: SourceKind, type_name: &str) -> ParamKind {
+/// The bind kind for a column of the given database type name. What a bare
+/// `TIMESTAMP` holds, the source's kind says.
+pub fn kind_of_type(kind: SourceKind, type_name: &str) -> ParamKind {
     let t = type_name.to_ascii_uppercase();
     let has = |s: &str| t.contains(s);
-    let instant_timestamps = matches!(source, SourceKind::Bigquery | SourceKind::Databricks);
-    if has("TIMESTAMPTZ")
-        || has("WITH TIME ZONE")
-        || has("TIMESTAMP_TZ")
-        || has("TIMESTAMP_LTZ")
-        || (instant_timestamps && t == "TIMESTAMP")
-    {
+    if has("TIMESTAMPTZ") || has("WITH TIME ZONE") || has("TIMESTAMP_TZ") || has("TIMESTAMP_LTZ") {
         ParamKind::TimestampTz
+    } else if t == "TIMESTAMP" {
+        source::driver(kind).bare_timestamp()
     } else if has("TIMESTAMP") || has("DATETIME") {
         ParamKind::Timestamp
     } else if has("DATE") {
@@ -44,6 +40,17 @@ pub fn kind_of_type(source: SourceKind, type_name: &str) -> ParamKind {
     } else {
         ParamKind::Text
     }
+}
+
+/// A row's cursor value that cannot move the cursor.
+#[derive(Debug, thiserror::Error)]
+pub enum CursorError {
+    #[error(
+        "cursor column `{column}` holds {value}, which cannot be ordered; use a timestamp, number or text column"
+    )]
+    Unordered { column: String, value: String },
+    #[error("cursor column `{column}`: {reason}")]
+    Unreadable { column: String, reason: String },
 }
 
 /// Tracks the highest cursor value a run reads.
@@ -84,14 +91,13 @@ impl Cursor {
     /// Takes a row's cursor value into account; NULLs are ignored (no `>`
     /// comparison can select them anyway).
     /// The value comes as the JSON a source wrote for it.
-    pub fn observe(&mut self, json: Option<&[u8]>) -> Result<(), String> {
+    pub fn observe(&mut self, json: Option<&[u8]>) -> Result<(), CursorError> {
         let text = match json {
             Some(v @ [b'{' | b'[', ..]) => {
-                return Err(format!(
-                    "cursor column `{}` holds {}, which cannot be ordered; use a timestamp, number or text column",
-                    self.column,
-                    String::from_utf8_lossy(v)
-                ));
+                return Err(CursorError::Unordered {
+                    column: self.column.clone(),
+                    value: String::from_utf8_lossy(v).into_owned(),
+                });
             }
             Some(v) => match crate::rows::key_text(v) {
                 Some(text) => text.into_owned(),
@@ -99,10 +105,13 @@ impl Cursor {
             },
             None => return Ok(()),
         };
-        let native = self
-            .param(Some(text.clone()))
-            .native()
-            .map_err(|e| format!("cursor column `{}`: {e}", self.column))?;
+        let native =
+            self.param(Some(text.clone()))
+                .native()
+                .map_err(|reason| CursorError::Unreadable {
+                    column: self.column.clone(),
+                    reason,
+                })?;
         let higher = match &self.high {
             None => true,
             Some((high, _)) => native.partial_cmp(high) == Some(std::cmp::Ordering::Greater),

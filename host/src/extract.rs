@@ -10,7 +10,39 @@ use crate::config::{Model, SourceKind};
 use crate::limits::Limits;
 use crate::param::Param;
 use crate::rows::{self, RowRef};
-use crate::source::{BoundQuery, Column, Placeholders};
+use crate::source::{self, BoundQuery, Column};
+use crate::template::{self, Piece};
+
+/// Why a model's query cannot be bound or its result cannot be a model's.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("model `{model}`: {why}")]
+    Unclosed {
+        model: String,
+        why: template::Unclosed,
+    },
+    #[error(
+        "model `{model}`: the query uses `{{{{cursor}}}}` but the model sets no `cursor` column"
+    )]
+    NoCursor { model: String },
+    #[error(
+        "model `{model}`: unknown template variable `{{{{{name}}}}}`; available: {}",
+        Templates::NAMES.join(", ")
+    )]
+    UnknownTemplate { model: String, name: String },
+    /// Too many columns, or names a record cannot have.
+    #[error("model `{model}`: {message}")]
+    Columns { model: String, message: String },
+    #[error(
+        "model `{model}`: {setting} `{column}` is not a column of the query (columns: {columns}); fix {setting} or select that column"
+    )]
+    MissingColumn {
+        model: String,
+        setting: &'static str,
+        column: String,
+        columns: String,
+    },
+}
 
 /// Values a model query may reference as `{{name}}`.
 pub struct Templates {
@@ -52,43 +84,44 @@ impl Templates {
 
     const NAMES: &'static [&'static str] = &["last_sync_time", "cursor"];
 
-    fn value(&self, model: &Model, name: &str) -> Result<Resolved, String> {
+    fn value(&self, model: &Model, name: &str) -> Result<Resolved, ExtractError> {
         match name {
             "last_sync_time" => Ok(Resolved::Param(Param::int(self.last_sync_time))),
             "cursor" => match &self.cursor {
                 CursorTemplate::Bound(p) => Ok(Resolved::Param(p.clone())),
                 CursorTemplate::NullLiteral => Ok(Resolved::Sql("NULL")),
-                CursorTemplate::Absent => Err(format!(
-                    "model `{}`: the query uses `{{{{cursor}}}}` but the model sets no `cursor` column",
-                    model.name
-                )),
+                CursorTemplate::Absent => Err(ExtractError::NoCursor {
+                    model: model.name.clone(),
+                }),
             },
-            _ => Err(format!(
-                "model `{}`: unknown template variable `{{{{{name}}}}}`; available: {}",
-                model.name,
-                Templates::NAMES.join(", ")
-            )),
+            _ => Err(ExtractError::UnknownTemplate {
+                model: model.name.clone(),
+                name: name.to_string(),
+            }),
         }
     }
 }
 
 /// Replaces each `{{name}}` with a placeholder and collects the values.
-pub fn bind(model: &Model, kind: SourceKind, templates: &Templates) -> Result<BoundQuery, String> {
-    let style = Placeholders::of(kind);
+pub fn bind(
+    model: &Model,
+    kind: SourceKind,
+    templates: &Templates,
+) -> Result<BoundQuery, ExtractError> {
+    let style = source::driver(kind).placeholders();
     let mut sql = String::with_capacity(model.query.len());
-    let mut params: Vec<(String, Param)> = Vec::new();
-    let mut rest = model.query.as_str();
-    while let Some(start) = rest.find("{{") {
-        sql.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| {
-            format!(
-                "model `{}`: `{{{{` without a closing `}}}}` in the query",
-                model.name
-            )
-        })?;
-        let name = after[..end].trim();
-        rest = &after[end + 2..];
+    let mut params: Vec<(&str, Param)> = Vec::new();
+    for piece in template::pieces(&model.query) {
+        let name = match piece.map_err(|why| ExtractError::Unclosed {
+            model: model.name.clone(),
+            why,
+        })? {
+            Piece::Text(text) => {
+                sql.push_str(text);
+                continue;
+            }
+            Piece::Template(name) => name,
+        };
         let value = match templates.value(model, name)? {
             Resolved::Param(p) => p,
             Resolved::Sql(literal) => {
@@ -98,30 +131,21 @@ pub fn bind(model: &Model, kind: SourceKind, templates: &Templates) -> Result<Bo
         };
         let reuse = style
             .reusable()
-            .then(|| params.iter().position(|(p, _)| p == name))
+            .then(|| params.iter().position(|(p, _)| *p == name))
             .flatten();
         let n = match reuse {
             Some(i) => i + 1,
             None => {
-                params.push((name.to_string(), value));
+                params.push((name, value));
                 params.len()
             }
         };
         sql.push_str(&style.write(n));
     }
-    sql.push_str(rest);
     Ok(BoundQuery {
         model: model.name.clone(),
         sql,
         params: params.into_iter().map(|(_, v)| v).collect(),
-    })
-}
-
-/// Whether the query references `{{name}}` (spaces inside the braces allowed).
-pub fn uses_template(query: &str, name: &str) -> bool {
-    query.split("{{").skip(1).any(|rest| {
-        rest.split_once("}}")
-            .is_some_and(|(inner, _)| inner.trim() == name)
     })
 }
 
@@ -132,22 +156,30 @@ pub fn is_incremental(model: &Model) -> bool {
 }
 
 /// Checks the query's columns before anything runs.
-pub fn check_columns(model: &Model, columns: &[Column], limits: &Limits) -> Result<(), String> {
+pub fn check_columns(
+    model: &Model,
+    columns: &[Column],
+    limits: &Limits,
+) -> Result<(), ExtractError> {
     let names = || columns.iter().map(|c| c.name.as_str());
     limits
         .check_columns(names())
         .map_err(|e| e.to_string())
         .and_then(|()| rows::check_names(names()))
-        .map_err(|e| format!("model `{}`: {e}", model.name))?;
+        .map_err(|message| ExtractError::Columns {
+            model: model.name.clone(),
+            message,
+        })?;
     let wanted = std::iter::once(("primary_key", &model.primary_key))
         .chain(model.cursor.as_ref().map(|c| ("cursor", c)));
     for (setting, column) in wanted {
         if !columns.iter().any(|c| &c.name == column) {
-            return Err(format!(
-                "model `{}`: {setting} `{column}` is not a column of the query (columns: {}); fix {setting} or select that column",
-                model.name,
-                names().collect::<Vec<_>>().join(", ")
-            ));
+            return Err(ExtractError::MissingColumn {
+                model: model.name.clone(),
+                setting,
+                column: column.clone(),
+                columns: names().collect::<Vec<_>>().join(", "),
+            });
         }
     }
     Ok(())
@@ -278,21 +310,14 @@ mod tests {
             "SELECT * FROM t WHERE $1 IS NULL OR at > $1 AND b > $2"
         );
         assert_eq!(bound.params, [high, Param::int(7)]);
-        assert!(
-            bind(&model("{{cursor}}"), SourceKind::Sqlite, &t)
+        let refused = |query: &str| {
+            bind(&model(query), SourceKind::Sqlite, &t)
                 .unwrap_err()
-                .contains("sets no `cursor` column")
-        );
-        assert!(
-            bind(&model("{{nope}}"), SourceKind::Sqlite, &t)
-                .unwrap_err()
-                .contains("unknown template variable `{{nope}}`")
-        );
-        assert!(
-            bind(&model("{{last_sync_time"), SourceKind::Sqlite, &t)
-                .unwrap_err()
-                .contains("closing")
-        );
+                .to_string()
+        };
+        assert!(refused("{{cursor}}").contains("sets no `cursor` column"));
+        assert!(refused("{{nope}}").contains("unknown template variable `{{nope}}`"));
+        assert!(refused("{{last_sync_time").contains("closing"));
     }
 
     #[test]

@@ -20,12 +20,14 @@ pub mod param;
 pub mod plugin;
 pub mod preview;
 pub mod rows;
+pub mod rsa_key;
 pub mod run;
 pub mod schedule;
 pub mod serve;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod template;
 pub mod transform;
 pub mod worker;
 

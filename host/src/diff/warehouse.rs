@@ -46,7 +46,7 @@ const KEY_TYPES: [&str; 6] = ["INT2", "INT4", "INT8", "TEXT", "VARCHAR", "UUID"]
 
 /// The snapshot table in the source's `diff_schema`, quoted for SQL.
 pub fn table(source: &Source) -> String {
-    format!("{}.snapshots", quote_ident(&source.diff_schema))
+    format!("{}.snapshots", quote_ident(source.diff_schema()))
 }
 
 /// Checks a model's described columns for what the pushed-down diff needs:
@@ -309,7 +309,7 @@ impl Snapshots {
         };
         let table = snapshots.table.clone();
         if !exists(snapshots.conn()?, &table).await? {
-            let schema = quote_ident(&source.diff_schema);
+            let schema = quote_ident(source.diff_schema());
             create(snapshots.conn()?, &schema, &table)
                 .await
                 .map_err(|error| SnapshotError::Create {

@@ -10,24 +10,13 @@ use std::time::Instant;
 use futures::StreamExt;
 
 use super::error::{Doing, Result, RunError};
-use super::pass::Pass;
+use super::pass::{Pass, Reading};
 use crate::config;
 use crate::diff::warehouse::{self as pushdown, SnapshotError};
 use crate::diff::{self, Change, Spill};
 use crate::event::{Op, Record};
 use crate::rows::RowRef;
 use crate::source::{BoundQuery, Warehouse};
-
-/// What a `diff = "warehouse"` pass reads, and how.
-#[derive(Clone, Copy)]
-pub(super) struct Reading<'a> {
-    pub(super) model: &'a config::Model,
-    pub(super) source: &'a config::Source,
-    pub(super) limits: &'a crate::limits::Limits,
-    /// Whether keys the model no longer returns are deletions (full models).
-    pub(super) deletions: bool,
-    pub(super) row_hash: pushdown::RowHash,
-}
 
 impl Pass<'_> {
     /// Reads every row, parks it in a [`Spill`] and compares it with the

@@ -7,6 +7,7 @@
 
 use crate::config::ConfigError;
 use crate::diff::warehouse::SnapshotError;
+use crate::extract::ExtractError;
 use crate::plugin::{CallError, PluginError};
 use crate::source::SourceError;
 use crate::state::StateError;
@@ -25,6 +26,8 @@ pub enum RunError {
     Call(#[from] CallError),
     #[error(transparent)]
     Snapshots(#[from] SnapshotError),
+    #[error(transparent)]
+    Extract(#[from] ExtractError),
     /// An event that would not encode as JSON.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

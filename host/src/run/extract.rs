@@ -44,7 +44,7 @@ impl Pass<'_> {
                 None => CursorTemplate::Absent,
             },
         };
-        extract::bind(model, kind, &templates).map_err(RunError::Refused)
+        Ok(extract::bind(model, kind, &templates)?)
     }
 
     /// The next chunk of the model's rows; waiting for it counts as

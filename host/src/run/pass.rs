@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
-use super::diff::Reading;
 use super::error::Result;
 use super::map;
 use crate::config::{self, DiffIn};
@@ -23,6 +22,17 @@ use crate::source::Warehouse;
 use crate::state::{RowError, Snapshot, State};
 use crate::status::Counts;
 use crate::transform::Step;
+
+/// What a `diff = "warehouse"` pass reads, and how.
+#[derive(Clone, Copy)]
+pub(super) struct Reading<'a> {
+    pub(super) model: &'a config::Model,
+    pub(super) source: &'a config::Source,
+    pub(super) limits: &'a crate::limits::Limits,
+    /// Whether keys the model no longer returns are deletions (full models).
+    pub(super) deletions: bool,
+    pub(super) row_hash: pushdown::RowHash,
+}
 
 /// One walk through the pipeline. With `writer` it loads and commits; without
 /// it, it collects the events it would send.

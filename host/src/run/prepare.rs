@@ -49,10 +49,9 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> Result<P
     }
 
     let mut warehouse = Warehouse::connect(&source).await?;
-    let probe = extract::bind(&model, source.kind, &Templates::first_run(&model))
-        .map_err(RunError::Refused)?;
+    let probe = extract::bind(&model, source.kind, &Templates::first_run(&model))?;
     let described = warehouse.columns(&probe).await?;
-    extract::check_columns(&model, &described, &cfg.limits).map_err(RunError::Refused)?;
+    extract::check_columns(&model, &described, &cfg.limits)?;
     if model.diff == DiffIn::Warehouse {
         pushdown::check_columns(&model, &described).map_err(RunError::Refused)?;
     }

@@ -15,11 +15,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::sql_api::{self, Failure, Http, Page, Poll, SqlApi, values};
-use super::{Column, Problem, SourceError};
-use crate::config::{self, Source};
+use super::error::{Problem, SourceError};
+use super::json;
+use super::query::{Column, Placeholders};
+use super::sql_api::values::{self, BadValue};
+use super::sql_api::{self, Failure, Http, Page, Poll, SqlApi};
+use crate::config::{self, Settings, Source};
 use crate::event::Record;
-use crate::param::{Native, Param};
+use crate::param::{Native, Param, ParamKind};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
 /// How long one `jobs.query`/`getQueryResults` call waits for the job.
@@ -62,23 +65,6 @@ enum Kind {
 }
 
 impl BigQuery {
-    pub async fn connect(source: &Source) -> Result<BigQuery, SourceError> {
-        let Some(config::ApiSource::BigQuery(settings)) = source.api.clone() else {
-            unreachable!("config gives every bigquery source its settings")
-        };
-        let mut bq = BigQuery {
-            http: Http::new().map_err(|f| f.for_source(&source.name))?,
-            url: source.url.clone(),
-            settings,
-            timeout_ms: source.statement_timeout.as_millis(),
-            token: None,
-            job: None,
-            fields: Vec::new(),
-        };
-        sql_api::ping(&mut bq, source).await?;
-        Ok(bq)
-    }
-
     /// An access token for the service account, fetched when there is none
     /// or it is about to expire.
     async fn token(&mut self, deadline: Instant) -> Result<String, Failure> {
@@ -102,7 +88,7 @@ impl BigQuery {
         let assertion = account
             .private_key
             .sign(&claims, account.private_key_id.as_deref())
-            .map_err(|e| Failure::new(Problem::Authentication, e))?;
+            .map_err(|e| Failure::new(Problem::Authentication, e.to_string()))?;
         let form = [
             ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
             ("assertion", assertion.as_str()),
@@ -182,6 +168,27 @@ impl BigQuery {
 }
 
 impl SqlApi for BigQuery {
+    const PLACEHOLDERS: Placeholders = Placeholders::Question;
+    /// A bare `TIMESTAMP` is an instant here (and Ebb reads it as UTC).
+    const BARE_TIMESTAMP: ParamKind = ParamKind::TimestampTz;
+
+    async fn connect(source: &Source) -> Result<BigQuery, SourceError> {
+        let Settings::BigQuery(settings) = source.settings.clone() else {
+            unreachable!("config gives every bigquery source its settings")
+        };
+        let mut bq = BigQuery {
+            http: Http::new().map_err(|f| f.for_source(&source.name))?,
+            url: source.url.clone(),
+            settings,
+            timeout_ms: source.statement_timeout.as_millis(),
+            token: None,
+            job: None,
+            fields: Vec::new(),
+        };
+        sql_api::ping(&mut bq, source).await?;
+        Ok(bq)
+    }
+
     fn statement_timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms as u64)
     }
@@ -367,7 +374,7 @@ fn type_name(f: &Field) -> String {
 
 /// A `{"f": [...]}` row or RECORD cell as a JSON object; errors name the
 /// column path.
-fn record(fields: &[Field], cell: &Value) -> Result<Value, (String, String)> {
+fn record(fields: &[Field], cell: &Value) -> Result<Value, (String, BadValue)> {
     let cells = cell["f"].as_array().map(Vec::as_slice).unwrap_or_default();
     let mut out = Map::with_capacity(fields.len());
     for (f, c) in fields.iter().zip(cells) {
@@ -380,7 +387,7 @@ fn record(fields: &[Field], cell: &Value) -> Result<Value, (String, String)> {
     Ok(Value::Object(out))
 }
 
-fn cell_value(f: &Field, v: &Value) -> Result<Value, (String, String)> {
+fn cell_value(f: &Field, v: &Value) -> Result<Value, (String, BadValue)> {
     if f.repeated {
         return Ok(Value::Array(
             v.as_array()
@@ -393,7 +400,7 @@ fn cell_value(f: &Field, v: &Value) -> Result<Value, (String, String)> {
     one(f, v)
 }
 
-fn one(f: &Field, v: &Value) -> Result<Value, (String, String)> {
+fn one(f: &Field, v: &Value) -> Result<Value, (String, BadValue)> {
     if v.is_null() {
         return Ok(Value::Null);
     }
@@ -402,12 +409,12 @@ fn one(f: &Field, v: &Value) -> Result<Value, (String, String)> {
     }
     let text = v
         .as_str()
-        .ok_or_else(|| (String::new(), format!("expected text, got {v}")))?;
-    let scalar = || -> Result<Value, String> {
+        .ok_or_else(|| (String::new(), BadValue::NotText(v.clone())))?;
+    let scalar = || -> Result<Value, BadValue> {
         Ok(match &f.kind {
             Kind::Integer => values::integer(text)?,
             Kind::Float => values::float(text)?,
-            Kind::Decimal => super::decimal(text),
+            Kind::Decimal => json::decimal(text),
             Kind::Bool => values::boolean(text)?,
             Kind::String => Value::String(text.to_string()),
             Kind::Bytes => values::base64(text)?,

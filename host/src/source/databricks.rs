@@ -13,11 +13,14 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use super::sql_api::{self, Failure, Http, Page, Poll, SqlApi, values};
-use super::{Column, Problem, SourceError};
-use crate::config::{self, Source};
+use super::error::{Problem, SourceError};
+use super::json;
+use super::query::{Column, Placeholders};
+use super::sql_api::values::{self, BadValue};
+use super::sql_api::{self, Failure, Http, Page, Poll, SqlApi};
+use crate::config::{self, Settings, Source};
 use crate::event::Record;
-use crate::param::{Native, Param};
+use crate::param::{Native, Param, ParamKind};
 
 pub struct Databricks {
     http: Http,
@@ -45,22 +48,6 @@ enum Kind {
 }
 
 impl Databricks {
-    pub async fn connect(source: &Source) -> Result<Databricks, SourceError> {
-        let Some(config::ApiSource::Databricks(settings)) = source.api.clone() else {
-            unreachable!("config gives every databricks source its settings")
-        };
-        let mut db = Databricks {
-            http: Http::new().map_err(|f| f.for_source(&source.name))?,
-            url: source.url.clone(),
-            settings,
-            timeout: source.statement_timeout,
-            statement: None,
-            columns: Vec::new(),
-        };
-        sql_api::ping(&mut db, source).await?;
-        Ok(db)
-    }
-
     async fn call(
         &self,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
@@ -72,6 +59,39 @@ impl Databricks {
             .send(|c| build(c).bearer_auth(token), describe, deadline)
             .await?;
         Ok(reply.body)
+    }
+
+    /// The result's columns, from a statement's `manifest`; they are kept
+    /// for reading its chunks.
+    fn read_schema(&mut self, manifest: &Value) -> Result<Vec<Column>, Failure> {
+        let schema = manifest["schema"]["columns"].as_array().ok_or_else(|| {
+            Failure::new(
+                Problem::Other,
+                "Databricks' answer has no manifest.schema.columns",
+            )
+        })?;
+        let mut columns = Vec::with_capacity(schema.len());
+        self.columns.clear();
+        for col in schema {
+            let name = col["name"].as_str().unwrap_or_default().to_string();
+            let type_name = col["type_text"]
+                .as_str()
+                .or(col["type_name"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let kind = kind_of(col["type_name"].as_str().unwrap_or_default()).ok_or_else(|| {
+                Failure::Unsupported {
+                    column: name.clone(),
+                    type_name: type_name.clone(),
+                }
+            })?;
+            columns.push(Column {
+                name: name.clone(),
+                type_name,
+            });
+            self.columns.push((name, kind));
+        }
+        Ok(columns)
     }
 
     /// A `result` object (the first chunk, or one fetched alone) as a page.
@@ -113,6 +133,26 @@ impl Databricks {
 }
 
 impl SqlApi for Databricks {
+    const PLACEHOLDERS: Placeholders = Placeholders::Named;
+    /// A bare `TIMESTAMP` is an instant here (and Ebb reads it as UTC).
+    const BARE_TIMESTAMP: ParamKind = ParamKind::TimestampTz;
+
+    async fn connect(source: &Source) -> Result<Databricks, SourceError> {
+        let Settings::Databricks(settings) = source.settings.clone() else {
+            unreachable!("config gives every databricks source its settings")
+        };
+        let mut db = Databricks {
+            http: Http::new().map_err(|f| f.for_source(&source.name))?,
+            url: source.url.clone(),
+            settings,
+            timeout: source.statement_timeout,
+            statement: None,
+            columns: Vec::new(),
+        };
+        sql_api::ping(&mut db, source).await?;
+        Ok(db)
+    }
+
     fn statement_timeout(&self) -> Duration {
         self.timeout
     }
@@ -148,33 +188,7 @@ impl SqlApi for Databricks {
             .to_string();
         self.statement = Some(id.clone());
         let mut poll = Poll::new();
-        loop {
-            let status = &reply["status"];
-            match status["state"].as_str().unwrap_or_default() {
-                "PENDING" | "RUNNING" => {}
-                "SUCCEEDED" => break,
-                "FAILED" => {
-                    let error = &status["error"];
-                    let message = error["message"].as_str().unwrap_or("the statement failed");
-                    let code = error["error_code"].as_str().unwrap_or_default();
-                    let problem = if message.contains("PERMISSION_DENIED")
-                        || message.contains("INSUFFICIENT_PERMISSIONS")
-                    {
-                        Problem::Permission
-                    } else if code == "DEADLINE_EXCEEDED" {
-                        Problem::Timeout
-                    } else {
-                        Problem::Sql
-                    };
-                    return Err(Failure::new(problem, message));
-                }
-                other => {
-                    return Err(Failure::new(
-                        Problem::Other,
-                        format!("the statement ended {other} instead of succeeding"),
-                    ));
-                }
-            }
+        while !finished(&reply["status"])? {
             if id.is_empty() {
                 return Err(Failure::new(
                     Problem::Other,
@@ -185,35 +199,7 @@ impl SqlApi for Databricks {
             let url = format!("{}/api/2.0/sql/statements/{id}", self.url);
             reply = self.call(|c| c.get(&url), deadline).await?;
         }
-        let schema = reply["manifest"]["schema"]["columns"]
-            .as_array()
-            .ok_or_else(|| {
-                Failure::new(
-                    Problem::Other,
-                    "Databricks' answer has no manifest.schema.columns",
-                )
-            })?;
-        let mut columns = Vec::with_capacity(schema.len());
-        self.columns.clear();
-        for col in schema {
-            let name = col["name"].as_str().unwrap_or_default().to_string();
-            let type_name = col["type_text"]
-                .as_str()
-                .or(col["type_name"].as_str())
-                .unwrap_or_default()
-                .to_string();
-            let kind = kind_of(col["type_name"].as_str().unwrap_or_default()).ok_or_else(|| {
-                Failure::Unsupported {
-                    column: name.clone(),
-                    type_name: type_name.clone(),
-                }
-            })?;
-            columns.push(Column {
-                name: name.clone(),
-                type_name,
-            });
-            self.columns.push((name, kind));
-        }
+        let columns = self.read_schema(&reply["manifest"])?;
         let page = self.chunk(&reply["result"])?;
         Ok((columns, page))
     }
@@ -230,6 +216,34 @@ impl SqlApi for Databricks {
             let deadline = Instant::now() + Duration::from_secs(10);
             let _ = self.call(|c| c.post(&url), deadline).await;
         }
+    }
+}
+
+/// Whether a statement's `status` says it succeeded (false while it is
+/// pending or running); a failure as Databricks words it.
+fn finished(status: &Value) -> Result<bool, Failure> {
+    match status["state"].as_str().unwrap_or_default() {
+        "PENDING" | "RUNNING" => Ok(false),
+        "SUCCEEDED" => Ok(true),
+        "FAILED" => {
+            let error = &status["error"];
+            let message = error["message"].as_str().unwrap_or("the statement failed");
+            let code = error["error_code"].as_str().unwrap_or_default();
+            let problem = if message.contains("PERMISSION_DENIED")
+                || message.contains("INSUFFICIENT_PERMISSIONS")
+            {
+                Problem::Permission
+            } else if code == "DEADLINE_EXCEEDED" {
+                Problem::Timeout
+            } else {
+                Problem::Sql
+            };
+            Err(Failure::new(problem, message))
+        }
+        other => Err(Failure::new(
+            Problem::Other,
+            format!("the statement ended {other} instead of succeeding"),
+        )),
     }
 }
 
@@ -265,11 +279,11 @@ fn kind_of(type_name: &str) -> Option<Kind> {
     })
 }
 
-fn value(kind: Kind, text: &str) -> Result<Value, String> {
+fn value(kind: Kind, text: &str) -> Result<Value, BadValue> {
     Ok(match kind {
         Kind::Integer => values::integer(text)?,
         Kind::Float => values::float(text)?,
-        Kind::Decimal => super::decimal(text),
+        Kind::Decimal => json::decimal(text),
         Kind::Text => Value::String(text.to_string()),
         Kind::Boolean => values::boolean(text)?,
         Kind::Date => values::date(values::parse_date(text)?),

@@ -138,13 +138,18 @@ pub(crate) fn write_null(out: &mut Vec<u8>) {
     out.extend_from_slice(b"null");
 }
 
+/// Text a database holds as JSON that is none.
+#[derive(Debug, thiserror::Error)]
+#[error("not JSON: {0}")]
+pub(crate) struct NotJson(serde_json::Error);
+
 /// JSON text from the database as nested JSON (not a string), in the
 /// compact form, re-encoded as it is read rather than built in memory.
-pub(crate) fn write_json_text(out: &mut Vec<u8>, text: &[u8]) -> Result<(), String> {
+pub(crate) fn write_json_text(out: &mut Vec<u8>, text: &[u8]) -> Result<(), NotJson> {
     let mut from = serde_json::Deserializer::from_slice(text);
     serde_transcode::transcode(&mut from, &mut serde_json::Serializer::new(&mut *out))
         .and_then(|()| from.end())
-        .map_err(|e| format!("not JSON: {e}"))
+        .map_err(NotJson)
 }
 
 /// `n` as at least two digits.

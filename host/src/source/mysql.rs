@@ -23,13 +23,19 @@ use base64::Engine as _;
 use futures::TryStreamExt;
 use sqlx::mysql::types::MySqlTime;
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlDatabaseError, MySqlRow};
-use sqlx::{ConnectOptions, Connection, Executor, MySql, MySqlConnection, Row, TypeInfo, ValueRef};
+use sqlx::{
+    ConnectOptions, Connection as _, Executor, MySql, MySqlConnection, Row, TypeInfo, ValueRef,
+};
 use std::str::FromStr;
 
-use super::{BoundQuery, ChunkSender, Problem, SourceError, classify, json, unbindable};
+use super::chunks::{ChunkSender, ChunkTx};
+use super::database::classify;
+use super::driver::Driver;
+use super::error::{Problem, SourceError};
+use super::json;
+use super::query::{BoundQuery, Column, Placeholders, unbindable};
 use crate::config::Source;
 use crate::param::Native;
-use crate::rows::RowChunk;
 
 /// The server's flavour, from `SELECT VERSION()`: the two name their
 /// statement timeout differently and only MariaDB keeps JSON as text.
@@ -44,8 +50,12 @@ pub struct Mysql {
     flavour: Flavour,
 }
 
-impl Mysql {
-    pub async fn connect(source: &Source) -> Result<Mysql, SourceError> {
+/// Describing a MySQL query runs it over an empty result, which is all
+/// [`Driver::check`] needs.
+impl Driver for Mysql {
+    const PLACEHOLDERS: Placeholders = Placeholders::Question;
+
+    async fn connect(source: &Source) -> Result<Mysql, SourceError> {
         let fail = |problem: Problem, message: String| SourceError::Connect {
             source_name: source.name.clone(),
             problem,
@@ -82,22 +92,18 @@ impl Mysql {
         Ok(Mysql { conn, flavour })
     }
 
-    pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<super::Column>, SourceError> {
+    async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
         let described = describe(&mut self.conn, self.flavour, query).await?;
         Ok(described
             .into_iter()
-            .map(|c| super::Column {
+            .map(|c| Column {
                 type_name: c.type_name(),
                 name: c.name,
             })
             .collect())
     }
 
-    pub async fn stream(
-        mut self,
-        query: &BoundQuery,
-        tx: &tokio::sync::mpsc::Sender<Result<RowChunk, SourceError>>,
-    ) -> Result<(), SourceError> {
+    async fn stream(mut self, query: &BoundQuery, tx: &ChunkTx) -> Result<(), SourceError> {
         let err = |e| query_error(query, e);
         let mut txn = self
             .conn
@@ -252,8 +258,18 @@ async fn describe(
                 .to_string(),
         });
     }
+    settle(conn, flavour, query, &mut columns).await?;
+    Ok(columns)
+}
 
-    // Per string column: its collation, and on MariaDB whether it is JSON.
+/// Settles the kinds of the string columns by asking the server about
+/// them: per column its collation, and on MariaDB whether it is JSON.
+async fn settle(
+    conn: &mut MySqlConnection,
+    flavour: Flavour,
+    query: &BoundQuery,
+    columns: &mut [Described],
+) -> Result<(), SourceError> {
     let mut probes = Vec::new();
     for (i, c) in columns.iter().enumerate() {
         let column = format!("ebb_none.c{i}");
@@ -280,6 +296,7 @@ async fn describe(
         .map(|i| format!("c{i}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let sql = statement(query);
     // The newlines keep a trailing `-- comment` in the model from hiding
     // the closing parenthesis. `LIMIT 0` keeps the server from reading any
     // table; only a query without tables (`SELECT 1 AS id`) is evaluated.
@@ -315,7 +332,7 @@ async fn describe(
             _ => {}
         }
     }
-    Ok(columns)
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -13,21 +13,28 @@ mod values;
 
 use futures::TryStreamExt;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgErrorPosition, PgRow, PgTypeInfo};
-use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Statement};
+use sqlx::{ConnectOptions, Connection as _, Executor, PgConnection, Statement};
 use std::str::FromStr;
 
-use super::{BoundQuery, ChunkSender, Problem, SourceError, classify, limit_zero};
+use super::chunks::{ChunkSender, ChunkTx};
+use super::database::{classify, limit_zero};
+use super::driver::Driver;
+use super::error::{Problem, SourceError};
+use super::query::{BoundQuery, Column, Placeholders};
 use crate::config::{Source, SourceKind};
 use crate::param::Native;
-use crate::rows::{ROWS_PER_CHUNK, RowChunk};
+use crate::rows::ROWS_PER_CHUNK;
 use values::RowPlan;
 
 pub struct Postgres {
     conn: PgConnection,
 }
 
-impl Postgres {
-    pub async fn connect(source: &Source) -> Result<Postgres, SourceError> {
+/// Postgres and Redshift alike.
+impl Driver for Postgres {
+    const PLACEHOLDERS: Placeholders = Placeholders::Dollar;
+
+    async fn connect(source: &Source) -> Result<Postgres, SourceError> {
         let fail = |problem, message| SourceError::Connect {
             source_name: source.name.clone(),
             problem,
@@ -58,11 +65,7 @@ impl Postgres {
         Ok(Postgres { conn })
     }
 
-    pub fn connection(&mut self) -> &mut PgConnection {
-        &mut self.conn
-    }
-
-    pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<super::Column>, SourceError> {
+    async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
         let types = param_types(&query.natives()?);
         let stmt = self
             .conn
@@ -72,18 +75,14 @@ impl Postgres {
         Ok(stmt
             .columns()
             .iter()
-            .map(|c| super::Column {
+            .map(|c| Column {
                 name: sqlx::Column::name(c).to_string(),
                 type_name: sqlx::TypeInfo::name(sqlx::Column::type_info(c)).to_string(),
             })
             .collect())
     }
 
-    pub async fn stream(
-        mut self,
-        query: &BoundQuery,
-        tx: &tokio::sync::mpsc::Sender<Result<RowChunk, SourceError>>,
-    ) -> Result<(), SourceError> {
+    async fn stream(mut self, query: &BoundQuery, tx: &ChunkTx) -> Result<(), SourceError> {
         let err = |e| query_error(query, e, 0);
         let natives = query.natives()?;
         let types = param_types(&natives);
@@ -128,7 +127,7 @@ impl Postgres {
     /// Executes the query under `LIMIT 0` (Postgres checks grants when a
     /// statement runs, not when it is prepared), and checks that Ebb can
     /// read every column type it returns.
-    pub async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
+    async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
         let natives = query.natives()?;
         let types = param_types(&natives);
         let (sql, offset) = limit_zero(&query.sql);
@@ -148,6 +147,10 @@ impl Postgres {
         RowPlan::new(&mut txn, stmt.columns(), &query.model).await?;
         txn.rollback().await.map_err(|e| query_error(query, e, 0))?;
         Ok(())
+    }
+
+    fn postgres(&mut self) -> Option<&mut PgConnection> {
+        Some(&mut self.conn)
     }
 }
 

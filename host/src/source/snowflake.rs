@@ -14,9 +14,12 @@ use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::sql_api::{self, Failure, Http, Page, Poll, SqlApi, values};
-use super::{Column, Problem, SourceError};
-use crate::config::{self, SnowflakeAuth, Source};
+use super::error::{Problem, SourceError};
+use super::json;
+use super::query::{Column, Placeholders};
+use super::sql_api::values::{self, BadValue};
+use super::sql_api::{self, Failure, Http, Page, Poll, SqlApi};
+use crate::config::{self, Settings, SnowflakeAuth, Source};
 use crate::event::Record;
 use crate::param::{Native, Param};
 
@@ -57,23 +60,6 @@ enum Kind {
 }
 
 impl Snowflake {
-    pub async fn connect(source: &Source) -> Result<Snowflake, SourceError> {
-        let Some(config::ApiSource::Snowflake(settings)) = source.api.clone() else {
-            unreachable!("config gives every snowflake source its settings")
-        };
-        let mut sf = Snowflake {
-            http: Http::new().map_err(|f| f.for_source(&source.name))?,
-            url: source.url.clone(),
-            settings,
-            timeout_secs: source.statement_timeout.as_secs().max(1),
-            jwt: None,
-            handle: None,
-            columns: Vec::new(),
-        };
-        sql_api::ping(&mut sf, source).await?;
-        Ok(sf)
-    }
-
     /// The bearer token and its type header.
     fn token(&mut self) -> Result<(String, &'static str), Failure> {
         let key = match &self.settings.auth {
@@ -110,7 +96,7 @@ impl Snowflake {
         });
         let jwt = key
             .sign(&claims, None)
-            .map_err(|e| Failure::new(Problem::Authentication, e))?;
+            .map_err(|e| Failure::new(Problem::Authentication, e.to_string()))?;
         self.jwt = Some((jwt.clone(), Instant::now()));
         Ok((jwt, "KEYPAIR_JWT"))
     }
@@ -160,6 +146,25 @@ impl Snowflake {
 }
 
 impl SqlApi for Snowflake {
+    const PLACEHOLDERS: Placeholders = Placeholders::Question;
+
+    async fn connect(source: &Source) -> Result<Snowflake, SourceError> {
+        let Settings::Snowflake(settings) = source.settings.clone() else {
+            unreachable!("config gives every snowflake source its settings")
+        };
+        let mut sf = Snowflake {
+            http: Http::new().map_err(|f| f.for_source(&source.name))?,
+            url: source.url.clone(),
+            settings,
+            timeout_secs: source.statement_timeout.as_secs().max(1),
+            jwt: None,
+            handle: None,
+            columns: Vec::new(),
+        };
+        sql_api::ping(&mut sf, source).await?;
+        Ok(sf)
+    }
+
     fn statement_timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
     }
@@ -325,29 +330,29 @@ fn kind_of(col: &Value) -> (Option<Kind>, String) {
     (Some(kind), t)
 }
 
-fn value(kind: Kind, text: &str) -> Result<Value, String> {
+fn value(kind: Kind, text: &str) -> Result<Value, BadValue> {
     Ok(match kind {
         Kind::Integer => values::integer(text)?,
-        Kind::Decimal => super::decimal(text),
+        Kind::Decimal => json::decimal(text),
         Kind::Real => values::float(text)?,
         Kind::Text => Value::String(text.to_string()),
         Kind::Boolean => values::boolean(text)?,
         Kind::Date => {
             let days: i64 = text
                 .parse()
-                .map_err(|_| format!("`{text}` is not a number of days"))?;
+                .map_err(|_| BadValue::not(text, "a number of days"))?;
             chrono::DateTime::UNIX_EPOCH
                 .date_naive()
                 .checked_add_signed(chrono::Duration::days(days))
                 .map(values::date)
-                .ok_or_else(|| format!("`{text}` days is out of range"))?
+                .ok_or_else(|| BadValue::DaysOutOfRange(text.to_string()))?
         }
         Kind::Time => {
             let (secs, nanos) = values::seconds(text)?;
             chrono::NaiveTime::from_num_seconds_from_midnight_opt(secs as u32, nanos)
                 .filter(|_| (0..86_400).contains(&secs))
                 .map(values::time)
-                .ok_or_else(|| format!("`{text}` is not a time of day in seconds"))?
+                .ok_or_else(|| BadValue::not(text, "a time of day in seconds"))?
         }
         Kind::TimestampNtz => values::wall_clock(values::epoch(text)?.naive_utc()),
         // TIMESTAMP_TZ is "seconds offset"; the seconds are already UTC.

@@ -12,7 +12,6 @@
 //! speaks its protocol through [`SqlApi`]; the statement deadline, paging
 //! through [`ChunkSender`] and error wording live here once.
 
-mod key;
 pub mod values;
 
 use std::time::{Duration, Instant};
@@ -20,13 +19,14 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::Value;
 
-use super::{BoundQuery, ChunkSender, Column, Problem, SourceError, unbindable};
+use super::chunks::{ChunkSender, ChunkTx};
+use super::driver::Driver;
+use super::error::{Problem, SourceError};
+use super::query::{BoundQuery, Column, Placeholders, unbindable};
 use crate::config::Source;
 use crate::event::Record;
-use crate::param::{Native, Param};
-use crate::rows::RowChunk;
-
-pub use key::RsaKey;
+use crate::param::{Native, Param, ParamKind};
+use values::BadValue;
 
 /// Longest a single HTTP request may take. Each API is asked to answer
 /// within seconds (long-running statements are polled), so this only
@@ -60,7 +60,7 @@ impl Failure {
     }
 
     /// A value the API sent that does not read as its column's type.
-    pub fn value(column: &str, message: String) -> Failure {
+    pub fn value(column: &str, message: BadValue) -> Failure {
         Failure::new(Problem::Other, format!("column `{column}`: {message}"))
     }
 
@@ -277,25 +277,35 @@ pub struct Page {
 }
 
 /// One vendor's protocol.
-pub trait SqlApi {
+pub trait SqlApi: Sized + Send + 'static {
+    /// How the vendor's SQL writes bind placeholders.
+    const PLACEHOLDERS: Placeholders;
+
+    /// What a bare `TIMESTAMP` column holds (see [`Driver::BARE_TIMESTAMP`]).
+    const BARE_TIMESTAMP: ParamKind = ParamKind::Timestamp;
+
+    /// Connects to the source's API and checks that it answers and accepts
+    /// the credentials ([`ping`]).
+    fn connect(source: &Source) -> impl Future<Output = Result<Self, SourceError>> + Send;
+
     /// The source's `statement_timeout`.
     fn statement_timeout(&self) -> Duration;
 
     /// Submits `sql`, waits (polling) until it finished or `deadline`
     /// passed, and returns the result's columns and first page.
-    async fn execute(
+    fn execute(
         &mut self,
         sql: &str,
         params: &[Param],
         deadline: Instant,
-    ) -> Result<(Vec<Column>, Page), Failure>;
+    ) -> impl Future<Output = Result<(Vec<Column>, Page), Failure>> + Send;
 
     /// The page `next` (from the previous page) names.
-    async fn page(&mut self, next: &str) -> Result<Page, Failure>;
+    fn page(&mut self, next: &str) -> impl Future<Output = Result<Page, Failure>> + Send;
 
     /// Asks the API to stop the statement last executed (best effort, once
     /// its deadline passed).
-    async fn cancel(&mut self);
+    fn cancel(&mut self) -> impl Future<Output = ()> + Send;
 }
 
 /// A template value as the APIs' typed parameters are built from it.
@@ -327,45 +337,52 @@ pub async fn ping(api: &mut impl SqlApi, source: &Source) -> Result<(), SourceEr
         .map_err(|f| f.for_source(&source.name))
 }
 
-/// The query's columns, from running it with `LIMIT 0` around it.
-pub async fn columns(
-    api: &mut impl SqlApi,
-    query: &BoundQuery,
-) -> Result<Vec<Column>, SourceError> {
-    let sql =
-        read_only(&query.sql).map_err(|m| Failure::new(Problem::Sql, m).for_model(&query.model))?;
-    let wrapped = format!("SELECT * FROM (\n{sql}\n) AS ebb_columns LIMIT 0");
-    let (columns, _) = execute(api, &wrapped, &query.params)
-        .await
-        .map_err(|f| f.for_model(&query.model))?;
-    Ok(columns)
-}
+/// A vendor's protocol as a [`Driver`]: describing a query over these
+/// APIs already runs it as `LIMIT 0`, which is all a check needs.
+pub struct Api<T>(T);
 
-/// Runs the query and sends its rows page by page.
-pub async fn stream(
-    mut api: impl SqlApi,
-    query: &BoundQuery,
-    tx: &tokio::sync::mpsc::Sender<Result<RowChunk, SourceError>>,
-) -> Result<(), SourceError> {
-    let err = |f: Failure| f.for_model(&query.model);
-    let sql = read_only(&query.sql).map_err(|m| err(Failure::new(Problem::Sql, m)))?;
-    let (columns, mut page) = execute(&mut api, sql, &query.params).await.map_err(err)?;
-    let names = columns.into_iter().map(|c| c.name).collect();
-    let mut out = ChunkSender::new(tx, query, names)?;
-    loop {
-        for row in std::mem::take(&mut page.rows) {
-            out.rows().push_record(&row);
-            if !out.send_if_full().await {
-                return Ok(());
+impl<T: SqlApi> Driver for Api<T> {
+    const PLACEHOLDERS: Placeholders = T::PLACEHOLDERS;
+    const BARE_TIMESTAMP: ParamKind = T::BARE_TIMESTAMP;
+
+    async fn connect(source: &Source) -> Result<Api<T>, SourceError> {
+        T::connect(source).await.map(Api)
+    }
+
+    /// The query's columns, from running it with `LIMIT 0` around it.
+    async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
+        let sql = read_only(&query.sql)
+            .map_err(|m| Failure::new(Problem::Sql, m).for_model(&query.model))?;
+        let wrapped = format!("SELECT * FROM (\n{sql}\n) AS ebb_columns LIMIT 0");
+        let (columns, _) = execute(&mut self.0, &wrapped, &query.params)
+            .await
+            .map_err(|f| f.for_model(&query.model))?;
+        Ok(columns)
+    }
+
+    /// Runs the query and sends its rows page by page.
+    async fn stream(self, query: &BoundQuery, tx: &ChunkTx) -> Result<(), SourceError> {
+        let Api(mut api) = self;
+        let err = |f: Failure| f.for_model(&query.model);
+        let sql = read_only(&query.sql).map_err(|m| err(Failure::new(Problem::Sql, m)))?;
+        let (columns, mut page) = execute(&mut api, sql, &query.params).await.map_err(err)?;
+        let names = columns.into_iter().map(|c| c.name).collect();
+        let mut out = ChunkSender::new(tx, query, names)?;
+        loop {
+            for row in std::mem::take(&mut page.rows) {
+                out.rows().push_record(&row);
+                if !out.send_if_full().await {
+                    return Ok(());
+                }
+            }
+            match page.next.take() {
+                Some(next) => page = api.page(&next).await.map_err(err)?,
+                None => break,
             }
         }
-        match page.next.take() {
-            Some(next) => page = api.page(&next).await.map_err(err)?,
-            None => break,
-        }
+        out.flush().await;
+        Ok(())
     }
-    out.flush().await;
-    Ok(())
 }
 
 /// Executes with the statement's deadline (its timeout, plus a grace for
@@ -389,7 +406,7 @@ async fn execute(
 
 /// The statement without a trailing `;`, when it is a single `SELECT` or
 /// `WITH` query; otherwise why Ebb will not run it.
-pub fn read_only(sql: &str) -> Result<&str, String> {
+fn read_only(sql: &str) -> Result<&str, String> {
     let refuse = |what: &str| {
         Err(format!(
             "{what}; Ebb only runs a single SELECT (or WITH … SELECT) query against this source"

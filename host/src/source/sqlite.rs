@@ -7,29 +7,37 @@ use base64::Engine as _;
 use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{
-    Column, ConnectOptions, Connection, Executor, Row, SqliteConnection, TypeInfo, ValueRef,
+    Column as _, ConnectOptions, Connection as _, Executor, Row, SqliteConnection, TypeInfo,
+    ValueRef,
 };
 use std::str::FromStr;
 
-use super::{
-    BoundQuery, ChunkSender, Problem, SourceError, classify, json, limit_zero, prepared_columns,
-};
-use crate::config::Source;
+use super::chunks::{ChunkSender, ChunkTx};
+use super::database::{classify, limit_zero};
+use super::driver::Driver;
+use super::error::{Problem, SourceError};
+use super::json;
+use super::query::{BoundQuery, Column, Placeholders};
+use crate::config::{Settings, Source};
 use crate::param::Native;
-use crate::rows::RowChunk;
 
 pub struct Sqlite {
     conn: SqliteConnection,
 }
 
-impl Sqlite {
-    pub async fn connect(source: &Source) -> Result<Sqlite, SourceError> {
+impl Driver for Sqlite {
+    const PLACEHOLDERS: Placeholders = Placeholders::QuestionNumbered;
+
+    async fn connect(source: &Source) -> Result<Sqlite, SourceError> {
         let fail = |message: String| SourceError::Connect {
             source_name: source.name.clone(),
             problem: Problem::Connect,
             message,
         };
-        if let Some(script) = &source.init_sql {
+        let Settings::Sqlite(settings) = &source.settings else {
+            unreachable!("config gives every sqlite source its settings")
+        };
+        if let Some(script) = &settings.init_sql {
             create_from_script(source, script).await.map_err(fail)?;
         }
         let opts = SqliteConnectOptions::from_str(&source.url)
@@ -40,17 +48,31 @@ impl Sqlite {
         Ok(Sqlite { conn })
     }
 
-    pub async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<super::Column>, SourceError> {
-        prepared_columns(&mut self.conn, &query.sql)
+    async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
+        let stmt = self
+            .conn
+            .prepare(&query.sql)
             .await
-            .map_err(|e| query_error(query, e))
+            .map_err(|e| query_error(query, e))?;
+        Ok(sqlx::Statement::columns(&stmt)
+            .iter()
+            .map(|c| Column {
+                name: c.name().to_string(),
+                type_name: c.type_info().name().to_string(),
+            })
+            .collect())
     }
 
-    pub async fn stream(
-        mut self,
-        query: &BoundQuery,
-        tx: &tokio::sync::mpsc::Sender<Result<RowChunk, SourceError>>,
-    ) -> Result<(), SourceError> {
+    async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
+        let (sql, _) = limit_zero(&query.sql);
+        bind(sqlx::query(&sql), query)?
+            .execute(&mut self.conn)
+            .await
+            .map_err(|e| query_error(query, e))?;
+        Ok(())
+    }
+
+    async fn stream(mut self, query: &BoundQuery, tx: &ChunkTx) -> Result<(), SourceError> {
         // Names and declared types come with the first row.
         let mut out: Option<(ChunkSender, Vec<bool>)> = None;
         let mut rows = bind(sqlx::query(&query.sql), query)?.fetch(&mut self.conn);
@@ -77,15 +99,6 @@ impl Sqlite {
         if let Some((mut out, _)) = out {
             out.flush().await;
         }
-        Ok(())
-    }
-
-    pub async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
-        let (sql, _) = limit_zero(&query.sql);
-        bind(sqlx::query(&sql), query)?
-            .execute(&mut self.conn)
-            .await
-            .map_err(|e| query_error(query, e))?;
         Ok(())
     }
 }

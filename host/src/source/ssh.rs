@@ -33,7 +33,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use russh::client;
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh::{Channel, ChannelOpenFailure, Disconnect};
@@ -42,8 +41,9 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::timeout;
 
-use super::{Problem, SourceError};
-use crate::config::{Source, SourceKind, Ssh};
+use super::error::{Problem, SourceError};
+use crate::config::ssh::locate;
+use crate::config::{Source, Ssh};
 
 /// How long reaching the SSH server and agreeing on keys may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,37 +54,6 @@ const KEEPALIVES_UNANSWERED: usize = 3;
 /// How long closing waits for the database and the server to hang up.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where the URL says the database is: the host the bastion connects to
-/// (resolved on its side) and the port, the kind's default when the URL
-/// gives none.
-pub fn target(url: &str, kind: SourceKind) -> Result<(String, u16), String> {
-    locate(url, kind).map(|(_, host, port)| (host, port))
-}
-
-fn locate(url: &str, kind: SourceKind) -> Result<(url::Url, String, u16), String> {
-    let parsed = url::Url::parse(url).map_err(|e| {
-        format!("cannot read it as a URL ({e}); an SSH tunnel needs `scheme://user@host:port/…`")
-    })?;
-    let host = match parsed.host() {
-        Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
-        Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        _ => {
-            return Err(
-                "names no host; an SSH tunnel needs the database's host and port in the URL (`scheme://user@host:port/…`)"
-                    .into(),
-            );
-        }
-    };
-    let Some(port) = parsed.port().or(kind.default_port()) else {
-        return Err(format!(
-            "names no port; add the database's port after the host (`{}://…@{host}:PORT/…`)",
-            parsed.scheme()
-        ));
-    };
-    Ok((parsed, host, port))
-}
-
 /// `url` with `local` as its host and port, everything else (credentials,
 /// database, options) kept; `None` only for URLs without a host, which
 /// [`locate`] refuses.
@@ -92,15 +61,6 @@ fn pointed_at(mut url: url::Url, local: SocketAddr) -> Option<String> {
     url.set_ip_host(local.ip()).ok()?;
     url.set_port(Some(local.port())).ok()?;
     Some(url.into())
-}
-
-/// `SHA256:` and the unpadded base64 of 32 bytes, as `ssh-keygen -lf` prints.
-pub fn is_fingerprint(s: &str) -> bool {
-    s.strip_prefix("SHA256:").is_some_and(|b64| {
-        base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(b64)
-            .is_ok_and(|digest| digest.len() == 32)
-    })
 }
 
 /// An open tunnel, accepting connections until told to stop or dropped.
@@ -124,7 +84,7 @@ impl Tunnel {
             key: format!("sources.{}.ssh", source.name),
         };
         let url_key = format!("sources.{}.url", source.name);
-        let (url, host, port) = locate(&source.url, source.kind)
+        let (url, host, port) = locate(&source.url, source.kind.default_port())
             .map_err(|e| attempt.fail(Problem::Other, format!("{url_key}: {e}")))?;
         let local_port = |e: std::io::Error| {
             attempt.fail(
@@ -451,55 +411,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_target_is_the_urls_host_and_port() {
-        let t = |url: &str| target(url, SourceKind::Postgres);
-        assert_eq!(
-            t("postgres://u:p%40ss@db.internal:6543/app?sslmode=require"),
-            Ok(("db.internal".into(), 6543))
-        );
-        assert_eq!(
-            t("postgresql://u@10.0.0.5/app"),
-            Ok(("10.0.0.5".into(), 5432))
-        );
-        assert_eq!(
-            target("postgres://u@cluster/dev", SourceKind::Redshift),
-            Ok(("cluster".into(), 5439))
-        );
-        assert_eq!(
-            target("mysql://root@[fd00::7]/app", SourceKind::Mysql),
-            Ok(("fd00::7".into(), 3306))
-        );
-        assert!(
-            target("x://u@cluster/dev", SourceKind::Snowflake)
-                .unwrap_err()
-                .contains("no port")
-        );
-        assert!(t("postgres:///app").unwrap_err().contains("no host"));
-        assert!(t("not a url").is_err());
-    }
-
-    #[test]
-    fn fingerprints_are_sha256_as_ssh_keygen_prints_them() {
-        assert!(is_fingerprint(
-            "SHA256:/K9Ph63IyjvlSGiZCKz+vbrnrnM6yC0M3g+q4EiAAmE"
-        ));
-        assert!(!is_fingerprint(
-            "SHA256:/K9Ph63IyjvlSGiZCKz+vbrnrnM6yC0M3g+q4EiAAmE="
-        ));
-        assert!(!is_fingerprint("SHA256:abc"));
-        assert!(!is_fingerprint(
-            "MD5:16:27:ac:a5:76:28:2d:36:63:1b:56:4d:eb:df:a6:48"
-        ));
-        assert!(!is_fingerprint(
-            "256 SHA256:/K9Ph63IyjvlSGiZCKz+vbrnrnM6yC0M3g+q4EiAAmE host (ED25519)"
-        ));
-    }
-
-    #[test]
     fn routing_keeps_everything_but_host_and_port() {
         let local = SocketAddr::from((Ipv4Addr::LOCALHOST, 40001));
-        let routed =
-            |url: &str| pointed_at(locate(url, SourceKind::Mysql).unwrap().0, local).unwrap();
+        let routed = |url: &str| pointed_at(locate(url, Some(3306)).unwrap().0, local).unwrap();
         assert_eq!(
             routed("postgres://u:p%40ss@db.internal:6543/app?options=-csearch_path%3Dx"),
             "postgres://u:p%40ss@127.0.0.1:40001/app?options=-csearch_path%3Dx"

@@ -13,8 +13,9 @@ use sqlx::{Column, PgConnection, Row, TypeInfo, ValueRef};
 
 use std::io::Write as _;
 
+use crate::source::database::classify;
+use crate::source::error::{Problem, SourceError};
 use crate::source::json::{self, Fraction};
-use crate::source::{Problem, SourceError, classify};
 
 /// How to read one type's binary form.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,9 +128,9 @@ impl Decoder {
                 json::write_decimal(out, &scaled(i64::from_be_bytes(fixed(b)?), money_scale))
             }
             Decoder::Text => json::write_str(out, text(b)?),
-            Decoder::Json => json::write_json_text(out, b)?,
+            Decoder::Json => json::write_json_text(out, b).map_err(|e| e.to_string())?,
             Decoder::Jsonb => match b.split_first() {
-                Some((1, rest)) => json::write_json_text(out, rest)?,
+                Some((1, rest)) => json::write_json_text(out, rest).map_err(|e| e.to_string())?,
                 _ => return Err("unknown jsonb version".into()),
             },
             Decoder::Uuid => json::write_str(

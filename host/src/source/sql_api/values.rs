@@ -9,10 +9,39 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use std::str::FromStr;
 
+use crate::source::json;
+
+/// A value an API sent that does not read as its column's type.
+#[derive(Debug, thiserror::Error)]
+pub enum BadValue {
+    /// The text is not `what` ("an integer", "a date", …).
+    #[error("`{text}` is not {what}")]
+    Not { text: String, what: &'static str },
+    #[error("`{0}` is out of range")]
+    OutOfRange(String),
+    #[error("`{0}` days is out of range")]
+    DaysOutOfRange(String),
+    #[error("holds text that is not JSON ({0})")]
+    NotJson(serde_json::Error),
+    /// A cell that should hold text.
+    #[error("expected text, got {0}")]
+    NotText(Value),
+}
+
+impl BadValue {
+    /// `text`, which is not `what`.
+    pub fn not(text: &str, what: &'static str) -> BadValue {
+        BadValue::Not {
+            text: text.to_string(),
+            what,
+        }
+    }
+}
+
 /// Seconds and nanoseconds from decimal seconds such as `1714557600.5`,
 /// `-0.25` or `1.7145576005E9`, exactly.
-pub fn seconds(text: &str) -> Result<(i64, u32), String> {
-    let bad = || format!("`{text}` is not a number of seconds");
+pub fn seconds(text: &str) -> Result<(i64, u32), BadValue> {
+    let bad = || BadValue::not(text, "a number of seconds");
     let d = match text.contains(['e', 'E']) {
         true => Decimal::from_scientific(text),
         false => Decimal::from_str(text),
@@ -26,9 +55,9 @@ pub fn seconds(text: &str) -> Result<(i64, u32), String> {
 }
 
 /// The instant `text` seconds after the Unix epoch.
-pub fn epoch(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn epoch(text: &str) -> Result<DateTime<Utc>, BadValue> {
     let (secs, nanos) = seconds(text)?;
-    DateTime::from_timestamp(secs, nanos).ok_or_else(|| format!("`{text}` is out of range"))
+    DateTime::from_timestamp(secs, nanos).ok_or_else(|| BadValue::OutOfRange(text.to_string()))
 }
 
 /// An instant as UTC RFC 3339 with `Z`.
@@ -50,59 +79,59 @@ pub fn date(d: NaiveDate) -> Value {
 }
 
 /// `YYYY-MM-DD[T| ]HH:MM:SS[.f]` without a zone.
-pub fn parse_wall_clock(text: &str) -> Result<NaiveDateTime, String> {
+pub fn parse_wall_clock(text: &str) -> Result<NaiveDateTime, BadValue> {
     NaiveDateTime::parse_from_str(&text.replacen(' ', "T", 1), "%Y-%m-%dT%H:%M:%S%.f")
-        .map_err(|_| format!("`{text}` is not a date and time"))
+        .map_err(|_| BadValue::not(text, "a date and time"))
 }
 
-pub fn parse_time(text: &str) -> Result<NaiveTime, String> {
-    NaiveTime::from_str(text).map_err(|_| format!("`{text}` is not a time of day"))
+pub fn parse_time(text: &str) -> Result<NaiveTime, BadValue> {
+    NaiveTime::from_str(text).map_err(|_| BadValue::not(text, "a time of day"))
 }
 
-pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
-    NaiveDate::from_str(text).map_err(|_| format!("`{text}` is not a date"))
+pub fn parse_date(text: &str) -> Result<NaiveDate, BadValue> {
+    NaiveDate::from_str(text).map_err(|_| BadValue::not(text, "a date"))
 }
 
 /// An integer of any width by the integer rule.
-pub fn integer(text: &str) -> Result<Value, String> {
+pub fn integer(text: &str) -> Result<Value, BadValue> {
     text.parse::<i128>()
-        .map(super::super::integer)
-        .map_err(|_| format!("`{text}` is not an integer"))
+        .map(json::integer)
+        .map_err(|_| BadValue::not(text, "an integer"))
 }
 
 /// A float, including the spellings of NaN and the infinities.
-pub fn float(text: &str) -> Result<Value, String> {
+pub fn float(text: &str) -> Result<Value, BadValue> {
     text.parse::<f64>()
-        .map(super::super::float)
-        .map_err(|_| format!("`{text}` is not a number"))
+        .map(json::float)
+        .map_err(|_| BadValue::not(text, "a number"))
 }
 
-pub fn boolean(text: &str) -> Result<Value, String> {
+pub fn boolean(text: &str) -> Result<Value, BadValue> {
     match text {
         "true" | "TRUE" | "1" => Ok(Value::Bool(true)),
         "false" | "FALSE" | "0" => Ok(Value::Bool(false)),
-        _ => Err(format!("`{text}` is not a boolean")),
+        _ => Err(BadValue::not(text, "a boolean")),
     }
 }
 
 /// JSON held as text (VARIANT, JSON, ARRAY<…> columns) as nested JSON.
-pub fn nested(text: &str) -> Result<Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("holds text that is not JSON ({e})"))
+pub fn nested(text: &str) -> Result<Value, BadValue> {
+    serde_json::from_str(text).map_err(BadValue::NotJson)
 }
 
 /// Base64 text checked and re-emitted in the standard padded alphabet.
-pub fn base64(text: &str) -> Result<Value, String> {
+pub fn base64(text: &str) -> Result<Value, BadValue> {
     let engine = &base64::engine::general_purpose::STANDARD;
     engine
         .decode(text)
         .map(|bytes| Value::String(engine.encode(bytes)))
-        .map_err(|_| format!("`{text}` is not base64"))
+        .map_err(|_| BadValue::not(text, "base64"))
 }
 
-pub fn hex_to_base64(text: &str) -> Result<Value, String> {
+pub fn hex_to_base64(text: &str) -> Result<Value, BadValue> {
     hex::decode(text)
         .map(|bytes| Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)))
-        .map_err(|_| format!("`{text}` is not hexadecimal"))
+        .map_err(|_| BadValue::not(text, "hexadecimal"))
 }
 
 /// The digits after the decimal point of a decimal's text.

@@ -3,9 +3,32 @@
 //! with a PEM key the operator configures. Signing is `jsonwebtoken`'s;
 //! `ring` (already the TLS stack's) checks the key and yields its public
 //! half, whose fingerprint Snowflake wants in the token's issuer.
+//!
+//! The config reads and checks a key when it loads (so a bad one is named
+//! by its setting before anything connects) and the sources sign with it,
+//! so the key is a module of its own rather than either's.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
+
+/// Why a PEM text is no key Ebb can sign with, or signing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a PEM private key ({0}); paste the whole `-----BEGIN PRIVATE KEY-----` block")]
+    NotPem(pem::PemError),
+    #[error(
+        "the key is encrypted; store it unencrypted in a secret (`openssl pkcs8 -topk8 -nocrypt -in KEY`)"
+    )]
+    Encrypted,
+    #[error("expected an RSA private key, found a PEM `{0}` block")]
+    NotRsa(String),
+    #[error("not a usable RSA private key of 2048 bits or more ({0})")]
+    Rejected(ring::error::KeyRejected),
+    #[error("not a usable RSA private key ({0})")]
+    Unusable(jsonwebtoken::errors::Error),
+    #[error("cannot sign the authentication token: {0}")]
+    Sign(jsonwebtoken::errors::Error),
+}
 
 /// A checked RSA private key, ready to sign.
 #[derive(Clone)]
@@ -24,27 +47,17 @@ impl std::fmt::Debug for RsaKey {
 
 impl RsaKey {
     /// Reads a PEM `PRIVATE KEY` (PKCS#8) or `RSA PRIVATE KEY` (PKCS#1).
-    pub fn from_pem(text: &str) -> Result<RsaKey, String> {
-        let block = pem::parse(text.trim()).map_err(|e| {
-            format!(
-                "not a PEM private key ({e}); paste the whole `-----BEGIN PRIVATE KEY-----` block"
-            )
-        })?;
+    pub fn from_pem(text: &str) -> Result<RsaKey, KeyError> {
+        let block = pem::parse(text.trim()).map_err(KeyError::NotPem)?;
         let pair = match block.tag() {
             "PRIVATE KEY" => ring::signature::RsaKeyPair::from_pkcs8(block.contents()),
             "RSA PRIVATE KEY" => ring::signature::RsaKeyPair::from_der(block.contents()),
-            "ENCRYPTED PRIVATE KEY" => {
-                return Err("the key is encrypted; store it unencrypted in a secret (`openssl pkcs8 -topk8 -nocrypt -in KEY`)".into());
-            }
-            other => {
-                return Err(format!(
-                    "expected an RSA private key, found a PEM `{other}` block"
-                ));
-            }
+            "ENCRYPTED PRIVATE KEY" => return Err(KeyError::Encrypted),
+            other => return Err(KeyError::NotRsa(other.to_string())),
         }
-        .map_err(|e| format!("not a usable RSA private key of 2048 bits or more ({e})"))?;
-        let encoding = EncodingKey::from_rsa_pem(text.trim().as_bytes())
-            .map_err(|e| format!("not a usable RSA private key ({e})"))?;
+        .map_err(KeyError::Rejected)?;
+        let encoding =
+            EncodingKey::from_rsa_pem(text.trim().as_bytes()).map_err(KeyError::Unusable)?;
         Ok(RsaKey {
             encoding,
             public_der: subject_public_key_info(
@@ -58,11 +71,10 @@ impl RsaKey {
     }
 
     /// An RS256 JWT of `claims`, with `kid` in its header when given.
-    pub fn sign(&self, claims: &impl Serialize, kid: Option<&str>) -> Result<String, String> {
+    pub fn sign(&self, claims: &impl Serialize, kid: Option<&str>) -> Result<String, KeyError> {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = kid.map(str::to_owned);
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| format!("cannot sign the authentication token: {e}"))
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(KeyError::Sign)
     }
 }
 
@@ -113,8 +125,9 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_key() {
-        assert!(RsaKey::from_pem("hello").unwrap_err().contains("PEM"));
+        let refused = |text: &str| RsaKey::from_pem(text).unwrap_err().to_string();
+        assert!(refused("hello").contains("PEM"));
         let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(RsaKey::from_pem(cert).unwrap_err().contains("CERTIFICATE"));
+        assert!(refused(cert).contains("CERTIFICATE"));
     }
 }
