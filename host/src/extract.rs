@@ -165,7 +165,7 @@ pub fn check_columns(
     limits
         .check_columns(names())
         .map_err(|e| e.to_string())
-        .and_then(|()| rows::check_names(names()))
+        .and_then(|()| rows::check_names(names()).map_err(|e| e.to_string()))
         .map_err(|message| ExtractError::Columns {
             model: model.name.clone(),
             message,

@@ -169,17 +169,7 @@ impl Loader {
             if again.is_empty() {
                 break;
             }
-            let give_up = if attempt >= self.retry.max_attempts {
-                Some(format!("still failing after {attempt} attempts: {last}"))
-            } else if wait > MAX_RETRY_AFTER {
-                Some(format!(
-                    "the destination asked to wait {} s before retrying; left for the next run: {last}",
-                    wait.as_secs()
-                ))
-            } else {
-                None
-            };
-            if let Some(reason) = give_up {
+            if let Some(reason) = self.give_up(attempt, wait, &last) {
                 let message = format!("{}: {reason}", self.label);
                 for i in again {
                     results[i] = Delivery::Failed(message.clone());
@@ -191,6 +181,21 @@ impl Loader {
             todo = again;
         }
         (results, retried)
+    }
+
+    /// Why events still failing after `attempt` are left for the next run,
+    /// if they are: out of attempts, or told to wait longer than a run does.
+    fn give_up(&self, attempt: u32, wait: Duration, last: &str) -> Option<String> {
+        if attempt >= self.retry.max_attempts {
+            Some(format!("still failing after {attempt} attempts: {last}"))
+        } else if wait > MAX_RETRY_AFTER {
+            Some(format!(
+                "the destination asked to wait {} s before retrying; left for the next run: {last}",
+                wait.as_secs()
+            ))
+        } else {
+            None
+        }
     }
 
     /// Exponential backoff with jitter between half and all of the step.

@@ -1,11 +1,10 @@
 //! `ebb preview`: the first rows of a model, to check a query before a sync
 //! uses it.
 
-use anyhow::anyhow;
-
 use crate::config::Config;
 use crate::event::Record;
 use crate::extract::{self, Templates};
+use crate::run::RunError;
 use crate::source::{Column, Warehouse};
 
 /// The query's columns with their database types, and its first rows.
@@ -13,14 +12,13 @@ pub async fn rows(
     cfg: &Config,
     model: &str,
     limit: usize,
-) -> anyhow::Result<(Vec<Column>, Vec<Record>)> {
+) -> Result<(Vec<Column>, Vec<Record>), RunError> {
     let model = cfg.model(model)?;
     let source = &cfg.sources[&model.source];
     let mut warehouse = Warehouse::connect(source).await?;
-    let query =
-        extract::bind(model, source.kind, &Templates::first_run(model)).map_err(|e| anyhow!(e))?;
+    let query = extract::bind(model, source.kind, &Templates::first_run(model))?;
     let columns = warehouse.columns(&query).await?;
-    extract::check_columns(model, &columns, &cfg.limits).map_err(|e| anyhow!(e))?;
+    extract::check_columns(model, &columns, &cfg.limits)?;
     let mut stream = warehouse.stream(query);
     let mut rows = Vec::with_capacity(limit);
     while rows.len() < limit {

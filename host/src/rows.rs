@@ -37,7 +37,7 @@ pub struct Header {
 impl Header {
     /// Refuses a result naming a column twice: a record has one value per
     /// name, and which of the two to keep cannot be guessed.
-    pub fn new(names: Vec<String>) -> Result<Arc<Header>, String> {
+    pub fn new(names: Vec<String>) -> Result<Arc<Header>, DuplicateColumn> {
         check_names(names.iter().map(String::as_str))?;
         let prefixes = names
             .iter()
@@ -63,14 +63,19 @@ impl Header {
     }
 }
 
+/// A result that names a column twice.
+#[derive(Debug, thiserror::Error)]
+#[error("the result has two columns named `{0}`; give one of them another name with AS")]
+pub struct DuplicateColumn(pub String);
+
 /// Refuses a column named twice.
-pub fn check_names<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Result<(), String> {
+pub fn check_names<'a>(
+    names: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<(), DuplicateColumn> {
     let mut seen = std::collections::HashSet::with_capacity(names.len());
     for name in names {
         if !seen.insert(name) {
-            return Err(format!(
-                "the result has two columns named `{name}`; give one of them another name with AS"
-            ));
+            return Err(DuplicateColumn(name.to_owned()));
         }
     }
     Ok(())
@@ -271,7 +276,7 @@ mod tests {
     #[test]
     fn a_column_named_twice_is_refused() {
         let e = Header::new(vec!["id".into(), "email".into(), "id".into()]).unwrap_err();
-        assert!(e.contains("two columns named `id`"), "{e}");
+        assert!(e.to_string().contains("two columns named `id`"), "{e}");
     }
 
     #[test]

@@ -54,10 +54,24 @@ pub struct RawTable {
     start: Option<String>,
 }
 
+/// Why a `schedule = …` was refused: the message names its key and says
+/// what to write instead.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ScheduleError(String);
+
 impl Schedule {
     /// Checks `schedule = …` of the sync at `key`; intervals shorter than
     /// `shortest` are refused.
-    pub fn parse(key: &str, raw: RawSchedule, shortest: Duration) -> Result<Schedule, String> {
+    pub fn parse(
+        key: &str,
+        raw: RawSchedule,
+        shortest: Duration,
+    ) -> Result<Schedule, ScheduleError> {
+        Schedule::checked(key, raw, shortest).map_err(ScheduleError)
+    }
+
+    fn checked(key: &str, raw: RawSchedule, shortest: Duration) -> Result<Schedule, String> {
         let t = match raw {
             RawSchedule::Word(w) if w == "manual" => return Ok(Schedule::Manual),
             RawSchedule::Word(w) => {
@@ -268,6 +282,7 @@ mod tests {
         }
         let w: Wrap = toml::from_str(toml_text).map_err(|e| e.to_string())?;
         Schedule::parse("syncs.s.schedule", w.schedule, Duration::from_secs(60))
+            .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn sync(name: String, s: RawSync, known: &Known, r: &Resolver) -> Result<Sync, I
             schedule,
             Duration::from_secs(known.limits.shortest_interval_secs),
         )
-        .map_err(Invalid::Worded)?,
+        .map_err(|e| Invalid::Worded(e.to_string()))?,
     };
     Ok(Sync {
         name,

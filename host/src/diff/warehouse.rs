@@ -220,7 +220,7 @@ pub fn split(chunk: &RowChunk) -> Result<(Vec<Found>, RowChunk), String> {
             "the warehouse diff returned columns {names:?}, not {META:?} first"
         ));
     }
-    let header = Header::new(names[META.len()..].to_vec())?;
+    let header = Header::new(names[META.len()..].to_vec()).map_err(|e| e.to_string())?;
     let mut rows = RowChunk::new(header);
     let mut found = Vec::with_capacity(chunk.len());
     for row in chunk.rows() {

@@ -55,9 +55,9 @@ impl ChunkSender {
 /// The header of a query's rows, or an error naming the model when its
 /// result cannot be a record.
 fn header(query: &BoundQuery, names: Vec<String>) -> Result<Arc<Header>, SourceError> {
-    Header::new(names).map_err(|message| SourceError::Query {
+    Header::new(names).map_err(|e| SourceError::Query {
         model: query.model.clone(),
         problem: Problem::Sql,
-        message,
+        message: e.to_string(),
     })
 }
