@@ -64,6 +64,10 @@ fn main() {
         &out_dir.join("builtin_plugins.rs"),
         &builtin_table(&wasm_dir),
     );
+    write_if_changed(
+        &out_dir.join("sdk_files.rs"),
+        &sdk_table(&workspace.join("sdk")),
+    );
     println!("cargo:rustc-env=EBB_FIXTURE_DIR={}", wasm_dir.display());
 }
 
@@ -148,6 +152,43 @@ fn builtin_table(wasm_dir: &Path) -> String {
     }
     src.push_str("];\n");
     src
+}
+
+/// The SDK's files, which `ebb plugin new` writes next to a new plugin so
+/// it builds with nothing else from this repository.
+fn sdk_table(sdk: &Path) -> String {
+    let mut files = Vec::new();
+    walk(sdk, sdk, &mut files);
+    files.sort();
+    let mut src = String::from(
+        "/// The SDK's files: path inside the crate, contents.\n\
+         pub const SDK_FILES: &[(&str, &[u8])] = &[\n",
+    );
+    for (relative, absolute) in files {
+        writeln!(src, "    ({relative:?}, include_bytes!({absolute:?})),")
+            .expect("writing to a String");
+    }
+    src.push_str("];\n");
+    src
+}
+
+/// Every file below `dir` but build output, as (path from `root`, absolute path).
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+    let entries =
+        fs::read_dir(dir).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", dir.display())));
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if entry.file_name() != "target" {
+                walk(root, &path, out);
+            }
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            out.push((
+                relative.to_string_lossy().replace('\\', "/"),
+                path.display().to_string(),
+            ));
+        }
+    }
 }
 
 /// Leaves the file alone when unchanged, so the host is not rebuilt.

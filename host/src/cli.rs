@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::alert;
+use crate::authoring::PluginCommand;
 use crate::config::Config;
 use crate::metrics::PluginCalls;
 use crate::output::{self, Format};
@@ -114,9 +115,22 @@ pub enum Command {
     /// Keep every sync on its schedule and serve the HTTP API, until
     /// SIGTERM or Ctrl-C.
     Serve,
+    /// Write, build, inspect and test plugins (reads no ebb.toml).
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Plugin { command } = cli.command {
+        let engine = Engine::new(EngineOptions {
+            builtins: builtin::ALL,
+            ..EngineOptions::default()
+        })
+        .context("cannot start the plugin engine")?;
+        return Ok(crate::authoring::execute(command, &engine).await?);
+    }
     let cfg = Config::load(&cli.config)?;
     match cli.command {
         Command::Check => check(&cfg).await,
@@ -176,6 +190,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Serve => crate::serve::serve(cfg.clone(), engine(&cfg)?).await,
+        Command::Plugin { .. } => unreachable!("handled before the config is read"),
         Command::Reset { sync } => {
             run::reset(&cfg, &sync).await?;
             println!("sync `{sync}` reset: its next run sends every record as added");
@@ -272,7 +287,7 @@ async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
     let mut problems = 0;
     let mut report = |line: String| {
         problems += 1;
-        eprintln!("error: {}", one_line(&line));
+        eprintln!("error: {}", output::one_line(&line));
     };
     let mut failed_models = std::collections::BTreeSet::new();
     for source in cfg.sources.values() {
@@ -326,9 +341,4 @@ async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
         0 => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
-}
-
-/// Database messages may span lines; a check prints one per finding.
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod api;
+pub mod authoring;
 pub mod cli;
 pub mod config;
 pub mod cursor;

@@ -18,6 +18,12 @@ pub enum Format {
     Csv,
 }
 
+/// Messages may span lines (a database's, a plugin's); some places print
+/// one per finding.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)

@@ -38,7 +38,7 @@ const LAYERS: &[&[&str]] = &[
     // The run, and what reads like one.
     &["run", "preview"],
     // Who starts runs and what they do after.
-    &["alert", "output", "worker", "api", "serve"],
+    &["alert", "output", "worker", "api", "serve", "authoring"],
     // The binary's edge.
     &["cli"],
 ];

@@ -21,6 +21,7 @@ use crate::event::Event;
 use crate::grants::Grants;
 use crate::load::Loader;
 use crate::plugin_ref::PluginRef;
+use crate::schema::ConfigSchema;
 use crate::store::{NetGrant, State};
 use crate::verdict::Outcome;
 
@@ -30,6 +31,7 @@ pub struct Destination {
     caller: Caller,
     pre: DestinationPluginPre<State>,
     spec: Arc<Spec>,
+    schema: Arc<ConfigSchema>,
 }
 
 impl Destination {
@@ -62,10 +64,16 @@ impl Destination {
             label: plugin.label.clone(),
             problem,
         })?;
+        let schema =
+            ConfigSchema::compile(&spec.config_schema).map_err(|msg| PluginError::BadSchema {
+                label: plugin.label.clone(),
+                msg,
+            })?;
         Ok(Destination {
             caller,
             pre,
             spec: Arc::new(spec),
+            schema: Arc::new(schema),
         })
     }
 
@@ -77,12 +85,16 @@ impl Destination {
         &self.caller.label
     }
 
-    /// Asks the plugin to check a config; `Ok(Err(problems))` lists every
-    /// problem it found.
+    /// Checks a config against the spec's `config_schema`, then asks the
+    /// plugin; `Ok(Err(problems))` lists every problem found.
     pub async fn validate(
         &self,
         config: &serde_json::Value,
     ) -> Result<Result<(), Vec<String>>, CallError> {
+        let problems = self.schema.problems(config);
+        if !problems.is_empty() {
+            return Ok(Err(problems));
+        }
         let pre = self.pre.clone();
         let config = config.to_string();
         let finished = self
@@ -158,7 +170,10 @@ fn net_grant(plugin: &PluginRef, grants: Grants) -> Result<NetGrant, PluginError
         msg,
     };
     grants.limits.check().map_err(grant_error)?;
-    let policy = Policy::parse(&grants.allow_hosts).map_err(grant_error)?;
+    let mut policy = Policy::parse(&grants.allow_hosts).map_err(grant_error)?;
+    if let Some(mock) = grants.intercept {
+        policy = policy.intercept(mock);
+    }
     if let Some(dir) = &grants.dir
         && !dir.is_dir()
     {

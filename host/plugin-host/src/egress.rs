@@ -22,8 +22,15 @@
 //!
 //! Every request also gets the destination's connect, first-byte and
 //! between-bytes timeouts; a guest may ask for shorter ones, never longer.
+//!
+//! For `ebb plugin test`, a policy may [intercept](Policy::intercept) what
+//! it allows: the request then goes over plain HTTP to a local mock
+//! instead, with the origin it was meant for in an [`ORIGIN_HEADER`], so a
+//! plugin is tested with the config it ships with and nothing leaves the
+//! machine.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,10 +43,16 @@ use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequ
 use wasmtime_wasi_http::p2::{HttpError, HttpResult};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtxView, WasiHttpHooks};
 
+/// The header an intercepted request carries its intended
+/// `scheme://host:port` in.
+pub const ORIGIN_HEADER: &str = "x-ebb-origin";
+
 /// The hosts a destination was granted, parsed from `allow_hosts`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     grants: Vec<Grant>,
+    /// Where allowed requests go instead, if anywhere.
+    intercept: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +70,18 @@ impl Policy {
             .iter()
             .map(|entry| Grant::parse(entry.as_ref()))
             .collect::<Result<_, _>>()?;
-        Ok(Policy { grants })
+        Ok(Policy {
+            grants,
+            intercept: None,
+        })
+    }
+
+    /// Sends every request this policy allows to `mock` instead.
+    pub fn intercept(self, mock: SocketAddr) -> Policy {
+        Policy {
+            intercept: Some(mock),
+            ..self
+        }
     }
 
     /// Whether a request to `authority` over `scheme` may go out. An
@@ -221,23 +245,52 @@ type SendFuture = Box<
 impl WasiHttpHooks for EgressHooks {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         let uri = request.uri();
-        let allowed = match (uri.scheme(), uri.authority()) {
-            (Some(scheme), Some(authority)) => {
-                self.policy.check(scheme, authority.as_str()).allowed
-            }
-            _ => false,
+        let verdict = match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) => Some(self.policy.check(scheme, authority.as_str())),
+            _ => None,
         };
-        if !allowed {
+        let Some(verdict) = verdict.filter(|v| v.allowed) else {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        };
+        if let Some(mock) = self.policy.intercept
+            && intercept(&mut request, mock, &verdict.url).is_err()
+        {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid) });
         }
         let options = self.timeouts.clamp(options);
         wasmtime_wasi_http::default_hooks().send_request(request, Some(options), fut)
     }
+}
+
+/// Sends `request`, meant for `origin` (`scheme://host:port/`), to `mock`
+/// over plain HTTP instead, saying where it was meant to go.
+fn intercept(
+    request: &mut http::Request<WasiBody>,
+    mock: SocketAddr,
+    origin: &str,
+) -> Result<(), http::Error> {
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *request.uri_mut() = http::Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(mock.to_string())
+        .path_and_query(path)
+        .build()?;
+    let origin = http::HeaderValue::from_str(origin.trim_end_matches('/'))?;
+    request.headers_mut().insert(ORIGIN_HEADER, origin);
+    request.headers_mut().insert(
+        http::header::HOST,
+        http::HeaderValue::from_str(&mock.to_string())?,
+    );
+    Ok(())
 }
 
 /// The interface whose `handle` function [`Handler`] replaces; the version

@@ -15,6 +15,7 @@ use crate::call::Sandbox;
 use crate::destination::Destination;
 use crate::error::{PluginError, StartError};
 use crate::grants::Grants;
+use crate::inspect::Inspected;
 use crate::limits::{Limits, MAX_MEMORY_BYTES};
 use crate::load::Loader;
 use crate::observe::CallObserver;
@@ -80,6 +81,12 @@ impl Engine {
         grants: Grants,
     ) -> Result<Destination, PluginError> {
         Destination::load(&self.loader, &self.sandbox, plugin, grants).await
+    }
+
+    /// What a plugin file is, without linking it: its world, WIT version
+    /// and imports, size and sha256.
+    pub async fn inspect(&self, plugin: &PluginRef) -> Result<Inspected, PluginError> {
+        self.loader.inspect(plugin).await
     }
 
     /// Loads a transform.

@@ -91,6 +91,9 @@ pub enum PluginError {
 
     #[error("{label}: the plugin's spec() is not valid: {problem}; this is a bug in the plugin")]
     BadSpec { label: String, problem: SpecError },
+
+    #[error("{label}: {msg}; this is a bug in the plugin")]
+    BadSchema { label: String, msg: String },
 }
 
 /// Why one plugin call failed. None of these leave the engine unusable.

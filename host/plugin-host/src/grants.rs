@@ -3,6 +3,7 @@
 //! engine turns these into the sandbox of each call; nothing outside them
 //! is reachable.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,6 +20,9 @@ pub struct Grants {
     pub http_first_byte_timeout: Duration,
     pub http_between_bytes_timeout: Duration,
     pub limits: Limits,
+    /// Sends every allowed request to this local mock instead (`ebb plugin
+    /// test`); see [`ORIGIN_HEADER`](crate::ORIGIN_HEADER).
+    pub intercept: Option<SocketAddr>,
 }
 
 impl Default for Grants {
@@ -30,6 +34,7 @@ impl Default for Grants {
             http_first_byte_timeout: Duration::from_secs(30),
             http_between_bytes_timeout: Duration::from_secs(30),
             limits: Limits::default(),
+            intercept: None,
         }
     }
 }

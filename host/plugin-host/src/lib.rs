@@ -26,25 +26,31 @@ mod engine;
 mod error;
 pub mod event;
 mod grants;
+mod inspect;
 mod limits;
 mod load;
 mod observe;
 mod plugin_ref;
+mod schema;
 mod store;
 mod ticker;
 mod transform;
 mod verdict;
+mod wanted;
 
 pub use destination::Destination;
 /// A destination's self-description is defined once, in the SDK that
 /// plugins build it with; [`ActionSpec`] is its action under the name the
 /// host's code reads best with.
 pub use ebb_sdk::spec::{self, Action as ActionSpec, Spec};
+pub use egress::ORIGIN_HEADER;
 pub use engine::{Engine, EngineOptions};
 pub use error::{CallError, ErrorKind, PluginError, RemoteError, StartError};
 pub use grants::Grants;
+pub use inspect::{Inspected, Shape};
 pub use limits::Limits;
 pub use observe::CallObserver;
 pub use plugin_ref::{Builtin, PluginLocation, PluginRef};
 pub use transform::Transform;
 pub use verdict::{Item, Outcome};
+pub use wanted::{Wanted, ungranted, wanted};

@@ -18,6 +18,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use crate::bindings::{DestinationPluginPre, TransformPluginPre};
 use crate::cache::{self, DiskCache};
 use crate::error::PluginError;
+use crate::inspect::{Inspected, Shape};
 use crate::plugin_ref::{Builtin, PluginLocation, PluginRef};
 use crate::store::{self, State};
 
@@ -28,6 +29,9 @@ pub struct Loader {
     builtins: &'static [Builtin],
     destinations: Linked<DestinationPluginPre<State>>,
     transforms: Linked<TransformPluginPre<State>>,
+    /// Components compiled in this process, by sha256, so that inspecting
+    /// a plugin and then loading it compiles it once.
+    compiled: Mutex<HashMap<String, Component>>,
 }
 
 /// One world's linker and the components already linked against it, by
@@ -79,6 +83,7 @@ impl Loader {
                 DestinationPluginPre::new,
             ),
             transforms: Linked::new(World::Transform, transform_linker, TransformPluginPre::new),
+            compiled: Mutex::default(),
         })
     }
 
@@ -94,6 +99,19 @@ impl Loader {
         plugin: &PluginRef,
     ) -> Result<TransformPluginPre<State>, PluginError> {
         self.load(plugin, &self.transforms).await
+    }
+
+    /// Reads, checks and compiles a plugin without linking it, and
+    /// describes it.
+    pub async fn inspect(&self, plugin: &PluginRef) -> Result<Inspected, PluginError> {
+        let (sha256, bytes) = self.read(plugin).await?;
+        let size = bytes.len();
+        let component = self.compile(plugin, &sha256, bytes).await?;
+        Ok(Inspected {
+            sha256,
+            size,
+            shape: Shape::of(&self.wasm, &component),
+        })
     }
 
     /// Reads, checks, compiles and links a plugin for `linked`'s world,
@@ -175,6 +193,9 @@ impl Loader {
         sha: &str,
         bytes: Cow<'static, [u8]>,
     ) -> Result<Component, PluginError> {
+        if let Some(component) = lock(&self.compiled).get(sha) {
+            return Ok(component.clone());
+        }
         check_header(&bytes).map_err(|msg| PluginError::NotAComponent {
             label: plugin.label.clone(),
             location: plugin.location.to_string(),
@@ -182,17 +203,19 @@ impl Loader {
         })?;
         let wasm = self.wasm.clone();
         let cache = self.cache.clone();
-        let sha = sha.to_string();
+        let key = sha.to_string();
         let compiled = tokio::task::spawn_blocking(move || {
-            cache::compile(&wasm, cache.as_ref(), &bytes, &sha).map_err(|e| format!("{e:#}"))
+            cache::compile(&wasm, cache.as_ref(), &bytes, &key).map_err(|e| format!("{e:#}"))
         })
         .await
         .unwrap_or_else(|e| Err(format!("the compiler stopped unexpectedly: {e}")));
-        compiled.map_err(|msg| PluginError::Compile {
+        let component = compiled.map_err(|msg| PluginError::Compile {
             label: plugin.label.clone(),
             location: plugin.location.to_string(),
             msg,
-        })
+        })?;
+        lock(&self.compiled).insert(sha.to_owned(), component.clone());
+        Ok(component)
     }
 
     /// Explains why a component does not fit a world: which import is not

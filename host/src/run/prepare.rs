@@ -11,7 +11,7 @@ use crate::diff::warehouse as pushdown;
 use crate::extract::{self, Templates};
 use crate::load::Loader;
 use crate::param::ParamKind;
-use crate::plugin::{ActionSpec, Engine, Grants};
+use crate::plugin::{ActionSpec, Engine, Grants, Spec};
 use crate::source::Warehouse;
 use crate::transform::Step;
 
@@ -163,6 +163,7 @@ pub(super) async fn destination(
         )));
     }
     let spec = destination.spec().clone();
+    granted(dest, &spec)?;
     let declared = || {
         spec.actions
             .iter()
@@ -206,4 +207,32 @@ pub(super) async fn destination(
         halt: tokio_util::sync::CancellationToken::new(),
     };
     Ok((loader, action))
+}
+
+/// Refuses a destination whose `allow_hosts` misses a host it will call,
+/// naming each and the line that grants them all, so a missing grant fails
+/// `ebb check` instead of every row of every run.
+fn granted(dest: &config::Destination, spec: &Spec) -> Result<()> {
+    let wanted = crate::plugin::wanted(spec, &dest.config);
+    let missing = crate::plugin::ungranted(&dest.allow_hosts, wanted).map_err(RunError::Refused)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = missing
+        .iter()
+        .map(|w| format!("`{}` ({})", w.entry, w.why))
+        .collect();
+    let all: Vec<String> = dest
+        .allow_hosts
+        .iter()
+        .chain(missing.iter().map(|w| &w.entry))
+        .map(|h| format!("{h:?}"))
+        .collect();
+    Err(RunError::Refused(format!(
+        "destinations.{}.allow_hosts does not grant {}, which {} will call; set allow_hosts = [{}]",
+        dest.name,
+        named.join(", "),
+        dest.plugin.label,
+        all.join(", ")
+    )))
 }

@@ -1,0 +1,319 @@
+//! `ebb plugin test`: runs a built plugin on events from a file the way a
+//! sync would, and shows what it did. A destination delivers through the
+//! same batching and retry loop a run uses, its requests going to the
+//! [mock](super::mock) and printed with secrets hidden; a transform's
+//! verdict on each event is printed. The exit code says whether every event
+//! was accepted, so an author's CI can run it.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::mask::Masker;
+use super::mock::{Mock, Recorded, Script};
+use super::{Format, Problem, file_ref, print_json};
+use crate::config::Retry;
+use crate::event::Event;
+use crate::load::{Delivery, Loader};
+use crate::plugin::{Destination, Engine, Grants, Item};
+
+/// What `ebb plugin test` was asked to do.
+pub struct Test {
+    pub file: PathBuf,
+    pub config: Option<PathBuf>,
+    pub events: PathBuf,
+    pub respond: Option<PathBuf>,
+    pub action: Option<String>,
+    pub allow_hosts: Vec<String>,
+    pub max_attempts: u32,
+    pub format: Format,
+}
+
+/// What became of one event.
+#[derive(Serialize)]
+struct Verdict {
+    id: String,
+    op: String,
+    /// `ok`, `rejected` or `failed` for a destination; `kept`, `dropped`,
+    /// `split` or `failed` for a transform.
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// What a transform made of it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    events: Vec<Event>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    plugin: String,
+    world: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<String>,
+    requests: Vec<Recorded>,
+    events: Vec<Verdict>,
+    accepted: bool,
+}
+
+/// Runs the test; `Ok(false)` when some event was not accepted.
+pub async fn run(engine: &Engine, test: Test) -> Result<bool, Problem> {
+    let config = match &test.config {
+        Some(path) => read_config(path)?,
+        None => Value::Object(Default::default()),
+    };
+    let events = read_events(&test.events)?;
+    let plugin = file_ref(&test.file);
+    let world = engine.inspect(&plugin).await?.shape.world;
+    let report = match world {
+        Some("transform") => {
+            let transform = engine.transform(&plugin, Default::default()).await?;
+            let items = transform.apply(&config, &events).await?;
+            let verdicts: Vec<Verdict> = events.iter().zip(items).map(transformed).collect();
+            Report {
+                plugin: test.file.display().to_string(),
+                world: "transform",
+                action: None,
+                requests: Vec::new(),
+                accepted: verdicts.iter().all(|v| v.outcome != "failed"),
+                events: verdicts,
+            }
+        }
+        _ => deliver(engine, &test, config, &events).await?,
+    };
+    let accepted = report.accepted;
+    match test.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => print(&report),
+    }
+    Ok(accepted)
+}
+
+async fn deliver(
+    engine: &Engine,
+    test: &Test,
+    config: Value,
+    events: &[Event],
+) -> Result<Report, Problem> {
+    let plugin = file_ref(&test.file);
+    let spec = engine
+        .destination(&plugin, Grants::default())
+        .await?
+        .spec()
+        .clone();
+    let action = match (&test.action, spec.actions.as_slice()) {
+        (Some(action), _) => action.clone(),
+        (None, [only]) => only.name.clone(),
+        (None, actions) => {
+            return Err(Problem::new(format!(
+                "{} declares the actions {}; pick one with --action",
+                test.file.display(),
+                names(actions.iter().map(|a| a.name.as_str()))
+            )));
+        }
+    };
+    let script = match &test.respond {
+        Some(path) => Script::load(path).map_err(Problem::new)?,
+        None => Script::default(),
+    };
+    let mock = Mock::start(script)
+        .await
+        .map_err(|e| Problem::new(format!("cannot start the mock endpoint: {e}")))?;
+    // What `ebb check` asks the operator to grant: the declared hosts, the
+    // config's URL hosts, and whatever the author adds.
+    let mut allow_hosts: Vec<String> = crate::plugin::wanted(&spec, &config)
+        .into_iter()
+        .map(|w| w.entry)
+        .collect();
+    allow_hosts.extend(test.allow_hosts.iter().cloned());
+    let grants = Grants {
+        allow_hosts,
+        intercept: Some(mock.addr),
+        ..Grants::default()
+    };
+    let destination = engine.destination(&plugin, grants).await?;
+    if let Err(problems) = destination.validate(&config).await? {
+        return Err(Problem::new(format!(
+            "{} refuses the config: {}",
+            test.file.display(),
+            problems.join("; ")
+        )));
+    }
+    let deliveries = send(destination, &spec, &config, &action, test, events).await;
+    let masker = Masker::new(&config);
+    let verdicts: Vec<Verdict> = events
+        .iter()
+        .zip(deliveries)
+        .map(|(event, delivery)| delivered(event, delivery, &masker))
+        .collect();
+    Ok(Report {
+        plugin: test.file.display().to_string(),
+        world: "destination",
+        action: Some(action),
+        requests: mock.recorded().iter().map(|r| masker.request(r)).collect(),
+        accepted: verdicts.iter().all(|v| v.outcome == "ok"),
+        events: verdicts,
+    })
+}
+
+/// Delivers the events one batch at a time, in order, with a run's retries.
+async fn send(
+    destination: Destination,
+    spec: &crate::plugin::Spec,
+    config: &Value,
+    action: &str,
+    test: &Test,
+    events: &[Event],
+) -> Vec<Delivery> {
+    let loader = Loader {
+        label: destination.label().to_owned(),
+        destination,
+        name: "test".into(),
+        config: config.clone(),
+        action: action.to_owned(),
+        max_in_flight: 1,
+        batch_records: spec.max_batch_records,
+        batch_bytes: spec.max_batch_bytes,
+        retry: Retry {
+            max_attempts: test.max_attempts.max(1),
+            ..Retry::default()
+        },
+        halt: CancellationToken::new(),
+    };
+    let mut deliveries = vec![Delivery::Failed("not attempted".into()); events.len()];
+    let mut batches = std::pin::pin!(loader.deliver(events));
+    while let Some(done) = batches.next().await {
+        for (i, delivery) in done.range.zip(done.deliveries) {
+            deliveries[i] = delivery;
+        }
+    }
+    deliveries
+}
+
+fn delivered(event: &Event, delivery: Delivery, masker: &Masker) -> Verdict {
+    let outcome = delivery.outcome();
+    let error = match delivery {
+        Delivery::Ok => None,
+        Delivery::Rejected(e) | Delivery::Failed(e) => Some(masker.text(&e)),
+    };
+    Verdict {
+        id: event.id.clone(),
+        op: event.op.to_string(),
+        outcome,
+        error,
+        events: Vec::new(),
+    }
+}
+
+fn transformed((event, item): (&Event, Item)) -> Verdict {
+    let (outcome, error, events) = match item {
+        Item::Keep(e) => ("kept", None, vec![e]),
+        Item::Drop => ("dropped", None, Vec::new()),
+        Item::Split(es) => ("split", None, es),
+        Item::Fail(e) => ("failed", Some(e.message), Vec::new()),
+    };
+    Verdict {
+        id: event.id.clone(),
+        op: event.op.to_string(),
+        outcome,
+        error,
+        events,
+    }
+}
+
+fn print(report: &Report) {
+    for (i, r) in report.requests.iter().enumerate() {
+        println!("request {}: {} {} -> {}", i + 1, r.method, r.url, r.status);
+        for (name, value) in &r.headers {
+            println!("  {name}: {value}");
+        }
+        if !r.body.is_empty() {
+            println!("  {}", pretty(&r.body).replace('\n', "\n  "));
+        }
+    }
+    for v in &report.events {
+        let error = v.error.as_deref().map(|e| format!(": {e}"));
+        println!(
+            "event {} ({}): {}{}",
+            v.id,
+            v.op,
+            v.outcome,
+            error.unwrap_or_default()
+        );
+        for e in &v.events {
+            println!("  {}", serde_json::to_string(e).unwrap_or_default());
+        }
+    }
+    let failed = report.events.iter().filter(|v| v.error.is_some()).count();
+    match failed {
+        0 => println!("all {} event(s) accepted", report.events.len()),
+        n => println!("{n} of {} event(s) not accepted", report.events.len()),
+    }
+}
+
+/// A JSON body indented for reading; any other body as it is.
+fn pretty(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| body.to_owned())
+}
+
+/// The plugin's config: a JSON file, or a TOML one holding its keys.
+fn read_config(path: &Path) -> Result<Value, Problem> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Problem::new(format!("cannot read {}: {e}", path.display())))?;
+    let parsed = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        toml::from_str::<toml::Value>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string()))
+    };
+    match parsed {
+        Ok(config @ Value::Object(_)) => Ok(config),
+        Ok(_) => Err(Problem::new(format!(
+            "{}: the config must be an object of the plugin's keys",
+            path.display()
+        ))),
+        Err(e) => Err(Problem::new(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Events, one JSON envelope per line (`{"op","id","fields","previous"}`);
+/// blank lines are skipped.
+fn read_events(path: &Path) -> Result<Vec<Event>, Problem> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Problem::new(format!("cannot read {}: {e}", path.display())))?;
+    let mut events = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| Problem::new(format!("{}: {e}", path.display())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = serde_json::from_str(&line).map_err(|e| {
+            Problem::new(format!(
+                "{}:{}: not an event ({e}); write one {{\"op\":\"added\",\"id\":\"1\",\"fields\":{{…}},\"previous\":null}} per line",
+                path.display(),
+                i + 1
+            ))
+        })?;
+        events.push(event);
+    }
+    if events.is_empty() {
+        return Err(Problem::new(format!(
+            "{} holds no events; write one JSON event per line",
+            path.display()
+        )));
+    }
+    Ok(events)
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,133 @@
+//! `ebb plugin inspect FILE`: what a built plugin is, before anyone trusts
+//! it with credentials: its world and WIT version, what it imports, and for
+//! a destination the spec it declares (actions and their fields, config
+//! schema, hosts, batch limits), with the size and sha256 to pin it by.
+//! A component this Ebb cannot load is still described, with the reason.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{Format, Problem, file_ref, print_json};
+use crate::plugin::{Engine, Grants, Spec};
+
+#[derive(Serialize)]
+pub struct Description {
+    pub file: String,
+    pub size: usize,
+    pub sha256: String,
+    /// `destination`, `transform`, or null when it exports neither.
+    pub world: Option<&'static str>,
+    pub wit_version: Option<String>,
+    /// Why this Ebb cannot load it, if it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unloadable: Option<String>,
+    pub imports: Vec<String>,
+    /// A destination's self-description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spec: Option<Spec>,
+}
+
+/// Reads what `file` is; a file that is not a component is an error.
+pub async fn describe(engine: &Engine, file: &Path) -> Result<Description, Problem> {
+    let plugin = file_ref(file);
+    let inspected = engine.inspect(&plugin).await?;
+    let shape = inspected.shape;
+    let loaded = match shape.world {
+        Some("destination") => engine
+            .destination(&plugin, Grants::default())
+            .await
+            .map(|d| Some(d.spec().clone())),
+        Some(_) => engine
+            .transform(&plugin, Default::default())
+            .await
+            .map(|_| None),
+        None => Ok(None),
+    };
+    let (spec, unloadable) = match loaded {
+        Ok(spec) => (spec, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let unloadable = match shape.world {
+        None => Some(format!(
+            "it exports neither ebb:plugin/destination nor ebb:plugin/transform (it exports [{}])",
+            shape.exports.join(", ")
+        )),
+        Some(_) => unloadable,
+    };
+    Ok(Description {
+        file: file.display().to_string(),
+        size: inspected.size,
+        sha256: inspected.sha256,
+        world: shape.world,
+        wit_version: shape.wit_version,
+        unloadable,
+        imports: shape.imports,
+        spec,
+    })
+}
+
+pub async fn inspect(engine: &Engine, file: &Path, format: Format) -> Result<(), Problem> {
+    let d = describe(engine, file).await?;
+    match format {
+        Format::Json => print_json(&d),
+        Format::Table => {
+            print(&d);
+            Ok(())
+        }
+    }
+}
+
+fn print(d: &Description) {
+    let unknown = || "unknown".to_owned();
+    println!("file:        {}", d.file);
+    println!("size:        {}", super::builder::size(d.size));
+    println!("sha256:      {}", d.sha256);
+    println!(
+        "world:       {}",
+        d.world.map(str::to_owned).unwrap_or_else(unknown)
+    );
+    println!(
+        "wit version: ebb:plugin@{}",
+        d.wit_version.clone().unwrap_or_else(unknown)
+    );
+    if let Some(why) = &d.unloadable {
+        println!("loads:       no: {}", crate::output::one_line(why));
+    }
+    if let Some(spec) = &d.spec {
+        println!("name:        {}", spec.name);
+        println!("version:     {}", spec.version);
+        println!(
+            "batches:     at most {} events, {}",
+            spec.max_batch_records,
+            super::builder::size(spec.max_batch_bytes)
+        );
+        println!("hosts:       [{}]", quoted(&spec.hosts));
+        println!("actions:");
+        for action in &spec.actions {
+            println!("  {}: {}", action.name, action.description);
+            for field in &action.fields {
+                let kind = serde_json::to_value(&field.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let required = if field.required { ", required" } else { "" };
+                println!("    {} ({kind}{required})", field.name);
+            }
+        }
+        let schema = serde_json::to_string_pretty(&spec.config_schema).unwrap_or_default();
+        println!("config schema:\n  {}", schema.replace('\n', "\n  "));
+    }
+    println!("imports:");
+    for import in &d.imports {
+        println!("  {import}");
+    }
+}
+
+pub fn quoted(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|h| format!("{h:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

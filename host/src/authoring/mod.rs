@@ -1,0 +1,180 @@
+//! `ebb plugin`: the connector author's toolchain. `new` scaffolds a crate
+//! on the SDK that builds, tests and loads as it is; `build` compiles it
+//! for `wasm32-wasip2` and prints what to paste into `ebb.toml`; `inspect`
+//! says what a `.wasm` is; `test` runs one against a mock endpoint. None of
+//! them reads `ebb.toml`: they work in a plugin's own folder.
+
+mod builder;
+mod harness;
+mod inspect;
+mod mask;
+mod mock;
+mod scaffold;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::plugin::{PluginError, PluginLocation, PluginRef};
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Create a plugin crate that builds, tests and loads as it is.
+    New {
+        kind: Kind,
+        /// The crate's name, and its folder's unless --path is given.
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
+    /// Build the plugin crate in this folder (or --path) for wasm32-wasip2
+    /// with its release profile, and print the lines that load it.
+    Build {
+        #[arg(long, default_value = ".")]
+        path: PathBuf,
+    },
+    /// Describe a built plugin: its world, WIT version, spec, hosts, size
+    /// and sha256.
+    Inspect {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run a built plugin on events from a file, against a local mock
+    /// endpoint, and show its requests and each event's outcome; exits 1
+    /// unless every event was accepted.
+    #[command(after_help = TEST_HELP)]
+    Test {
+        file: PathBuf,
+        /// The plugin's config: a TOML file of its keys, or a .json file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One JSON event per line: {"op","id","fields","previous"}.
+        #[arg(long)]
+        events: PathBuf,
+        /// How the mock answers (see below); without it every request gets
+        /// 200 with `{}`.
+        #[arg(long)]
+        respond: Option<PathBuf>,
+        /// The action to deliver with; needed when the plugin declares several.
+        #[arg(long)]
+        action: Option<String>,
+        /// Grant a host besides those the plugin declares or its config names.
+        #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+        allow_hosts: Vec<String>,
+        /// Attempts per batch, as a sync's `retry.max_attempts`.
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+const TEST_HELP: &str = "\
+The plugin keeps its config: every request it is allowed to make goes to the
+mock instead, and is printed under the URL it was meant for, secrets hidden.
+A --respond script (TOML, or .json) lists rules, tried in order; the first
+that matches and is not used up answers:
+
+  [[respond]]
+  path = \"/v1/batch\"     # optional: only requests to this path
+  method = \"POST\"        # optional
+  times = 1              # optional: answers this many requests, then is used up
+  status = 429
+  headers = { \"Retry-After\" = \"1\" }
+  body = \"slow down\"     # or json = { ... }";
+
+/// What a plugin is for.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Destination,
+    Transform,
+}
+
+/// How `inspect` and `test` print: for people, or JSON for programs.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// Why an `ebb plugin` command could not do its job; says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("{0}")]
+    Said(String),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Call(#[from] crate::plugin::CallError),
+    #[error("cannot write the report: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Problem {
+    fn new(message: impl Into<String>) -> Problem {
+        Problem::Said(message.into())
+    }
+}
+
+pub async fn execute(
+    command: PluginCommand,
+    engine: &crate::plugin::Engine,
+) -> Result<ExitCode, Problem> {
+    match command {
+        PluginCommand::New { kind, name, path } => {
+            scaffold::create(kind, &name, path)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Build { path } => {
+            builder::build(engine, &path).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Inspect { file, format } => {
+            inspect::inspect(engine, &file, format).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Test {
+            file,
+            config,
+            events,
+            respond,
+            action,
+            allow_hosts,
+            max_attempts,
+            format,
+        } => {
+            let test = harness::Test {
+                file,
+                config,
+                events,
+                respond,
+                action,
+                allow_hosts,
+                max_attempts,
+                format,
+            };
+            Ok(match harness::run(engine, test).await? {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::FAILURE,
+            })
+        }
+    }
+}
+
+/// A plugin file, named in messages by its path.
+fn file_ref(file: &Path) -> PluginRef {
+    PluginRef {
+        label: file.display().to_string(),
+        location: PluginLocation::File(file.to_owned()),
+        sha256: None,
+    }
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), Problem> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! `{{name}}`: an Ebb transform. It removes one field (`drop_field`) from
+//! every event, and drops events whose fields are empty afterwards.
+//! Change `apply` to reshape, drop or split events as you need.
+
+use ebb_sdk::{Event, Item, Transform};
+use serde::Deserialize;
+
+pub struct Plugin;
+
+/// `config = { … }` of the transform in a sync's `transforms`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    drop_field: String,
+}
+
+impl Transform for Plugin {
+    type Config = Config;
+
+    fn apply(config: &Config, mut event: Event) -> Item {
+        event.fields.remove(&config.drop_field);
+        if let Some(previous) = &mut event.previous {
+            previous.remove(&config.drop_field);
+        }
+        if event.fields.is_empty() {
+            Item::Drop
+        } else {
+            Item::Keep(event)
+        }
+    }
+}
+
+ebb_sdk::export_transform!(Plugin);
