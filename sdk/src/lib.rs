@@ -8,6 +8,12 @@
 //! key), decodes each event's JSON, and keeps results index-aligned with the
 //! batch. Plugins build as `cdylib` crates for `wasm32-wasip2`.
 //!
+//! Built for anything but `wasm32`, for a plugin's own `cargo test`, the
+//! SDK runs in test mode: [`http`] requests are answered by the
+//! [`testing::MockHttp`] installed on the thread, [`log`] lines are kept
+//! for [`testing::logs`], and [`testing`] calls a plugin through the same
+//! glue its component exports use.
+//!
 //! `serde_json` is built with `preserve_order` and `arbitrary_precision`, so
 //! column order and numbers wider than `f64` pass through a plugin intact.
 //!
@@ -33,6 +39,8 @@ pub mod http;
 #[cfg(feature = "guest")]
 pub mod log;
 pub mod spec;
+#[cfg(all(feature = "guest", not(target_arch = "wasm32")))]
+pub mod testing;
 #[cfg(feature = "guest")]
 #[doc(hidden)]
 pub mod transform;
