@@ -1,4 +1,5 @@
-//! Bindings generated from `wit/` for both plugin worlds.
+//! Bindings generated from `wit/since_v0.1.0/` (the newest frozen version
+//! of the contract, inside this crate) for both plugin worlds.
 //!
 //! Each world lives in its own module. The transform world reuses the
 //! destination world's `types` and `host` bindings, so an event or an error
@@ -8,8 +9,8 @@
 //!
 //! The transform world's `with:` keys spell out the package version, as
 //! wit-bindgen matches keys exactly and takes only string literals; it also
-//! refuses a key that matches nothing, so a version bump in `wit/` that
-//! misses them (or [`crate::WIT_VERSION`], which a test ties to `wit/`)
+//! refuses a key that matches nothing, so a new `wit/since_v…/` folder that
+//! misses them (or [`crate::WIT_VERSION`], which a test ties to the folder)
 //! fails the build rather than drifting.
 //!
 //! The export macros are public so that a plugin crate exports its world
@@ -17,7 +18,7 @@
 
 pub mod destination {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit/since_v0.1.0",
         world: "ebb:plugin/destination-plugin",
         pub_export_macro: true,
         export_macro_name: "export_destination_world",
@@ -35,7 +36,7 @@ pub mod destination {
 
 pub mod transform {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit/since_v0.1.0",
         world: "ebb:plugin/transform-plugin",
         pub_export_macro: true,
         export_macro_name: "export_transform_world",

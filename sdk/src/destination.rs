@@ -69,6 +69,36 @@ fn parse_valid<D: Destination>(config: &str) -> Result<D::Config, Vec<String>> {
     Ok(config)
 }
 
+// The export glue in SDK types: the component's exports wrap these, and
+// `crate::testing` calls them natively, so both run the same steps.
+
+/// The `spec` export: the spec as JSON.
+pub(crate) fn spec_json<D: Destination>() -> String {
+    serde_json::to_string(&D::spec()).expect("a Spec always serialises")
+}
+
+/// The `validate` export: parse, then the plugin's own checks.
+pub(crate) fn validate<D: Destination>(config: &str) -> Result<(), Vec<String>> {
+    parse_valid::<D>(config).map(drop)
+}
+
+/// The `write` export: a config that fails validation fails the batch, an
+/// event that does not decode is rejected at its index, and the plugin's
+/// outcomes fill the other indexes.
+pub(crate) fn write<D: Destination>(
+    config: &str,
+    action: &str,
+    batch: Vec<wit::Event>,
+) -> Result<Vec<Outcome>, Error> {
+    let config =
+        parse_valid::<D>(config).map_err(|problems| Error::invalid_config(problems.join("; ")))?;
+    event::map_decoded(
+        batch,
+        |events| D::write(&config, action, events),
+        Outcome::Reject,
+    )
+}
+
 /// Implements the generated export trait for any [`Destination`]; used by
 /// [`crate::export_destination!`].
 #[doc(hidden)]
@@ -76,11 +106,11 @@ pub struct Export<D>(PhantomData<D>);
 
 impl<D: Destination> Guest for Export<D> {
     fn spec() -> String {
-        serde_json::to_string(&D::spec()).expect("a Spec always serialises")
+        spec_json::<D>()
     }
 
     fn validate(config: String) -> Result<(), Vec<String>> {
-        parse_valid::<D>(&config).map(drop)
+        validate::<D>(&config)
     }
 
     fn write(
@@ -88,13 +118,7 @@ impl<D: Destination> Guest for Export<D> {
         action: String,
         batch: Vec<wit::Event>,
     ) -> Result<Vec<wit::Outcome>, wit::Error> {
-        let config = parse_valid::<D>(&config)
-            .map_err(|problems| Error::invalid_config(problems.join("; ")))?;
-        let outcomes = event::map_decoded(
-            batch,
-            |events| D::write(&config, &action, events),
-            Outcome::Reject,
-        )?;
+        let outcomes = write::<D>(&config, &action, batch)?;
         Ok(outcomes.into_iter().map(Into::into).collect())
     }
 }

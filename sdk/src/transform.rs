@@ -50,6 +50,25 @@ impl From<Item> for WitItem {
     }
 }
 
+/// The `apply` export in SDK types (the component's export wraps it, and
+/// `crate::testing` calls it natively): one item per event, in order; an
+/// event that does not decode fails at its index, and a bad config fails
+/// every event.
+pub(crate) fn apply<T: Transform>(config: &str, batch: Vec<wit::Event>) -> Vec<Item> {
+    let count = batch.len();
+    let items = config::parse::<T::Config>(config).and_then(|config| {
+        event::map_decoded(
+            batch,
+            |events| Ok(T::apply_batch(&config, events)),
+            Item::Fail,
+        )
+    });
+    match items {
+        Ok(items) => items,
+        Err(error) => vec![Item::Fail(error); count],
+    }
+}
+
 /// Implements the generated export trait for any [`Transform`]; used by
 /// [`crate::export_transform!`].
 #[doc(hidden)]
@@ -57,18 +76,10 @@ pub struct Export<T>(PhantomData<T>);
 
 impl<T: Transform> Guest for Export<T> {
     fn apply(config: String, batch: Vec<wit::Event>) -> Vec<WitItem> {
-        let count = batch.len();
-        let items = config::parse::<T::Config>(&config).and_then(|config| {
-            event::map_decoded(
-                batch,
-                |events| Ok(T::apply_batch(&config, events)),
-                Item::Fail,
-            )
-        });
-        match items {
-            Ok(items) => items.into_iter().map(Into::into).collect(),
-            Err(error) => vec![Item::Fail(error).into(); count],
-        }
+        apply::<T>(&config, batch)
+            .into_iter()
+            .map(Into::into)
+            .collect()
     }
 }
 

@@ -1,4 +1,5 @@
-//! Rust bindings generated from `wit/plugin.wit`, one module per world.
+//! Rust bindings generated from the contract the SDK carries,
+//! `sdk/wit/since_v0.1.0/plugin.wit`, one module per world.
 //!
 //! Exports are async so a plugin call runs on a fiber and can wait on
 //! `wasi:http` without blocking a runtime thread. `wasi:*` types come from
@@ -9,7 +10,7 @@
 
 pub mod destination {
     wasmtime::component::bindgen!({
-        path: "../../wit",
+        path: "../../sdk/wit/since_v0.1.0",
         world: "ebb:plugin/destination-plugin",
         exports: { default: async },
         require_store_data_send: true,
@@ -23,7 +24,7 @@ pub mod destination {
 
 pub mod transform {
     wasmtime::component::bindgen!({
-        path: "../../wit",
+        path: "../../sdk/wit/since_v0.1.0",
         world: "ebb:plugin/transform-plugin",
         exports: { default: async },
         require_store_data_send: true,

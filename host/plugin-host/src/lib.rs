@@ -1,5 +1,5 @@
 //! Ebb's WebAssembly host: destination and transform connectors run as
-//! components against the WIT package in `wit/`.
+//! components against the WIT package in `sdk/wit/since_v0.1.0/`.
 //!
 //! Plugins are third-party code holding customer data and credentials, so
 //! they run sandboxed: each call gets a fresh store with a memory cap and a

@@ -75,8 +75,12 @@ impl Destination for Http {
         let url = &config.url;
         let problems: Vec<String> = [
             url.is_empty().then(|| "url is required".to_owned()),
-            (!url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://"))
-                .then(|| format!("url must start with http:// or https://, got {url:?}")),
+            (!url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://")).then(
+                || {
+                    let quoted = http::redact_url(url);
+                    format!("url must start with http:// or https://, got {quoted:?}")
+                },
+            ),
             (!(1..=10_000).contains(&config.batch_size))
                 .then(|| format!("batch_size must be 1 to 10000, got {}", config.batch_size)),
         ]
@@ -100,10 +104,14 @@ impl Destination for Http {
 
 /// Sends one chunk and returns one outcome per event in it.
 fn post(config: &Config, chunk: &[Event]) -> Vec<Outcome> {
-    let timeout = config.timeout_ms.map(Duration::from_millis);
-    let body = json!({ "events": chunk });
+    let mut request = http::post(&config.url)
+        .headers(&config.headers)
+        .json(&json!({ "events": chunk }));
+    if let Some(ms) = config.timeout_ms {
+        request = request.timeout(Duration::from_millis(ms));
+    }
     let failed = |error: Error| vec![Outcome::from(error); chunk.len()];
-    let response = match http::post_json(&config.url, &config.headers, &body, timeout) {
+    let response = match request.send() {
         Ok(response) => response,
         Err(error) => return failed(error),
     };
@@ -133,3 +141,169 @@ fn post(config: &Config, chunk: &[Event]) -> Vec<Outcome> {
 }
 
 ebb_sdk::export_destination!(Http);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_sdk::http::Method;
+    use ebb_sdk::testing::{self, MockHttp, Reply};
+    use ebb_sdk::{ErrorKind, Op};
+
+    const URL: &str = "https://hooks.example.com/ingest?key=s3cret";
+
+    fn batch(ids: &[&str]) -> Vec<Event> {
+        ids.iter()
+            .map(|id| {
+                testing::event(
+                    Op::Added,
+                    *id,
+                    json!({ "email": format!("{id}@example.com") }),
+                )
+            })
+            .collect()
+    }
+
+    fn write(config: Value, ids: &[&str]) -> Vec<Outcome> {
+        testing::write::<Http>(config, "post", batch(ids)).unwrap()
+    }
+
+    #[test]
+    fn posts_chunks_with_the_configured_headers_and_timeout() {
+        let mock = MockHttp::new().respond(200, "").reply(
+            Reply::status(202).json(&json!({"rejected": [{"id": "c", "error": "bad email"}]})),
+        );
+        let config = json!({
+            "url": URL, "batch_size": 2, "timeout_ms": 1500,
+            "headers": {"Authorization": "Bearer t", "Content-Type": "application/vnd.ebb+json"}
+        });
+        let outcomes = write(config, &["a", "b", "c"]);
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::Ok,
+                Outcome::Ok,
+                Outcome::Reject(Error::rejected("refused by the endpoint: bad email"))
+            ]
+        );
+
+        let sent = mock.requests();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].method(), Method::POST);
+        assert_eq!(sent[0].url(), URL);
+        assert_eq!(sent[0].header("authorization"), Some("Bearer t"));
+        assert_eq!(
+            sent[0].header("content-type"),
+            Some("application/vnd.ebb+json")
+        );
+        assert_eq!(sent[0].timeout(), Some(Duration::from_millis(1500)));
+        let body: Value = sent[0].body_json().unwrap();
+        let ids: Vec<&str> = body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(
+            body["events"][0]["fields"],
+            json!({"email": "a@example.com"})
+        );
+        let body: Value = sent[1].body_json().unwrap();
+        assert_eq!(body["events"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn rate_limits_retry_after_the_delay_asked() {
+        let _mock = MockHttp::new()
+            .reply(
+                Reply::status(429)
+                    .header("Retry-After", "7")
+                    .body("slow down"),
+            )
+            .reply(Reply::status(503).header("Retry-After", "Thu, 01 Jan 1970 00:00:00 GMT"));
+        let limited = Error::rate_limited("HTTP 429: slow down", Some(7000));
+        assert_eq!(
+            write(json!({"url": URL}), &["a", "b"]),
+            [Outcome::Retry(limited.clone()), Outcome::Retry(limited)]
+        );
+        let [Outcome::Retry(down)] = &write(json!({"url": URL}), &["a"])[..] else {
+            panic!("a 503 retries");
+        };
+        assert_eq!(
+            (down.kind, down.retry_after_ms),
+            (ErrorKind::Transient, Some(0))
+        );
+    }
+
+    #[test]
+    fn client_errors_reject_and_auth_errors_say_so() {
+        let _mock = MockHttp::new()
+            .respond(400, r#"{"error": "events[0].email is invalid"}"#)
+            .respond(401, "");
+        assert_eq!(
+            write(json!({"url": URL}), &["a"]),
+            [Outcome::Reject(Error::rejected(
+                r#"HTTP 400: {"error": "events[0].email is invalid"}"#
+            ))]
+        );
+        assert_eq!(
+            write(json!({"url": URL}), &["a"]),
+            [Outcome::Reject(Error::auth(
+                "credentials refused: HTTP 401"
+            ))]
+        );
+    }
+
+    #[test]
+    fn network_failures_retry_without_quoting_the_key() {
+        let _mock = MockHttp::new()
+            .reply(Reply::network_error("connection refused"))
+            .reply(Reply::denied());
+        let [Outcome::Retry(refused)] = &write(json!({"url": URL}), &["a"])[..] else {
+            panic!("a network failure retries");
+        };
+        assert_eq!(
+            refused.message,
+            "request to https://hooks.example.com/ingest?… failed: connection refused"
+        );
+        let [Outcome::Reject(denied)] = &write(json!({"url": URL}), &["a"])[..] else {
+            panic!("a denied request rejects");
+        };
+        assert_eq!(denied.kind, ErrorKind::InvalidConfig);
+        assert!(!denied.message.contains("s3cret"), "{}", denied.message);
+    }
+
+    #[test]
+    fn bad_configs_fail_the_batch_before_sending() {
+        let mock = MockHttp::new();
+        assert_eq!(
+            testing::validate::<Http>(
+                json!({"url": "ftp://u:pw@files.example.com/?k=s3cret", "batch_size": 0})
+            ),
+            Err(vec![
+                r#"url must start with http:// or https://, got "ftp://files.example.com/?…""#
+                    .to_owned(),
+                "batch_size must be 1 to 10000, got 0".to_owned(),
+            ])
+        );
+        let error =
+            testing::write::<Http>(json!({"url": URL, "header": {}}), "post", batch(&["a"]))
+                .unwrap_err();
+        assert_eq!(error.kind, ErrorKind::InvalidConfig);
+        assert!(
+            error.message.contains("unknown field `header`"),
+            "{}",
+            error.message
+        );
+        let error = testing::write::<Http>(json!({}), "post", batch(&["a"])).unwrap_err();
+        assert_eq!(error.message, "url is required");
+        assert!(mock.requests().is_empty());
+    }
+
+    #[test]
+    fn the_spec_is_one_the_host_accepts() {
+        let spec = testing::spec::<Http>().unwrap();
+        assert_eq!(spec.name, "http");
+        assert!(spec.action("post").is_some());
+    }
+}
