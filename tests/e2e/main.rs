@@ -21,6 +21,7 @@ mod last_sync_time;
 mod lifecycle;
 mod mapping;
 mod mysql_source;
+mod plugin_toolchain;
 mod postgres_source;
 mod postgres_types;
 mod preview_plan;

@@ -63,8 +63,10 @@ impl Destination for Plugin {
 
     fn write(config: &Config, _action: &str, batch: Vec<Event>) -> Result<Vec<Outcome>, Error> {
         let url = format!("{}/v1/events", config.endpoint.trim_end_matches('/'));
-        let auth = [("authorization", format!("Bearer {}", config.api_key))];
-        let response = http::post_json(&url, auth, &json!({ "events": batch }), None)?;
+        let response = http::post(&url)
+            .bearer(&config.api_key)
+            .json(&json!({ "events": batch }))
+            .send()?;
         match response.error() {
             // The whole batch failed the same way: Ebb retries or keeps it.
             Some(error) => Err(error),
@@ -74,3 +76,51 @@ impl Destination for Plugin {
 }
 
 ebb_sdk::export_destination!(Plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_sdk::Op;
+    use ebb_sdk::testing::{self, MockHttp, Reply};
+    use serde_json::Value;
+
+    fn batch() -> Vec<Event> {
+        vec![
+            testing::event(Op::Added, "1", json!({"email": "ada@example.com"})),
+            testing::event(Op::Updated, "2", json!({"email": "grace@example.com"})),
+        ]
+    }
+
+    #[test]
+    fn a_batch_is_posted_with_the_key_and_accepted() {
+        let mock = MockHttp::new().respond(200, "{}");
+        let config = json!({"api_key": "k-123"});
+        let outcomes = testing::write::<Plugin>(config, "send", batch());
+        assert_eq!(outcomes, Ok(vec![Outcome::Ok, Outcome::Ok]));
+
+        let sent = &mock.requests()[0];
+        assert_eq!(sent.url(), "https://api.example.com/v1/events");
+        assert_eq!(sent.header("authorization"), Some("Bearer k-123"));
+        let body: Value = sent.body_json().unwrap();
+        assert_eq!(body["events"][1]["fields"]["email"], "grace@example.com");
+    }
+
+    #[test]
+    fn rate_limits_are_retried_and_bad_requests_refused() {
+        let _mock = MockHttp::new()
+            .reply(Reply::status(429).header("Retry-After", "2"))
+            .respond(400, "email is invalid");
+        let config = json!({"api_key": "k", "endpoint": "https://eu.example.com/"});
+        let limited = testing::write::<Plugin>(config.clone(), "send", batch());
+        assert_eq!(limited, Err(Error::rate_limited("HTTP 429", Some(2_000))));
+        let refused = testing::write::<Plugin>(config, "send", batch());
+        assert_eq!(refused, Err(Error::rejected("HTTP 400: email is invalid")));
+    }
+
+    #[test]
+    fn the_endpoint_must_be_http() {
+        let problems = testing::validate::<Plugin>(json!({"api_key": "k", "endpoint": "ftp://x"}));
+        assert!(problems.is_err());
+        assert_eq!(testing::spec::<Plugin>().unwrap().name, "{{name}}");
+    }
+}

@@ -31,3 +31,26 @@ impl Transform for Plugin {
 }
 
 ebb_sdk::export_transform!(Plugin);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_sdk::Op;
+    use ebb_sdk::testing;
+    use serde_json::json;
+
+    #[test]
+    fn the_field_is_removed_and_empty_events_dropped() {
+        let config = json!({"drop_field": "email"});
+        let events = vec![
+            testing::event(Op::Added, "1", json!({"email": "ada@example.com", "plan": "pro"})),
+            testing::event(Op::Added, "2", json!({"email": "grace@example.com"})),
+        ];
+        let items = testing::apply::<Plugin>(config, events);
+        match &items[0] {
+            Item::Keep(event) => assert_eq!(event.fields, json!({"plan": "pro"}).as_object().unwrap().clone()),
+            other => panic!("expected the event kept, got {other:?}"),
+        }
+        assert!(matches!(items[1], Item::Drop));
+    }
+}
