@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::Problem;
-use super::inspect::{Description, describe, quoted};
+use super::inspect::{Description, describe};
+use super::problem::Problem;
+use super::report::{quoted, size};
 use crate::output::one_line;
 use crate::plugin::Engine;
 
@@ -116,14 +117,5 @@ fn paste(d: &Description, wasm: &Path) -> String {
              transforms = [{{ plugin = \"{path}\", sha256 = \"{sha}\", config = {{ }} }}]",
             sha = d.sha256,
         ),
-    }
-}
-
-/// Bytes for people: `1.2 MiB`, `340 KiB`, `12 B`.
-pub fn size(bytes: usize) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.0} KiB", b as f64 / (1 << 10) as f64),
-        b => format!("{b} B"),
     }
 }

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::mask::Masker;
 use super::mock::{Mock, Recorded, Script};
-use super::{Format, Problem, file_ref, print_json};
+use super::problem::Problem;
+use super::report::{Format, file_ref, print_json};
 use crate::config::Retry;
 use crate::event::Event;
 use crate::load::{Delivery, Loader};

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Format, Problem, file_ref, print_json};
+use super::problem::Problem;
+use super::report::{Format, file_ref, print_json, quoted, size};
 use crate::plugin::{Engine, Grants, Spec};
 
 #[derive(Serialize)]
@@ -81,7 +82,7 @@ pub async fn inspect(engine: &Engine, file: &Path, format: Format) -> Result<(),
 fn print(d: &Description) {
     let unknown = || "unknown".to_owned();
     println!("file:        {}", d.file);
-    println!("size:        {}", super::builder::size(d.size));
+    println!("size:        {}", size(d.size));
     println!("sha256:      {}", d.sha256);
     println!(
         "world:       {}",
@@ -100,7 +101,7 @@ fn print(d: &Description) {
         println!(
             "batches:     at most {} events, {}",
             spec.max_batch_records,
-            super::builder::size(spec.max_batch_bytes)
+            size(spec.max_batch_bytes)
         );
         println!("hosts:       [{}]", quoted(&spec.hosts));
         println!("actions:");
@@ -122,12 +123,4 @@ fn print(d: &Description) {
     for import in &d.imports {
         println!("  {import}");
     }
-}
-
-pub fn quoted(items: &[String]) -> String {
-    items
-        .iter()
-        .map(|h| format!("{h:?}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

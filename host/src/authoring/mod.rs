@@ -9,15 +9,18 @@ mod harness;
 mod inspect;
 mod mask;
 mod mock;
+mod problem;
+mod report;
 mod scaffold;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Subcommand, ValueEnum};
-use serde::Serialize;
+use clap::Subcommand;
 
-use crate::plugin::{PluginError, PluginLocation, PluginRef};
+pub use problem::Problem;
+use report::Format;
+use scaffold::Kind;
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
@@ -87,39 +90,6 @@ that matches and is not used up answers:
   headers = { \"Retry-After\" = \"1\" }
   body = \"slow down\"     # or json = { ... }";
 
-/// What a plugin is for.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Kind {
-    Destination,
-    Transform,
-}
-
-/// How `inspect` and `test` print: for people, or JSON for programs.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
-
-/// Why an `ebb plugin` command could not do its job; says what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum Problem {
-    #[error("{0}")]
-    Said(String),
-    #[error(transparent)]
-    Plugin(#[from] PluginError),
-    #[error(transparent)]
-    Call(#[from] crate::plugin::CallError),
-    #[error("cannot write the report: {0}")]
-    Json(#[from] serde_json::Error),
-}
-
-impl Problem {
-    fn new(message: impl Into<String>) -> Problem {
-        Problem::Said(message.into())
-    }
-}
-
 pub async fn execute(
     command: PluginCommand,
     engine: &crate::plugin::Engine,
@@ -163,18 +133,4 @@ pub async fn execute(
             })
         }
     }
-}
-
-/// A plugin file, named in messages by its path.
-fn file_ref(file: &Path) -> PluginRef {
-    PluginRef {
-        label: file.display().to_string(),
-        location: PluginLocation::File(file.to_owned()),
-        sha256: None,
-    }
-}
-
-fn print_json(value: &impl Serialize) -> Result<(), Problem> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }

@@ -7,7 +7,16 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Kind, Problem};
+use clap::ValueEnum;
+
+use super::problem::Problem;
+
+/// What a plugin is for.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    Destination,
+    Transform,
+}
 
 include!(concat!(env!("OUT_DIR"), "/sdk_files.rs"));
 
