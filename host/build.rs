@@ -24,7 +24,11 @@ const PLUGINS: &[(&str, &str)] = &[
     ("compare-truths", "ebb-compare-truths"),
 ];
 /// Guests only the tests use; found through `EBB_FIXTURE_DIR`.
-const FIXTURES: &[&str] = &["ebb-misbehave"];
+const FIXTURES: &[&str] = &[
+    "ebb-misbehave",
+    "ebb-v0-1-0-transform",
+    "ebb-v0-1-0-destination",
+];
 /// Settings of the outer build (clippy's wrapper, coverage flags, its target
 /// dir, target and profile, its jobserver) that must not reach the guests.
 const LEAKY_VARS: &[&str] = &[

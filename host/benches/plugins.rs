@@ -157,6 +157,7 @@ fn change(i: usize) -> Event {
         id: (1000 + i).to_string(),
         fields: row(if changed { "business" } else { "pro" }, 1_741_944_413),
         previous: Some(row("pro", 1_740_816_000)),
+        delivery_id: format!("{:032x}", i),
     }
 }
 
@@ -312,6 +313,7 @@ fn to_sdk(event: Event) -> ebb_sdk::Event {
         id: event.id,
         fields: event.fields,
         previous: event.previous,
+        delivery_id: event.delivery_id,
     }
 }
 
@@ -325,6 +327,7 @@ fn from_sdk(event: ebb_sdk::Event) -> Event {
         id: event.id,
         fields: event.fields,
         previous: event.previous,
+        delivery_id: event.delivery_id,
     }
 }
 
@@ -339,6 +342,7 @@ fn to_sdk_wit(event: WitEvent) -> sdk_wit::Event {
         id: event.id,
         fields: event.fields,
         previous: event.previous,
+        delivery_id: event.delivery_id,
     }
 }
 
@@ -352,6 +356,7 @@ fn from_sdk_wit(event: sdk_wit::Event) -> anyhow::Result<Event> {
         id: event.id,
         fields: event.fields,
         previous: event.previous,
+        delivery_id: event.delivery_id,
     })
     .map_err(anyhow::Error::msg)
 }
@@ -457,6 +462,7 @@ async fn call_cost(settings: &Settings, engine: &Engine) -> anyhow::Result<()> {
         id: "1".into(),
         fields: Record::new(),
         previous: None,
+        delivery_id: String::new(),
     }];
     for _ in 0..settings.calls / 10 {
         transform.apply(&config, &batch).await?;

@@ -10,6 +10,7 @@ pub mod authoring;
 pub mod cli;
 pub mod config;
 pub mod cursor;
+pub mod delivery_id;
 pub mod diff;
 pub mod extract;
 pub mod limits;

@@ -18,10 +18,13 @@ fn main() -> ExitCode {
     // A model reading millions of rows is a long statement by design: the
     // driver's slow-statement warnings are only wanted when asked for. A
     // server's log is the record of what it did, so `serve` logs runs.
+    // What plugins log (target `ebb::plugin`) shows from `-v` on, down to
+    // their debug lines, which are written for their authors.
     let serving = matches!(cli.command, Command::Serve);
     let default = match (cli.verbose, serving) {
         (0, false) => "warn,sqlx::query=error",
-        (0, true) | (1, _) => "info,sqlx::query=error",
+        (0, true) => "info,sqlx::query=error",
+        (1, _) => "info,ebb::plugin=debug,sqlx::query=error",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

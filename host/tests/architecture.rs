@@ -19,7 +19,16 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Vocabulary: what every layer speaks.
     &[
-        "event", "limits", "param", "rows", "rsa_key", "status", "template", "mapping", "schedule",
+        "event",
+        "delivery_id",
+        "limits",
+        "param",
+        "rows",
+        "rsa_key",
+        "status",
+        "template",
+        "mapping",
+        "schedule",
         "plugin",
     ],
     // The file as written, parsed and checked.

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use ebb::event::{Event, Op};
 use ebb::plugin::{
-    CallError, Engine, EngineOptions, Grants, Item, Limits, Outcome, PluginError, PluginLocation,
-    PluginRef, builtin,
+    CallError, Engine, EngineOptions, ErrorKind, Grants, Item, Limits, Outcome, PluginError,
+    PluginLocation, PluginRef, builtin,
 };
 use serde_json::{Value, json};
 
@@ -45,6 +45,7 @@ fn event(id: &str, fields: Value) -> Event {
         id: id.to_string(),
         fields: fields.as_object().cloned().unwrap(),
         previous: None,
+        delivery_id: format!("d-{id}"),
     }
 }
 
@@ -193,6 +194,142 @@ async fn concurrent_calls_are_isolated() {
         let result = call.unwrap();
         assert_eq!(result.is_ok(), i % 2 == 0, "call {i}: {result:?}");
     }
+}
+
+/// The `calls` a `count` call of the misbehave fixture reports: how many
+/// events the instance that served it has seen.
+async fn calls_seen(transform: &ebb::plugin::Transform) -> u64 {
+    let items = transform
+        .apply(&json!({ "mode": "count" }), &[event("1", json!({}))])
+        .await
+        .unwrap();
+    match &items[..] {
+        [Item::Keep(e)] => e.fields["calls"].as_u64().unwrap(),
+        other => panic!("expected one kept event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_instance_serves_its_handle_until_it_fails() {
+    let path = fixture_or_skip!("ebb_misbehave.wasm");
+    let engine = engine();
+    let plugin = file_ref("transform `misbehave`", path);
+    let transform = engine.transform(&plugin, Limits::default()).await.unwrap();
+    assert_eq!(calls_seen(&transform).await, 1);
+    assert_eq!(calls_seen(&transform.clone()).await, 2, "clones share it");
+    assert_eq!(calls_seen(&transform).await, 3);
+
+    let other = engine.transform(&plugin, Limits::default()).await.unwrap();
+    assert_eq!(calls_seen(&other).await, 1, "another handle has its own");
+
+    let trap = transform
+        .apply(&json!({ "mode": "trap" }), &[event("1", json!({}))])
+        .await;
+    assert!(matches!(trap, Err(CallError::Trap { .. })), "{trap:?}");
+    assert_eq!(
+        calls_seen(&transform).await,
+        1,
+        "a trapped instance is replaced, not entered again"
+    );
+}
+
+#[tokio::test]
+async fn transforms_built_against_a_frozen_version_still_run() {
+    let path = fixture_or_skip!("ebb_v0_1_0_transform.wasm");
+    let transform = engine()
+        .transform(&file_ref("transform `old`", path), Limits::default())
+        .await
+        .unwrap();
+    let batch = [
+        event("1", json!({"a": 1})),
+        event("split", json!({})),
+        event("drop", json!({})),
+        event("fail", json!({})),
+    ];
+    let items = transform.apply(&json!({}), &batch).await.unwrap();
+    let kept = |fields: Value, id: &str| Event {
+        delivery_id: String::new(),
+        ..event(id, fields)
+    };
+    assert_eq!(
+        items,
+        vec![
+            Item::Keep(kept(json!({"a": 1, "wit": "0.1.0"}), "1")),
+            Item::Split(vec![
+                kept(json!({"wit": "0.1.0"}), "split"),
+                kept(json!({"wit": "0.1.0"}), "split")
+            ]),
+            Item::Drop,
+            Item::Fail(ebb::plugin::RemoteError {
+                kind: ErrorKind::Rejected,
+                message: "refused by the 0.1.0 fixture".into(),
+                retry_after: None,
+            }),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn destinations_built_against_a_frozen_version_still_deliver() {
+    let path = fixture_or_skip!("ebb_v0_1_0_destination.wasm");
+    let destination = engine()
+        .destination(&file_ref("destination `old`", path), Grants::default())
+        .await
+        .unwrap();
+    assert_eq!(destination.spec().name, "v0-1-0");
+    assert_eq!(destination.validate(&json!({})).await.unwrap(), Ok(()));
+    let batch = [event("1", json!({})), event("refuse", json!({}))];
+    let outcomes = destination.write(&json!({}), "send", &batch).await.unwrap();
+    match &outcomes[..] {
+        [Outcome::Ok, Outcome::Reject(e)] => {
+            assert_eq!(e.kind, ErrorKind::Rejected);
+            assert_eq!(e.message, "refused by the 0.1.0 fixture");
+        }
+        other => panic!("{other:?}"),
+    }
+    let down = destination.write(&json!("down"), "send", &batch).await;
+    match down {
+        Err(CallError::Remote(e)) => {
+            assert_eq!(e.kind, ErrorKind::Transient);
+            assert_eq!(e.retry_after, Some(Duration::from_millis(1500)));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_built_against_an_unknown_version_is_refused_naming_both() {
+    let path = fixture_or_skip!("ebb_v0_1_0_transform.wasm");
+    // The same component as if built against an ebb:plugin@0.9.0 that this
+    // Ebb never released: every name of the package says 0.9.0.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut renamed = 0;
+    for interface in ["types", "host", "transform"] {
+        let old = format!("ebb:plugin/{interface}@0.1.0");
+        let new = format!("ebb:plugin/{interface}@0.9.0");
+        let mut at = 0;
+        while let Some(i) = bytes[at..]
+            .windows(old.len())
+            .position(|w| w == old.as_bytes())
+        {
+            bytes[at + i..at + i + old.len()].copy_from_slice(new.as_bytes());
+            at += i + old.len();
+            renamed += 1;
+        }
+    }
+    assert!(renamed >= 3, "renamed {renamed} names");
+    let dir = tempfile::tempdir().unwrap();
+    let future = dir.path().join("future.wasm");
+    std::fs::write(&future, bytes).unwrap();
+    let err = engine()
+        .transform(&file_ref("transform `future`", future), Limits::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, PluginError::UnknownVersion { .. }), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("ebb:plugin@0.9.0"), "{message}");
+    assert!(message.contains("0.1.0, 0.2.0"), "{message}");
 }
 
 #[tokio::test]
@@ -441,7 +578,10 @@ async fn load_errors_name_the_plugin_and_the_fix() {
         .unwrap();
     assert!(matches!(err, PluginError::WrongWorld { .. }), "{err}");
     assert!(
-        err.to_string().contains("ebb:plugin/transform@0.1.0"),
+        err.to_string().contains(&format!(
+            "ebb:plugin/transform@{}",
+            ebb::plugin::WIT_VERSION
+        )),
         "{err}"
     );
 }

@@ -1,4 +1,4 @@
-//! Bindings generated from `wit/since_v0.1.0/` (the newest frozen version
+//! Bindings generated from `wit/since_v0.2.0/` (the newest frozen version
 //! of the contract, inside this crate) for both plugin worlds.
 //!
 //! Each world lives in its own module. The transform world reuses the
@@ -18,7 +18,7 @@
 
 pub mod destination {
     wit_bindgen::generate!({
-        path: "wit/since_v0.1.0",
+        path: "wit/since_v0.2.0",
         world: "ebb:plugin/destination-plugin",
         pub_export_macro: true,
         export_macro_name: "export_destination_world",
@@ -36,13 +36,13 @@ pub mod destination {
 
 pub mod transform {
     wit_bindgen::generate!({
-        path: "wit/since_v0.1.0",
+        path: "wit/since_v0.2.0",
         world: "ebb:plugin/transform-plugin",
         pub_export_macro: true,
         export_macro_name: "export_transform_world",
         with: {
-            "ebb:plugin/types@0.1.0": crate::bindings::destination::ebb::plugin::types,
-            "ebb:plugin/host@0.1.0": crate::bindings::destination::ebb::plugin::host,
+            "ebb:plugin/types@0.2.0": crate::bindings::destination::ebb::plugin::types,
+            "ebb:plugin/host@0.2.0": crate::bindings::destination::ebb::plugin::host,
         },
     });
 }

@@ -186,6 +186,7 @@ mod tests {
             id: "1".into(),
             fields,
             previous: None,
+            delivery_id: "d-1".into(),
         }
     }
 

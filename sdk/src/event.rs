@@ -1,5 +1,5 @@
 //! The change event as plugins see it: the JSON envelope
-//! `{"op","id","fields","previous"}`. Across the WIT boundary `fields` and
+//! `{"op","id","fields","previous","delivery_id"}`. Across the WIT boundary `fields` and
 //! `previous` travel as JSON bytes (WIT has no recursive types); this module
 //! decodes them once per event, and re-encodes what a transform keeps.
 
@@ -29,6 +29,13 @@ pub struct Event {
     pub fields: Record,
     /// The last record Ebb delivered for this key; `None` for `added`.
     pub previous: Option<Record>,
+    /// Names this change of this record: the same whenever Ebb sends the
+    /// change again (a retried batch, a resend after a crash or a failed
+    /// run), different for any other change. Send it as the idempotency
+    /// key where the destination takes one (Segment's `messageId`, an
+    /// `Idempotency-Key` header), so a resent batch is not applied twice.
+    #[serde(default)]
+    pub delivery_id: String,
 }
 
 impl TryFrom<wit::Event> for Event {
@@ -58,6 +65,7 @@ impl TryFrom<wit::Event> for Event {
             id: event.id,
             fields,
             previous,
+            delivery_id: event.delivery_id,
         })
     }
 }
@@ -74,6 +82,7 @@ impl From<Event> for wit::Event {
             id: event.id,
             fields: encode(&event.fields),
             previous: event.previous.as_ref().map(encode),
+            delivery_id: event.delivery_id,
         }
     }
 }
@@ -128,6 +137,7 @@ mod tests {
             id: id.to_owned(),
             fields: fields.as_bytes().to_vec(),
             previous: previous.map(|p| p.as_bytes().to_vec()),
+            delivery_id: format!("d-{id}"),
         }
     }
 
@@ -147,7 +157,7 @@ mod tests {
         let event = Event::try_from(wit_event("7", r#"{"a":1}"#, None)).unwrap();
         assert_eq!(
             serde_json::to_value(&event).unwrap(),
-            json!({"op": "updated", "id": "7", "fields": {"a": 1}, "previous": null})
+            json!({"op": "updated", "id": "7", "fields": {"a": 1}, "previous": null, "delivery_id": "d-7"})
         );
     }
 

@@ -57,8 +57,8 @@ pub use transform::{Item, Transform};
 
 /// The version of the `ebb:plugin` WIT package this SDK and the host are
 /// built against: the newest frozen folder in this crate,
-/// `wit/since_v0.1.0/plugin.wit`.
-pub const WIT_VERSION: &str = "0.1.0";
+/// `wit/since_v0.2.0/plugin.wit`.
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// Compiles the README's example as a doctest.
 #[doc = include_str!("../README.md")]
@@ -78,7 +78,7 @@ mod tests {
 
     #[test]
     fn wit_version_is_the_packages() {
-        let wit = include_str!("../wit/since_v0.1.0/plugin.wit");
+        let wit = include_str!("../wit/since_v0.2.0/plugin.wit");
         assert_eq!(declared_version(wit), Some(super::WIT_VERSION));
     }
 

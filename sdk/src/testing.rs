@@ -317,8 +317,9 @@ pub fn apply<T: Transform>(config: Value, batch: Vec<Event>) -> Vec<Item> {
     transform::apply::<T>(&config.to_string(), batch)
 }
 
-/// An event with `op`, `id` and `fields` and no previous record; set
-/// `previous` on the result for updates and deletes.
+/// An event with `op`, `id` and `fields`, no previous record and the
+/// delivery id `test-{id}`; set `previous` on the result for updates and
+/// deletes.
 ///
 /// # Panics
 ///
@@ -327,9 +328,11 @@ pub fn event(op: Op, id: impl Into<String>, fields: Value) -> Event {
     let Value::Object(fields) = fields else {
         panic!("an event's fields must be a JSON object, got {fields}");
     };
+    let id = id.into();
     Event {
         op,
-        id: id.into(),
+        delivery_id: format!("test-{id}"),
+        id,
         fields,
         previous: None,
     }

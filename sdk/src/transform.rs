@@ -132,6 +132,7 @@ mod tests {
             id: id.into(),
             fields,
             previous: None,
+            delivery_id: format!("d-{id}"),
         }
     }
 

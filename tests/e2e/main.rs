@@ -12,6 +12,7 @@ mod config_errors;
 mod crash;
 mod cursor;
 mod dashboard;
+mod delivery_ids;
 mod egress;
 mod errors_drop;
 mod http_delivery;

@@ -113,7 +113,7 @@ fn a_new_destination_builds_inspects_and_passes_its_test() {
     ))
     .unwrap();
     assert_eq!(described["world"], "destination");
-    assert_eq!(described["wit_version"], "0.1.0");
+    assert_eq!(described["wit_version"], ebb::plugin::WIT_VERSION);
     assert_eq!(described["sha256"], sha);
     assert_eq!(described["spec"]["name"], "acme-crm");
     assert_eq!(described["spec"]["hosts"][0], "api.example.com");

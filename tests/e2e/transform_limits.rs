@@ -68,3 +68,40 @@ fn looping_transform_is_stopped_by_its_deadline() {
 fn allocating_transform_is_stopped_by_its_memory_cap() {
     misbehaving_transform_fails_the_run("alloc");
 }
+
+/// A transform logging 16 MiB per event is cut off after its per-call
+/// budget: the run succeeds, what the plugin logged is shown at `-v` under
+/// `ebb::plugin` with the transform's label, and the log says how many lines
+/// were dropped instead of holding them.
+#[test]
+fn a_flooding_transform_is_held_to_its_log_budget() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2);
+    project.write_config(&Config::new(&wh).sync(&transform("flood")).render());
+
+    let out = project.ebb(&["-v", "run", "users_out", "--format", "json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_events(&project.take_delivered(), &all_added(1..=2));
+    let stderr = &out.stderr;
+    assert!(
+        stderr.len() < 4 << 20,
+        "the log holds {} bytes of a 32 MiB flood",
+        stderr.len()
+    );
+    let plugin_line = stderr
+        .lines()
+        .find(|l| l.contains("ebb::plugin") && l.contains("xxxxxxxx"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no plugin log line at -v:\n{}",
+                &stderr[..stderr.len().min(2000)]
+            )
+        });
+    assert!(plugin_line.contains("transform 1"), "{plugin_line}");
+    assert!(
+        stderr.contains("log lines dropped"),
+        "no note of the dropped lines:\n{}",
+        &stderr[stderr.len().saturating_sub(2000)..]
+    );
+}

@@ -1,15 +1,28 @@
-//! One call into a plugin, in a fresh instance.
+//! One call into a plugin, in an instance that lives for the handle.
 //!
-//! Each call instantiates into a new store from a pooling allocator
-//! (microseconds), with the call's limits installed, and is bounded both by
-//! the epoch deadline (for guests stuck computing) and by a wall-clock
-//! timeout (for guests waiting on the network). Concurrent calls are capped
-//! at the pool's size and wait for a free slot instead of failing. However
-//! a call ends, its failure is classified here (timeout, out of memory,
-//! trap) with the guest's last words, and the embedder's observer is told.
+//! A loaded destination or transform keeps the instances its calls used
+//! and hands an idle one to its next call, so one instance serves one
+//! in-flight slot for as long as the handle lives (a run) and a connector
+//! can keep what it fetched, say an OAuth token, between batches. Each call
+//! still gets its own limits: the epoch deadline (for guests stuck
+//! computing), a wall-clock timeout (for guests waiting on the network) and
+//! a log budget are armed afresh, and the memory cap holds for the
+//! instance's whole life. An instance whose call failed in any way (trap,
+//! timeout, out of memory) is dropped, never entered again: a trapped
+//! instance is in an unknown state.
+//!
+//! Instances come from a pooling allocator of fixed size, so two counters
+//! keep within it without any call waiting on another's idle instance:
+//! concurrent calls are capped at [`CALL_SLOTS`] (a call waits for a free
+//! slot instead of failing), and at most [`IDLE_INSTANCES`] instances are
+//! kept idle across all handles; past that, a finished call's instance is
+//! dropped. However a call ends, its failure is classified here (timeout,
+//! out of memory, trap) with the guest's last words, and the embedder's
+//! observer is told.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -21,11 +34,19 @@ use crate::observe::CallObserver;
 use crate::store::{NetGrant, State};
 use crate::ticker::Ticker;
 
-/// What every call shares: the wasmtime engine, the pool's free slots, the
-/// observer, and the epoch ticker, which runs as long as anything may call.
+/// Calls that may run at once, across all plugins.
+pub const CALL_SLOTS: usize = 64;
+
+/// Instances kept idle between calls, across all plugins.
+pub const IDLE_INSTANCES: usize = 192;
+
+/// What every call shares: the wasmtime engine, the free call slots, the
+/// count of idle instances, the observer, and the epoch ticker, which runs
+/// as long as anything may call.
 pub struct Sandbox {
     wasm: wasmtime::Engine,
     slots: Semaphore,
+    idle: Arc<AtomicUsize>,
     observer: Option<Arc<dyn CallObserver>>,
     _ticker: Ticker,
 }
@@ -33,26 +54,37 @@ pub struct Sandbox {
 impl Sandbox {
     pub fn new(
         wasm: wasmtime::Engine,
-        slots: usize,
         observer: Option<Arc<dyn CallObserver>>,
     ) -> std::io::Result<Sandbox> {
         Ok(Sandbox {
             _ticker: Ticker::start(wasm.clone())?,
             wasm,
-            slots: Semaphore::new(slots),
+            slots: Semaphore::new(CALL_SLOTS),
+            idle: Arc::default(),
             observer,
         })
     }
 }
 
+/// A linked component that can be instantiated into a store: the
+/// destination and transform worlds alike.
+pub trait Instantiate: Clone + Send + Sync + 'static {
+    type Plugin: Send + Sync + 'static;
+    fn instantiate<'s>(&'s self, store: &'s mut Store<State>) -> CallFuture<'s, Self::Plugin>;
+}
+
+/// An instance between calls.
+type Warm<P> = (Store<State>, P);
+
 /// What one call into a plugin needs: the sandbox, who it is, its limits
-/// and grants.
-#[derive(Clone)]
-pub struct Caller {
+/// and grants, its linked component and the instances it keeps.
+pub struct Caller<P: Instantiate> {
     sandbox: Arc<Sandbox>,
     pub label: Arc<str>,
     limits: Limits,
     net: Option<Arc<NetGrant>>,
+    pub(crate) pre: P,
+    warm: Mutex<Vec<Warm<P::Plugin>>>,
 }
 
 pub type CallFuture<'s, T> = Pin<Box<dyn Future<Output = wasmtime::Result<T>> + Send + 's>>;
@@ -64,41 +96,61 @@ pub struct Finished<T> {
     pub denied: Option<String>,
 }
 
-impl Caller {
+impl<P: Instantiate> Caller<P> {
     pub fn new(
         sandbox: Arc<Sandbox>,
         label: &str,
         limits: Limits,
         net: Option<Arc<NetGrant>>,
-    ) -> Caller {
+        pre: P,
+    ) -> Caller<P> {
         Caller {
             sandbox,
             label: label.into(),
             limits,
             net,
+            pre,
+            warm: Mutex::default(),
         }
     }
 
-    /// Runs `body` against a fresh store with this caller's limits.
+    /// Runs `body` against an idle instance, or a new one, with this
+    /// caller's limits; keeps the instance for the next call if the call
+    /// succeeded.
     pub async fn call<T>(
         &self,
-        body: impl for<'s> FnOnce(&'s mut Store<State>) -> CallFuture<'s, T>,
+        body: impl for<'s> FnOnce(&'s mut Store<State>, &'s P::Plugin) -> CallFuture<'s, T>,
     ) -> Result<Finished<T>, CallError> {
         // The semaphore is never closed, so this always yields a permit.
         let _slot = self.sandbox.slots.acquire().await;
-        let mut store = self.store()?;
+        let (mut store, plugin) = match self.take_warm() {
+            Some((store, plugin)) => (store, Some(plugin)),
+            None => (self.store()?, None),
+        };
+        self.arm(&mut store);
+        let pre = &self.pre;
         let started = Instant::now();
-        let result = tokio::time::timeout(self.limits.call_timeout, body(&mut store)).await;
+        let result = tokio::time::timeout(self.limits.call_timeout, async {
+            let plugin = match plugin {
+                Some(plugin) => plugin,
+                None => pre.instantiate(&mut store).await?,
+            };
+            let value = body(&mut store, &plugin).await?;
+            Ok((value, plugin))
+        })
+        .await;
         let took = started.elapsed();
         let state = store.data();
         let output = state.output.text();
         let denied = self.denials(state);
+        self.report_logs(state);
         let error = match result {
-            Ok(Ok(value)) => {
+            Ok(Ok((value, plugin))) => {
                 if !output.is_empty() {
                     tracing::debug!(plugin = %self.label, "plugin output:\n{output}");
                 }
                 self.observe(took, None);
+                self.keep(store, plugin);
                 return Ok(Finished { value, denied });
             }
             Ok(Err(error)) => self.classify(&error, state, &output, denied.as_deref()),
@@ -111,7 +163,26 @@ impl Caller {
         Err(error)
     }
 
-    /// A fresh store with this caller's grants, memory cap and deadline.
+    /// Keeps a healthy instance for this caller's next call, unless the
+    /// sandbox already keeps as many idle instances as it may.
+    fn keep(&self, store: Store<State>, plugin: P::Plugin) {
+        let idle = &self.sandbox.idle;
+        let taken = idle.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < IDLE_INSTANCES).then_some(n + 1)
+        });
+        if taken.is_ok() {
+            lock(&self.warm).push((store, plugin));
+        }
+    }
+
+    /// An idle instance of this caller's, if it has one.
+    fn take_warm(&self) -> Option<Warm<P::Plugin>> {
+        let warm = lock(&self.warm).pop()?;
+        self.sandbox.idle.fetch_sub(1, Ordering::Relaxed);
+        Some(warm)
+    }
+
+    /// A fresh store with this caller's grants and memory cap.
     pub fn store(&self) -> Result<Store<State>, CallError> {
         let state = State::new(
             self.label.clone(),
@@ -124,10 +195,29 @@ impl Caller {
         })?;
         let mut store = Store::new(&self.sandbox.wasm, state);
         store.limiter(|state| &mut state.limits);
+        Ok(store)
+    }
+
+    /// Gives a store a new call's deadline and clears what the last call
+    /// left: its output, refusals, log budget and memory verdict.
+    fn arm(&self, store: &mut Store<State>) {
+        store.data_mut().begin_call();
         store.set_epoch_deadline(1);
         let mut deadline = limits::deadline_callback(&self.limits);
         store.epoch_deadline_callback(move |_| deadline());
-        Ok(store)
+    }
+
+    /// Says how many log lines the guest wrote past its budget in a call.
+    fn report_logs(&self, state: &State) {
+        let dropped = state.logged.dropped_lines;
+        if dropped > 0 {
+            tracing::warn!(
+                target: crate::store::LOG_TARGET,
+                plugin = %self.label,
+                "{dropped} log lines dropped: the plugin logged more than {} KiB in one call",
+                crate::store::LOG_BYTES_PER_CALL >> 10
+            );
+        }
     }
 
     /// Why the egress policy refused the requests it refused in this call.
@@ -178,6 +268,18 @@ impl Caller {
             msg: trap_summary(error, output, denied),
         }
     }
+}
+
+impl<P: Instantiate> Drop for Caller<P> {
+    /// The handle's idle instances go, and leave room for others.
+    fn drop(&mut self) {
+        let kept = lock(&self.warm).len();
+        self.sandbox.idle.fetch_sub(kept, Ordering::Relaxed);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Lines of guest output and of the backtrace kept in a trap message.

@@ -33,6 +33,7 @@ pub fn event_to_wit(event: &Event) -> WitEvent {
         id: event.id.clone(),
         fields: json_bytes(&event.fields),
         previous: event.previous.as_ref().map(json_bytes),
+        delivery_id: event.delivery_id.clone(),
     }
 }
 
@@ -62,6 +63,7 @@ pub fn event_from_wit(event: WitEvent) -> Result<Event, NotAnObject> {
         id: event.id,
         fields,
         previous,
+        delivery_id: event.delivery_id,
     })
 }
 
@@ -118,6 +120,7 @@ mod tests {
                     .cloned()
                     .unwrap(),
             ),
+            delivery_id: "d-42".into(),
         }
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use ebb_sdk::spec::Spec;
 
-use crate::bindings::DestinationPluginPre;
+use crate::bindings::DestinationPre;
 use crate::call::{Caller, Finished, Sandbox};
 use crate::convert;
 use crate::egress::{Policy, Timeouts};
@@ -22,14 +22,16 @@ use crate::grants::Grants;
 use crate::load::Loader;
 use crate::plugin_ref::PluginRef;
 use crate::schema::ConfigSchema;
-use crate::store::{NetGrant, State};
+use crate::store::NetGrant;
 use crate::verdict::Outcome;
 
 /// A loaded destination plugin, with its grants.
+///
+/// Clones share the instances the handle keeps between calls: the handle
+/// a run loads serves all its batches, and its instances go with it.
 #[derive(Clone)]
 pub struct Destination {
-    caller: Caller,
-    pre: DestinationPluginPre<State>,
+    caller: Arc<Caller<DestinationPre>>,
     spec: Arc<Spec>,
     schema: Arc<ConfigSchema>,
 }
@@ -45,15 +47,15 @@ impl Destination {
         let limits = grants.limits;
         let net = net_grant(plugin, grants)?;
         let pre = loader.destination(plugin).await?;
-        let caller = Caller::new(sandbox.clone(), &plugin.label, limits, Some(Arc::new(net)));
-        let spec_pre = pre.clone();
+        let caller = Caller::new(
+            sandbox.clone(),
+            &plugin.label,
+            limits,
+            Some(Arc::new(net)),
+            pre,
+        );
         let json = caller
-            .call(move |store| {
-                Box::pin(async move {
-                    let plugin = spec_pre.instantiate_async(&mut *store).await?;
-                    plugin.ebb_plugin_destination().call_spec(store).await
-                })
-            })
+            .call(|store, plugin| Box::pin(plugin.spec(store)))
             .await
             .map_err(|source| PluginError::Instantiate {
                 label: plugin.label.clone(),
@@ -70,8 +72,7 @@ impl Destination {
                 msg,
             })?;
         Ok(Destination {
-            caller,
-            pre,
+            caller: Arc::new(caller),
             spec: Arc::new(spec),
             schema: Arc::new(schema),
         })
@@ -95,18 +96,11 @@ impl Destination {
         if !problems.is_empty() {
             return Ok(Err(problems));
         }
-        let pre = self.pre.clone();
         let config = config.to_string();
         let finished = self
             .caller
-            .call(move |store| {
-                Box::pin(async move {
-                    let plugin = pre.instantiate_async(&mut *store).await?;
-                    plugin
-                        .ebb_plugin_destination()
-                        .call_validate(store, &config)
-                        .await
-                })
+            .call(move |store, plugin| {
+                Box::pin(async move { plugin.validate(store, &config).await })
             })
             .await?;
         Ok(finished.value)
@@ -122,20 +116,13 @@ impl Destination {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let pre = self.pre.clone();
         let config = config.to_string();
         let action = action.to_string();
         let events: Vec<_> = batch.iter().map(convert::event_to_wit).collect();
         let Finished { value, denied } = self
             .caller
-            .call(move |store| {
-                Box::pin(async move {
-                    let plugin = pre.instantiate_async(&mut *store).await?;
-                    plugin
-                        .ebb_plugin_destination()
-                        .call_write(store, &config, &action, &events)
-                        .await
-                })
+            .call(move |store, plugin| {
+                Box::pin(async move { plugin.write(store, &config, &action, &events).await })
             })
             .await?;
         let denied = denied.as_deref();

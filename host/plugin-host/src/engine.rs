@@ -1,8 +1,9 @@
 //! The entry point: one [`Engine`] per process.
 //!
 //! It owns the wasmtime engine, configured once for every plugin (component
-//! model, epoch interruption, the pooling allocator sized for
-//! [`POOL_INSTANCES`]), the components already linked (`load`), and the
+//! model, epoch interruption, the pooling allocator sized for the calls
+//! that may run at once plus the instances kept idle between them), the
+//! components already linked (`load`), and the
 //! sandbox every call runs in (`call`). Loading a destination or a
 //! transform hands back a cheap handle that keeps all of that alive.
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::call::Sandbox;
+use crate::call::{CALL_SLOTS, IDLE_INSTANCES, Sandbox};
 use crate::destination::Destination;
 use crate::error::{PluginError, StartError};
 use crate::grants::Grants;
@@ -22,8 +23,9 @@ use crate::observe::CallObserver;
 use crate::plugin_ref::{Builtin, PluginRef};
 use crate::transform::Transform;
 
-/// Plugin instances that may exist at once, across all plugins.
-const POOL_INSTANCES: u32 = 64;
+/// Plugin instances that may exist at once, across all plugins: one per
+/// running call, and those kept idle for their handle's next call.
+const POOL_INSTANCES: u32 = (CALL_SLOTS + IDLE_INSTANCES) as u32;
 
 #[derive(Clone, Default)]
 pub struct EngineOptions {
@@ -67,7 +69,7 @@ impl Engine {
             }
         };
         let loader = Loader::new(&wasm, opts.cache_dir, opts.builtins)?;
-        let sandbox = Sandbox::new(wasm, POOL_INSTANCES as usize, opts.observer)?;
+        let sandbox = Sandbox::new(wasm, opts.observer)?;
         Ok(Engine {
             loader: Arc::new(loader),
             sandbox: Arc::new(sandbox),
@@ -110,12 +112,14 @@ fn config(pooling: bool) -> Config {
             .total_core_instances(POOL_INSTANCES * 8)
             .total_memories(POOL_INSTANCES * 2)
             .total_tables(POOL_INSTANCES * 4)
-            .total_stacks(POOL_INSTANCES)
+            // A stack is taken by a running call, not by an idle instance.
+            .total_stacks(CALL_SLOTS as u32)
             .max_memory_size(MAX_MEMORY_BYTES);
-        // Every batch gets a fresh instance. Where the kernel can report
-        // which pages were touched (Linux 6.7+), keeping the first MiB of a
-        // slot resident and resetting only touched pages avoids faulting
-        // memory in and out on each call: 24 µs → 9 µs per minimal call.
+        // Instances come and go with runs and failed calls. Where the kernel
+        // can report which pages were touched (Linux 6.7+), keeping the
+        // first MiB of a slot resident and resetting only touched pages
+        // avoids faulting memory in and out on each new instance: 24 µs →
+        // 9 µs per minimal call when every call had a fresh one.
         // Without that scan, keeping pages resident costs more than it saves.
         if PoolingAllocationConfig::is_pagemap_scan_available() {
             pool.linear_memory_keep_resident(1 << 20)

@@ -77,6 +77,18 @@ pub enum PluginError {
         msg: String,
     },
 
+    /// Built against a version of the contract this Ebb does not know:
+    /// a newer SDK than this Ebb's, most likely.
+    #[error(
+        "{label}: {location} was built against ebb:plugin@{built}, and this Ebb accepts ebb:plugin versions {accepted}; rebuild the plugin with an ebb-sdk of one of those versions, or upgrade Ebb"
+    )]
+    UnknownVersion {
+        label: String,
+        location: String,
+        built: String,
+        accepted: String,
+    },
+
     /// The grants or limits given to the plugin cannot be applied.
     #[error("{label}: {msg}")]
     Grant { label: String, msg: String },

@@ -1,6 +1,6 @@
 //! The change event: what the diff produces, transforms reshape and
 //! destinations receive. It is the user-facing envelope from DESIGN.md,
-//! `{"op","id","fields","previous"}`, and crosses into plugins as JSON bytes.
+//! `{"op","id","fields","previous","delivery_id"}`, and crosses into plugins as JSON bytes.
 //! It is defined here, with the engine that carries it across, so the engine
 //! needs nothing from the rest of Ebb; the pipeline uses it from here.
 
@@ -55,4 +55,9 @@ pub struct Event {
     /// The last record Ebb delivered for this key; `None` for `added`.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub previous: Option<Record>,
+    /// Names this change of this record: the same whenever the change is
+    /// sent again, different for any other change, so a destination can
+    /// de-duplicate by it. Empty until the run gives it one.
+    #[serde(default)]
+    pub delivery_id: String,
 }

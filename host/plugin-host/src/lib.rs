@@ -1,14 +1,16 @@
 //! Ebb's WebAssembly host: destination and transform connectors run as
-//! components against the WIT package in `sdk/wit/since_v0.1.0/`.
+//! components against the WIT package in `sdk/wit/since_vX.Y.Z/`, built
+//! against any of its released versions (`bindings`).
 //!
 //! Plugins are third-party code holding customer data and credentials, so
-//! they run sandboxed: each call gets a fresh store with a memory cap and a
+//! they run sandboxed: each instance has a memory cap and each call a
 //! deadline (`limits`), no files, environment or sockets unless granted
 //! (`store`), and HTTP only to the hosts the operator granted (`egress`). A
 //! crash or timeout fails that one batch, never the host. To keep that
 //! cheap, a component is compiled once (`cache`), pre-linked once per
-//! process (`load`), and instantiated from a pooling allocator per batch
-//! (`call`). Each of those modules says why it is built the way it is.
+//! process (`load`), and instantiated from a pooling allocator, once per
+//! batch in flight of a run (`call`). Each of those modules says why it is
+//! built the way it is.
 //!
 //! This crate is the runtime only, and cannot see the product around it:
 //! it knows nothing of sources, state, schedules or metrics. The embedder
@@ -38,7 +40,10 @@ mod transform;
 mod verdict;
 mod wanted;
 
+pub use bindings::VERSIONS as WIT_VERSIONS;
 pub use destination::Destination;
+/// The newest version of the WIT contract, the one the SDK builds against.
+pub use ebb_sdk::WIT_VERSION;
 /// A destination's self-description is defined once, in the SDK that
 /// plugins build it with; [`ActionSpec`] is its action under the name the
 /// host's code reads best with.

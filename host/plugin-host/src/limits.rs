@@ -80,6 +80,11 @@ impl MemoryCap {
         self.limit_bytes
     }
 
+    /// Forgets an earlier refusal, before the instance's next call.
+    pub fn clear_refusal(&mut self) {
+        self.refused = false;
+    }
+
     /// Whether the guest asked for more memory than it may have.
     pub fn refused(&self) -> bool {
         self.refused

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, InstancePre, Linker};
 
-use crate::bindings::{DestinationPluginPre, TransformPluginPre};
+use crate::bindings::{self, DestinationPre, TransformPre};
 use crate::cache::{self, DiskCache};
 use crate::error::PluginError;
 use crate::inspect::{Inspected, Shape};
@@ -27,8 +27,8 @@ pub struct Loader {
     wasm: wasmtime::Engine,
     cache: Option<DiskCache>,
     builtins: &'static [Builtin],
-    destinations: Linked<DestinationPluginPre<State>>,
-    transforms: Linked<TransformPluginPre<State>>,
+    destinations: Linked<DestinationPre>,
+    transforms: Linked<TransformPre>,
     /// Components compiled in this process, by sha256, so that inspecting
     /// a plugin and then loading it compiles it once.
     compiled: Mutex<HashMap<String, Component>>,
@@ -40,15 +40,16 @@ struct Linked<P> {
     world: World,
     linker: Linker<State>,
     loaded: Mutex<HashMap<String, P>>,
-    /// Checks the component exports the world, giving its typed handle.
-    check_exports: fn(InstancePre<State>) -> wasmtime::Result<P>,
+    /// Checks the component exports the world at the given WIT version,
+    /// giving its typed handle.
+    check_exports: fn(&str, InstancePre<State>) -> wasmtime::Result<P>,
 }
 
 impl<P> Linked<P> {
     fn new(
         world: World,
         linker: Linker<State>,
-        check_exports: fn(InstancePre<State>) -> wasmtime::Result<P>,
+        check_exports: fn(&str, InstancePre<State>) -> wasmtime::Result<P>,
     ) -> Self {
         Linked {
             world,
@@ -77,27 +78,17 @@ impl Loader {
             wasm: wasm.clone(),
             cache: cache_dir.map(|dir| DiskCache::new(dir, wasm)),
             builtins,
-            destinations: Linked::new(
-                World::Destination,
-                destination_linker,
-                DestinationPluginPre::new,
-            ),
-            transforms: Linked::new(World::Transform, transform_linker, TransformPluginPre::new),
+            destinations: Linked::new(World::Destination, destination_linker, DestinationPre::new),
+            transforms: Linked::new(World::Transform, transform_linker, TransformPre::new),
             compiled: Mutex::default(),
         })
     }
 
-    pub async fn destination(
-        &self,
-        plugin: &PluginRef,
-    ) -> Result<DestinationPluginPre<State>, PluginError> {
+    pub async fn destination(&self, plugin: &PluginRef) -> Result<DestinationPre, PluginError> {
         self.load(plugin, &self.destinations).await
     }
 
-    pub async fn transform(
-        &self,
-        plugin: &PluginRef,
-    ) -> Result<TransformPluginPre<State>, PluginError> {
+    pub async fn transform(&self, plugin: &PluginRef) -> Result<TransformPre, PluginError> {
         self.load(plugin, &self.transforms).await
     }
 
@@ -127,10 +118,11 @@ impl Loader {
             return Ok(pre.clone());
         }
         let component = self.compile(plugin, &sha, bytes).await?;
+        let version = self.version(plugin, &component)?;
         let pre = linked
             .linker
             .instantiate_pre(&component)
-            .and_then(linked.check_exports)
+            .and_then(|pre| (linked.check_exports)(&version, pre))
             .map_err(|e| self.wrong_world(plugin, &component, linked.world, e))?;
         lock(&linked.loaded).insert(sha, pre.clone());
         Ok(pre)
@@ -216,6 +208,22 @@ impl Loader {
         })?;
         lock(&self.compiled).insert(sha.to_owned(), component.clone());
         Ok(component)
+    }
+
+    /// The WIT version a component was built against, if this host accepts
+    /// it; a component exporting no plugin world is taken as the newest,
+    /// for [`Loader::wrong_world`] to explain.
+    fn version(&self, plugin: &PluginRef, component: &Component) -> Result<String, PluginError> {
+        match Shape::of(&self.wasm, component).wit_version {
+            None => Ok(ebb_sdk::WIT_VERSION.to_owned()),
+            Some(v) if bindings::VERSIONS.contains(&v.as_str()) => Ok(v),
+            Some(v) => Err(PluginError::UnknownVersion {
+                label: plugin.label.clone(),
+                location: plugin.location.to_string(),
+                built: v,
+                accepted: bindings::VERSIONS.join(", "),
+            }),
+        }
     }
 
     /// Explains why a component does not fit a world: which import is not

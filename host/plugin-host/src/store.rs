@@ -1,14 +1,17 @@
-//! The sandbox of one plugin call: what a fresh store holds and grants.
+//! The sandbox of a plugin instance: what its store holds and grants.
 //!
-//! Every call gets a new store, so nothing leaks between batches and a
-//! trapped instance (which cannot be entered again) is simply dropped. The
+//! A store serves one instance, and is dropped with it: nothing leaks
+//! between the handles of different syncs or runs, and a trapped instance
+//! (which cannot be entered again) goes with its store. The
 //! WASI context grants nothing by default: no environment, arguments,
 //! preopened folders or sockets. A destination additionally gets `wasi:http`
 //! behind the [`egress`](crate::egress) policy and, when granted, its output
 //! folder at `/out`. The guest's stdout and stderr are captured (the last
 //! few KiB) and written to `tracing` after the call, and the tail of a
 //! crashing guest's output (typically its panic message) goes into the
-//! error.
+//! error. What the guest logs through `ebb:plugin/host` goes to `tracing`
+//! under [`LOG_TARGET`] as it is written, up to [`LOG_BYTES_PER_CALL`] a
+//! call, so a chatty or hostile plugin cannot flood the host's log.
 
 use std::io;
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime::StoreContextMut;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
@@ -38,6 +41,14 @@ const OUTPUT_TAIL_BYTES: usize = 8 << 10;
 
 /// Longest log message accepted from a guest; longer ones are cut.
 const MAX_LOG_MESSAGE: usize = 16 << 10;
+
+/// Bytes of log messages a guest may write in one call; lines past it are
+/// counted, not written, and the count is logged once the call ends.
+pub const LOG_BYTES_PER_CALL: usize = 256 << 10;
+
+/// The `tracing` target of every guest log line, with the plugin's label
+/// (which names its destination or transform) in the `plugin` field.
+pub const LOG_TARGET: &str = "ebb::plugin";
 
 /// Network and folder grants of a destination, shared by all its calls.
 pub struct NetGrant {
@@ -58,6 +69,16 @@ pub struct State {
     policy: Arc<Policy>,
     /// `scheme://host:port/` of each request the policy refused.
     pub denied: Vec<String>,
+    /// What the guest logged in this call.
+    pub logged: LogBudget,
+}
+
+/// A call's log bytes written and lines dropped past
+/// [`LOG_BYTES_PER_CALL`].
+#[derive(Default)]
+pub struct LogBudget {
+    bytes: usize,
+    pub dropped_lines: u64,
 }
 
 impl State {
@@ -92,7 +113,17 @@ impl State {
             policy: hooks.policy.clone(),
             hooks,
             denied: Vec::new(),
+            logged: LogBudget::default(),
         })
+    }
+
+    /// Clears what the last call on this store left behind: its captured
+    /// output, refused requests, log budget and memory verdict.
+    pub fn begin_call(&mut self) {
+        self.output.clear();
+        self.denied.clear();
+        self.logged = LogBudget::default();
+        self.limits.clear_refusal();
     }
 
     fn egress(&mut self) -> egress::Handler<'_> {
@@ -139,6 +170,12 @@ impl WasiView for State {
 
 impl host::Host for State {
     fn log(&mut self, level: Level, mut message: String) {
+        let logged = &mut self.logged;
+        if logged.bytes >= LOG_BYTES_PER_CALL {
+            logged.dropped_lines += 1;
+            return;
+        }
+        logged.bytes += message.len().min(MAX_LOG_MESSAGE);
         if message.len() > MAX_LOG_MESSAGE {
             let mut end = MAX_LOG_MESSAGE;
             while !message.is_char_boundary(end) {
@@ -149,20 +186,20 @@ impl host::Host for State {
         }
         let plugin = &*self.label;
         match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
+            Level::Trace => tracing::trace!(target: LOG_TARGET, plugin, "{message}"),
+            Level::Debug => tracing::debug!(target: LOG_TARGET, plugin, "{message}"),
+            Level::Info => tracing::info!(target: LOG_TARGET, plugin, "{message}"),
+            Level::Warn => tracing::warn!(target: LOG_TARGET, plugin, "{message}"),
+            Level::Error => tracing::error!(target: LOG_TARGET, plugin, "{message}"),
         }
     }
 }
 
 /// Links what every plugin may import: WASI (granting nothing by itself)
-/// and the `ebb:plugin/host` interface.
+/// and the `ebb:plugin/host` interface of every version.
 pub fn link_common(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    host::add_to_linker::<State, HasSelf<State>>(linker, |state| state)
+    crate::bindings::link_host(linker)
 }
 
 /// Adds `wasi:http` for destinations, with `outgoing-handler.handle`
@@ -197,6 +234,10 @@ impl OutputTail {
             let excess = buf.len() - OUTPUT_TAIL_BYTES;
             buf.drain(..excess);
         }
+    }
+
+    fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// What was captured, as text.

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::bindings::TransformPluginPre;
+use crate::bindings::TransformPre;
 use crate::call::{Caller, Sandbox};
 use crate::convert;
 use crate::error::{CallError, PluginError};
@@ -15,14 +15,14 @@ use crate::event::Event;
 use crate::limits::Limits;
 use crate::load::Loader;
 use crate::plugin_ref::PluginRef;
-use crate::store::State;
 use crate::verdict::Item;
 
 /// A loaded transform plugin.
+///
+/// Clones share the instances the handle keeps between calls.
 #[derive(Clone)]
 pub struct Transform {
-    caller: Caller,
-    pre: TransformPluginPre<State>,
+    caller: Arc<Caller<TransformPre>>,
 }
 
 impl Transform {
@@ -39,8 +39,13 @@ impl Transform {
         })?;
         let pre = loader.transform(plugin).await?;
         Ok(Transform {
-            caller: Caller::new(sandbox.clone(), &plugin.label, limits, None),
-            pre,
+            caller: Arc::new(Caller::new(
+                sandbox.clone(),
+                &plugin.label,
+                limits,
+                None,
+                pre,
+            )),
         })
     }
 
@@ -57,19 +62,12 @@ impl Transform {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let pre = self.pre.clone();
         let config = config.to_string();
         let events: Vec<_> = batch.iter().map(convert::event_to_wit).collect();
         let items = self
             .caller
-            .call(move |store| {
-                Box::pin(async move {
-                    let plugin = pre.instantiate_async(&mut *store).await?;
-                    plugin
-                        .ebb_plugin_transform()
-                        .call_apply(store, &config, &events)
-                        .await
-                })
+            .call(move |store, plugin| {
+                Box::pin(async move { plugin.apply(store, &config, &events).await })
             })
             .await?
             .value;
@@ -94,6 +92,7 @@ impl Transform {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::call::Instantiate;
     use crate::engine::{Engine, EngineOptions};
     use crate::plugin_ref::PluginLocation;
     use std::path::PathBuf;
@@ -122,7 +121,9 @@ mod tests {
         for _ in 0..rounds {
             let one = Instant::now();
             let mut store = transform.caller.store().unwrap();
-            transform.pre.instantiate_async(&mut store).await.unwrap();
+            Instantiate::instantiate(&transform.caller.pre, &mut store)
+                .await
+                .unwrap();
             drop(store);
             fastest = fastest.min(one.elapsed());
         }

@@ -18,6 +18,8 @@ use super::mock::{Mock, Recorded, Script};
 use super::problem::Problem;
 use super::report::{Format, file_ref, print_json};
 use crate::config::Retry;
+use crate::delivery_id::{ChangeOf, DeliveryIds};
+use crate::diff::fingerprint_of;
 use crate::event::Event;
 use crate::load::{Delivery, Loader};
 use crate::plugin::{Destination, Engine, Grants, Item};
@@ -284,23 +286,33 @@ fn read_config(path: &Path) -> Result<Value, Problem> {
 }
 
 /// Events, one JSON envelope per line (`{"op","id","fields","previous"}`);
-/// blank lines are skipped.
+/// blank lines are skipped. An event without a `delivery_id` gets one as a
+/// run would give it, for a sync named after the file, so a plugin that
+/// sends it as an idempotency key can be tested with plain events.
 fn read_events(path: &Path) -> Result<Vec<Event>, Problem> {
     let file = std::fs::File::open(path)
         .map_err(|e| Problem::new(format!("cannot read {}: {e}", path.display())))?;
+    let ids = DeliveryIds::new(&path.display().to_string(), 0, Default::default());
     let mut events = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| Problem::new(format!("{}: {e}", path.display())))?;
         if line.trim().is_empty() {
             continue;
         }
-        let event = serde_json::from_str(&line).map_err(|e| {
+        let mut event: Event = serde_json::from_str(&line).map_err(|e| {
             Problem::new(format!(
                 "{}:{}: not an event ({e}); write one {{\"op\":\"added\",\"id\":\"1\",\"fields\":{{…}},\"previous\":null}} per line",
                 path.display(),
                 i + 1
             ))
         })?;
+        if event.delivery_id.is_empty() {
+            event.delivery_id = ids.of(ChangeOf {
+                key: &event.id,
+                op: event.op,
+                fingerprint: Some(fingerprint_of(line.as_bytes())),
+            });
+        }
         events.push(event);
     }
     if events.is_empty() {

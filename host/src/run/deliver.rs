@@ -144,6 +144,7 @@ impl Pass<'_> {
                     message,
                     payload: serde_json::to_value(&batch[i])?,
                     if_dropped: snapshot_of(change),
+                    delivery_id: Some(self.delivery_id(change)),
                 }),
             }
         }

@@ -15,6 +15,7 @@ use crate::extract::{self, CursorTemplate, Templates};
 use crate::param::ParamKind;
 use crate::rows::{RowChunk, RowRef};
 use crate::source::{BoundQuery, RowChunks, SourceError};
+use crate::state::RowError;
 
 impl Pass<'_> {
     /// The model's query with `{{last_sync_time}}` and `{{cursor}}` bound to
@@ -86,13 +87,14 @@ impl Pass<'_> {
                     true => format!("(row {} without a key)", self.counts.extracted),
                     false => problem.key,
                 };
-                self.row_error(
+                self.row_error(RowError {
                     key,
-                    Op::Added,
-                    problem.message,
-                    serde_json::Value::Object(row.record()),
-                    None,
-                );
+                    op: Op::Added,
+                    message: problem.message,
+                    payload: serde_json::Value::Object(row.record()),
+                    if_dropped: None,
+                    delivery_id: None,
+                });
                 Ok(None)
             }
         }
@@ -110,12 +112,13 @@ impl Pass<'_> {
             "model `{}`: primary key `{}` = {key} is returned by {rows} rows; none of them is synced until the key is unique",
             model.name, model.primary_key
         );
-        self.row_error(
+        self.row_error(RowError {
             key,
-            Op::Added,
+            op: Op::Added,
             message,
-            serde_json::Value::Object(first),
-            None,
-        );
+            payload: serde_json::Value::Object(first),
+            if_dropped: None,
+            delivery_id: None,
+        });
     }
 }

@@ -13,13 +13,14 @@ use super::error::Result;
 use super::map;
 use crate::config::{self, DiffIn};
 use crate::cursor::Cursor;
+use crate::delivery_id::{ChangeOf, DeliveryIds};
 use crate::diff::{Change, warehouse as pushdown};
-use crate::event::{Event, Op, Record};
+use crate::event::{Event, Record};
 use crate::extract;
 use crate::load::Loader;
 use crate::param::ParamKind;
 use crate::source::Warehouse;
-use crate::state::{RowError, Snapshot, State};
+use crate::state::{RowError, State};
 use crate::status::Counts;
 use crate::transform::Step;
 
@@ -53,6 +54,8 @@ pub(super) struct Pass<'a> {
     pub(super) keep_deliveries: bool,
     /// Where a `diff = "warehouse"` run commits its snapshot.
     pub(super) snapshots: Option<pushdown::Snapshots>,
+    /// What names each change for the destination.
+    pub(super) ids: DeliveryIds,
 }
 
 impl<'a> Pass<'a> {
@@ -79,6 +82,7 @@ impl<'a> Pass<'a> {
             cursor: None,
             keep_deliveries: false,
             snapshots: None,
+            ids: DeliveryIds::default(),
         }
     }
 
@@ -101,6 +105,9 @@ impl<'a> Pass<'a> {
         cursor_kind: Option<ParamKind>,
         row_hash: pushdown::RowHash,
     ) -> Result<()> {
+        if let Some(state) = self.reader {
+            self.ids = state.delivery_ids(&self.sync.name).await?;
+        }
         let query = self.query(model, source.kind, cursor_kind).await?;
         let deletions = !extract::is_incremental(model);
         match model.diff {
@@ -146,21 +153,17 @@ impl<'a> Pass<'a> {
         }
     }
 
-    pub(super) fn row_error(
-        &mut self,
-        key: String,
-        op: Op,
-        message: String,
-        payload: serde_json::Value,
-        if_dropped: Option<Snapshot>,
-    ) {
+    pub(super) fn row_error(&mut self, error: RowError) {
         self.counts.failed += 1;
-        self.errors.push(RowError {
-            key,
-            op,
-            message,
-            payload,
-            if_dropped,
-        });
+        self.errors.push(error);
+    }
+
+    /// The delivery id of a change.
+    pub(super) fn delivery_id(&self, c: &Change) -> String {
+        self.ids.of(ChangeOf {
+            key: &c.key,
+            op: c.op,
+            fingerprint: c.json.is_some().then_some(c.fingerprint),
+        })
     }
 }

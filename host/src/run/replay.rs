@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::error::{Doing, Result, RunError};
 use super::prepare::destination;
 use crate::config::Config;
+use crate::delivery_id;
 use crate::event::Event;
 use crate::plugin::Engine;
 use crate::state::State;
@@ -30,7 +31,8 @@ const REPLAY_ERRORS_SHOWN: usize = 5;
 
 /// Sends again exactly the events run `run_id` delivered, as it delivered
 /// them (after transforms and mapping), in the order they were
-/// acknowledged. Nothing is extracted and the snapshot and the owed rows
+/// acknowledged, each under a new delivery id so that the destination does
+/// not discard it as a duplicate. Nothing is extracted and the snapshot and the owed rows
 /// stay as they are: a replay repairs the destination, not Ebb's state.
 pub async fn replay(
     cfg: &Config,
@@ -51,11 +53,17 @@ pub async fn replay(
             cfg.keep_runs
         )));
     }
-    let events = kept
+    let mut events = kept
         .iter()
         .map(|e| serde_json::from_str::<Event>(e))
         .collect::<std::result::Result<Vec<_>, _>>()
         .doing("the state store holds an event Ebb cannot read")?;
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for event in &mut events {
+        event.delivery_id = delivery_id::replayed(&event.id, &event.delivery_id, started);
+    }
     let (loader, _) = destination(cfg, engine, sync).await?;
     let mut out = Replayed {
         sync: sync_name.to_string(),

@@ -10,9 +10,10 @@ use std::time::Instant;
 use super::commit::{commit_of, snapshot_of};
 use super::error::Result;
 use super::pass::Pass;
+use crate::delivery_id;
 use crate::diff::Change;
 use crate::event::{Event, Op, Record};
-use crate::state::Commit;
+use crate::state::{Commit, RowError};
 use crate::transform::{self, Traced};
 
 impl Pass<'_> {
@@ -61,7 +62,7 @@ impl Pass<'_> {
                 } else {
                     previous.get(&c.key_hash).cloned()
                 };
-                traced.push((origin, event_of(c, prev)));
+                traced.push((origin, event_of(c, prev, self.delivery_id(c))));
             } else {
                 self.counts.filtered += 1;
                 commits.push(commit_of(c));
@@ -81,7 +82,8 @@ impl Pass<'_> {
     ) -> Result<Vec<Traced>> {
         let origins: Vec<usize> = traced.iter().map(|(o, _)| *o).collect();
         let t = Instant::now();
-        let transformed = transform::run_chain(self.steps, traced).await?;
+        let mut transformed = transform::run_chain(self.steps, traced).await?;
+        self.name_deliveries(changes, &mut transformed.events);
         self.timed("transform", t);
         let refused: HashMap<usize, String> = transformed.failed.into_iter().collect();
         let sending: HashSet<usize> = transformed.events.iter().map(|(o, _)| *o).collect();
@@ -90,14 +92,16 @@ impl Pass<'_> {
             if let Some(message) = refused.get(&origin) {
                 // The payload is the event as the chain received it.
                 let prev = previous.remove(&change.key_hash);
-                let payload = serde_json::to_value(event_of(change, prev))?;
-                self.row_error(
-                    change.key.clone(),
-                    change.op,
-                    message.clone(),
+                let delivery_id = self.delivery_id(change);
+                let payload = serde_json::to_value(event_of(change, prev, delivery_id.clone()))?;
+                self.row_error(RowError {
+                    key: change.key.clone(),
+                    op: change.op,
+                    message: message.clone(),
                     payload,
-                    snapshot_of(change),
-                );
+                    if_dropped: snapshot_of(change),
+                    delivery_id: Some(delivery_id),
+                });
             } else if !sending.contains(&origin) {
                 self.counts.dropped += 1;
                 commits.push(commit_of(change));
@@ -105,15 +109,37 @@ impl Pass<'_> {
         }
         Ok(transformed.events)
     }
+
+    /// Gives the events the chain made their delivery ids, whatever the
+    /// transforms did to them: the change's own, or, for a change split
+    /// into several events, the change's with a `-N` suffix in order.
+    fn name_deliveries(&self, changes: &[Change], events: &mut [Traced]) {
+        let mut made: HashMap<usize, usize> = HashMap::new();
+        for (origin, _) in events.iter() {
+            *made.entry(*origin).or_default() += 1;
+        }
+        let mut seen: HashMap<usize, usize> = HashMap::new();
+        for (origin, event) in events.iter_mut() {
+            let base = self.delivery_id(&changes[*origin]);
+            event.delivery_id = if made[origin] == 1 {
+                base
+            } else {
+                let n = seen.entry(*origin).or_default();
+                *n += 1;
+                delivery_id::split(&base, *n)
+            };
+        }
+    }
 }
 
 /// The event a change becomes before transforms, given the record last
 /// delivered for its key: a deletion carries that record as its fields.
-fn event_of(c: &Change, prev: Option<Record>) -> Event {
+fn event_of(c: &Change, prev: Option<Record>, delivery_id: String) -> Event {
     Event {
         op: c.op,
         id: c.key.clone(),
         fields: c.record().or_else(|| prev.clone()).unwrap_or_default(),
         previous: prev,
+        delivery_id,
     }
 }

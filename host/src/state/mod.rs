@@ -44,6 +44,7 @@ use self::snapshot::Snapshots;
 use self::sqlite::SqliteFile;
 use self::store::Store;
 use self::types::Batch;
+use crate::delivery_id::DeliveryIds;
 use crate::diff::Entry;
 use crate::event::Record;
 use crate::param::Param;
@@ -184,6 +185,12 @@ impl State {
 
     pub async fn history(&self, sync: &str, limit: i64) -> Result<Vec<RunRecord>> {
         self.0.history(sync, limit).await
+    }
+
+    /// What gives this run's changes their delivery ids: the sync's last
+    /// finished run and the ids its owed rows were sent with.
+    pub async fn delivery_ids(&self, sync: &str) -> Result<DeliveryIds> {
+        self.0.delivery_ids(sync).await
     }
 
     pub async fn owed(&self, sync: &str, run: Option<i64>) -> Result<Vec<OwedRow>> {

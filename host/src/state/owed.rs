@@ -6,15 +6,18 @@
 
 use super::dialect::{Conn, Dialect, RowLock};
 use super::error::Result;
-use super::rows::{OwedColumns, hash_bytes, owed_row};
+use super::rows::{OwedColumns, hash_bytes, hash_of, owed_row};
 use super::store::{Fut, Store, boxed};
 use super::types::{Dropped, Dropping, OwedRow};
+use crate::delivery_id::{DeliveryIds, Owed};
+use crate::event::Op;
 
 const OWED_KEY: &str = "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
      WHERE sync = $1 AND key = $2";
 
 pub trait OwedRows {
     fn owed<'a>(&'a self, sync: &'a str, run: Option<i64>) -> Fut<'a, Vec<OwedRow>>;
+    fn delivery_ids<'a>(&'a self, sync: &'a str) -> Fut<'a, DeliveryIds>;
     fn drop_owed<'a>(&'a self, sync: &'a str, which: Dropping<'a>) -> Fut<'a, Dropped>;
 }
 
@@ -23,6 +26,37 @@ impl<D: Dialect> OwedRows for Store<D> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
             owed_in::<D>(&mut conn, sync, run).await
+        })
+    }
+
+    fn delivery_ids<'a>(&'a self, sync: &'a str) -> Fut<'a, DeliveryIds> {
+        boxed(async move {
+            let mut conn = self.pool.acquire().await?;
+            let epoch: Option<i64> = D::query(
+                "SELECT max(id) FROM runs WHERE sync = $1 AND status IN ('success', 'partial')",
+            )
+            .bind(sync)
+            .scalar(&mut conn)
+            .await?;
+            let rows: Vec<(String, String, Option<Vec<u8>>, String)> = D::query(
+                "SELECT key, op, fingerprint, delivery_id FROM row_errors \
+                 WHERE sync = $1 AND delivery_id IS NOT NULL",
+            )
+            .bind(sync)
+            .fetch_all(&mut conn)
+            .await?;
+            let owed = rows
+                .into_iter()
+                .filter_map(|(key, op, fingerprint, delivery_id)| {
+                    let owed = Owed {
+                        op: Op::parse(&op)?,
+                        fingerprint: fingerprint.map(hash_of),
+                        delivery_id,
+                    };
+                    Some((key, owed))
+                })
+                .collect();
+            Ok(DeliveryIds::new(sync, epoch.unwrap_or(0), owed))
         })
     }
 

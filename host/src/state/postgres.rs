@@ -76,6 +76,7 @@ CREATE TABLE sync_state (
     ),
     Migration::Alike(schema::deliveries),
     Migration::Alike(schema::schedules),
+    Migration::Alike(schema::owed_delivery_ids),
 ];
 
 /// How this store spells the column types [`Migration::Alike`] uses.

@@ -63,3 +63,9 @@ CREATE TABLE schedules (
         flag = t.flag,
     )
 }
+
+/// The delivery id each owed row was sent with, so the next run sends the
+/// same change under the same id (`delivery_id.rs`).
+pub fn owed_delivery_ids(_: &ColumnTypes) -> String {
+    "ALTER TABLE row_errors ADD COLUMN delivery_id TEXT;".to_owned()
+}

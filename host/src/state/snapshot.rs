@@ -158,12 +158,12 @@ async fn record_error<D: Dialect>(
 ) -> sqlx::Result<()> {
     let (fingerprint, record) = if_dropped_columns(e);
     D::query(
-        "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload, fingerprint, record) \
-         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8) \
+        "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload, fingerprint, record, delivery_id) \
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9) \
          ON CONFLICT (sync, key) DO UPDATE SET op = excluded.op, run_id = excluded.run_id, \
          attempts = CASE WHEN row_errors.run_id = excluded.run_id THEN row_errors.attempts ELSE row_errors.attempts + 1 END, \
          error = excluded.error, payload = excluded.payload, \
-         fingerprint = excluded.fingerprint, record = excluded.record",
+         fingerprint = excluded.fingerprint, record = excluded.record, delivery_id = excluded.delivery_id",
     )
     .bind(sync)
     .bind(&e.key)
@@ -173,6 +173,7 @@ async fn record_error<D: Dialect>(
     .bind(e.payload.to_string())
     .bind(fingerprint)
     .bind(record)
+    .bind(e.delivery_id.as_deref())
     .execute(conn)
     .await
 }

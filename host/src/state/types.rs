@@ -51,6 +51,9 @@ pub struct RowError {
     /// forgets the key) and for rows that never became a change (a missing
     /// or repeated key).
     pub if_dropped: Option<Snapshot>,
+    /// The delivery id the change was sent with; `None` for rows that
+    /// never became a change.
+    pub delivery_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -7,6 +7,33 @@ use serde_json::{Value, json};
 
 use super::server::event_id;
 
+/// An envelope as tests compare it: without its `delivery_id`, which every
+/// envelope must carry (32 hex digits, `-N` added for a split); the ids
+/// themselves are checked by `delivery_ids.rs`. Anything that is not an
+/// envelope (a row error's raw record) passes as it is.
+pub fn without_delivery_id(mut event: Value) -> Value {
+    if let Some(object) = event.as_object_mut()
+        && object.contains_key("op")
+    {
+        let id = object.remove("delivery_id");
+        assert!(
+            id.as_ref()
+                .and_then(Value::as_str)
+                .is_some_and(is_delivery_id),
+            "an envelope without a well-formed delivery_id ({id:?}): {event}"
+        );
+    }
+    event
+}
+
+/// 32 lowercase hex digits, optionally `-N`.
+pub fn is_delivery_id(id: &str) -> bool {
+    let (hash, split) = id.split_once('-').unwrap_or((id, "1"));
+    hash.len() == 32
+        && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && split.parse::<u32>().is_ok_and(|n| n >= 1)
+}
+
 /// An envelope with an explicit id, for payloads that do not carry the key
 /// as `id` (e.g. mapped ones).
 pub fn event(op: &str, id: &str, fields: Value, previous: Value) -> Value {

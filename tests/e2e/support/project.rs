@@ -12,6 +12,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::cmd::{Output, run_with_deadline};
+use super::events::without_delivery_id;
 
 /// Longest any single `ebb` invocation may take before the test fails. Cold
 /// plugin compilation in a debug build is the slow part.
@@ -226,11 +227,18 @@ impl Project {
     /// `ebb plan SYNC --format json`: the events a run would send.
     pub fn plan(&self) -> Vec<Value> {
         into_array(self.ebb_json(&["plan", SYNC]))
+            .into_iter()
+            .map(without_delivery_id)
+            .collect()
     }
 
     /// `ebb errors SYNC --format json`: the rows still owed.
     pub fn errors(&self) -> Vec<Value> {
-        into_array(self.ebb_json(&["errors", SYNC]))
+        let mut errors = into_array(self.ebb_json(&["errors", SYNC]));
+        for error in &mut errors {
+            error["payload"] = without_delivery_id(error["payload"].take());
+        }
+        errors
     }
 
     /// `ebb history SYNC --format json`: runs, newest first.
@@ -271,8 +279,9 @@ impl Project {
             .lines()
             .filter(|line| !line.trim().is_empty())
             .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("bad JSON line in {}: {e}: {line}", path.display()))
+                let event = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("bad JSON line in {}: {e}: {line}", path.display()));
+                without_delivery_id(event)
             })
             .collect()
     }

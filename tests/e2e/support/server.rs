@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
+use super::events::without_delivery_id;
+
 /// How the server answers a request.
 #[derive(Clone, Debug)]
 pub enum Reply {
@@ -39,8 +41,9 @@ pub enum Reply {
 #[derive(Clone, Debug)]
 pub struct Received {
     pub at: Instant,
-    /// The request's JSON body (null if it was not JSON).
+    /// The request's JSON body (null if it was not JSON), as sent.
     pub body: Value,
+    /// Its events, without their delivery ids (see `without_delivery_id`).
     pub events: Vec<Value>,
     pub status: u16,
     /// Ids refused in a 200 answer's `rejected` list.
@@ -187,7 +190,10 @@ async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
         .get("events")
         .and_then(Value::as_array)
         .cloned()
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .map(without_delivery_id)
+        .collect();
     let reply = {
         let mut inner = inner.lock().expect("server state poisoned");
         let ids: HashSet<String> = events.iter().map(event_id).collect();

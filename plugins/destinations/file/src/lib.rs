@@ -97,3 +97,56 @@ fn append(path: &Path, batch: &[Event]) -> io::Result<()> {
 }
 
 ebb_sdk::export_destination!(File);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ebb_sdk::testing;
+    use ebb_sdk::{ErrorKind, Op};
+
+    #[test]
+    fn the_file_must_stay_inside_the_granted_directory() {
+        for inside in ["events.jsonl", "audit/users.jsonl", "./x.jsonl"] {
+            let config = json!({ "file": inside });
+            assert_eq!(testing::validate::<File>(config), Ok(()), "{inside}");
+        }
+        for outside in ["", "../escape.jsonl", "/etc/passwd", "a/../../b"] {
+            let problems = testing::validate::<File>(json!({ "file": outside })).unwrap_err();
+            assert!(
+                problems[0].contains("inside the granted directory"),
+                "{problems:?}"
+            );
+        }
+        assert!(testing::validate::<File>(json!({ "path": "x" })).is_err());
+    }
+
+    /// Natively there is no `/out`, as in a component that was granted no
+    /// folder: the batch fails with a config error naming the fix.
+    #[test]
+    fn without_a_granted_directory_the_batch_fails_naming_allow_dir() {
+        let batch = vec![testing::event(Op::Added, "1", json!({"a": 1}))];
+        let error = testing::write::<File>(json!({}), "append", batch).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::InvalidConfig);
+        assert!(error.message.contains("allow_dir"), "{}", error.message);
+    }
+
+    #[test]
+    fn events_are_appended_as_json_lines() {
+        let dir = std::env::temp_dir().join(format!("ebb-file-test-{}", std::process::id()));
+        let path = dir.join("nested/events.jsonl");
+        let mut update = testing::event(Op::Updated, "2", json!({"plan": "team"}));
+        update.previous = Some(json!({"plan": "pro"}).as_object().unwrap().clone());
+        append(&path, &[testing::event(Op::Added, "1", json!({"a": 1}))]).unwrap();
+        append(&path, &[update]).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["fields"]["a"], 1);
+        assert_eq!(lines[1]["previous"]["plan"], "pro");
+        assert_eq!(lines[1]["delivery_id"], "test-2");
+    }
+}

@@ -66,17 +66,13 @@ ebb_sdk::export_transform!(CompareTruths);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ebb_sdk::testing;
     use serde_json::json;
 
     fn kept(config: Value, op: Op, fields: Value, previous: Option<Value>) -> bool {
         let config: Config = serde_json::from_value(config).unwrap();
-        let record = |value: Value| value.as_object().unwrap().clone();
-        let event = Event {
-            op,
-            id: "1".into(),
-            fields: record(fields),
-            previous: previous.map(record),
-        };
+        let mut event = testing::event(op, "1", fields);
+        event.previous = previous.map(|value| value.as_object().unwrap().clone());
         match CompareTruths::apply(&config, event) {
             Item::Keep(_) => true,
             Item::Drop => false,

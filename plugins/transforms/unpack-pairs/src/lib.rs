@@ -131,18 +131,13 @@ ebb_sdk::export_transform!(UnpackPairs);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ebb_sdk::Op;
+    use ebb_sdk::{Op, testing};
     use serde_json::json;
 
     fn run(config: Value, fields: Value, previous: Option<Value>) -> Item {
         let config: Config = serde_json::from_value(config).unwrap();
-        let record = |value: Value| value.as_object().unwrap().clone();
-        let event = Event {
-            op: Op::Updated,
-            id: "42".into(),
-            fields: record(fields),
-            previous: previous.map(record),
-        };
+        let mut event = testing::event(Op::Updated, "42", fields);
+        event.previous = previous.map(|value| value.as_object().unwrap().clone());
         UnpackPairs::apply(&config, event)
     }
 

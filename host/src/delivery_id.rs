@@ -1,0 +1,171 @@
+//! The delivery id: a name for one change of one record that a destination
+//! can de-duplicate by (Segment's `messageId`, an `Idempotency-Key` header).
+//!
+//! It must be the same whenever the change is sent again, and differ for
+//! any other change, even one that brings a record back to a value it had
+//! before. So it is derived from the sync, the key, the op, the fingerprint
+//! of the new record and an epoch: the id of the sync's last run that went
+//! through every change (ended `success` or `partial`).
+//!
+//! - Within a run, a retried batch holds the same events.
+//! - A run that crashed, was interrupted or failed midway does not move the
+//!   epoch, so the next run sends what it left uncommitted under the same
+//!   ids, whether the destination saw it or not.
+//! - A change owed by a finished run was recorded with its id, and keeps it
+//!   for as long as it stays the same change ([`DeliveryIds::owed`]).
+//! - Every other change is first met after a finished run, so its epoch is
+//!   newer than that of any change to the same record before it: A→B, B→A,
+//!   A→B get three ids.
+//!
+//! The id is 32 hex digits of xxh3-128. Events a transform splits one
+//! change into are told apart by a `-N` suffix, in order.
+
+use std::collections::HashMap;
+
+use crate::event::Op;
+
+/// What a change is, as far as its delivery id goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeOf<'a> {
+    pub key: &'a str,
+    pub op: Op,
+    /// The new record's fingerprint; `None` for a deletion.
+    pub fingerprint: Option<u128>,
+}
+
+/// A change a finished run could not deliver, and the id it was sent with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owed {
+    pub op: Op,
+    pub fingerprint: Option<u128>,
+    pub delivery_id: String,
+}
+
+/// Gives the changes of one run of one sync their delivery ids.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryIds {
+    sync: String,
+    /// The sync's last run that ended `success` or `partial`; 0 before one.
+    epoch: i64,
+    /// Owed changes by key.
+    owed: HashMap<String, Owed>,
+}
+
+impl DeliveryIds {
+    pub fn new(sync: &str, epoch: i64, owed: HashMap<String, Owed>) -> DeliveryIds {
+        DeliveryIds {
+            sync: sync.to_owned(),
+            epoch,
+            owed,
+        }
+    }
+
+    /// The id of `change`: the one it was sent with before if it is owed
+    /// and still the same change, else a new one of this epoch.
+    pub fn of(&self, change: ChangeOf<'_>) -> String {
+        if let Some(owed) = self.owed.get(change.key)
+            && owed.op == change.op
+            && owed.fingerprint == change.fingerprint
+        {
+            return owed.delivery_id.clone();
+        }
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for part in [self.sync.as_bytes(), change.key.as_bytes()] {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        hasher.update(change.op.as_str().as_bytes());
+        hasher.update(&change.fingerprint.unwrap_or(0).to_le_bytes());
+        hasher.update(&self.epoch.to_le_bytes());
+        format!("{:032x}", hasher.digest128())
+    }
+}
+
+/// The id of the `n`th (from 1) of the events a transform split a change
+/// into, when it split it into several.
+pub fn split(base: &str, n: usize) -> String {
+    format!("{base}-{n}")
+}
+
+/// The id of an event `ebb replay` sends again, from its key and the id it
+/// was delivered with (empty for events kept before ids existed): new,
+/// because a replay is a deliberate second delivery that a destination
+/// must not discard as a duplicate, and the same for every retry within
+/// this replay.
+pub fn replayed(key: &str, original: &str, replay_started_ms: i64) -> String {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for part in [key.as_bytes(), original.as_bytes(), b"replay"] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.update(&replay_started_ms.to_le_bytes());
+    format!("{:032x}", hasher.digest128())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(key: &str, op: Op, fingerprint: Option<u128>) -> ChangeOf<'_> {
+        ChangeOf {
+            key,
+            op,
+            fingerprint,
+        }
+    }
+
+    #[test]
+    fn the_same_change_in_the_same_epoch_has_the_same_id() {
+        let ids = DeliveryIds::new("users", 7, HashMap::new());
+        let a = ids.of(change("1", Op::Updated, Some(42)));
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            a,
+            DeliveryIds::new("users", 7, HashMap::new()).of(change("1", Op::Updated, Some(42)))
+        );
+    }
+
+    #[test]
+    fn anything_else_changes_it() {
+        let ids = DeliveryIds::new("users", 7, HashMap::new());
+        let base = ids.of(change("1", Op::Updated, Some(42)));
+        let others = [
+            ids.of(change("2", Op::Updated, Some(42))),
+            ids.of(change("1", Op::Added, Some(42))),
+            ids.of(change("1", Op::Updated, Some(43))),
+            ids.of(change("1", Op::Deleted, None)),
+            DeliveryIds::new("users", 8, HashMap::new()).of(change("1", Op::Updated, Some(42))),
+            DeliveryIds::new("users2", 7, HashMap::new()).of(change("1", Op::Updated, Some(42))),
+        ];
+        for other in others {
+            assert_ne!(base, other);
+        }
+        // The sync and key are length-prefixed: ("ab", "c") is not ("a", "bc").
+        let ab = DeliveryIds::new("ab", 7, HashMap::new()).of(change("c", Op::Added, Some(1)));
+        let a = DeliveryIds::new("a", 7, HashMap::new()).of(change("bc", Op::Added, Some(1)));
+        assert_ne!(ab, a);
+    }
+
+    #[test]
+    fn an_owed_change_keeps_its_id_until_it_changes() {
+        let owed = Owed {
+            op: Op::Updated,
+            fingerprint: Some(42),
+            delivery_id: "sent-before".into(),
+        };
+        let ids = DeliveryIds::new("users", 9, HashMap::from([("1".to_owned(), owed)]));
+        assert_eq!(ids.of(change("1", Op::Updated, Some(42))), "sent-before");
+        assert_ne!(ids.of(change("1", Op::Updated, Some(43))), "sent-before");
+        assert_ne!(ids.of(change("1", Op::Deleted, None)), "sent-before");
+    }
+
+    #[test]
+    fn splits_and_replays_get_their_own() {
+        assert_eq!(split("abc", 2), "abc-2");
+        assert_ne!(replayed("7", "abc", 1), "abc");
+        assert_ne!(replayed("7", "abc", 1), replayed("7", "abc", 2));
+        assert_ne!(replayed("7", "", 1), replayed("8", "", 1));
+        assert_eq!(replayed("7", "abc", 1), replayed("7", "abc", 1));
+    }
+}
