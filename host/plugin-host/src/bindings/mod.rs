@@ -69,41 +69,74 @@ pub fn link_host(linker: &mut Linker<State>) -> wasmtime::Result<()> {
     since_v0_1_0::link_host(linker)
 }
 
-/// A destination linked against the version it was built for.
+/// A linked component, or an instance of one, of either version: 0.1.0's
+/// bindings or the newest's.
 #[derive(Clone)]
-pub enum DestinationPre {
-    V0_1(since_v0_1_0::DestinationPluginPre<State>),
-    Current(destination::DestinationPluginPre<State>),
+pub enum Versioned<Old, New> {
+    V0_1(Old),
+    Current(New),
 }
 
+/// A destination linked against the version it was built for.
+pub type DestinationPre =
+    Versioned<since_v0_1_0::DestinationPluginPre<State>, destination::DestinationPluginPre<State>>;
 /// A destination instance, of whichever version.
-pub enum DestinationInstance {
-    V0_1(since_v0_1_0::DestinationPlugin),
-    Current(destination::DestinationPlugin),
+pub type DestinationInstance =
+    Versioned<since_v0_1_0::DestinationPlugin, destination::DestinationPlugin>;
+/// A transform linked against the version it was built for.
+pub type TransformPre =
+    Versioned<since_v0_1_0::TransformPluginPre<State>, transform::TransformPluginPre<State>>;
+/// A transform instance, of whichever version.
+pub type TransformInstance = Versioned<since_v0_1_0::TransformPlugin, transform::TransformPlugin>;
+
+/// What the generated `…PluginPre` types of every version and world have
+/// in common.
+pub trait WorldPre: Clone + Send + Sync + 'static {
+    type Plugin: Send + Sync + 'static;
+    /// Checks the component exports this world.
+    fn check(pre: InstancePre<State>) -> wasmtime::Result<Self>;
+    fn instantiate<'s>(&'s self, store: &'s mut Store<State>) -> CallFuture<'s, Self::Plugin>;
 }
 
-impl DestinationPre {
-    /// Checks the component exports the destination world of `version`.
-    pub fn new(version: &str, pre: InstancePre<State>) -> wasmtime::Result<DestinationPre> {
+macro_rules! world_pre {
+    ($($pre:ty => $plugin:ty),* $(,)?) => {$(
+        impl WorldPre for $pre {
+            type Plugin = $plugin;
+            fn check(pre: InstancePre<State>) -> wasmtime::Result<Self> {
+                <$pre>::new(pre)
+            }
+            fn instantiate<'s>(&'s self, store: &'s mut Store<State>) -> CallFuture<'s, $plugin> {
+                Box::pin(self.instantiate_async(store))
+            }
+        }
+    )*};
+}
+
+world_pre! {
+    since_v0_1_0::DestinationPluginPre<State> => since_v0_1_0::DestinationPlugin,
+    destination::DestinationPluginPre<State> => destination::DestinationPlugin,
+    since_v0_1_0::TransformPluginPre<State> => since_v0_1_0::TransformPlugin,
+    transform::TransformPluginPre<State> => transform::TransformPlugin,
+}
+
+impl<Old: WorldPre, New: WorldPre> Versioned<Old, New> {
+    /// Checks the component exports the world at `version`.
+    pub fn new(version: &str, pre: InstancePre<State>) -> wasmtime::Result<Self> {
         Ok(if version == since_v0_1_0::VERSION {
-            DestinationPre::V0_1(since_v0_1_0::DestinationPluginPre::new(pre)?)
+            Versioned::V0_1(Old::check(pre)?)
         } else {
-            DestinationPre::Current(destination::DestinationPluginPre::new(pre)?)
+            Versioned::Current(New::check(pre)?)
         })
     }
 }
 
-impl Instantiate for DestinationPre {
-    type Plugin = DestinationInstance;
+impl<Old: WorldPre, New: WorldPre> Instantiate for Versioned<Old, New> {
+    type Plugin = Versioned<Old::Plugin, New::Plugin>;
     fn instantiate<'s>(&'s self, store: &'s mut Store<State>) -> CallFuture<'s, Self::Plugin> {
         Box::pin(async move {
             Ok(match self {
-                DestinationPre::V0_1(pre) => {
-                    DestinationInstance::V0_1(pre.instantiate_async(store).await?)
-                }
-                DestinationPre::Current(pre) => {
-                    DestinationInstance::Current(pre.instantiate_async(store).await?)
-                }
+                Versioned::V0_1(pre) => Versioned::V0_1(pre.instantiate(store).await?),
+                Versioned::Current(pre) => Versioned::Current(pre.instantiate(store).await?),
             })
         })
     }
@@ -112,8 +145,8 @@ impl Instantiate for DestinationPre {
 impl DestinationInstance {
     pub async fn spec(&self, store: &mut Store<State>) -> wasmtime::Result<String> {
         match self {
-            DestinationInstance::V0_1(p) => p.ebb_plugin_destination().call_spec(store).await,
-            DestinationInstance::Current(p) => p.ebb_plugin_destination().call_spec(store).await,
+            Versioned::V0_1(p) => p.ebb_plugin_destination().call_spec(store).await,
+            Versioned::Current(p) => p.ebb_plugin_destination().call_spec(store).await,
         }
     }
 
@@ -123,12 +156,12 @@ impl DestinationInstance {
         config: &str,
     ) -> wasmtime::Result<Result<(), Vec<String>>> {
         match self {
-            DestinationInstance::V0_1(p) => {
+            Versioned::V0_1(p) => {
                 p.ebb_plugin_destination()
                     .call_validate(store, config)
                     .await
             }
-            DestinationInstance::Current(p) => {
+            Versioned::Current(p) => {
                 p.ebb_plugin_destination()
                     .call_validate(store, config)
                     .await
@@ -144,7 +177,7 @@ impl DestinationInstance {
         events: &[WitEvent],
     ) -> wasmtime::Result<Result<Vec<WitOutcome>, WitError>> {
         match self {
-            DestinationInstance::V0_1(p) => {
+            Versioned::V0_1(p) => {
                 let events = since_v0_1_0::events_down(events);
                 let answer = p
                     .ebb_plugin_destination()
@@ -152,52 +185,12 @@ impl DestinationInstance {
                     .await?;
                 Ok(since_v0_1_0::outcomes_up(answer))
             }
-            DestinationInstance::Current(p) => {
+            Versioned::Current(p) => {
                 p.ebb_plugin_destination()
                     .call_write(store, config, action, events)
                     .await
             }
         }
-    }
-}
-
-/// A transform linked against the version it was built for.
-#[derive(Clone)]
-pub enum TransformPre {
-    V0_1(since_v0_1_0::TransformPluginPre<State>),
-    Current(transform::TransformPluginPre<State>),
-}
-
-/// A transform instance, of whichever version.
-pub enum TransformInstance {
-    V0_1(since_v0_1_0::TransformPlugin),
-    Current(transform::TransformPlugin),
-}
-
-impl TransformPre {
-    /// Checks the component exports the transform world of `version`.
-    pub fn new(version: &str, pre: InstancePre<State>) -> wasmtime::Result<TransformPre> {
-        Ok(if version == since_v0_1_0::VERSION {
-            TransformPre::V0_1(since_v0_1_0::TransformPluginPre::new(pre)?)
-        } else {
-            TransformPre::Current(transform::TransformPluginPre::new(pre)?)
-        })
-    }
-}
-
-impl Instantiate for TransformPre {
-    type Plugin = TransformInstance;
-    fn instantiate<'s>(&'s self, store: &'s mut Store<State>) -> CallFuture<'s, Self::Plugin> {
-        Box::pin(async move {
-            Ok(match self {
-                TransformPre::V0_1(pre) => {
-                    TransformInstance::V0_1(pre.instantiate_async(store).await?)
-                }
-                TransformPre::Current(pre) => {
-                    TransformInstance::Current(pre.instantiate_async(store).await?)
-                }
-            })
-        })
     }
 }
 
@@ -209,7 +202,7 @@ impl TransformInstance {
         events: &[WitEvent],
     ) -> wasmtime::Result<Vec<WitItem>> {
         match self {
-            TransformInstance::V0_1(p) => {
+            Versioned::V0_1(p) => {
                 let events = since_v0_1_0::events_down(events);
                 let items = p
                     .ebb_plugin_transform()
@@ -217,7 +210,7 @@ impl TransformInstance {
                     .await?;
                 Ok(since_v0_1_0::items_up(items))
             }
-            TransformInstance::Current(p) => {
+            Versioned::Current(p) => {
                 p.ebb_plugin_transform()
                     .call_apply(store, config, events)
                     .await
