@@ -278,7 +278,10 @@ impl<P: Instantiate> Drop for Caller<P> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// A mutex's guard, also after a panic elsewhere poisoned it: what the
+/// plugin host keeps behind mutexes (idle instances, loaded components) is
+/// whole between operations.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 

@@ -17,6 +17,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 
 use crate::bindings::{self, DestinationPre, TransformPre};
 use crate::cache::{self, DiskCache};
+use crate::call::lock;
 use crate::error::PluginError;
 use crate::inspect::{Inspected, Shape};
 use crate::plugin_ref::{Builtin, PluginLocation, PluginRef};
@@ -273,10 +274,6 @@ impl World {
             World::Transform => "transform",
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Tells a component from a core module or a file that is not WebAssembly.

@@ -32,8 +32,9 @@ const REPLAY_ERRORS_SHOWN: usize = 5;
 /// Sends again exactly the events run `run_id` delivered, as it delivered
 /// them (after transforms and mapping), in the order they were
 /// acknowledged, each under a new delivery id so that the destination does
-/// not discard it as a duplicate. Nothing is extracted and the snapshot and the owed rows
-/// stay as they are: a replay repairs the destination, not Ebb's state.
+/// not discard it as a duplicate. Nothing is extracted and the snapshot and
+/// the owed rows stay as they are: a replay repairs the destination, not
+/// Ebb's state.
 pub async fn replay(
     cfg: &Config,
     engine: &Engine,
