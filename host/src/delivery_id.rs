@@ -81,10 +81,14 @@ impl DeliveryIds {
     }
 }
 
-/// The id of the `n`th (from 1) of the events a transform split a change
-/// into, when it split it into several.
-pub fn split(base: &str, n: usize) -> String {
-    format!("{base}-{n}")
+/// The id of the `n`th (from 1) of the `made` events the transforms made
+/// of a change whose id is `base`: `base` itself when they made one.
+pub fn made(base: &str, made: usize, n: usize) -> String {
+    if made == 1 {
+        base.to_owned()
+    } else {
+        format!("{base}-{n}")
+    }
 }
 
 /// The id of an event `ebb replay` sends again, from its key and the id it
@@ -162,7 +166,8 @@ mod tests {
 
     #[test]
     fn splits_and_replays_get_their_own() {
-        assert_eq!(split("abc", 2), "abc-2");
+        assert_eq!(made("abc", 1, 1), "abc");
+        assert_eq!(made("abc", 3, 2), "abc-2");
         assert_ne!(replayed("7", "abc", 1), "abc");
         assert_ne!(replayed("7", "abc", 1), replayed("7", "abc", 2));
         assert_ne!(replayed("7", "", 1), replayed("8", "", 1));

@@ -18,7 +18,7 @@ use super::mock::{Mock, Recorded, Script};
 use super::problem::Problem;
 use super::report::{Format, file_ref, print_json};
 use crate::config::Retry;
-use crate::delivery_id::{ChangeOf, DeliveryIds};
+use crate::delivery_id::{self, ChangeOf, DeliveryIds};
 use crate::diff::fingerprint_of;
 use crate::event::Event;
 use crate::load::{Delivery, Loader};
@@ -211,13 +211,19 @@ fn delivered(event: &Event, delivery: Delivery, masker: &Masker) -> Verdict {
     }
 }
 
+/// What a transform made of `event`, with the delivery ids a run would
+/// give the events it made.
 fn transformed((event, item): (&Event, Item)) -> Verdict {
-    let (outcome, error, events) = match item {
+    let (outcome, error, mut events) = match item {
         Item::Keep(e) => ("kept", None, vec![e]),
         Item::Drop => ("dropped", None, Vec::new()),
         Item::Split(es) => ("split", None, es),
         Item::Fail(e) => ("failed", Some(e.message), Vec::new()),
     };
+    let count = events.len();
+    for (i, made) in events.iter_mut().enumerate() {
+        made.delivery_id = delivery_id::made(&event.delivery_id, count, i + 1);
+    }
     Verdict {
         id: event.id.clone(),
         op: event.op.to_string(),

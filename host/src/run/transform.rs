@@ -120,14 +120,10 @@ impl Pass<'_> {
         }
         let mut seen: HashMap<usize, usize> = HashMap::new();
         for (origin, event) in events.iter_mut() {
+            let n = seen.entry(*origin).or_default();
+            *n += 1;
             let base = self.delivery_id(&changes[*origin]);
-            event.delivery_id = if made[origin] == 1 {
-                base
-            } else {
-                let n = seen.entry(*origin).or_default();
-                *n += 1;
-                delivery_id::split(&base, *n)
-            };
+            event.delivery_id = delivery_id::made(&base, made[origin], *n);
         }
     }
 }
