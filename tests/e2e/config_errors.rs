@@ -128,3 +128,16 @@ fn missing_plugin_file_names_the_path() {
         &["missing-destination.wasm"],
     );
 }
+
+#[test]
+fn plugin_path_that_is_a_folder_says_so() {
+    rejected_without_touching_state(
+        |wh| {
+            Config::new(wh)
+                .destination("[destinations.out]\nplugin = \".\"\nconfig = {}\n")
+                .render()
+        },
+        &["run", SYNC],
+        &["destinations.out.plugin", "is a folder, not a file"],
+    );
+}

@@ -401,10 +401,31 @@ fn mysql_models_cannot_write() {
             .query("SELECT id, email, bump() AS bumped FROM users")
             .render(),
     );
-    let run = project.run();
-    run.assert_status("failed");
-    let error = run_error(&run);
-    assert!(error.contains("READ ONLY transaction"), "{error}");
+    // Describing it (check, preview, plan, and run before it starts) is
+    // read-only too: the model is refused before anything runs.
+    for args in [
+        &["check"][..],
+        &["preview", "users"],
+        &["plan", SYNC],
+        &["run", SYNC],
+    ] {
+        let out = project.ebb(args);
+        assert_ne!(
+            out.code,
+            Some(0),
+            "ebb {args:?} ran a writing model: {out:#?}"
+        );
+        assert!(
+            out.text().contains("READ ONLY transaction"),
+            "ebb {args:?}: {}",
+            out.text()
+        );
+    }
+    assert_eq!(
+        wh.scalar("SELECT COUNT(*) FROM audit"),
+        0,
+        "describing the model wrote"
+    );
 
     // DDL would commit the transaction and run outside it: refused while
     // the query is described, before any run starts.

@@ -25,17 +25,17 @@ impl Resolver<'_> {
     /// The file `p` names, which must exist.
     pub fn existing_file(&self, key: &str, p: &str) -> Result<PathBuf, Invalid> {
         let path = self.path(p);
-        if path.is_file() {
-            Ok(path)
+        let problem = if path.is_file() {
+            return Ok(path);
+        } else if path.is_dir() {
+            "is a folder, not a file; name the file in it"
         } else {
-            Err(Invalid::new(
-                key,
-                format!(
-                    "file {} does not exist; fix the path (relative paths start at the config file's folder)",
-                    path.display()
-                ),
-            ))
-        }
+            "does not exist; fix the path (relative paths start at the config file's folder)"
+        };
+        Err(Invalid::new(
+            key,
+            format!("file {} {problem}", path.display()),
+        ))
     }
 
     /// `sqlite://relative.db` is relative to the config file's directory.

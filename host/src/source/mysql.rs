@@ -93,7 +93,17 @@ impl Driver for Mysql {
     }
 
     async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
-        let described = describe(&mut self.conn, self.flavour, query).await?;
+        // Preparing runs nothing, so a statement that is not a query is
+        // refused as such; settling the columns runs the model's SQL (under
+        // `LIMIT 0`), read-only, so a function it calls cannot write.
+        let mut described = prepare(&mut self.conn, query).await?;
+        let mut txn = self
+            .conn
+            .begin_with("START TRANSACTION READ ONLY")
+            .await
+            .map_err(|e| query_error(query, e))?;
+        settle(&mut txn, self.flavour, query, &mut described).await?;
+        txn.rollback().await.map_err(|e| query_error(query, e))?;
         Ok(described
             .into_iter()
             .map(|c| Column {
@@ -237,9 +247,20 @@ async fn describe(
     flavour: Flavour,
     query: &BoundQuery,
 ) -> Result<Vec<Described>, SourceError> {
+    let mut columns = prepare(conn, query).await?;
+    settle(conn, flavour, query, &mut columns).await?;
+    Ok(columns)
+}
+
+/// The query's columns as the server prepares it, which runs nothing; a
+/// statement without columns is refused as not a query.
+async fn prepare(
+    conn: &mut MySqlConnection,
+    query: &BoundQuery,
+) -> Result<Vec<Described>, SourceError> {
     let sql = statement(query);
     let prepared = conn.prepare(sql).await.map_err(|e| query_error(query, e))?;
-    let mut columns: Vec<Described> = sqlx::Statement::columns(&prepared)
+    let columns: Vec<Described> = sqlx::Statement::columns(&prepared)
         .iter()
         .map(|c| {
             let driver_name = sqlx::Column::type_info(c).name().to_string();
@@ -258,7 +279,6 @@ async fn describe(
                 .to_string(),
         });
     }
-    settle(conn, flavour, query, &mut columns).await?;
     Ok(columns)
 }
 
