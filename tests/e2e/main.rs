@@ -21,6 +21,7 @@ mod keys;
 mod last_sync_time;
 mod lifecycle;
 mod mapping;
+mod model_statements;
 mod mysql_source;
 mod plugin_toolchain;
 mod postgres_source;

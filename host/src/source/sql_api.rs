@@ -23,6 +23,7 @@ use super::chunks::{ChunkSender, ChunkTx};
 use super::driver::Driver;
 use super::error::{Problem, SourceError};
 use super::query::{BoundQuery, Column, Placeholders, unbindable};
+use super::single_query::{SQL_APIS, single_query};
 use crate::config::Source;
 use crate::event::Record;
 use crate::param::{Native, Param, ParamKind};
@@ -351,7 +352,7 @@ impl<T: SqlApi> Driver for Api<T> {
 
     /// The query's columns, from running it with `LIMIT 0` around it.
     async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
-        let sql = read_only(&query.sql)
+        let sql = single_query(&query.sql, &SQL_APIS)
             .map_err(|m| Failure::new(Problem::Sql, m).for_model(&query.model))?;
         let wrapped = format!("SELECT * FROM (\n{sql}\n) AS ebb_columns LIMIT 0");
         let (columns, _) = execute(&mut self.0, &wrapped, &query.params)
@@ -364,7 +365,8 @@ impl<T: SqlApi> Driver for Api<T> {
     async fn stream(self, query: &BoundQuery, tx: &ChunkTx) -> Result<(), SourceError> {
         let Api(mut api) = self;
         let err = |f: Failure| f.for_model(&query.model);
-        let sql = read_only(&query.sql).map_err(|m| err(Failure::new(Problem::Sql, m)))?;
+        let sql =
+            single_query(&query.sql, &SQL_APIS).map_err(|m| err(Failure::new(Problem::Sql, m)))?;
         let (columns, mut page) = execute(&mut api, sql, &query.params).await.map_err(err)?;
         let names = columns.into_iter().map(|c| c.name).collect();
         let mut out = ChunkSender::new(tx, query, names)?;
@@ -402,116 +404,4 @@ async fn execute(
         api.cancel().await;
     }
     result
-}
-
-/// The statement without a trailing `;`, when it is a single `SELECT` or
-/// `WITH` query; otherwise why Ebb will not run it.
-fn read_only(sql: &str) -> Result<&str, String> {
-    let refuse = |what: &str| {
-        Err(format!(
-            "{what}; Ebb only runs a single SELECT (or WITH … SELECT) query against this source"
-        ))
-    };
-    let mut first: Option<usize> = None;
-    let mut end = sql.len();
-    let bytes = sql.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        let skip_to = |from: usize, pat: &str| sql[from..].find(pat).map(|p| from + p + pat.len());
-        let next = match c {
-            b'-' if bytes.get(i + 1) == Some(&b'-') => skip_to(i, "\n").unwrap_or(bytes.len()),
-            b'#' => skip_to(i, "\n").unwrap_or(bytes.len()),
-            b'/' if bytes.get(i + 1) == Some(&b'*') => match skip_to(i + 2, "*/") {
-                Some(n) => n,
-                None => return refuse("the query has an unterminated /* comment"),
-            },
-            b'\'' | b'"' | b'`' => {
-                if end < sql.len() {
-                    return refuse("the query holds more than one statement");
-                }
-                first.get_or_insert(i);
-                let quote = c as char;
-                let mut j = i + 1;
-                loop {
-                    match bytes.get(j) {
-                        None => return refuse("the query has an unterminated quote"),
-                        Some(b'\\') => j += 2,
-                        Some(&b) if b == c => {
-                            // A doubled quote is an escaped one.
-                            if bytes.get(j + 1) == Some(&(quote as u8)) {
-                                j += 2;
-                            } else {
-                                break j + 1;
-                            }
-                        }
-                        Some(_) => j += 1,
-                    }
-                }
-            }
-            b';' => {
-                end = end.min(i);
-                i + 1
-            }
-            c if c.is_ascii_whitespace() => i + 1,
-            _ => {
-                if end < sql.len() {
-                    return refuse("the query holds more than one statement");
-                }
-                first.get_or_insert(i);
-                i + 1
-            }
-        };
-        i = next;
-    }
-    let Some(start) = first else {
-        return refuse("the query is empty");
-    };
-    let word: String = sql[start..]
-        .trim_start_matches(|c: char| c == '(' || c.is_whitespace())
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_uppercase();
-    if word != "SELECT" && word != "WITH" {
-        return refuse(&format!(
-            "the query starts with `{}`",
-            sql[start..].split_whitespace().next().unwrap_or_default()
-        ));
-    }
-    Ok(sql[..end].trim_end())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_single_queries_run() {
-        assert_eq!(read_only("SELECT 1;").unwrap(), "SELECT 1");
-        assert_eq!(
-            read_only("-- users\n/* all */ with u as (select 1) select * from u ; -- end").unwrap(),
-            "-- users\n/* all */ with u as (select 1) select * from u"
-        );
-        assert_eq!(
-            read_only("SELECT ';', 'it''s' FROM t").unwrap(),
-            "SELECT ';', 'it''s' FROM t"
-        );
-        for bad in [
-            "DELETE FROM users",
-            "SELECT 1; DROP TABLE users",
-            "  ",
-            "SELECT 'open",
-            "/* SELECT */ UPDATE t SET a = 1",
-        ] {
-            assert!(read_only(bad).is_err(), "{bad}");
-        }
-        assert!(read_only("(SELECT 1) UNION ALL (SELECT 2)").is_ok());
-        assert!(read_only("SELECT 1; 'x'").is_err());
-        assert!(
-            read_only("INSERT INTO t SELECT 1")
-                .unwrap_err()
-                .contains("`INSERT`")
-        );
-    }
 }

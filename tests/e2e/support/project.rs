@@ -189,6 +189,27 @@ impl Project {
         parse_json(&stdout, &full)
     }
 
+    /// Runs `check`, `preview users`, `plan` and `run` on the config as it
+    /// is, expecting each to fail saying every one of `mentions`.
+    pub fn assert_every_command_refuses(&self, mentions: &[&str]) {
+        for args in [
+            &["check"][..],
+            &["preview", "users"],
+            &["plan", SYNC],
+            &["run", SYNC],
+        ] {
+            let out = self.ebb(args);
+            assert_ne!(out.code, Some(0), "ebb {args:?} went ahead: {}", out.text());
+            for needle in mentions {
+                assert!(
+                    out.text().contains(needle),
+                    "ebb {args:?} must say {needle:?}: {}",
+                    out.text()
+                );
+            }
+        }
+    }
+
     /// `ebb run SYNC --format json`; any exit code, but stdout must be the
     /// run report.
     pub fn run(&self) -> Run {
