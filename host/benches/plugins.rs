@@ -40,7 +40,7 @@ use anyhow::{Context, bail, ensure};
 use ebb::event::{Event, Op, Record};
 use ebb::plugin::bindings::{WitEvent, WitOp};
 use ebb::plugin::{Engine, EngineOptions, Grants, Limits, PluginLocation, PluginRef, convert};
-use ebb::transform::{Step, run_chain};
+use ebb::transform::{Caps, Step, run_chain};
 use ebb_sdk::Transform;
 use ebb_sdk::bindings::destination::ebb::plugin::types as sdk_wit;
 use ebb_sdk::bindings::transform::exports::ebb::plugin::transform::{Guest, Item as SdkWitItem};
@@ -257,6 +257,7 @@ async fn wasm_chain(engine: &Engine) -> anyhow::Result<Vec<Step>> {
             label,
             transform,
             config,
+            caps: Caps::from(&ebb::limits::Limits::default()),
         });
     }
     Ok(steps)

@@ -15,6 +15,10 @@ pub struct Limits {
     pub records_per_extract: u64,
     /// The shortest `every` a schedule may have.
     pub shortest_interval_secs: u64,
+    /// The most events a transform may split one event into.
+    pub split_events: usize,
+    /// The longest event id (record key) a transform may return, in bytes.
+    pub event_id_bytes: usize,
 }
 
 impl Default for Limits {
@@ -27,6 +31,8 @@ impl Default for Limits {
             value_bytes: 128 * 1024,
             records_per_extract: 30_000_000,
             shortest_interval_secs: 60,
+            split_events: 1000,
+            event_id_bytes: 1024,
         }
     }
 }
@@ -57,6 +63,8 @@ impl Limits {
             || self.value_bytes == 0
             || self.records_per_extract == 0
             || self.shortest_interval_secs == 0
+            || self.split_events == 0
+            || self.event_id_bytes == 0
         {
             return Err(LimitError::Zero);
         }

@@ -1,16 +1,91 @@
 //! The sync's chain of transform components. Each event carries the index of
 //! the change it came from (its origin), so that after drops and splits the
 //! load stage still knows which change an acknowledgement belongs to.
+//!
+//! What a transform returns is plugin output, held to `[limits]` after each
+//! step like the extracted record was before it: a change split into more
+//! than `split_events` events, an id over `event_id_bytes` or fields over
+//! `record_bytes` of JSON fail that change (a row error naming the
+//! transform and the limit), so one plugin cannot blow up the memory of the
+//! destination, the state store or an alert.
 
 use serde_json::Value;
 
-use crate::event::Event;
+use crate::event::{Event, Record};
+use crate::limits::Limits;
 use crate::plugin::{self, CallError, Item};
 
 pub struct Step {
     pub label: String,
     pub transform: plugin::Transform,
     pub config: Value,
+    /// What the step's output is held to.
+    pub caps: Caps,
+}
+
+/// The limits a transform's output is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    pub split_events: usize,
+    pub event_id_bytes: usize,
+    pub record_bytes: usize,
+}
+
+impl From<&Limits> for Caps {
+    fn from(limits: &Limits) -> Caps {
+        Caps {
+            split_events: limits.split_events,
+            event_id_bytes: limits.event_id_bytes,
+            record_bytes: limits.record_bytes,
+        }
+    }
+}
+
+impl Caps {
+    /// Why the events a step made of one event break the limits, if they do.
+    fn breach(&self, made: &[Event]) -> Option<String> {
+        if made.len() > self.split_events {
+            return Some(format!(
+                "split one event into {} events, over the limit of {}; raise limits.split_events",
+                made.len(),
+                self.split_events
+            ));
+        }
+        made.iter().find_map(|e| {
+            if e.id.len() > self.event_id_bytes {
+                return Some(format!(
+                    "returned an event id of {} bytes, over the limit of {}; raise limits.event_id_bytes",
+                    e.id.len(),
+                    self.event_id_bytes
+                ));
+            }
+            let bytes = json_len(&e.fields);
+            (bytes > self.record_bytes).then(|| {
+                format!(
+                    "returned fields of {bytes} bytes of JSON, over the limit of {}; raise limits.record_bytes",
+                    self.record_bytes
+                )
+            })
+        })
+    }
+}
+
+/// The length of a record's JSON, counted without keeping it.
+fn json_len(record: &Record) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a map with string keys to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, record);
+    count.0
 }
 
 /// An event and the index of the change it came from.
@@ -34,11 +109,18 @@ pub async fn run_chain(steps: &[Step], events: Vec<Traced>) -> Result<Transforme
         let items = step.transform.apply(&step.config, &batch).await?;
         current = Vec::with_capacity(batch.len());
         for (origin, item) in origins.into_iter().zip(items) {
-            match item {
-                Item::Keep(e) => current.push((origin, e)),
-                Item::Drop => {}
-                Item::Split(es) => current.extend(es.into_iter().map(|e| (origin, e))),
-                Item::Fail(e) => failed.push((origin, format!("{}: {}", step.label, e.message))),
+            let made = match item {
+                Item::Keep(e) => vec![e],
+                Item::Drop => Vec::new(),
+                Item::Split(es) => es,
+                Item::Fail(e) => {
+                    failed.push((origin, format!("{}: {}", step.label, e.message)));
+                    continue;
+                }
+            };
+            match step.caps.breach(&made) {
+                Some(why) => failed.push((origin, format!("{}: {why}", step.label))),
+                None => current.extend(made.into_iter().map(|e| (origin, e))),
             }
         }
         // A failed origin sends nothing, even what other splits produced.

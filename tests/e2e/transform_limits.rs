@@ -105,3 +105,55 @@ fn a_flooding_transform_is_held_to_its_log_budget() {
         &stderr[stderr.len().saturating_sub(2000)..]
     );
 }
+
+/// What a transform returns is held to `[limits]`: a change split into too
+/// many events, an id or fields too large fail that change with a row
+/// error naming the transform and the limit to raise; nothing is sent, and
+/// a well-behaved transform delivers everything next run.
+#[test]
+fn transform_output_is_held_to_the_limits() {
+    for (mode, n, limit, says) in [
+        (
+            "fanout",
+            5,
+            "split_events = 3",
+            "split one event into 5 events, over the limit of 3; raise limits.split_events",
+        ),
+        (
+            "long-id",
+            300,
+            "event_id_bytes = 256",
+            "an event id of 300 bytes, over the limit of 256; raise limits.event_id_bytes",
+        ),
+        (
+            "big-field",
+            5000,
+            "record_bytes = 4096",
+            "over the limit of 4096; raise limits.record_bytes",
+        ),
+    ] {
+        let project = Project::new();
+        let wh = Warehouse::sqlite(&project);
+        wh.insert_users(1..=3);
+        let chain = format!(
+            "transforms = [{{ plugin = '{}', config = {{ mode = \"{mode}\", n = {n} }} }}]",
+            misbehave_wasm().display()
+        );
+        let config = Config::new(&wh).sync(&chain).render();
+        project.write_config(&format!("{config}\n[limits]\n{limit}\n"));
+
+        project.run().assert_status("failed");
+        assert_events(&project.take_delivered(), &[]);
+        let errors = project.errors();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        for error in &errors {
+            let message = error["error"].as_str().unwrap_or_default();
+            assert!(names_the_transform(message), "{mode}: {message}");
+            assert!(message.contains(says), "{mode}: {message}");
+        }
+
+        project.write_config(&Config::new(&wh).sync(&transform("ok")).render());
+        project.run_ok();
+        assert_events(&project.take_delivered(), &all_added(1..=3));
+    }
+}

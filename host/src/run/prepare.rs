@@ -13,7 +13,7 @@ use crate::load::Loader;
 use crate::param::ParamKind;
 use crate::plugin::{ActionSpec, Engine, Grants, Spec};
 use crate::source::Warehouse;
-use crate::transform::Step;
+use crate::transform::{Caps, Step};
 
 /// Everything a run needs, loaded and checked.
 pub struct Prepared {
@@ -45,6 +45,7 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> Result<P
             label: t.plugin.label.clone(),
             transform: engine.transform(&t.plugin, t.limits).await?,
             config: t.config.clone(),
+            caps: Caps::from(&cfg.limits),
         });
     }
 
