@@ -24,6 +24,9 @@ use super::sql::{Columns, Driver, Stmt};
 /// Rows the SQLite worker may read ahead of the task taking them.
 const ROW_CHANNEL: usize = 4096;
 
+/// How long a statement waits for another connection's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Rows (or values) written by one bulk statement.
 const CHUNK: usize = 1000;
 
@@ -248,20 +251,47 @@ fn options(url: &str) -> Result<SqliteConnectOptions> {
     Ok(opts
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(30))
+        .busy_timeout(BUSY_TIMEOUT)
         // SQLite runs on a worker thread that hands rows over a channel;
         // at sqlx's default of 50 the reader and the worker wake each
         // other every few rows of a snapshot range.
         .row_buffer_size(ROW_CHANNEL))
 }
 
+/// Opens the pool, waiting out another process that holds the file's lock
+/// while it opens or migrates it.
+///
+/// Switching a new file to WAL takes an exclusive lock, and SQLite answers
+/// a second process doing the same at the same moment with "database is
+/// locked" at once, without waiting out `busy_timeout`, so opening is
+/// retried here for as long as that timeout.
 async fn connect(opts: SqliteConnectOptions) -> Result<SqlitePool> {
     let file = opts.get_filename().display().to_string();
-    SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(opts)
-        .await
-        .map_err(|error| StateError::Open { file, error })
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.clone())
+            .await
+        {
+            Err(error) if is_busy(&error) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            opened => return opened.map_err(|error| StateError::Open { file, error }),
+        }
+    }
+}
+
+/// Whether SQLite refused because another connection holds a lock
+/// (`SQLITE_BUSY` or `SQLITE_LOCKED`, with any extended code).
+fn is_busy(error: &sqlx::Error) -> bool {
+    let Some(code) = error.as_database_error().and_then(|e| e.code()) else {
+        return false;
+    };
+    code.parse::<i32>()
+        .is_ok_and(|code| matches!(code & 0xff, 5 | 6))
 }
 
 /// Deletes the sync's rows of `table` whose `column` is one of `values`,
@@ -321,6 +351,26 @@ mod tests {
     use crate::state::snapshot::Snapshots;
     use crate::state::store::Store;
     use crate::state::types::Claim;
+
+    /// Processes started together (two `ebb run`s, a run beside `ebb serve`)
+    /// all open and migrate a new file at once; each waits its turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn stores_opening_one_new_file_together_all_open_it() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("state.db").display());
+            let opening: Vec<_> = (0..8)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move { Store::<SqliteFile>::open(&url, true).await })
+                })
+                .collect();
+            for store in opening {
+                let store = store.await.expect("task");
+                assert!(matches!(store, Ok(Some(_))), "{:?}", store.err());
+            }
+        }
+    }
 
     /// A file written before runs were unique per sync may hold two
     /// `running` rows of one sync (a dead run and a later one); upgrading
