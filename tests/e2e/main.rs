@@ -29,6 +29,7 @@ mod postgres_types;
 mod preview_plan;
 mod quickstart;
 mod replay;
+mod sandbox;
 mod serve;
 mod sqlite_types;
 mod ssh_tunnel;

@@ -10,10 +10,19 @@
 //! name and renamed into place so a crash never leaves a half-written
 //! artifact under the final name. A file that fails to load (corrupt, or
 //! written by an incompatible build) is recompiled and replaced; a cache that
-//! cannot be written only costs speed. Precompiled artifacts are native
-//! code that is loaded without validation, so the cache folder must be as
-//! trusted as the `ebb` binary itself: keep it out of reach of plugin
-//! authors and other users.
+//! cannot be written only costs speed.
+//!
+//! Precompiled artifacts are native code that wasmtime loads without
+//! validating it, so what the cache trusts is spelled out:
+//! - Beside each artifact lies the sha256 of the bytes this module wrote
+//!   (`….cwasm.sha256`). An artifact is read into memory whole, checked
+//!   against that digest and only then loaded, so a file swapped in (even
+//!   another component's genuine artifact) is recompiled, never run.
+//! - The folder is created readable by its owner only, and the config
+//!   refuses an `allow_dir` that overlaps it, so no plugin can write there.
+//!   Anyone who can write the folder as the user running Ebb can also
+//!   replace the `ebb` binary itself: the cache trusts that user, and no
+//!   one else.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -44,16 +53,31 @@ impl DiskCache {
         self.dir.join(format!("{sha256}-{}.cwasm", self.engine_key))
     }
 
+    /// Where the digest of the artifact at `path` lives.
+    fn digest_path(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".sha256");
+        PathBuf::from(name)
+    }
+
+    /// The artifact at `path`, if it is there and its bytes are the ones
+    /// this module wrote.
     fn load(&self, engine: &wasmtime::Engine, path: &Path) -> Option<Component> {
-        if !path.is_file() {
+        let bytes = std::fs::read(path).ok()?;
+        let recorded = std::fs::read_to_string(Self::digest_path(path)).unwrap_or_default();
+        if recorded.trim() != hex::encode(Sha256::digest(&bytes)) {
+            tracing::warn!(
+                path = %path.display(),
+                "ignoring a precompiled plugin that does not match the digest recorded when it was compiled; recompiling"
+            );
             return None;
         }
-        // SAFETY: the file was produced by `Component::serialize` of an
-        // engine with the same compatibility hash and written by this module
-        // only; see the module docs for why the folder must be trusted.
-        // Wasmtime still checks the header and engine settings and returns an
-        // error for anything it does not recognise.
-        match unsafe { Component::deserialize_file(engine, path) } {
+        // SAFETY: these are the bytes `Component::serialize` gave this
+        // module for an engine with the same compatibility hash (their
+        // digest says so, and the folder is out of every plugin's reach; see
+        // the module docs). Wasmtime still checks the header and engine
+        // settings and returns an error for anything it does not recognise.
+        match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(
@@ -74,9 +98,19 @@ impl DiskCache {
         }
     }
 
+    /// Writes the artifact, then its digest: a reader between the two sees
+    /// a mismatch and recompiles.
     fn try_store(&self, component: &Component, path: &Path) -> wasmtime::Result<()> {
         let bytes = component.serialize()?;
-        std::fs::create_dir_all(&self.dir)?;
+        private_dir(&self.dir)?;
+        self.replace(path, &bytes)?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        self.replace(&Self::digest_path(path), digest.as_bytes())?;
+        Ok(())
+    }
+
+    /// Writes `bytes` to a temporary file and renames it to `path`.
+    fn replace(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -90,9 +124,18 @@ impl DiskCache {
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path).inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
-        })?;
-        Ok(())
+        })
     }
+}
+
+/// Creates `dir` (and its parents) readable and writable by its owner
+/// only, where the platform has permissions.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Compiles `bytes` (whose sha256 is `sha256`), going through the disk
@@ -161,6 +204,50 @@ mod tests {
             .filter(|n| n.to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    /// Another component's genuine artifact copied over this one's (what a
+    /// plugin able to write the cache would do) is recompiled, not run.
+    #[test]
+    fn an_artifact_that_is_not_the_one_written_is_never_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = wasmtime::Engine::default();
+        let cache = DiskCache::new(dir.path().join("cache"), &engine);
+        // The empty component holding an empty core module.
+        let other: Vec<u8> = [EMPTY_COMPONENT, b"\x01\x08\0asm\x01\0\0\0"].concat();
+        let (sha, other_sha) = (
+            hex::encode(Sha256::digest(EMPTY_COMPONENT)),
+            hex::encode(Sha256::digest(&other)),
+        );
+        compile(&engine, Some(&cache), EMPTY_COMPONENT, &sha).unwrap();
+        compile(&engine, Some(&cache), &other, &other_sha).unwrap();
+        let (path, other_path) = (cache.path(&sha), cache.path(&other_sha));
+        let written = std::fs::read(&path).unwrap();
+        assert!(
+            written != std::fs::read(&other_path).unwrap(),
+            "the artifacts differ"
+        );
+
+        std::fs::copy(&other_path, &path).unwrap();
+        assert!(cache.load(&engine, &path).is_none());
+        compile(&engine, Some(&cache), EMPTY_COMPONENT, &sha).unwrap();
+        assert!(
+            std::fs::read(&path).unwrap() == written,
+            "the artifact is rewritten"
+        );
+
+        std::fs::remove_file(DiskCache::digest_path(&path)).unwrap();
+        assert!(cache.load(&engine, &path).is_none());
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("cache"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
     }
 
     #[test]

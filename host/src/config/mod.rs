@@ -13,6 +13,7 @@
 //! models and destinations).
 
 mod alerts;
+mod allow_dirs;
 mod destinations;
 mod error;
 mod models;
@@ -139,6 +140,8 @@ fn resolve(
         limits: &raw.limits,
     };
     let syncs = syncs::resolve(raw.syncs, &known, r)?;
+    let guarded = allow_dirs::guarded(path, &state.url, &cache_dir, &destinations, &syncs);
+    allow_dirs::check(&destinations, &guarded, &cache_dir)?;
     Ok(Config {
         file: path.to_path_buf(),
         state_url: state.url,

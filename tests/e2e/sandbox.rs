@@ -1,0 +1,93 @@
+//! What a plugin must never reach: the files Ebb itself reads and runs.
+//! A folder granted to a plugin may not hold the config, the state store,
+//! the compilation cache or any plugin's component, and a precompiled
+//! artifact that is not the one Ebb wrote is recompiled, never run.
+
+use sha2::{Digest, Sha256};
+
+use crate::changes::all_added;
+use crate::support::config::{Config, plugin_cache};
+use crate::support::events::assert_events;
+use crate::support::fixture::misbehave_wasm;
+use crate::support::project::Project;
+use crate::support::warehouse::Warehouse;
+use crate::transform_limits::transform;
+
+#[test]
+fn a_granted_folder_may_not_hold_what_ebb_runs() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    let cache_inside = plugin_cache().join("out");
+    let plugin_folder = misbehave_wasm()
+        .parent()
+        .expect("fixture folder")
+        .to_owned();
+    for (dir, holds) in [
+        (".".to_owned(), "the config file"),
+        (".ebb".to_owned(), "the state store"),
+        (
+            cache_inside.display().to_string(),
+            "is inside the plugin cache",
+        ),
+        (
+            plugin_folder.display().to_string(),
+            "the component of transform",
+        ),
+    ] {
+        let config = Config::new(&wh)
+            .destination_setting(&format!("allow_dir = '{dir}'"))
+            .sync(&transform("ok"));
+        // The file destination's own grant comes first; the one under test
+        // replaces it.
+        let toml = config.render().replacen("allow_dir = \"out\"\n", "", 1);
+        project.write_config(&toml);
+        let out = project.ebb(&["check"]);
+        assert_ne!(out.code, Some(0), "allow_dir = {dir:?} was accepted");
+        for needle in ["destinations.out.allow_dir", holds] {
+            assert!(
+                out.text().contains(needle),
+                "allow_dir = {dir:?}: must say {needle:?}: {}",
+                out.text()
+            );
+        }
+    }
+}
+
+/// Another plugin's genuine artifact copied over the file destination's
+/// (what a plugin able to write the cache would do) is not run: the run
+/// recompiles the destination and delivers as it should.
+#[test]
+fn a_swapped_cache_artifact_is_recompiled_not_run() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=3);
+    let toml = Config::new(&wh).sync(&transform("ok")).render();
+    let own_cache = plugin_cache().display().to_string();
+    project.write_config(&toml.replace(&own_cache, ".ebb/cache"));
+    project.run_ok();
+    assert_events(&project.take_delivered(), &all_added(1..=3));
+
+    let misbehave = hex::encode(Sha256::digest(
+        std::fs::read(misbehave_wasm()).expect("fixture"),
+    ));
+    let artifacts: Vec<_> = std::fs::read_dir(project.path(".ebb/cache"))
+        .expect("the cache")
+        .map(|e| e.expect("cache entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    let (transform_artifact, destination_artifact) = match &artifacts[..] {
+        [a, b] if a.to_string_lossy().contains(&misbehave) => (a, b),
+        [a, b] if b.to_string_lossy().contains(&misbehave) => (b, a),
+        other => panic!("expected two artifacts, found {other:?}"),
+    };
+    let genuine = std::fs::read(destination_artifact).expect("artifact");
+    std::fs::copy(transform_artifact, destination_artifact).expect("swap");
+
+    wh.insert_users(4..=5);
+    project.run_ok();
+    assert_events(&project.take_delivered(), &all_added(4..=5));
+    assert!(
+        std::fs::read(destination_artifact).expect("artifact") == genuine,
+        "the destination's artifact is written again"
+    );
+}
