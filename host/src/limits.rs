@@ -19,6 +19,12 @@ pub struct Limits {
     pub split_events: usize,
     /// The longest event id (record key) a transform may return, in bytes.
     pub event_id_bytes: usize,
+    /// Bytes of log messages a plugin may write in one call.
+    pub plugin_log_bytes: usize,
+    /// Bytes of one HTTP response a destination plugin may read.
+    pub http_response_bytes: u64,
+    /// The longest error text kept in history, row errors and alerts.
+    pub error_text_bytes: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +39,9 @@ impl Default for Limits {
             shortest_interval_secs: 60,
             split_events: 1000,
             event_id_bytes: 1024,
+            plugin_log_bytes: 256 * 1024,
+            http_response_bytes: 16 * 1024 * 1024,
+            error_text_bytes: 16 * 1024,
         }
     }
 }
@@ -65,6 +74,9 @@ impl Limits {
             || self.shortest_interval_secs == 0
             || self.split_events == 0
             || self.event_id_bytes == 0
+            || self.plugin_log_bytes == 0
+            || self.http_response_bytes == 0
+            || self.error_text_bytes == 0
         {
             return Err(LimitError::Zero);
         }
@@ -101,5 +113,38 @@ impl Limits {
             }
         }
         Ok(())
+    }
+}
+
+/// `text` cut to `limit` bytes ([`Limits::error_text_bytes`]), saying how
+/// much was cut: a plugin or a destination decides what its errors say, and
+/// an error is kept in history and row errors and sent in alerts.
+pub fn cap_error(mut text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!(
+        " … ({cut} more bytes cut at limits.error_text_bytes)"
+    ));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_errors_are_cut_on_a_character_and_say_so() {
+        assert_eq!(cap_error("short".into(), 5), "short");
+        assert_eq!(
+            cap_error("abcdé and more".into(), 5),
+            "abcd … (11 more bytes cut at limits.error_text_bytes)"
+        );
     }
 }

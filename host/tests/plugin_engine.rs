@@ -124,6 +124,7 @@ async fn misbehaving_guests_fail_the_call_not_the_engine() {
     let limits = Limits {
         memory_bytes: 32 << 20,
         call_timeout: Duration::from_millis(500),
+        ..Limits::default()
     };
     let transform = engine
         .transform(&file_ref("transform `misbehave`", path), limits)
@@ -348,12 +349,15 @@ async fn precompiled_components_are_cached_on_disk() {
     let cold = started.elapsed();
     drop(first);
 
-    let cached: Vec<_> = std::fs::read_dir(cache.path())
+    // The artifact, and the digest it is checked against when loaded.
+    let mut cached: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(cached.len(), 1, "{cached:?}");
+    cached.sort();
+    assert_eq!(cached.len(), 2, "{cached:?}");
     assert_eq!(cached[0].extension().unwrap(), "cwasm");
+    assert_eq!(cached[1].extension().unwrap(), "sha256");
 
     let started = Instant::now();
     let second = Engine::new(opts).unwrap();

@@ -1,7 +1,9 @@
 //! What a plugin must never reach: the files Ebb itself reads and runs.
 //! A folder granted to a plugin may not hold the config, the state store,
 //! the compilation cache or any plugin's component, and a precompiled
-//! artifact that is not the one Ebb wrote is recompiled, never run.
+//! artifact that is not the one Ebb wrote is recompiled, never run. What
+//! a plugin or a destination says in an error is kept only up to
+//! `limits.error_text_bytes`.
 
 use sha2::{Digest, Sha256};
 
@@ -9,7 +11,8 @@ use crate::changes::all_added;
 use crate::support::config::{Config, plugin_cache};
 use crate::support::events::assert_events;
 use crate::support::fixture::misbehave_wasm;
-use crate::support::project::Project;
+use crate::support::project::{Project, SYNC};
+use crate::support::server::Server;
 use crate::support::warehouse::Warehouse;
 use crate::transform_limits::transform;
 
@@ -90,4 +93,28 @@ fn a_swapped_cache_artifact_is_recompiled_not_run() {
         std::fs::read(destination_artifact).expect("artifact") == genuine,
         "the destination's artifact is written again"
     );
+}
+
+/// A destination refusing a record with a 1 MiB message: the row error,
+/// the history and the run report keep a few KiB of it, saying it was cut.
+#[test]
+fn a_destinations_huge_error_is_kept_cut_to_the_limit() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2);
+    let server = Server::start();
+    server.reject("2", &"e".repeat(1 << 20));
+    let config = Config::new(&wh).http(&server, &server.host(), 10).render();
+    project.write_config(&format!("{config}\n[limits]\nerror_text_bytes = 2048\n"));
+    project.run().assert_status("partial");
+
+    let errors = project.errors();
+    let message = errors[0]["error"].as_str().expect("message");
+    assert!(message.len() < 2048 + 100, "{} bytes kept", message.len());
+    assert!(
+        message.ends_with("cut at limits.error_text_bytes)"),
+        "{message:.200}"
+    );
+    let shown = project.ebb_ok(&["errors", SYNC]);
+    assert!(shown.len() < 64 << 10, "{} bytes shown", shown.len());
 }

@@ -184,15 +184,13 @@ impl<P: Instantiate> Caller<P> {
 
     /// A fresh store with this caller's grants and memory cap.
     pub fn store(&self) -> Result<Store<State>, CallError> {
-        let state = State::new(
-            self.label.clone(),
-            self.limits.memory_bytes,
-            self.net.as_deref(),
-        )
-        .map_err(|msg| CallError::Trap {
-            label: self.label.to_string(),
-            msg,
-        })?;
+        let state =
+            State::new(self.label.clone(), &self.limits, self.net.as_deref()).map_err(|msg| {
+                CallError::Trap {
+                    label: self.label.to_string(),
+                    msg,
+                }
+            })?;
         let mut store = Store::new(&self.sandbox.wasm, state);
         store.limiter(|state| &mut state.limits);
         Ok(store)
@@ -214,24 +212,16 @@ impl<P: Instantiate> Caller<P> {
             tracing::warn!(
                 target: crate::store::LOG_TARGET,
                 plugin = %self.label,
-                "{dropped} log lines dropped: the plugin logged more than {} KiB in one call",
-                crate::store::LOG_BYTES_PER_CALL >> 10
+                "{dropped} log lines dropped: the plugin logged more than limits.plugin_log_bytes ({} bytes) in one call",
+                state.logged.budget
             );
         }
     }
 
-    /// Why the egress policy refused the requests it refused in this call.
+    /// Why the host refused or cut short requests in this call.
     fn denials(&self, state: &State) -> Option<String> {
-        let net = self.net.as_ref().filter(|_| !state.denied.is_empty())?;
-        let explain = |url: &String| net.policy.denial(url, &self.label);
-        Some(
-            state
-                .denied
-                .iter()
-                .map(explain)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
+        let notes = state.notes.take();
+        (!notes.is_empty()).then(|| notes.join("; "))
     }
 
     fn observe(&self, took: Duration, error: Option<&CallError>) {

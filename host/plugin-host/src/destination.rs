@@ -177,6 +177,7 @@ fn net_grant(plugin: &PluginRef, grants: Grants) -> Result<NetGrant, PluginError
             between_bytes: grants.http_between_bytes_timeout,
         },
         dir: grants.dir,
+        response_bytes: grants.http_response_bytes,
     })
 }
 

@@ -15,10 +15,16 @@
 //! repeated in [`EgressHooks::send_request`] as a second line of defence.
 //!
 //! Matching is on the request's authority, lower-cased, with the default
-//! port of its scheme filled in. Names are not resolved for the match: a
-//! granted name is resolved when connecting and the connection goes to
-//! whatever address it resolves to, so grant an IP address rather than a
-//! name when DNS is not trusted.
+//! port of its scheme filled in. A granted name is then resolved once and
+//! each address it resolves to is checked as well ([`send`](crate::send)
+//! connects only to an address that passed): an address that is not on
+//! the public internet (loopback, private, link-local, which holds the
+//! cloud metadata service at 169.254.169.254, and the other reserved
+//! ranges) is reached only if `allow_hosts` names that address itself. A
+//! name granted for a SaaS API therefore cannot be pointed by its DNS at
+//! the machine Ebb runs on or at its cloud's metadata service. `wasi:http`
+//! never follows redirects itself: a plugin that follows one sends a new
+//! request, checked like the first.
 //!
 //! Every request also gets the destination's connect, first-byte and
 //! between-bytes timeouts; a guest may ask for shorter ones, never longer.
@@ -30,9 +36,8 @@
 //! machine.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -42,6 +47,8 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme as WitSche
 use wasmtime_wasi_http::p2::types::{HostFutureIncomingResponse, HostOutgoingRequest};
 use wasmtime_wasi_http::p2::{HttpError, HttpResult};
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpCtxView, WasiHttpHooks};
+
+use crate::send::{self, Notes, Sending};
 
 /// The header an intercepted request carries its intended
 /// `scheme://host:port` in.
@@ -107,6 +114,73 @@ impl Policy {
              add the host to allow_hosts if the plugin should reach it"
         )
     }
+
+    /// Whether a request whose host name was granted may connect to
+    /// `addr`: any public address, an internal one only if a grant names
+    /// that address (and port) itself.
+    pub fn admits_address(&self, addr: SocketAddr) -> bool {
+        let ip = addr.ip().to_canonical();
+        internal(ip).is_none()
+            || self
+                .grants
+                .iter()
+                .any(|grant| grant.address() == Some(ip) && grant.admits_port(addr.port()))
+    }
+
+    /// Why `host` may not be reached at `addr`, and the grant that would
+    /// allow it.
+    pub fn address_denial(&self, host: &str, addr: SocketAddr) -> String {
+        let ip = addr.ip().to_canonical();
+        let range = internal(ip).unwrap_or("a refused");
+        let grant = SocketAddr::new(ip, addr.port());
+        format!(
+            "{host} resolves to {ip}, {range} address, which allow_hosts does not name; \
+             add `{grant}` to allow_hosts if the plugin should reach it"
+        )
+    }
+}
+
+/// The kind of address `ip` is, if it is not on the public internet.
+fn internal(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => internal_v4(v4),
+        IpAddr::V6(v6) => internal_v6(v6),
+    }
+}
+
+fn internal_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = ip.octets();
+    Some(match () {
+        _ if ip.is_loopback() => "a loopback",
+        _ if ip.is_link_local() => "a link-local (cloud metadata)",
+        _ if ip.is_private() => "a private",
+        _ if a == 100 && (64..128).contains(&b) => "a shared (carrier-grade NAT)",
+        _ if a == 0 || ip.is_broadcast() || ip.is_multicast() || a >= 240 => "a reserved",
+        _ if a == 198 && (18..20).contains(&b) => "a reserved",
+        _ if a == 192 && b == 0 && ip.octets()[2] == 0 => "a reserved",
+        _ => return None,
+    })
+}
+
+fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let segments = ip.segments();
+    Some(match segments[0] {
+        _ if ip.is_loopback() || ip.is_unspecified() => "a loopback",
+        s if s & 0xffc0 == 0xfe80 => "a link-local",
+        s if s & 0xfe00 == 0xfc00 => "a private (unique local)",
+        s if s & 0xff00 == 0xff00 => "a reserved",
+        // NAT64 and 6to4 carry an IPv4 address, which decides.
+        0x64 if segments[1] == 0xff9b => {
+            let [.., hi, lo] = segments;
+            return internal_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)));
+        }
+        0x2002 => {
+            return internal_v4(Ipv4Addr::from(
+                (u32::from(segments[1]) << 16) | u32::from(segments[2]),
+            ));
+        }
+        _ => return None,
+    })
 }
 
 impl fmt::Display for Policy {
@@ -170,11 +244,20 @@ impl Grant {
     }
 
     fn admits(&self, target: &Target) -> bool {
-        self.host == target.host
-            && match self.port {
-                Some(port) => port == target.port,
-                None => target.port == 80 || target.port == 443,
-            }
+        self.host == target.host && self.admits_port(target.port)
+    }
+
+    fn admits_port(&self, port: u16) -> bool {
+        match self.port {
+            Some(granted) => granted == port,
+            None => port == 80 || port == 443,
+        }
+    }
+
+    /// The address this grant names, if it names one.
+    fn address(&self) -> Option<IpAddr> {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
     }
 }
 
@@ -225,45 +308,41 @@ impl Timeouts {
     }
 }
 
-/// `wasi:http` hooks for a destination: re-checks the policy just before
-/// connecting and imposes [`Timeouts`].
+/// `wasi:http` hooks for a destination: re-checks the policy, imposes
+/// [`Timeouts`] and sends through [`send`], which checks the addresses a
+/// name resolves to.
 #[derive(Default)]
 pub struct EgressHooks {
-    pub policy: Arc<Policy>,
+    pub sending: Sending,
     pub timeouts: Timeouts,
 }
 
-type SendFuture = Box<
-    dyn Future<
-            Output = wasmtime_wasi_http::Result<(
-                http::Response<WasiBody>,
-                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-            )>,
-        > + Send,
->;
+type SendFuture = Box<dyn Future<Output = wasmtime_wasi_http::Result<send::Sent>> + Send>;
 
 impl WasiHttpHooks for EgressHooks {
     fn send_request(
         &mut self,
         mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
-        fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+        _: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
+        let policy = &self.sending.policy;
         let uri = request.uri();
         let verdict = match (uri.scheme(), uri.authority()) {
-            (Some(scheme), Some(authority)) => Some(self.policy.check(scheme, authority.as_str())),
+            (Some(scheme), Some(authority)) => Some(policy.check(scheme, authority.as_str())),
             _ => None,
         };
         let Some(verdict) = verdict.filter(|v| v.allowed) else {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         };
-        if let Some(mock) = self.policy.intercept
+        let mock = policy.intercept;
+        if let Some(mock) = mock
             && intercept(&mut request, mock, &verdict.url).is_err()
         {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestUriInvalid) });
         }
         let options = self.timeouts.clamp(options);
-        wasmtime_wasi_http::default_hooks().send_request(request, Some(options), fut)
+        Box::new(send::send(request, options, self.sending.clone(), mock))
     }
 }
 
@@ -304,8 +383,8 @@ pub struct Handler<'a> {
     pub http: WasiHttpCtxView<'a>,
     pub policy: &'a Policy,
     pub label: &'a str,
-    /// `scheme://host:port/` of each refused request in this call.
-    pub denied: &'a mut Vec<String>,
+    /// Where each refusal is explained for the operator.
+    pub notes: &'a Notes,
 }
 
 /// What `handle` returns to the guest: a pending response or an error
@@ -345,7 +424,8 @@ impl Handler<'_> {
                 "{}",
                 self.policy.denial(&verdict.url, self.label)
             );
-            self.denied.push(verdict.url);
+            self.notes
+                .push(self.policy.denial(&verdict.url, self.label));
             return Err(HttpError::from(ErrorCode::HttpRequestDenied));
         }
         self.http.handle(request, options)
@@ -447,6 +527,60 @@ mod tests {
             "request to http://1.2.3.4:9/ denied: not in allow_hosts of destination `crm` \
              (granted: [a.example, 127.0.0.1:8080])"
         ));
+    }
+
+    #[test]
+    fn internal_addresses_need_a_grant_of_their_own() {
+        let by_name = policy(&["api.example.com", "localhost:8080"]);
+        let admits = |p: &Policy, addr: &str| p.admits_address(addr.parse().unwrap());
+        for refused in [
+            "127.0.0.1:443",
+            "127.0.0.2:443",
+            "10.1.2.3:443",
+            "172.16.0.1:443",
+            "192.168.1.1:443",
+            "169.254.169.254:80",
+            "100.64.0.1:443",
+            "0.0.0.0:443",
+            "[::1]:443",
+            "[::]:443",
+            "[fe80::1]:443",
+            "[fd00:ec2::254]:80",
+            "[::ffff:127.0.0.1]:443",
+            "[64:ff9b::a9fe:a9fe]:80",
+            "[2002:7f00:1::]:443",
+            "127.0.0.1:8080",
+        ] {
+            assert!(!admits(&by_name, refused), "{refused}");
+        }
+        for public in [
+            "93.184.216.34:443",
+            "[2606:2800:220:1::1]:443",
+            "8.8.8.8:80",
+        ] {
+            assert!(admits(&by_name, public), "{public}");
+        }
+        let by_address = policy(&["localhost:8080", "127.0.0.1:8080", "[::1]:8080"]);
+        assert!(admits(&by_address, "127.0.0.1:8080"));
+        assert!(admits(&by_address, "[::ffff:127.0.0.1]:8080"));
+        assert!(admits(&by_address, "[::1]:8080"));
+        assert!(!admits(&by_address, "127.0.0.1:8081"));
+        assert!(!admits(&by_address, "127.0.0.2:8080"));
+    }
+
+    #[test]
+    fn address_denials_name_the_range_and_the_grant() {
+        let p = policy(&["localhost:8080"]);
+        let message = p.address_denial(
+            "localhost",
+            "[::ffff:169.254.169.254]:8080".parse().unwrap(),
+        );
+        assert_eq!(
+            message,
+            "localhost resolves to 169.254.169.254, a link-local (cloud metadata) address, \
+             which allow_hosts does not name; add `169.254.169.254:8080` to allow_hosts if \
+             the plugin should reach it"
+        );
     }
 
     #[test]

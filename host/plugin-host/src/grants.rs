@@ -19,6 +19,9 @@ pub struct Grants {
     pub http_connect_timeout: Duration,
     pub http_first_byte_timeout: Duration,
     pub http_between_bytes_timeout: Duration,
+    /// Bytes of one HTTP response the plugin may read; reading past it
+    /// fails.
+    pub http_response_bytes: u64,
     pub limits: Limits,
     /// Sends every allowed request to this local mock instead (`ebb plugin
     /// test`); see [`ORIGIN_HEADER`](crate::ORIGIN_HEADER).
@@ -33,6 +36,7 @@ impl Default for Grants {
             http_connect_timeout: Duration::from_secs(10),
             http_first_byte_timeout: Duration::from_secs(30),
             http_between_bytes_timeout: Duration::from_secs(30),
+            http_response_bytes: 16 << 20,
             limits: Limits::default(),
             intercept: None,
         }

@@ -34,6 +34,7 @@ mod load;
 mod observe;
 mod plugin_ref;
 mod schema;
+mod send;
 mod store;
 mod ticker;
 mod transform;

@@ -29,6 +29,10 @@ pub struct Limits {
     /// Wall-clock budget for one call (one batch), including time spent
     /// waiting on the network.
     pub call_timeout: Duration,
+    /// Bytes of log messages the plugin may write in one call; lines past
+    /// it are counted, not written, and the count is logged once the call
+    /// ends.
+    pub log_bytes: usize,
 }
 
 impl Default for Limits {
@@ -36,6 +40,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_secs(30),
+            log_bytes: 256 << 10,
         }
     }
 }

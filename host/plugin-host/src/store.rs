@@ -10,8 +10,9 @@
 //! few KiB) and written to `tracing` after the call, and the tail of a
 //! crashing guest's output (typically its panic message) goes into the
 //! error. What the guest logs through `ebb:plugin/host` goes to `tracing`
-//! under [`LOG_TARGET`] as it is written, up to [`LOG_BYTES_PER_CALL`] a
-//! call, so a chatty or hostile plugin cannot flood the host's log.
+//! under [`LOG_TARGET`] as it is written, up to the plugin's
+//! [`Limits::log_bytes`](crate::Limits::log_bytes) a call, so a chatty or
+//! hostile plugin cannot flood the host's log.
 
 use std::io;
 use std::path::PathBuf;
@@ -31,7 +32,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::bindings::Level;
 use crate::bindings::destination::ebb::plugin::host;
 use crate::egress::{self, EgressHooks, Policy, Timeouts};
-use crate::limits::MemoryCap;
+use crate::limits::{Limits, MemoryCap};
+use crate::send::{Notes, Sending};
 
 /// Guest path of a destination's granted output folder.
 pub const OUT_DIR: &str = "/out";
@@ -42,10 +44,6 @@ const OUTPUT_TAIL_BYTES: usize = 8 << 10;
 /// Longest log message accepted from a guest; longer ones are cut.
 const MAX_LOG_MESSAGE: usize = 16 << 10;
 
-/// Bytes of log messages a guest may write in one call; lines past it are
-/// counted, not written, and the count is logged once the call ends.
-pub const LOG_BYTES_PER_CALL: usize = 256 << 10;
-
 /// The `tracing` target of every guest log line, with the plugin's label
 /// (which names its destination or transform) in the `plugin` field.
 pub const LOG_TARGET: &str = "ebb::plugin";
@@ -55,6 +53,8 @@ pub struct NetGrant {
     pub policy: Arc<Policy>,
     pub timeouts: Timeouts,
     pub dir: Option<PathBuf>,
+    /// Bytes of one HTTP response the plugin may read.
+    pub response_bytes: u64,
 }
 
 /// The data of one call's store.
@@ -67,26 +67,23 @@ pub struct State {
     http: WasiHttpCtx,
     hooks: EgressHooks,
     policy: Arc<Policy>,
-    /// `scheme://host:port/` of each request the policy refused.
-    pub denied: Vec<String>,
+    /// Why requests of this call were refused or cut short.
+    pub notes: Notes,
     /// What the guest logged in this call.
     pub logged: LogBudget,
 }
 
-/// A call's log bytes written and lines dropped past
-/// [`LOG_BYTES_PER_CALL`].
+/// A call's log bytes written and lines dropped past its budget.
 #[derive(Default)]
 pub struct LogBudget {
+    /// Bytes a call may log.
+    pub budget: usize,
     bytes: usize,
     pub dropped_lines: u64,
 }
 
 impl State {
-    pub fn new(
-        label: Arc<str>,
-        memory_bytes: usize,
-        net: Option<&NetGrant>,
-    ) -> Result<State, String> {
+    pub fn new(label: Arc<str>, limits: &Limits, net: Option<&NetGrant>) -> Result<State, String> {
         let output = OutputTail::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(output.clone())
@@ -99,21 +96,29 @@ impl State {
                 .map_err(|e| format!("cannot open the granted folder {}: {e:#}", dir.display()))?;
         }
         // Transforms never link `wasi:http`, so their hooks are never used.
+        let notes = Notes::default();
         let hooks = net.map_or_else(EgressHooks::default, |net| EgressHooks {
-            policy: net.policy.clone(),
+            sending: Sending {
+                policy: net.policy.clone(),
+                response_bytes: net.response_bytes,
+                notes: notes.clone(),
+            },
             timeouts: net.timeouts,
         });
         Ok(State {
             label,
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: MemoryCap::new(memory_bytes),
+            limits: MemoryCap::new(limits.memory_bytes),
             output,
             http: WasiHttpCtx::new(),
-            policy: hooks.policy.clone(),
+            policy: hooks.sending.policy.clone(),
             hooks,
-            denied: Vec::new(),
-            logged: LogBudget::default(),
+            notes,
+            logged: LogBudget {
+                budget: limits.log_bytes,
+                ..LogBudget::default()
+            },
         })
     }
 
@@ -121,8 +126,11 @@ impl State {
     /// output, refused requests, log budget and memory verdict.
     pub fn begin_call(&mut self) {
         self.output.clear();
-        self.denied.clear();
-        self.logged = LogBudget::default();
+        self.notes.take();
+        self.logged = LogBudget {
+            budget: self.logged.budget,
+            ..LogBudget::default()
+        };
         self.limits.clear_refusal();
     }
 
@@ -133,7 +141,7 @@ impl State {
             hooks,
             policy,
             label,
-            denied,
+            notes,
             ..
         } = self;
         egress::Handler {
@@ -144,7 +152,7 @@ impl State {
             },
             policy,
             label,
-            denied,
+            notes,
         }
     }
 }
@@ -171,7 +179,7 @@ impl WasiView for State {
 impl host::Host for State {
     fn log(&mut self, level: Level, mut message: String) {
         let logged = &mut self.logged;
-        if logged.bytes >= LOG_BYTES_PER_CALL {
+        if logged.bytes >= logged.budget {
             logged.dropped_lines += 1;
             return;
         }
@@ -322,8 +330,9 @@ mod tests {
             policy: Arc::default(),
             timeouts: Timeouts::default(),
             dir: Some("/nonexistent/ebb-out".into()),
+            response_bytes: 1 << 20,
         };
-        let err = State::new("destination `d`".into(), 1 << 20, Some(&grant))
+        let err = State::new("destination `d`".into(), &Limits::default(), Some(&grant))
             .err()
             .unwrap();
         assert!(err.contains("/nonexistent/ebb-out"), "{err}");

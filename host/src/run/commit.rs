@@ -9,6 +9,7 @@ use std::time::Instant;
 use super::error::{Doing, Result, RunError};
 use super::pass::Pass;
 use crate::diff::Change;
+use crate::limits::cap_error;
 use crate::state::{Commit, Snapshot, State};
 
 impl Pass<'_> {
@@ -41,7 +42,11 @@ impl Pass<'_> {
                 *c = Commit::Settle { key };
             }
         }
-        let errors = std::mem::take(&mut self.errors);
+        let mut errors = std::mem::take(&mut self.errors);
+        for error in &mut errors {
+            let message = std::mem::take(&mut error.message);
+            error.message = cap_error(message, self.error_text_bytes);
+        }
         let committed = state
             .commit(&self.sync.name, run_id, commits, &errors, delivered)
             .await

@@ -14,6 +14,7 @@ use super::error::{Doing, Result, RunError, chain};
 use super::pass::Pass;
 use super::prepare::{Prepared, prepare};
 use crate::config::Config;
+use crate::limits::cap_error;
 use crate::plugin::Engine;
 use crate::state::{Claim, RunEnd, State};
 use crate::status::{Counts, Status};
@@ -173,11 +174,13 @@ impl Claimed {
         let (heartbeat, taken_over) = beat(&state, run_id, cfg.lease / BEATS_PER_LEASE);
         let mut pass = Pass::new(&sync, &loader, &steps, Some((&state, run_id)), progress);
         pass.keep_deliveries = cfg.keep_runs > 0;
+        pass.error_text_bytes = cfg.limits.error_text_bytes;
         let execution = pass.execute(warehouse, &model, &source, &limits, cursor_kind, row_hash);
         let result = drive(execution, &loader.halt, run_id, stop, taken_over).await;
         heartbeat.abort();
         progress.finish_and_clear();
         let (status, error) = ending(result, &pass.counts);
+        let error = error.map(|e| cap_error(e, cfg.limits.error_text_bytes));
         let Pass {
             counts,
             timings,

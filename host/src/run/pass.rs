@@ -52,6 +52,8 @@ pub(super) struct Pass<'a> {
     pub(super) cursor: Option<Cursor>,
     /// Whether delivered events are kept for `ebb replay`.
     pub(super) keep_deliveries: bool,
+    /// The longest row error message kept.
+    pub(super) error_text_bytes: usize,
     /// Where a `diff = "warehouse"` run commits its snapshot.
     pub(super) snapshots: Option<pushdown::Snapshots>,
     /// What names each change for the destination.
@@ -81,6 +83,7 @@ impl<'a> Pass<'a> {
             planned: Vec::new(),
             cursor: None,
             keep_deliveries: false,
+            error_text_bytes: crate::limits::Limits::default().error_text_bytes,
             snapshots: None,
             ids: DeliveryIds::default(),
         }

@@ -43,7 +43,9 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> Result<P
     for t in &sync.transforms {
         steps.push(Step {
             label: t.plugin.label.clone(),
-            transform: engine.transform(&t.plugin, t.limits).await?,
+            transform: engine
+                .transform(&t.plugin, plugin_limits(cfg, t.limits))
+                .await?,
             config: t.config.clone(),
             caps: Caps::from(&cfg.limits),
         });
@@ -133,6 +135,15 @@ fn check_fields(
     Ok(())
 }
 
+/// A plugin's own limits (`timeout_secs`, `memory_mb`) with those
+/// `[limits]` sets for every plugin.
+fn plugin_limits(cfg: &Config, own: crate::plugin::Limits) -> crate::plugin::Limits {
+    crate::plugin::Limits {
+        log_bytes: cfg.limits.plugin_log_bytes,
+        ..own
+    }
+}
+
 /// The sync's destination plugin, loaded, its config and action checked,
 /// as a loader.
 pub(super) async fn destination(
@@ -146,7 +157,8 @@ pub(super) async fn destination(
     let grants = Grants {
         allow_hosts: dest.allow_hosts.clone(),
         dir: dest.allow_dir.clone(),
-        limits: dest.plugin_limits,
+        limits: plugin_limits(cfg, dest.plugin_limits),
+        http_response_bytes: cfg.limits.http_response_bytes,
         // A destination given a long `timeout_secs` may take that long to
         // answer a request, too.
         http_first_byte_timeout: defaults

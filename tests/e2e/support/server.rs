@@ -30,6 +30,8 @@ pub enum Reply {
     Status { code: u16, retry_after: Option<u32> },
     /// Never answers (sleeps far longer than any test).
     Hang,
+    /// Accepts with an answer padded to this many bytes.
+    Huge(usize),
     /// Answers like [`Reply::Accept`], but only after this long.
     Delay(Duration),
     /// Answers like [`Reply::Accept`] once [`Server::release`] lets it go,
@@ -207,7 +209,7 @@ async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
             })
             .unwrap_or(Reply::Accept);
         let (status, rejected) = match &reply {
-            Reply::Accept | Reply::Delay(_) | Reply::Hold => (
+            Reply::Accept | Reply::Delay(_) | Reply::Hold | Reply::Huge(_) => (
                 200,
                 events
                     .iter()
@@ -243,6 +245,10 @@ async fn ingest(State(inner): State<Shared>, body: Bytes) -> Response {
             (StatusCode::OK, axum::Json(body)).into_response()
         }
         (Reply::Accept, body, _) => (StatusCode::OK, axum::Json(body)).into_response(),
+        (Reply::Huge(bytes), mut body, _) => {
+            body["padding"] = "x".repeat(bytes).into();
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
         (Reply::Status { code, retry_after }, _, _) => {
             let mut response = StatusCode::from_u16(code)
                 .expect("valid status")
