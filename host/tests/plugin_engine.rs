@@ -333,6 +333,27 @@ async fn a_plugin_built_against_an_unknown_version_is_refused_naming_both() {
     assert!(message.contains("0.1.0, 0.2.0"), "{message}");
 }
 
+/// A component claiming ebb:plugin@0.2.0 whose `event` has a field too
+/// many is refused when loaded, naming the plugin and the mismatch.
+#[tokio::test]
+async fn a_same_version_shape_mismatch_is_refused_at_load() {
+    let path = fixture_or_skip!("ebb_shape_mismatch.wasm");
+    let err = engine()
+        .transform(&file_ref("transform `odd`", path), Limits::default())
+        .await
+        .err()
+        .expect("refused");
+    let message = err.to_string();
+    for needle in [
+        "transform `odd`",
+        "ebb_shape_mismatch.wasm",
+        "5 fields, found 6",
+        "rebuild",
+    ] {
+        assert!(message.contains(needle), "must say {needle:?}: {message}");
+    }
+}
+
 #[tokio::test]
 async fn precompiled_components_are_cached_on_disk() {
     let path = fixture_or_skip!("ebb_http.wasm");

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::changes::all_added;
 use crate::support::config::{Config, plugin_cache};
 use crate::support::events::assert_events;
-use crate::support::fixture::misbehave_wasm;
+use crate::support::fixture::{misbehave_wasm, shape_mismatch_wasm};
 use crate::support::project::{Project, SYNC};
 use crate::support::server::Server;
 use crate::support::warehouse::Warehouse;
@@ -117,4 +117,29 @@ fn a_destinations_huge_error_is_kept_cut_to_the_limit() {
     );
     let shown = project.ebb_ok(&["errors", SYNC]);
     assert!(shown.len() < 64 << 10, "{} bytes shown", shown.len());
+}
+
+/// A transform whose types differ from the contract version it claims is
+/// refused by every command before a row is read.
+#[test]
+fn a_component_of_the_wrong_shape_is_refused_before_anything_runs() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2);
+    let transform = format!(
+        "transforms = [{{ plugin = '{}' }}]",
+        shape_mismatch_wasm().display()
+    );
+    project.write_config(&Config::new(&wh).sync(&transform).render());
+    for args in [&["check"][..], &["plan", SYNC], &["run", SYNC]] {
+        let out = project.ebb(args);
+        assert_ne!(out.code, Some(0), "ebb {args:?} went ahead");
+        assert!(
+            out.text()
+                .contains("ebb_shape_mismatch.wasm cannot be instantiated"),
+            "ebb {args:?}: {}",
+            out.text()
+        );
+    }
+    assert_events(&project.take_delivered(), &[]);
 }

@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wasmtime::{Store, Trap};
 
-use crate::error::CallError;
+use crate::error::{CallError, PluginError};
 use crate::limits::{self, Limits};
 use crate::observe::CallObserver;
+use crate::plugin_ref::PluginRef;
 use crate::store::{NetGrant, State};
 use crate::ticker::Ticker;
 
@@ -161,6 +162,28 @@ impl<P: Instantiate> Caller<P> {
             tracing::warn!(plugin = %self.label, "plugin output before the failure:\n{output}");
         }
         Err(error)
+    }
+
+    /// Instantiates one instance ahead of the first call and keeps it.
+    /// Instantiating type-checks the component's exports against the
+    /// contract it claims, so a shape that differs under the same version
+    /// is refused at load (by `ebb check`), not by the first batch.
+    pub async fn prime(&self, plugin: &PluginRef) -> Result<(), PluginError> {
+        let refused = |msg: String| PluginError::Exports {
+            label: plugin.label.clone(),
+            location: plugin.location.to_string(),
+            msg,
+        };
+        let _slot = self.sandbox.slots.acquire().await;
+        let mut store = self.store().map_err(|e| refused(e.to_string()))?;
+        self.arm(&mut store);
+        let instantiated =
+            tokio::time::timeout(self.limits.call_timeout, self.pre.instantiate(&mut store))
+                .await
+                .map_err(|_| refused(self.timeout().to_string()))?;
+        let instance = instantiated.map_err(|e| refused(format!("{e:#}")))?;
+        self.keep(store, instance);
+        Ok(())
     }
 
     /// Keeps a healthy instance for this caller's next call, unless the

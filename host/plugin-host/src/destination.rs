@@ -54,6 +54,7 @@ impl Destination {
             Some(Arc::new(net)),
             pre,
         );
+        caller.prime(plugin).await?;
         let json = caller
             .call(|store, plugin| Box::pin(plugin.spec(store)))
             .await

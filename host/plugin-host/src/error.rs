@@ -89,6 +89,17 @@ pub enum PluginError {
         accepted: String,
     },
 
+    /// What the component exports does not have the types of the contract
+    /// version it claims, or it could not start.
+    #[error(
+        "{label}: {location} cannot be instantiated: {msg}; a component whose types differ from the ebb:plugin version it claims was built from an altered WIT: rebuild it with the ebb-sdk"
+    )]
+    Exports {
+        label: String,
+        location: String,
+        msg: String,
+    },
+
     /// The grants or limits given to the plugin cannot be applied.
     #[error("{label}: {msg}")]
     Grant { label: String, msg: String },

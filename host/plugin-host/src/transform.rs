@@ -38,14 +38,10 @@ impl Transform {
             msg,
         })?;
         let pre = loader.transform(plugin).await?;
+        let caller = Caller::new(sandbox.clone(), &plugin.label, limits, None, pre);
+        caller.prime(plugin).await?;
         Ok(Transform {
-            caller: Arc::new(Caller::new(
-                sandbox.clone(),
-                &plugin.label,
-                limits,
-                None,
-                pre,
-            )),
+            caller: Arc::new(caller),
         })
     }
 

@@ -2,9 +2,19 @@
 
 use std::path::PathBuf;
 
-/// The `misbehave` transform: config `{"mode": "ok|trap|loop|alloc"}`.
+/// The `misbehave` transform: config `{"mode": "ok|trap|loop|alloc|…"}`.
 pub fn misbehave_wasm() -> PathBuf {
-    let path = PathBuf::from(env!("EBB_FIXTURE_DIR")).join("ebb_misbehave.wasm");
+    fixture("ebb_misbehave.wasm")
+}
+
+/// A transform claiming ebb:plugin@0.2.0 with an `event` of one field too
+/// many.
+pub fn shape_mismatch_wasm() -> PathBuf {
+    fixture("ebb_shape_mismatch.wasm")
+}
+
+fn fixture(file: &str) -> PathBuf {
+    let path = PathBuf::from(env!("EBB_FIXTURE_DIR")).join(file);
     assert!(path.is_file(), "fixture {} was not built", path.display());
     path
 }
