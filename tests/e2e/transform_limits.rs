@@ -27,7 +27,9 @@ pub fn transform(mode: &str) -> String {
     )
 }
 
-fn misbehaving_transform_fails_the_run(mode: &str) {
+/// Runs the misbehaving transform, checks the run failed naming it and
+/// the next run is clean; what the failed run said.
+fn misbehaving_transform_fails_the_run(mode: &str) -> String {
     let project = Project::new();
     let wh = Warehouse::sqlite(&project);
     wh.insert_users(1..=5);
@@ -52,6 +54,7 @@ fn misbehaving_transform_fails_the_run(mode: &str) {
     project.write_config(&Config::new(&wh).sync(&transform("ok")).render());
     project.run_ok();
     assert_events(&project.take_delivered(), &all_added(1..=5));
+    error
 }
 
 #[test]
@@ -67,6 +70,12 @@ fn looping_transform_is_stopped_by_its_deadline() {
 #[test]
 fn allocating_transform_is_stopped_by_its_memory_cap() {
     misbehaving_transform_fails_the_run("alloc");
+}
+
+#[test]
+fn recursing_transform_is_reported_as_a_stack_overflow() {
+    let error = misbehaving_transform_fails_the_run("recurse");
+    assert!(error.contains("stack overflow"), "{error}");
 }
 
 /// A transform logging 16 MiB per event is cut off after its per-call

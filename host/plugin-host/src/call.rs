@@ -304,8 +304,29 @@ const SUMMARY_LINES: usize = 6;
 /// The cause of a trap, the end of the guest's output (where a panic
 /// message is) and the top of the backtrace when the plugin kept its
 /// function names.
+/// How a plugin that ran out of stack is described.
+const STACK_OVERFLOW: &str = "stack overflow: the plugin ran out of stack, most likely in deep recursion; make it iterative or shallower";
+
+/// Whether the guest's backtrace is one or two functions calling
+/// themselves over and over: a stack run out by recursion. A stack kept
+/// in linear memory (Rust's, C's) overflows into an out-of-bounds access.
+fn recursed(error: &wasmtime::Error) -> bool {
+    let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return false;
+    };
+    let frames = backtrace.frames();
+    let mut functions: Vec<u32> = frames.iter().map(|f| f.func_index()).collect();
+    functions.sort_unstable();
+    functions.dedup();
+    frames.len() >= 16 && functions.len() <= 3
+}
+
 fn trap_summary(error: &wasmtime::Error, output: &str, denied: Option<&str>) -> String {
     let mut msg = match error.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => STACK_OVERFLOW.to_string(),
+        Some(Trap::MemoryOutOfBounds) if recursed(error) => format!(
+            "{STACK_OVERFLOW} (WebAssembly reports a Rust or C stack overflow as an out-of-bounds memory access)"
+        ),
         Some(trap) => trap.to_string(),
         None => error.root_cause().to_string(),
     };
