@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::changes::all_added;
 use crate::support::config::{Config, plugin_cache};
 use crate::support::events::assert_events;
-use crate::support::fixture::{misbehave_wasm, shape_mismatch_wasm};
+use crate::support::fixture::{misbehave_wasm, rogue_destination_wasm, shape_mismatch_wasm};
 use crate::support::project::{Project, SYNC};
 use crate::support::server::Server;
 use crate::support::warehouse::Warehouse;
@@ -142,4 +142,52 @@ fn a_component_of_the_wrong_shape_is_refused_before_anything_runs() {
         );
     }
     assert_events(&project.take_delivered(), &[]);
+}
+
+/// The rogue destination in `mode`, granted the folder `out`.
+fn rogue(wh: &Warehouse, mode: &str) -> String {
+    Config::new(wh)
+        .destination(&format!(
+            "[destinations.out]\nplugin = '{}'\nallow_dir = \"out\"\nconfig = {{ mode = \"{mode}\" }}\n",
+            rogue_destination_wasm().display()
+        ))
+        .sync("retry = { max_attempts = 1 }")
+        .render()
+}
+
+/// A destination answering a batch with too few outcomes fails that batch
+/// naming the plugin and the breach; every change stays owed and the next
+/// run with an honest destination delivers them all.
+#[test]
+fn a_destination_answering_too_few_outcomes_loses_nothing() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=3);
+    project.write_config(&rogue(&wh, "short"));
+    let run = project.run();
+    assert_ne!(run.status(), "success");
+    assert_eq!(run.count("ok"), 0, "{:#?}", run.report);
+    let said = format!("{} {:?}", run.output.text(), project.errors());
+    for needle in ["destination `out`", "2 outcomes for a batch of 3"] {
+        assert!(said.contains(needle), "must say {needle:?}: {said}");
+    }
+
+    project.write_config(&rogue(&wh, "ok"));
+    let run = project.run_ok();
+    assert_eq!(run.count("ok"), 3, "{:#?}", run.report);
+    assert!(project.errors().is_empty());
+}
+
+/// A destination looking for the host's files, folders, environment and
+/// arguments finds none of them: it rejects any event if it does.
+#[test]
+fn a_destination_sees_nothing_of_the_host() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2);
+    project.write_config(&rogue(&wh, "probe"));
+    let run = project.run();
+    assert_eq!(run.status(), "success", "{:#?}", project.errors());
+    assert_eq!(run.count("ok"), 2);
+    assert!(!project.root().join("escaped").exists());
 }

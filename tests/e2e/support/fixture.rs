@@ -13,6 +13,12 @@ pub fn shape_mismatch_wasm() -> PathBuf {
     fixture("ebb_shape_mismatch.wasm")
 }
 
+/// A destination that breaks the contract or probes its sandbox: config
+/// `{"mode": "ok" | "short" | "probe"}`.
+pub fn rogue_destination_wasm() -> PathBuf {
+    fixture("ebb_rogue_destination.wasm")
+}
+
 fn fixture(file: &str) -> PathBuf {
     let path = PathBuf::from(env!("EBB_FIXTURE_DIR")).join(file);
     assert!(path.is_file(), "fixture {} was not built", path.display());
