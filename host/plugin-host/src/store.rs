@@ -41,6 +41,13 @@ pub const OUT_DIR: &str = "/out";
 /// Bytes of guest stdout/stderr kept per call.
 const OUTPUT_TAIL_BYTES: usize = 8 << 10;
 
+/// Host resources (HTTP requests, headers, streams, files) an instance may
+/// hold at once. An instance lives for a run, so a guest that never drops
+/// its handles would otherwise grow the host's memory call after call;
+/// past this, opening another fails in the guest. A destination needs a
+/// handful per request in flight.
+const RESOURCES_PER_INSTANCE: usize = 16_384;
+
 /// Longest log message accepted from a guest; longer ones are cut.
 const MAX_LOG_MESSAGE: usize = 16 << 10;
 
@@ -105,10 +112,12 @@ impl State {
             },
             timeouts: net.timeouts,
         });
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(RESOURCES_PER_INSTANCE);
         Ok(State {
             label,
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             limits: MemoryCap::new(limits.memory_bytes),
             output,
             http: WasiHttpCtx::new(),
