@@ -10,6 +10,7 @@ use crate::config::{Model, SourceKind};
 use crate::limits::Limits;
 use crate::param::Param;
 use crate::rows::{self, RowRef};
+use crate::source::single_query::single_query;
 use crate::source::{self, BoundQuery, Column};
 use crate::template::{self, Piece};
 
@@ -30,6 +31,10 @@ pub enum ExtractError {
         Templates::NAMES.join(", ")
     )]
     UnknownTemplate { model: String, name: String },
+    /// Not one `SELECT`: a second statement, or a statement of another
+    /// kind.
+    #[error("model `{model}`: {message}")]
+    NotOneQuery { model: String, message: String },
     /// Too many columns, or names a record cannot have.
     #[error("model `{model}`: {message}")]
     Columns { model: String, message: String },
@@ -108,7 +113,8 @@ pub fn bind(
     kind: SourceKind,
     templates: &Templates,
 ) -> Result<BoundQuery, ExtractError> {
-    let style = source::driver(kind).placeholders();
+    let driver = source::driver(kind);
+    let style = driver.placeholders();
     let mut sql = String::with_capacity(model.query.len());
     let mut params: Vec<(&str, Param)> = Vec::new();
     for piece in template::pieces(&model.query) {
@@ -142,9 +148,14 @@ pub fn bind(
         };
         sql.push_str(&style.write(n));
     }
+    let sql =
+        single_query(&sql, driver.lexicon()).map_err(|message| ExtractError::NotOneQuery {
+            model: model.name.clone(),
+            message,
+        })?;
     Ok(BoundQuery {
         model: model.name.clone(),
-        sql,
+        sql: sql.to_owned(),
         params: params.into_iter().map(|(_, v)| v).collect(),
     })
 }

@@ -410,8 +410,8 @@ fn mysql_models_cannot_write() {
         "describing the model wrote"
     );
 
-    // DDL would commit the transaction and run outside it: refused while
-    // the query is described, before any run starts.
+    // DDL would commit the transaction and run outside it: refused before
+    // anything reaches the database.
     project.write_config(
         &Config::new(&wh)
             .query("CREATE TABLE evil AS SELECT id FROM users")
@@ -420,8 +420,9 @@ fn mysql_models_cannot_write() {
     let out = project.ebb(&["run", SYNC]);
     assert_eq!(out.code, Some(1), "{out:#?}");
     assert!(
-        out.stderr
-            .contains("model `users`: SQL error: the query returns no columns"),
+        out.stderr.contains(
+            "model `users`: the query starts with `CREATE`; Ebb only runs a single SELECT"
+        ),
         "{}",
         out.stderr
     );

@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 use super::chunks::ChunkTx;
 use super::error::SourceError;
 use super::query::{BoundQuery, Column, Placeholders};
+use super::single_query::Lexicon;
 use crate::config::Source;
 use crate::param::ParamKind;
 
@@ -24,6 +25,10 @@ use crate::param::ParamKind;
 pub trait Driver: Sized + Send + 'static {
     /// How the kind's SQL writes bind placeholders.
     const PLACEHOLDERS: Placeholders;
+
+    /// How the kind's SQL quotes and comments, to tell one statement from
+    /// two.
+    const LEXICON: &'static Lexicon;
 
     /// What a column declared as a bare `TIMESTAMP` holds: a wall-clock
     /// time, unless the kind says it is an instant (read as UTC).
@@ -68,6 +73,7 @@ pub trait Driver: Sized + Send + 'static {
 /// Any kind's [`Driver`], before it connects.
 pub trait DynDriver: Sync {
     fn placeholders(&self) -> Placeholders;
+    fn lexicon(&self) -> &'static Lexicon;
     fn bare_timestamp(&self) -> ParamKind;
     fn connect<'a>(
         &self,
@@ -85,6 +91,10 @@ impl<D: Driver> Kind<D> {
 impl<D: Driver> DynDriver for Kind<D> {
     fn placeholders(&self) -> Placeholders {
         D::PLACEHOLDERS
+    }
+
+    fn lexicon(&self) -> &'static Lexicon {
+        D::LEXICON
     }
 
     fn bare_timestamp(&self) -> ParamKind {

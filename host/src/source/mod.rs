@@ -17,7 +17,7 @@ mod json;
 mod mysql;
 mod postgres;
 mod query;
-mod single_query;
+pub mod single_query;
 mod snowflake;
 mod sql_api;
 mod sqlite;

@@ -34,6 +34,7 @@ use super::driver::Driver;
 use super::error::{Problem, SourceError};
 use super::json;
 use super::query::{BoundQuery, Column, Placeholders, unbindable};
+use super::single_query::{Lexicon, MYSQL};
 use crate::config::Source;
 use crate::param::Native;
 
@@ -54,6 +55,7 @@ pub struct Mysql {
 /// [`Driver::check`] needs.
 impl Driver for Mysql {
     const PLACEHOLDERS: Placeholders = Placeholders::Question;
+    const LEXICON: &Lexicon = &MYSQL;
 
     async fn connect(source: &Source) -> Result<Mysql, SourceError> {
         let fail = |problem: Problem, message: String| SourceError::Connect {

@@ -1,9 +1,10 @@
-//! The rule a model's SQL meets before anything runs on a source that
-//! would otherwise run whatever it is given: one query, a `SELECT` or a
-//! `WITH … SELECT`, and nothing after it. SQLite's driver runs every
-//! statement of a string in turn and the SQL APIs take scripts, so a model
-//! of `SELECT …; DELETE FROM t` would run both. Postgres and MySQL prepare
-//! the model, which already refuses a second statement.
+//! The rule a model's SQL meets before anything runs, on every source:
+//! one query, a `SELECT` or a `WITH … SELECT`, and nothing after it.
+//! SQLite's driver runs every statement of a string in turn and the SQL
+//! APIs take scripts, so a model of `SELECT …; DELETE FROM t` would run
+//! both; Postgres and MySQL would refuse it only once it reached the
+//! database, each in its own words. Checked when the model's query is
+//! bound, the rule gives one message everywhere, before any connection.
 //!
 //! Telling one statement from two means reading the SQL as its database
 //! does: quotes, comments and identifiers differ, so each source names
@@ -17,6 +18,8 @@ pub struct Lexicon {
     pub backslash_escapes: bool,
     /// `[name]` quotes an identifier (SQLite).
     pub bracket_identifiers: bool,
+    /// `$tag$ … $tag$` quotes a string (Postgres).
+    pub dollar_quotes: bool,
 }
 
 /// The SQL-over-HTTP warehouses (Snowflake, BigQuery, Databricks).
@@ -24,12 +27,30 @@ pub const SQL_APIS: Lexicon = Lexicon {
     hash_comments: true,
     backslash_escapes: true,
     bracket_identifiers: false,
+    dollar_quotes: false,
 };
 
 pub const SQLITE: Lexicon = Lexicon {
     hash_comments: false,
     backslash_escapes: false,
     bracket_identifiers: true,
+    dollar_quotes: false,
+};
+
+/// Postgres and Redshift (standard strings, where a backslash is a
+/// character).
+pub const POSTGRES: Lexicon = Lexicon {
+    hash_comments: false,
+    backslash_escapes: false,
+    bracket_identifiers: false,
+    dollar_quotes: true,
+};
+
+pub const MYSQL: Lexicon = Lexicon {
+    hash_comments: true,
+    backslash_escapes: true,
+    bracket_identifiers: false,
+    dollar_quotes: false,
 };
 
 /// The statement without a trailing `;`, when it is a single `SELECT` or
@@ -77,6 +98,17 @@ pub fn single_query<'s>(sql: &'s str, lexicon: &Lexicon) -> Result<&'s str, Stri
                     }
                 }
             }
+            b'$' if lexicon.dollar_quotes && dollar_tag(&sql[i..]).is_some() => {
+                if end < sql.len() {
+                    return refuse("the query holds more than one statement");
+                }
+                first.get_or_insert(i);
+                let tag = dollar_tag(&sql[i..]).unwrap_or_default();
+                match skip_to(i + tag.len(), tag) {
+                    Some(n) => n,
+                    None => return refuse("the query has an unterminated $-quoted string"),
+                }
+            }
             b';' => {
                 end = end.min(i);
                 i + 1
@@ -108,6 +140,16 @@ pub fn single_query<'s>(sql: &'s str, lexicon: &Lexicon) -> Result<&'s str, Stri
         ));
     }
     Ok(sql[..end].trim_end())
+}
+
+/// The `$tag$` opening `sql`, if it opens a dollar-quoted string (a
+/// placeholder such as `$1` does not).
+fn dollar_tag(sql: &str) -> Option<&str> {
+    let rest = sql.strip_prefix('$')?;
+    let len = rest.find('$')?;
+    let tag = &rest[..len];
+    let word = tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (word && !tag.starts_with(|c: char| c.is_ascii_digit())).then(|| &sql[..len + 2])
 }
 
 #[cfg(test)]
@@ -144,6 +186,15 @@ mod tests {
                     .contains("`INSERT`")
             );
         }
+    }
+
+    #[test]
+    fn postgres_dollar_quotes_hide_semicolons_and_placeholders_do_not_quote() {
+        assert!(single_query("SELECT $$a;b$$, $x$;$x$ FROM t", &POSTGRES).is_ok());
+        assert!(single_query("SELECT $1; DELETE FROM t", &POSTGRES).is_err());
+        assert!(single_query("SELECT $$open", &POSTGRES).is_err());
+        assert!(single_query(r"SELECT 'C:'; DROP TABLE t", &POSTGRES).is_err());
+        assert!(single_query(r"SELECT 'it's;' FROM t", &MYSQL).is_ok());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::chunks::{ChunkSender, ChunkTx};
 use super::driver::Driver;
 use super::error::{Problem, SourceError};
 use super::query::{BoundQuery, Column, Placeholders, unbindable};
-use super::single_query::{SQL_APIS, single_query};
+use super::single_query::{Lexicon, SQL_APIS};
 use crate::config::Source;
 use crate::event::Record;
 use crate::param::{Native, Param, ParamKind};
@@ -344,6 +344,7 @@ pub struct Api<T>(T);
 
 impl<T: SqlApi> Driver for Api<T> {
     const PLACEHOLDERS: Placeholders = T::PLACEHOLDERS;
+    const LEXICON: &Lexicon = &SQL_APIS;
     const BARE_TIMESTAMP: ParamKind = T::BARE_TIMESTAMP;
 
     async fn connect(source: &Source) -> Result<Api<T>, SourceError> {
@@ -352,8 +353,7 @@ impl<T: SqlApi> Driver for Api<T> {
 
     /// The query's columns, from running it with `LIMIT 0` around it.
     async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
-        let sql = single_query(&query.sql, &SQL_APIS)
-            .map_err(|m| Failure::new(Problem::Sql, m).for_model(&query.model))?;
+        let sql = &query.sql;
         let wrapped = format!("SELECT * FROM (\n{sql}\n) AS ebb_columns LIMIT 0");
         let (columns, _) = execute(&mut self.0, &wrapped, &query.params)
             .await
@@ -365,8 +365,7 @@ impl<T: SqlApi> Driver for Api<T> {
     async fn stream(self, query: &BoundQuery, tx: &ChunkTx) -> Result<(), SourceError> {
         let Api(mut api) = self;
         let err = |f: Failure| f.for_model(&query.model);
-        let sql =
-            single_query(&query.sql, &SQL_APIS).map_err(|m| err(Failure::new(Problem::Sql, m)))?;
+        let sql = &query.sql;
         let (columns, mut page) = execute(&mut api, sql, &query.params).await.map_err(err)?;
         let names = columns.into_iter().map(|c| c.name).collect();
         let mut out = ChunkSender::new(tx, query, names)?;

@@ -18,7 +18,7 @@ use super::driver::Driver;
 use super::error::{Problem, SourceError};
 use super::json;
 use super::query::{BoundQuery, Column, Placeholders};
-use super::single_query::{SQLITE, single_query};
+use super::single_query::{Lexicon, SQLITE};
 use crate::config::{Settings, Source};
 use crate::param::Native;
 
@@ -28,6 +28,7 @@ pub struct Sqlite {
 
 impl Driver for Sqlite {
     const PLACEHOLDERS: Placeholders = Placeholders::QuestionNumbered;
+    const LEXICON: &Lexicon = &SQLITE;
 
     async fn connect(source: &Source) -> Result<Sqlite, SourceError> {
         let fail = |message: String| SourceError::Connect {
@@ -52,7 +53,7 @@ impl Driver for Sqlite {
     async fn columns(&mut self, query: &BoundQuery) -> Result<Vec<Column>, SourceError> {
         let stmt = self
             .conn
-            .prepare(one_query(query)?)
+            .prepare(&query.sql)
             .await
             .map_err(|e| query_error(query, e))?;
         Ok(sqlx::Statement::columns(&stmt)
@@ -65,7 +66,7 @@ impl Driver for Sqlite {
     }
 
     async fn check(&mut self, query: &BoundQuery) -> Result<(), SourceError> {
-        let (sql, _) = limit_zero(one_query(query)?);
+        let (sql, _) = limit_zero(&query.sql);
         bind(sqlx::query(&sql), query)?
             .execute(&mut self.conn)
             .await
@@ -76,7 +77,7 @@ impl Driver for Sqlite {
     async fn stream(mut self, query: &BoundQuery, tx: &ChunkTx) -> Result<(), SourceError> {
         // Names and declared types come with the first row.
         let mut out: Option<(ChunkSender, Vec<bool>)> = None;
-        let mut rows = bind(sqlx::query(one_query(query)?), query)?.fetch(&mut self.conn);
+        let mut rows = bind(sqlx::query(&query.sql), query)?.fetch(&mut self.conn);
         while let Some(row) = rows.try_next().await.map_err(|e| query_error(query, e))? {
             let (out, booleans) = match &mut out {
                 Some(o) => o,
@@ -105,16 +106,6 @@ impl Driver for Sqlite {
 }
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-
-/// The model's one query: SQLite's driver would run every statement of
-/// the text in turn.
-fn one_query(query: &BoundQuery) -> Result<&str, SourceError> {
-    single_query(&query.sql, &SQLITE).map_err(|message| SourceError::Query {
-        model: query.model.clone(),
-        problem: Problem::Sql,
-        message,
-    })
-}
 
 /// Binds the query's template values.
 fn bind<'q>(mut q: Query<'q>, query: &BoundQuery) -> Result<Query<'q>, SourceError> {
