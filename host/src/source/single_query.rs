@@ -193,8 +193,8 @@ mod tests {
         assert!(single_query("SELECT $$a;b$$, $x$;$x$ FROM t", &POSTGRES).is_ok());
         assert!(single_query("SELECT $1; DELETE FROM t", &POSTGRES).is_err());
         assert!(single_query("SELECT $$open", &POSTGRES).is_err());
-        assert!(single_query(r"SELECT 'C:'; DROP TABLE t", &POSTGRES).is_err());
-        assert!(single_query(r"SELECT 'it's;' FROM t", &MYSQL).is_ok());
+        assert!(single_query(r"SELECT 'C:\'; DROP TABLE t", &POSTGRES).is_err());
+        assert!(single_query(r"SELECT 'it\'s;' FROM t", &MYSQL).is_ok());
     }
 
     #[test]
