@@ -30,6 +30,7 @@ const FIXTURES: &[&str] = &[
     "ebb-v0-1-0-destination",
     "ebb-shape-mismatch",
     "ebb-rogue-destination",
+    "ebb-rogue-transform",
 ];
 /// Settings of the outer build (clippy's wrapper, coverage flags, its target
 /// dir, target and profile, its jobserver) that must not reach the guests.

@@ -10,7 +10,9 @@ use sha2::{Digest, Sha256};
 use crate::changes::all_added;
 use crate::support::config::{Config, plugin_cache};
 use crate::support::events::assert_events;
-use crate::support::fixture::{misbehave_wasm, rogue_destination_wasm, shape_mismatch_wasm};
+use crate::support::fixture::{
+    misbehave_wasm, rogue_destination_wasm, rogue_transform_wasm, shape_mismatch_wasm,
+};
 use crate::support::project::{Project, SYNC};
 use crate::support::server::Server;
 use crate::support::warehouse::Warehouse;
@@ -190,4 +192,36 @@ fn a_destination_sees_nothing_of_the_host() {
     assert_eq!(run.status(), "success", "{:#?}", project.errors());
     assert_eq!(run.count("ok"), 2);
     assert!(!project.root().join("escaped").exists());
+}
+
+/// A transform returning fields that are not JSON, or more items than the
+/// batch has events, fails the run naming itself and the breach; nothing
+/// is delivered or committed, and the next run delivers every row.
+#[test]
+fn a_transform_breaking_the_contract_loses_nothing() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=3);
+    let chain = |mode: &str| {
+        format!(
+            "transforms = [{{ plugin = '{}', config = \"{mode}\" }}]",
+            rogue_transform_wasm().display()
+        )
+    };
+    for (mode, says) in [
+        ("bad-json", "is not a JSON object"),
+        ("extra", "apply returned 4 items for a batch of 3 events"),
+    ] {
+        project.write_config(&Config::new(&wh).sync(&chain(mode)).render());
+        let run = project.run();
+        assert_ne!(run.status(), "success", "{mode}");
+        let said = format!("{} {:?}", run.output.text(), project.errors());
+        for needle in ["ebb_rogue_transform", says] {
+            assert!(said.contains(needle), "{mode}: must say {needle:?}: {said}");
+        }
+        assert_events(&project.take_delivered(), &[]);
+    }
+    project.write_config(&Config::new(&wh).sync(&chain("keep")).render());
+    project.run_ok();
+    assert_events(&project.take_delivered(), &all_added(1..=3));
 }

@@ -19,6 +19,11 @@ pub fn rogue_destination_wasm() -> PathBuf {
     fixture("ebb_rogue_destination.wasm")
 }
 
+/// A transform that breaks the contract: config `"bad-json"` or `"extra"`.
+pub fn rogue_transform_wasm() -> PathBuf {
+    fixture("ebb_rogue_transform.wasm")
+}
+
 fn fixture(file: &str) -> PathBuf {
     let path = PathBuf::from(env!("EBB_FIXTURE_DIR")).join(file);
     assert!(path.is_file(), "fixture {} was not built", path.display());
