@@ -109,18 +109,23 @@ pub async fn run_chain(steps: &[Step], events: Vec<Traced>) -> Result<Transforme
         let items = step.transform.apply(&step.config, &batch).await?;
         current = Vec::with_capacity(batch.len());
         for (origin, item) in origins.into_iter().zip(items) {
-            let made = match item {
-                Item::Keep(e) => vec![e],
-                Item::Drop => Vec::new(),
+            let made: &[Event] = match &item {
+                Item::Keep(e) => std::slice::from_ref(e),
+                Item::Drop => &[],
                 Item::Split(es) => es,
                 Item::Fail(e) => {
                     failed.push((origin, format!("{}: {}", step.label, e.message)));
                     continue;
                 }
             };
-            match step.caps.breach(&made) {
-                Some(why) => failed.push((origin, format!("{}: {why}", step.label))),
-                None => current.extend(made.into_iter().map(|e| (origin, e))),
+            if let Some(why) = step.caps.breach(made) {
+                failed.push((origin, format!("{}: {why}", step.label)));
+                continue;
+            }
+            match item {
+                Item::Keep(e) => current.push((origin, e)),
+                Item::Split(es) => current.extend(es.into_iter().map(|e| (origin, e))),
+                Item::Drop | Item::Fail(_) => {}
             }
         }
         // A failed origin sends nothing, even what other splits produced.
