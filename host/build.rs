@@ -20,6 +20,7 @@ const PROFILE: &str = "plugin";
 const PLUGINS: &[(&str, &str)] = &[
     ("http", "ebb-http"),
     ("file", "ebb-file"),
+    ("segment", "ebb-segment"),
     ("unpack-pairs", "ebb-unpack-pairs"),
     ("compare-truths", "ebb-compare-truths"),
 ];

@@ -13,6 +13,7 @@ mod crash;
 mod cursor;
 mod dashboard;
 mod delivery_ids;
+mod destinations;
 mod egress;
 mod errors_drop;
 mod http_delivery;

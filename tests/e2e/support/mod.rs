@@ -14,4 +14,5 @@ pub mod server;
 pub mod serving;
 pub mod sshd;
 pub mod state;
+pub mod vendors;
 pub mod warehouse;
