@@ -13,6 +13,7 @@ use std::sync::Arc;
 use ebb_sdk::spec::Spec;
 
 use crate::bindings::DestinationPre;
+use crate::budget::Budget;
 use crate::call::{Caller, Finished, Sandbox};
 use crate::convert;
 use crate::egress::{Policy, Timeouts};
@@ -34,6 +35,7 @@ pub struct Destination {
     caller: Arc<Caller<DestinationPre>>,
     spec: Arc<Spec>,
     schema: Arc<ConfigSchema>,
+    budget: Option<Arc<Budget>>,
 }
 
 impl Destination {
@@ -45,6 +47,7 @@ impl Destination {
         grants: Grants,
     ) -> Result<Destination, PluginError> {
         let limits = grants.limits;
+        let budget = grants.budget.clone();
         let net = net_grant(plugin, grants)?;
         let pre = loader.destination(plugin).await?;
         let caller = Caller::new(
@@ -76,6 +79,7 @@ impl Destination {
             caller: Arc::new(caller),
             spec: Arc::new(spec),
             schema: Arc::new(schema),
+            budget,
         })
     }
 
@@ -116,6 +120,9 @@ impl Destination {
     ) -> Result<Vec<Outcome>, CallError> {
         if batch.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(budget) = &self.budget {
+            budget.records(batch.len()).await;
         }
         let config = config.to_string();
         let action = action.to_string();
@@ -179,6 +186,7 @@ fn net_grant(plugin: &PluginRef, grants: Grants) -> Result<NetGrant, PluginError
         },
         dir: grants.dir,
         response_bytes: grants.http_response_bytes,
+        budget: grants.budget,
     })
 }
 

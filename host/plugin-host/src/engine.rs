@@ -7,12 +7,14 @@
 //! sandbox every call runs in (`call`). Loading a destination or a
 //! transform hands back a cheap handle that keeps all of that alive.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::call::{CALL_SLOTS, IDLE_INSTANCES, Sandbox};
+use crate::budget::{Budget, Rate};
+use crate::call::{CALL_SLOTS, IDLE_INSTANCES, Sandbox, lock};
 use crate::destination::Destination;
 use crate::error::{PluginError, StartError};
 use crate::grants::Grants;
@@ -55,6 +57,8 @@ impl std::fmt::Debug for EngineOptions {
 pub struct Engine {
     loader: Arc<Loader>,
     sandbox: Arc<Sandbox>,
+    /// Each destination's rate budget, by its name.
+    budgets: Arc<Mutex<HashMap<String, Arc<Budget>>>>,
 }
 
 impl Engine {
@@ -73,7 +77,23 @@ impl Engine {
         Ok(Engine {
             loader: Arc::new(loader),
             sandbox: Arc::new(sandbox),
+            budgets: Arc::default(),
         })
+    }
+
+    /// The rate budget of the destination named `destination`, shared by
+    /// every handle loaded with it in this process; a changed `rate`
+    /// starts a new one.
+    pub fn budget(&self, destination: &str, rate: Rate) -> Arc<Budget> {
+        let mut budgets = lock(&self.budgets);
+        match budgets.get(destination) {
+            Some(budget) if budget.rate() == rate => budget.clone(),
+            _ => {
+                let budget = Arc::new(Budget::new(rate));
+                budgets.insert(destination.to_owned(), budget.clone());
+                budget
+            }
+        }
     }
 
     /// Loads a destination and reads its spec.

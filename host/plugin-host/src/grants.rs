@@ -5,12 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::budget::Budget;
 use crate::limits::Limits;
 
 /// What the operator grants a destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Grants {
     /// `host` (ports 80 and 443) or `host:port`; nothing else is reachable.
     pub allow_hosts: Vec<String>,
@@ -23,6 +25,9 @@ pub struct Grants {
     /// fails.
     pub http_response_bytes: u64,
     pub limits: Limits,
+    /// The rate budget the destination shares with every other handle of
+    /// it ([`Engine::budget`](crate::Engine::budget)).
+    pub budget: Option<Arc<Budget>>,
     /// Sends every allowed request to this local mock instead (`ebb plugin
     /// test`); see [`ORIGIN_HEADER`](crate::ORIGIN_HEADER).
     pub intercept: Option<SocketAddr>,
@@ -38,6 +43,7 @@ impl Default for Grants {
             http_between_bytes_timeout: Duration::from_secs(30),
             http_response_bytes: 16 << 20,
             limits: Limits::default(),
+            budget: None,
             intercept: None,
         }
     }

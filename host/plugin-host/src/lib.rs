@@ -19,6 +19,7 @@
 //! [`CallObserver`] about each call.
 
 pub mod bindings;
+mod budget;
 mod cache;
 mod call;
 pub mod convert;
@@ -42,6 +43,7 @@ mod verdict;
 mod wanted;
 
 pub use bindings::VERSIONS as WIT_VERSIONS;
+pub use budget::{Budget, Rate};
 pub use destination::Destination;
 /// The newest version of the WIT contract, the one the SDK builds against.
 pub use ebb_sdk::WIT_VERSION;

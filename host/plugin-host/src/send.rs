@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
+use crate::budget::Budget;
 use crate::egress::Policy;
 
 /// What a request needs besides itself: the policy its addresses are held
@@ -32,6 +33,7 @@ use crate::egress::Policy;
 pub struct Sending {
     pub policy: Arc<Policy>,
     pub response_bytes: u64,
+    pub budget: Option<Arc<Budget>>,
     pub notes: Notes,
 }
 
@@ -81,6 +83,9 @@ pub async fn send(
         Some(mock) => vec![mock],
         None => checked(&host, port, connect, &sending, &origin).await?,
     };
+    if let Some(budget) = &sending.budget {
+        budget.request().await;
+    }
     let stream = connect_any(&addresses, connect).await?;
     let io: Box<dyn Stream> = match tls {
         true => Box::new(tls_connect(&host, stream, connect).await?),
@@ -112,6 +117,11 @@ pub async fn send(
     })
     .await
     .map_err(|_| Error::ConnectionReadTimeout)??;
+    if let Some(budget) = &sending.budget
+        && response.status() == http::StatusCode::TOO_MANY_REQUESTS
+    {
+        budget.slow_down(retry_after(response.headers()));
+    }
     let between = options
         .between_bytes_timeout
         .unwrap_or(Duration::from_secs(30))
@@ -130,6 +140,18 @@ pub async fn send(
     };
     let connection = async move { connection.await.map_err(Error::from) };
     Ok((response.map(capped), Box::new(connection)))
+}
+
+/// How long a 429 asks to wait: its `Retry-After` in seconds (at most a
+/// minute), else a second.
+fn retry_after(headers: &http::HeaderMap) -> Duration {
+    headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(1), |secs| {
+            Duration::from_secs(secs.min(60))
+        })
 }
 
 /// The addresses `host` resolves to that the policy admits; refused ones

@@ -62,6 +62,8 @@ pub struct NetGrant {
     pub dir: Option<PathBuf>,
     /// Bytes of one HTTP response the plugin may read.
     pub response_bytes: u64,
+    /// The destination's rate budget, if it has one.
+    pub budget: Option<Arc<crate::budget::Budget>>,
 }
 
 /// The data of one call's store.
@@ -108,6 +110,7 @@ impl State {
             sending: Sending {
                 policy: net.policy.clone(),
                 response_bytes: net.response_bytes,
+                budget: net.budget.clone(),
                 notes: notes.clone(),
             },
             timeouts: net.timeouts,
@@ -340,6 +343,7 @@ mod tests {
             timeouts: Timeouts::default(),
             dir: Some("/nonexistent/ebb-out".into()),
             response_bytes: 1 << 20,
+            budget: None,
         };
         let err = State::new("destination `d`".into(), &Limits::default(), Some(&grant))
             .err()

@@ -1,6 +1,6 @@
 //! `[destinations.NAME]`: the destination plugin, the hosts and folder it
-//! is granted, its config (secrets substituted) and how much it may be
-//! sent at once.
+//! is granted, its config (secrets substituted), how much it may be sent
+//! at once and the rate every sync to it shares.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,6 +23,8 @@ pub struct Destination {
     pub max_in_flight: usize,
     pub batch_size: Option<usize>,
     pub plugin_limits: plugin::Limits,
+    /// Requests and records per second, shared by every sync to it.
+    pub rate: Option<plugin::Rate>,
 }
 
 #[derive(Deserialize)]
@@ -37,8 +39,16 @@ pub struct RawDestination {
     config: toml::Value,
     max_in_flight: Option<usize>,
     batch_size: Option<usize>,
+    rate: Option<RawRate>,
     #[serde(flatten)]
     limits: RawPluginLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    requests_per_sec: Option<f64>,
+    records_per_sec: Option<f64>,
 }
 
 pub fn resolve(
@@ -79,7 +89,9 @@ fn destination(name: String, d: RawDestination, r: &Resolver) -> Result<Destinat
             "max_in_flight and batch_size must be at least 1",
         ));
     }
+    let rate = d.rate.map(|raw| rate(&key, raw)).transpose()?;
     Ok(Destination {
+        rate,
         name,
         plugin,
         allow_hosts: d.allow_hosts,
@@ -88,5 +100,24 @@ fn destination(name: String, d: RawDestination, r: &Resolver) -> Result<Destinat
         max_in_flight: d.max_in_flight.unwrap_or(4),
         batch_size: d.batch_size,
         plugin_limits: plugin_limits(&key, &d.limits)?,
+    })
+}
+
+/// `rate = { requests_per_sec = N, records_per_sec = M }`, each above 0.
+fn rate(key: &str, raw: RawRate) -> Result<plugin::Rate, Invalid> {
+    for (name, value) in [
+        ("requests_per_sec", raw.requests_per_sec),
+        ("records_per_sec", raw.records_per_sec),
+    ] {
+        if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            return Err(Invalid::new(
+                format!("{key}.rate.{name}"),
+                "must be a number above 0 (a fraction such as 0.5 is one every 2 s)",
+            ));
+        }
+    }
+    Ok(plugin::Rate {
+        requests_per_sec: raw.requests_per_sec,
+        records_per_sec: raw.records_per_sec,
     })
 }
