@@ -34,5 +34,6 @@ mod sqlite_types;
 mod ssh_tunnel;
 mod state_postgres;
 mod transform_limits;
+mod undecodable_values;
 mod warehouse_diff;
 mod workers;
