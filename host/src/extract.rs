@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use crate::config::{Model, SourceKind};
 use crate::limits::Limits;
 use crate::param::Param;
-use crate::rows::{self, RowRef};
+use crate::rows::{self, NotUtf8, RowRef};
 use crate::source::single_query::single_query;
 use crate::source::{self, BoundQuery, Column};
 use crate::template::{self, Piece};
@@ -210,6 +210,9 @@ pub fn keyed<'a>(
     row: RowRef<'a>,
     limits: &Limits,
 ) -> Result<Cow<'a, str>, RowProblem> {
+    if let Some((column, text)) = row.undecodable() {
+        return Err(not_utf8(model, row, column, text));
+    }
     let Some(key) = row.get(&model.primary_key).and_then(rows::key_text) else {
         return Err(RowProblem {
             key: String::new(),
@@ -244,6 +247,26 @@ pub fn keyed<'a>(
         });
     }
     Ok(key)
+}
+
+/// The row error of a value that was text but not UTF-8. When that value
+/// is the key, the key is its text with the bad bytes escaped.
+fn not_utf8(model: &Model, row: RowRef<'_>, column: &str, text: &NotUtf8) -> RowProblem {
+    let key = match column == model.primary_key {
+        true => text.escaped(),
+        false => row
+            .get(&model.primary_key)
+            .and_then(rows::key_text)
+            .map(Cow::into_owned)
+            .unwrap_or_default(),
+    };
+    RowProblem {
+        key,
+        message: format!(
+            "model `{}`: column `{column}` holds text that is not valid UTF-8 ({text}), which JSON cannot carry; fix the data, or convert the column in the model's query (from the encoding it is really in, or to bytes, which Ebb sends as base64)",
+            model.name
+        ),
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -359,5 +382,36 @@ mod tests {
         assert!(e.key == "1" && e.message.contains("column `big`"), "{e:?}");
         let e = keyed(json!({"id": 1, "a": "x".repeat(15), "b": "y".repeat(15)})).unwrap_err();
         assert!(e.message.contains("record is"), "{e:?}");
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_a_row_problem_naming_key_and_column() {
+        let mut chunk = RowChunk::new(Header::new(vec!["id".into(), "name".into()]).unwrap());
+        for row in [[&b"7"[..], b"Jos\xe9"], [b"K\xff", b"ok"]] {
+            let pushed: Result<(), std::convert::Infallible> = chunk.push_row(|i, out| {
+                let text = std::str::from_utf8(row[i]).map_err(|_| NotUtf8::new(row[i]))?;
+                let _ = serde_json::to_writer(out, text);
+                Ok(())
+            });
+            let Ok(()) = pushed;
+        }
+        let problems: Vec<RowProblem> = chunk
+            .rows()
+            .map(|row| keyed(&model(""), row, &Limits::default()).unwrap_err())
+            .collect();
+        assert_eq!(problems[0].key, "7");
+        assert!(
+            problems[0].message.starts_with(
+                r#"model `m`: column `name` holds text that is not valid UTF-8 (byte 0xe9 at offset 3: "Jos\xe9")"#
+            ),
+            "{:?}",
+            problems[0]
+        );
+        assert_eq!(problems[1].key, r"K\xff");
+        assert!(
+            problems[1].message.contains("column `id`"),
+            "{:?}",
+            problems[1]
+        );
     }
 }

@@ -12,8 +12,15 @@
 //!
 //! The encoding is serde_json's compact form of the same record, so a
 //! row's fingerprint does not depend on which of the two wrote it.
+//!
+//! JSON holds only Unicode, so text a database returns that is not UTF-8
+//! cannot be written. Such a value is kept as null and its row marked with
+//! the bytes ([`ValueError::NotUtf8`]): the row becomes a row error naming
+//! the column, and the other rows go on.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -91,6 +98,17 @@ pub struct RowChunk {
     starts: Vec<usize>,
     /// Each row's values in `buf`, `width` per row.
     values: Vec<Range<usize>>,
+    /// The values that were text but not UTF-8, in row order; empty but
+    /// for bad data.
+    undecodable: Vec<Undecodable>,
+}
+
+/// A value of a row that was text but not UTF-8 (kept as null).
+#[derive(Debug)]
+struct Undecodable {
+    row: usize,
+    column: usize,
+    text: NotUtf8,
 }
 
 impl RowChunk {
@@ -100,6 +118,7 @@ impl RowChunk {
             header,
             buf: Vec::new(),
             starts: Vec::with_capacity(ROWS_PER_CHUNK),
+            undecodable: Vec::new(),
         }
     }
 
@@ -121,20 +140,35 @@ impl RowChunk {
     }
 
     /// Appends a row: `write(i, out)` writes column `i`'s value as JSON.
-    /// On an error nothing of the row is kept.
+    /// A value that is text but not UTF-8 is kept as null and the row
+    /// marked; on any other error nothing of the row is kept.
     pub fn push_row<E>(
         &mut self,
-        mut write: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
+        mut write: impl FnMut(usize, &mut Vec<u8>) -> Result<(), ValueError<E>>,
     ) -> Result<(), E> {
         let start = self.buf.len();
         let first_value = self.values.len();
+        let first_mark = self.undecodable.len();
         for (i, prefix) in self.header.prefixes.iter().enumerate() {
             self.buf.extend_from_slice(prefix);
             let at = self.buf.len();
-            if let Err(e) = write(i, &mut self.buf) {
-                self.buf.truncate(start);
-                self.values.truncate(first_value);
-                return Err(e);
+            match write(i, &mut self.buf) {
+                Ok(()) => {}
+                Err(ValueError::NotUtf8(text)) => {
+                    self.buf.truncate(at);
+                    self.buf.extend_from_slice(b"null");
+                    self.undecodable.push(Undecodable {
+                        row: self.starts.len(),
+                        column: i,
+                        text,
+                    });
+                }
+                Err(ValueError::Failed(e)) => {
+                    self.buf.truncate(start);
+                    self.values.truncate(first_value);
+                    self.undecodable.truncate(first_mark);
+                    return Err(e);
+                }
             }
             self.values.push(at..self.buf.len());
         }
@@ -150,12 +184,30 @@ impl RowChunk {
     /// (null where the record has none).
     pub fn push_record(&mut self, record: &Record) {
         let header = Arc::clone(&self.header);
-        let result: Result<(), std::convert::Infallible> = self.push_row(|i, out| {
+        let result: Result<(), Infallible> = self.push_row(|i, out| {
             let value = record.get(&header.names[i]).unwrap_or(&Value::Null);
             let _ = serde_json::to_writer(out, value);
             Ok(())
         });
         let Ok(()) = result;
+    }
+
+    /// The same rows without their first `n` columns; the others keep
+    /// their values and marks. Fails when the rest name a column twice.
+    pub fn without_first_columns(&self, n: usize) -> Result<RowChunk, DuplicateColumn> {
+        let mut rows = RowChunk::new(Header::new(self.header.names[n..].to_vec())?);
+        for row in self.rows() {
+            let marks = row.marks();
+            let copied: Result<(), Infallible> = rows.push_row(|i, out| {
+                match marks.iter().find(|m| m.column == n + i) {
+                    Some(mark) => return Err(ValueError::NotUtf8(mark.text.clone())),
+                    None => out.extend_from_slice(row.value(n + i)),
+                }
+                Ok(())
+            });
+            let Ok(()) = copied;
+        }
+        Ok(rows)
     }
 
     pub fn rows(&self) -> impl ExactSizeIterator<Item = RowRef<'_>> {
@@ -201,6 +253,21 @@ impl<'a> RowRef<'a> {
             .map(move |(i, name)| (name.as_str(), row.value(i)))
     }
 
+    /// The first column whose value was text but not UTF-8 (written as
+    /// null), and its bytes.
+    pub fn undecodable(&self) -> Option<(&'a str, &'a NotUtf8)> {
+        let mark = self.marks().first()?;
+        Some((&self.chunk.header.names[mark.column], &mark.text))
+    }
+
+    /// The row's marks, found by halving: the chunk keeps them in row order.
+    fn marks(&self) -> &'a [Undecodable] {
+        let all = &self.chunk.undecodable;
+        let from = all.partition_point(|m| m.row < self.index);
+        let to = all.partition_point(|m| m.row <= self.index);
+        &all[from..to]
+    }
+
     /// Column `i`'s value, parsed.
     pub fn parse_value(&self, i: usize) -> Value {
         parse(self.value(i))
@@ -213,6 +280,109 @@ impl<'a> RowRef<'a> {
             _ => Record::new(),
         }
     }
+}
+
+/// Why a source could not write a value as JSON.
+#[derive(Debug)]
+pub enum ValueError<E> {
+    /// Text that is not UTF-8: the value is kept as null and its row
+    /// marked ([`RowRef::undecodable`]), so that row becomes a row error and
+    /// the others go on.
+    NotUtf8(NotUtf8),
+    /// Anything else: the row is not kept, and the error ends the read.
+    Failed(E),
+}
+
+impl<E> ValueError<E> {
+    /// The same error, a failure described by `f`.
+    pub fn map<F>(self, f: impl FnOnce(E) -> F) -> ValueError<F> {
+        match self {
+            ValueError::NotUtf8(text) => ValueError::NotUtf8(text),
+            ValueError::Failed(e) => ValueError::Failed(f(e)),
+        }
+    }
+}
+
+impl<E> From<NotUtf8> for ValueError<E> {
+    fn from(text: NotUtf8) -> Self {
+        ValueError::NotUtf8(text)
+    }
+}
+
+/// For drivers that describe a failed value in words.
+impl From<String> for ValueError<String> {
+    fn from(e: String) -> Self {
+        ValueError::Failed(e)
+    }
+}
+
+impl From<&str> for ValueError<String> {
+    fn from(e: &str) -> Self {
+        ValueError::Failed(e.to_string())
+    }
+}
+
+/// Text a database returned that is not UTF-8 (SQLite stores any bytes it
+/// is given as text, and so does a Postgres database in `SQL_ASCII`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotUtf8(Vec<u8>);
+
+impl NotUtf8 {
+    pub fn new(bytes: &[u8]) -> NotUtf8 {
+        NotUtf8(bytes.to_vec())
+    }
+
+    /// The text with each byte that is not UTF-8 written `\xNN`: readable,
+    /// and the same for the same bytes, so it can stand for a key.
+    pub fn escaped(&self) -> String {
+        escape(&self.0)
+    }
+}
+
+/// The first byte that is not UTF-8, where it is, and the text around it:
+/// `byte 0xe9 at offset 3: "Jos\xe9"`.
+impl std::fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        /// Bytes shown on either side of the first bad one.
+        const AROUND: usize = 32;
+        let bytes = &self.0;
+        let at = bytes.utf8_chunks().next().map_or(0, |c| c.valid().len());
+        let from = char_start(bytes, at.saturating_sub(AROUND)).min(at);
+        let to = char_start(bytes, (at + AROUND).min(bytes.len()));
+        let cut = |cut: bool| if cut { "…" } else { "" };
+        write!(
+            f,
+            "byte {:#04x} at offset {at}: \"{}{}{}\"",
+            bytes.get(at).copied().unwrap_or_default(),
+            cut(from > 0),
+            escape(&bytes[from..to]),
+            cut(to < bytes.len()),
+        )
+    }
+}
+
+/// `bytes` as text, each byte that is not UTF-8 written `\xNN`.
+fn escape(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            let _ = write!(text, "\\x{b:02x}");
+        }
+    }
+    text
+}
+
+/// `i`, moved past the continuation bytes of a character it may fall
+/// inside, so an excerpt does not cut a valid character in two.
+fn char_start(bytes: &[u8], mut i: usize) -> usize {
+    for _ in 0..3 {
+        match bytes.get(i) {
+            Some(b) if b & 0xc0 == 0x80 => i += 1,
+            _ => break,
+        }
+    }
+    i
 }
 
 /// Parses JSON the sources wrote, which is valid by construction.
@@ -254,7 +424,7 @@ mod tests {
                 out.extend_from_slice(b"3");
                 Ok(())
             }
-            _ => Err("unreadable"),
+            _ => Err(ValueError::Failed("unreadable")),
         });
         assert_eq!(failed, Err("unreadable"));
         assert_eq!(chunk.len(), 2);
@@ -284,5 +454,61 @@ mod tests {
         let mut chunk = RowChunk::new(Header::new(Vec::new()).unwrap());
         chunk.push_record(&Record::new());
         assert_eq!(chunk.rows().next().unwrap().json(), b"{}");
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_null_and_marks_its_row() {
+        let header = Header::new(vec!["_meta".into(), "id".into(), "name".into()]).unwrap();
+        let mut chunk = RowChunk::new(header);
+        let bad = NotUtf8::new(b"K\xff");
+        for row in 0..3 {
+            let pushed: Result<(), Infallible> = chunk.push_row(|i, out| {
+                match (row, i) {
+                    (1, 0 | 2) => return Err(ValueError::NotUtf8(bad.clone())),
+                    _ => out.extend_from_slice(b"1"),
+                }
+                Ok(())
+            });
+            let Ok(()) = pushed;
+        }
+        let failed: Result<(), &str> = chunk.push_row(|i, _| match i {
+            0 => Err(ValueError::NotUtf8(bad.clone())),
+            _ => Err(ValueError::Failed("unreadable")),
+        });
+        assert_eq!(failed, Err("unreadable"));
+        assert_eq!(chunk.len(), 3);
+
+        let rows: Vec<RowRef> = chunk.rows().collect();
+        assert_eq!(rows[1].json(), br#"{"_meta":null,"id":1,"name":null}"#);
+        assert_eq!(rows[1].undecodable(), Some(("_meta", &bad)));
+        assert_eq!(rows[0].undecodable(), None);
+        assert_eq!(rows[2].undecodable(), None);
+
+        let without_meta = chunk.without_first_columns(1).unwrap();
+        let rows: Vec<RowRef> = without_meta.rows().collect();
+        assert_eq!(rows[0].json(), br#"{"id":1,"name":1}"#);
+        assert_eq!(rows[1].json(), br#"{"id":1,"name":null}"#);
+        assert_eq!(rows[1].undecodable(), Some(("name", &bad)));
+        assert_eq!(rows[2].undecodable(), None);
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_shows_its_bytes_escaped() {
+        let key = NotUtf8::new(b"K\xff\xfeA");
+        assert_eq!(key.escaped(), r"K\xff\xfeA");
+        assert_eq!(key.to_string(), r#"byte 0xff at offset 1: "K\xff\xfeA""#);
+        // A lone continuation byte first is shown, not skipped.
+        let first = NotUtf8::new(b"\x80abc");
+        assert_eq!(first.to_string(), r#"byte 0x80 at offset 0: "\x80abc""#);
+        // Long text: the bytes around the first bad one, whole characters.
+        let long = [&"é".repeat(40).into_bytes()[..], b"\xff!", &[b'x'; 40]].concat();
+        assert_eq!(
+            NotUtf8::new(&long).to_string(),
+            format!(
+                r#"byte 0xff at offset 80: "…{}\xff!{}…""#,
+                "é".repeat(16),
+                "x".repeat(30)
+            )
+        );
     }
 }

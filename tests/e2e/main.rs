@@ -36,5 +36,6 @@ mod sqlite_types;
 mod ssh_tunnel;
 mod state_postgres;
 mod transform_limits;
+mod undecodable_values;
 mod warehouse_diff;
 mod workers;

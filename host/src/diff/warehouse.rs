@@ -28,7 +28,7 @@ use sqlx::{Connection, Executor, PgConnection};
 use crate::config::{Model, Source};
 use crate::event::{Op, Record};
 use crate::param::{Param, ParamKind};
-use crate::rows::{Header, RowChunk};
+use crate::rows::RowChunk;
 use crate::source::{BoundQuery, Column, SourceError, Warehouse};
 use crate::state::{Commit, OwedRow, State, StateError};
 
@@ -220,8 +220,6 @@ pub fn split(chunk: &RowChunk) -> Result<(Vec<Found>, RowChunk), String> {
             "the warehouse diff returned columns {names:?}, not {META:?} first"
         ));
     }
-    let header = Header::new(names[META.len()..].to_vec()).map_err(|e| e.to_string())?;
-    let mut rows = RowChunk::new(header);
     let mut found = Vec::with_capacity(chunk.len());
     for row in chunk.rows() {
         let text = |i| serde_json::from_slice::<Option<String>>(row.value(i));
@@ -239,12 +237,10 @@ pub fn split(chunk: &RowChunk) -> Result<(Vec<Found>, RowChunk), String> {
             previous: text(2).map_err(bad)?,
             copies: number(3).map_err(bad)?.unwrap_or(1),
         });
-        let copied: Result<(), std::convert::Infallible> = rows.push_row(|i, out| {
-            out.extend_from_slice(row.value(i + META.len()));
-            Ok(())
-        });
-        let Ok(()) = copied;
     }
+    let rows = chunk
+        .without_first_columns(META.len())
+        .map_err(|e| e.to_string())?;
     Ok((found, rows))
 }
 
@@ -494,6 +490,7 @@ async fn create(conn: &mut PgConnection, schema: &str, table: &str) -> sqlx::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::Header;
 
     fn model(key: &str) -> Model {
         Model {

@@ -9,6 +9,8 @@ use std::io::Write as _;
 
 use serde_json::Value;
 
+use crate::rows::{NotUtf8, ValueError};
+
 /// The largest integer a JSON number keeps exactly in every consumer (a
 /// double's 53-bit mantissa; JavaScript's `Number.MAX_SAFE_INTEGER`).
 const MAX_SAFE_INTEGER: i128 = (1 << 53) - 1;
@@ -130,6 +132,14 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     put(out, s);
 }
 
+/// Text from a database, as a JSON string; refused with its bytes when it
+/// is not UTF-8, which JSON cannot carry.
+pub(crate) fn write_text(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), NotUtf8> {
+    let text = std::str::from_utf8(bytes).map_err(|_| NotUtf8::new(bytes))?;
+    write_str(out, text);
+    Ok(())
+}
+
 pub(crate) fn write_bool(out: &mut Vec<u8>, b: bool) {
     out.extend_from_slice(if b { b"true" } else { b"false" });
 }
@@ -145,11 +155,16 @@ pub(crate) struct NotJson(serde_json::Error);
 
 /// JSON text from the database as nested JSON (not a string), in the
 /// compact form, re-encoded as it is read rather than built in memory.
-pub(crate) fn write_json_text(out: &mut Vec<u8>, text: &[u8]) -> Result<(), NotJson> {
+/// Text that is not UTF-8 is told from text that is not JSON only once
+/// reading has failed, so valid JSON is read once.
+pub(crate) fn write_json_text(out: &mut Vec<u8>, text: &[u8]) -> Result<(), ValueError<NotJson>> {
     let mut from = serde_json::Deserializer::from_slice(text);
     serde_transcode::transcode(&mut from, &mut serde_json::Serializer::new(&mut *out))
         .and_then(|()| from.end())
-        .map_err(NotJson)
+        .map_err(|e| match std::str::from_utf8(text) {
+            Ok(_) => ValueError::Failed(NotJson(e)),
+            Err(_) => ValueError::NotUtf8(NotUtf8::new(text)),
+        })
 }
 
 /// `n` as at least two digits.
@@ -309,8 +324,26 @@ mod tests {
             written(|o| write_json_text(o, text).unwrap()),
             value.to_string()
         );
-        assert!(write_json_text(&mut Vec::new(), b"{\"a\": 1} x").is_err());
+        assert!(matches!(
+            write_json_text(&mut Vec::new(), b"{\"a\": 1} x"),
+            Err(ValueError::Failed(_))
+        ));
         assert!(write_json_text(&mut Vec::new(), b"{\"a\":").is_err());
+        assert!(matches!(
+            write_json_text(&mut Vec::new(), b"{\"a\": \"\xff\"}"),
+            Err(ValueError::NotUtf8(_))
+        ));
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_is_refused_with_its_bytes() {
+        assert_eq!(
+            written(|o| write_text(o, "hé\"".as_bytes()).unwrap()),
+            r#""hé\"""#
+        );
+        let e = write_text(&mut Vec::new(), b"Jos\xe9").unwrap_err();
+        assert_eq!(e.escaped(), r"Jos\xe9");
+        assert_eq!(e.to_string(), r#"byte 0xe9 at offset 3: "Jos\xe9""#);
     }
 
     #[test]

@@ -37,6 +37,7 @@ use super::query::{BoundQuery, Column, Placeholders, unbindable};
 use super::single_query::{Lexicon, MYSQL};
 use crate::config::Source;
 use crate::param::Native;
+use crate::rows::ValueError;
 
 /// The server's flavour, from `SELECT VERSION()`: the two name their
 /// statement timeout differently and only MariaDB keeps JSON as text.
@@ -436,12 +437,18 @@ fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
 /// One value as JSON; a failure names the column's position. The kind was
 /// settled by [`describe`], so values are decoded without the driver's own
 /// type check (which would, for one, refuse a `_bin` text column as a
-/// string).
-fn value(row: &MySqlRow, i: usize, kind: Kind, out: &mut Vec<u8>) -> Result<(), (usize, String)> {
+/// string). Text is read as its bytes, so text that is not UTF-8 fails
+/// only its row.
+fn value(
+    row: &MySqlRow,
+    i: usize,
+    kind: Kind,
+    out: &mut Vec<u8>,
+) -> Result<(), ValueError<(usize, String)>> {
     fn get<'r, T: sqlx::Decode<'r, MySql>>(row: &'r MySqlRow, i: usize) -> Result<T, String> {
         row.try_get_unchecked::<T, _>(i).map_err(|e| e.to_string())
     }
-    let write = |out: &mut Vec<u8>| -> Result<(), String> {
+    let write = |out: &mut Vec<u8>| -> Result<(), ValueError<String>> {
         // Zero dates (`0000-00-00`) read as NULL: they name no day.
         if row.try_get_raw(i).map_err(|e| e.to_string())?.is_null() {
             json::write_null(out);
@@ -462,13 +469,13 @@ fn value(row: &MySqlRow, i: usize, kind: Kind, out: &mut Vec<u8>) -> Result<(), 
             Kind::Double => json::write_float(out, get::<f64>(row, i)?),
             // The server sends DECIMAL as its exact digits.
             Kind::Decimal => json::write_decimal(out, get::<&str>(row, i)?),
-            Kind::Text => json::write_str(out, get::<&str>(row, i)?),
+            Kind::Text => json::write_text(out, get::<&[u8]>(row, i)?)?,
             Kind::Bytes => json::write_str(
                 out,
                 &base64::engine::general_purpose::STANDARD.encode(get::<&[u8]>(row, i)?),
             ),
             Kind::Json => json::write_json_text(out, get::<&[u8]>(row, i)?)
-                .map_err(|e| format!("holds invalid JSON: {e}"))?,
+                .map_err(|e| e.map(|e| format!("holds invalid JSON: {e}")))?,
             Kind::Date => json::write_str(out, &get::<chrono::NaiveDate>(row, i)?.to_string()),
             Kind::Time => json::write_str(out, &time(&get::<MySqlTime>(row, i)?)),
             Kind::DateTime => json::write_datetime(out, get::<chrono::NaiveDateTime>(row, i)?, ""),
@@ -476,11 +483,11 @@ fn value(row: &MySqlRow, i: usize, kind: Kind, out: &mut Vec<u8>) -> Result<(), 
                 json::write_datetime(out, get::<chrono::NaiveDateTime>(row, i)?, "Z")
             }
             Kind::Null => json::write_null(out),
-            Kind::Unsupported => return Err("unsupported type".to_string()),
+            Kind::Unsupported => return Err("unsupported type".into()),
         }
         Ok(())
     };
-    write(out).map_err(|e| (i, e))
+    write(out).map_err(|e| e.map(|e| (i, e)))
 }
 
 /// A TIME as MySQL writes it: a duration that may be negative or past

@@ -7,7 +7,9 @@
 //! `statement_timeout` (both forms Redshift accepts too), so a model cannot
 //! write and cannot hold the database forever. Parameters are prepared with
 //! the types Ebb binds, so the statement `columns` describes is the very one
-//! `stream` executes. Values become JSON in [`values`].
+//! `stream` executes. Values become JSON in [`values`]; a Postgres database
+//! in `SQL_ASCII` is read in that encoding, so text in it that is not UTF-8
+//! fails only its row.
 
 mod values;
 
@@ -61,7 +63,11 @@ impl Driver for Postgres {
             "SET statement_timeout = {}",
             source.statement_timeout.as_millis()
         );
-        conn.execute(timeout.as_str())
+        let session = match source.kind {
+            SourceKind::Postgres => format!("{timeout}; {READ_SQL_ASCII_AS_STORED}"),
+            _ => timeout,
+        };
+        conn.execute(session.as_str())
             .await
             .map_err(|e| fail(classify(&e), message(&e, 0)))?;
         Ok(Postgres { conn })
@@ -155,6 +161,15 @@ impl Driver for Postgres {
         Some(&mut self.conn)
     }
 }
+
+/// A database in `SQL_ASCII` keeps text as whatever bytes it is given,
+/// and refuses to send text that is not UTF-8 to a UTF-8 client: the whole
+/// query fails, naming neither row nor column. Its text is read as stored
+/// instead, so such a value fails only its row (see [`crate::rows`]).
+/// Other encodings are converted to UTF-8 by the server, as always.
+/// (Redshift's databases are all UTF-8.)
+const READ_SQL_ASCII_AS_STORED: &str = "SELECT set_config('client_encoding', 'SQL_ASCII', false) \
+     WHERE current_setting('server_encoding') = 'SQL_ASCII'";
 
 /// Batches of rows read but not yet decoded.
 const DECODE_QUEUE: usize = 4;

@@ -21,6 +21,7 @@ use super::query::{BoundQuery, Column, Placeholders};
 use super::single_query::{Lexicon, SQLITE};
 use crate::config::{Settings, Source};
 use crate::param::Native;
+use crate::rows::ValueError;
 
 pub struct Sqlite {
     conn: SqliteConnection,
@@ -133,12 +134,14 @@ fn query_error(query: &BoundQuery, e: sqlx::Error) -> SourceError {
     }
 }
 
+/// One value as JSON. Text is read as its bytes: SQLite keeps whatever it
+/// is given as text, so text that is not UTF-8 must fail only its row.
 fn value(
     row: &SqliteRow,
     i: usize,
     declared_bool: bool,
     out: &mut Vec<u8>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), ValueError<sqlx::Error>> {
     let raw = row.try_get_raw(i)?;
     if raw.is_null() {
         json::write_null(out);
@@ -153,9 +156,16 @@ fn value(
             out,
             &base64::engine::general_purpose::STANDARD.encode(row.try_get::<&[u8], _>(i)?),
         ),
-        _ => json::write_str(out, row.try_get::<&str, _>(i)?),
+        _ => json::write_text(out, row.try_get_unchecked::<&[u8], _>(i)?)?,
     }
     Ok(())
+}
+
+/// The driver failing to read a value fails the read.
+impl From<sqlx::Error> for ValueError<sqlx::Error> {
+    fn from(e: sqlx::Error) -> Self {
+        ValueError::Failed(e)
+    }
 }
 
 /// Creates the database from `script` when its file does not exist yet.

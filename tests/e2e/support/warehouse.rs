@@ -20,6 +20,9 @@ use super::project::Project;
 /// when it is not there.
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
+/// The local Postgres server, for a database a test creates of its own.
+const POSTGRES_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
 /// The local MariaDB (or MySQL) the suite uses, without a database; each
 /// test creates its own.
 pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306";
@@ -29,8 +32,16 @@ const CREATE_USERS: &str =
 
 enum Db {
     Sqlite(SqlitePool),
-    Postgres { pool: PgPool, schema: String },
-    Mysql { pool: MySqlPool, database: String },
+    Postgres {
+        pool: PgPool,
+        schema: String,
+        /// The database of its own the schema is in, if it has one.
+        database: Option<String>,
+    },
+    Mysql {
+        pool: MySqlPool,
+        database: String,
+    },
 }
 
 pub struct Warehouse {
@@ -80,23 +91,54 @@ impl Warehouse {
     /// A fresh schema in the local Postgres with an empty `users` table, or
     /// `None` (after saying so) when no server is reachable outside CI.
     pub fn postgres() -> Option<Warehouse> {
+        Warehouse::postgres_in(None)
+    }
+
+    /// [`Self::postgres`] in a database of its own whose encoding is
+    /// `SQL_ASCII`, which stores text as whatever bytes it is given (so text
+    /// can be invalid UTF-8); the database is dropped with the warehouse.
+    pub fn postgres_sql_ascii() -> Option<Warehouse> {
+        Warehouse::postgres_in(Some(
+            "ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'",
+        ))
+    }
+
+    /// A fresh schema in the test database, or in a database of its own
+    /// created with these options.
+    fn postgres_in(database_options: Option<&str>) -> Option<Warehouse> {
         let rt = runtime();
         let admin = postgres_or_skip(&rt)?;
-        let schema = unique_schema();
-        rt.block_on(sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin))
-            .expect("creating the test schema");
+        let database = database_options.map(|options| {
+            let database = unique_schema();
+            rt.block_on(
+                sqlx::query(&format!("CREATE DATABASE {database} {options}")).execute(&admin),
+            )
+            .expect("creating the test database");
+            database
+        });
         rt.block_on(admin.close());
+        let url = match &database {
+            Some(database) => format!("{POSTGRES_SERVER}/{database}"),
+            None => POSTGRES_URL.to_owned(),
+        };
+        let schema = unique_schema();
+        // The schema need not exist yet to be the connection's search path.
         let pool = rt
-            .block_on(connect_postgres(Some(&schema)))
+            .block_on(connect_postgres(&url, Some(&schema)))
             .expect("connecting to the test schema");
         let wh = Warehouse {
             rt,
             source_toml: format!(
-                "[sources.wh]\nkind = \"postgres\"\nurl = \"{POSTGRES_URL}?options=-csearch_path%3D{schema}\"\n"
+                "[sources.wh]\nkind = \"postgres\"\nurl = \"{url}?options=-csearch_path%3D{schema}\"\n"
             ),
-            db: Db::Postgres { pool, schema },
+            db: Db::Postgres {
+                pool,
+                schema,
+                database,
+            },
             model_lines: Vec::new(),
         };
+        wh.exec(&format!("CREATE SCHEMA {}", wh.schema().expect("Postgres")));
         wh.exec(CREATE_USERS);
         Some(wh)
     }
@@ -246,12 +288,19 @@ impl Drop for Warehouse {
     fn drop(&mut self) {
         match &self.db {
             Db::Sqlite(_) => {}
-            Db::Postgres { pool, schema } => {
+            Db::Postgres {
+                pool,
+                schema,
+                database,
+            } => {
                 let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
                 if let Err(e) = self.rt.block_on(sqlx::query(&drop).execute(pool)) {
                     eprintln!("could not drop test schema {schema}: {e}");
                 }
                 self.rt.block_on(pool.close());
+                if let Some(database) = database {
+                    self.rt.block_on(drop_postgres_database(database));
+                }
             }
             Db::Mysql { pool, database } => {
                 let drop = format!("DROP DATABASE IF EXISTS {database}");
@@ -283,7 +332,7 @@ where
 /// A connection pool to the local Postgres, or `None` (after saying so)
 /// when no server is reachable outside CI; under `CI=true` it panics.
 pub fn postgres_or_skip(rt: &Runtime) -> Option<PgPool> {
-    match rt.block_on(connect_postgres(None)) {
+    match rt.block_on(connect_postgres(POSTGRES_URL, None)) {
         Ok(pool) => Some(pool),
         Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
             panic!("no Postgres at 127.0.0.1:5432 under CI: {e}")
@@ -302,8 +351,24 @@ pub fn runtime() -> Runtime {
         .expect("building a tokio runtime")
 }
 
-async fn connect_postgres(schema: Option<&str>) -> Result<PgPool, sqlx::Error> {
-    let mut options = PgConnectOptions::from_str(POSTGRES_URL)?;
+/// Drops a database a test created, whoever is still connected to it.
+async fn drop_postgres_database(database: &str) {
+    let statement = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+    let dropped = match connect_postgres(POSTGRES_URL, None).await {
+        Ok(admin) => {
+            let dropped = sqlx::query(&statement).execute(&admin).await.map(|_| ());
+            admin.close().await;
+            dropped
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = dropped {
+        eprintln!("could not drop test database {database}: {e}");
+    }
+}
+
+async fn connect_postgres(url: &str, schema: Option<&str>) -> Result<PgPool, sqlx::Error> {
+    let mut options = PgConnectOptions::from_str(url)?;
     if let Some(schema) = schema {
         options = options.options([("search_path", schema)]);
     }

@@ -13,6 +13,7 @@ use sqlx::{Column, PgConnection, Row, TypeInfo, ValueRef};
 
 use std::io::Write as _;
 
+use crate::rows::ValueError;
 use crate::source::database::classify;
 use crate::source::error::{Problem, SourceError};
 use crate::source::json::{self, Fraction};
@@ -29,7 +30,9 @@ enum Decoder {
     Float8,
     Numeric,
     Money,
-    /// text, varchar, bpchar, name, "char", citext, enums: UTF-8 as is.
+    /// text, varchar, bpchar, name, "char", citext, enums: UTF-8 as is
+    /// (a database in `SQL_ASCII` keeps any bytes, so a value may not be
+    /// UTF-8: that fails only its row).
     Text,
     Json,
     Jsonb,
@@ -107,7 +110,12 @@ impl Decoder {
     }
 
     /// Writes the value in `b` as JSON.
-    fn write(&self, b: &[u8], money_scale: u32, out: &mut Vec<u8>) -> Result<(), String> {
+    fn write(
+        &self,
+        b: &[u8],
+        money_scale: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ValueError<String>> {
         match self {
             Decoder::Bool => json::write_bool(out, *b.first().ok_or("empty boolean")? != 0),
             Decoder::Int2 => json::write_integer(out, i16::from_be_bytes(fixed(b)?)),
@@ -127,10 +135,10 @@ impl Decoder {
             Decoder::Money => {
                 json::write_decimal(out, &scaled(i64::from_be_bytes(fixed(b)?), money_scale))
             }
-            Decoder::Text => json::write_str(out, text(b)?),
-            Decoder::Json => json::write_json_text(out, b).map_err(|e| e.to_string())?,
+            Decoder::Text => json::write_text(out, b)?,
+            Decoder::Json => json_text(out, b)?,
             Decoder::Jsonb => match b.split_first() {
-                Some((1, rest)) => json::write_json_text(out, rest).map_err(|e| e.to_string())?,
+                Some((1, rest)) => json_text(out, rest)?,
                 _ => return Err("unknown jsonb version".into()),
             },
             Decoder::Uuid => json::write_str(
@@ -232,10 +240,10 @@ impl RowPlan {
         i: usize,
         out: &mut Vec<u8>,
         model: &str,
-    ) -> Result<(), SourceError> {
+    ) -> Result<(), ValueError<SourceError>> {
         let (name, decoder) = &self.columns[i];
         row.try_get_raw(i)
-            .map_err(|e| e.to_string())
+            .map_err(|e| ValueError::Failed(e.to_string()))
             .and_then(|raw| match raw.is_null() {
                 true => {
                     json::write_null(out);
@@ -243,13 +251,15 @@ impl RowPlan {
                 }
                 false => raw
                     .as_bytes()
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| ValueError::Failed(e.to_string()))
                     .and_then(|b| decoder.write(b, self.money_scale, out)),
             })
-            .map_err(|e| SourceError::Query {
-                model: model.to_string(),
-                problem: Problem::Other,
-                message: format!("column `{name}`: cannot read the value: {e}"),
+            .map_err(|e| {
+                e.map(|e| SourceError::Query {
+                    model: model.to_string(),
+                    problem: Problem::Other,
+                    message: format!("column `{name}`: cannot read the value: {e}"),
+                })
             })
     }
 }
@@ -259,8 +269,9 @@ fn fixed<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
         .map_err(|_| format!("expected {N} bytes, got {}", b.len()))
 }
 
-fn text(b: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(b).map_err(|e| format!("not UTF-8: {e}"))
+/// `json` and `jsonb` text as nested JSON.
+fn json_text(out: &mut Vec<u8>, b: &[u8]) -> Result<(), ValueError<String>> {
+    json::write_json_text(out, b).map_err(|e| e.map(|e| e.to_string()))
 }
 
 /// A JSON string written by `write`, which adds no characters needing escapes.
@@ -470,7 +481,12 @@ fn inet(b: &[u8]) -> Result<String, String> {
 }
 
 /// Arrays of any number of dimensions, as nested JSON arrays.
-fn array(b: &[u8], element: &Decoder, money_scale: u32, out: &mut Vec<u8>) -> Result<(), String> {
+fn array(
+    b: &[u8],
+    element: &Decoder,
+    money_scale: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), ValueError<String>> {
     let int = |at: usize| -> Result<i32, String> {
         Ok(i32::from_be_bytes(fixed(
             b.get(at..at + 4).ok_or("short array")?,
@@ -481,7 +497,7 @@ fn array(b: &[u8], element: &Decoder, money_scale: u32, out: &mut Vec<u8>) -> Re
         .map(|d| usize::try_from(int(12 + d * 8)?).map_err(|_| "negative length".to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     let mut at = 12 + dims * 8;
-    let mut next = |out: &mut Vec<u8>| -> Result<(), String> {
+    let mut next = |out: &mut Vec<u8>| -> Result<(), ValueError<String>> {
         let len = int(at)?;
         at += 4;
         match usize::try_from(len) {
@@ -501,9 +517,9 @@ fn array(b: &[u8], element: &Decoder, money_scale: u32, out: &mut Vec<u8>) -> Re
 /// lengths, with the elements `next` writes in order.
 fn nest(
     lengths: &[usize],
-    next: &mut impl FnMut(&mut Vec<u8>) -> Result<(), String>,
+    next: &mut impl FnMut(&mut Vec<u8>) -> Result<(), ValueError<String>>,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), ValueError<String>> {
     out.push(b'[');
     if let Some((n, inner)) = lengths.split_first() {
         for k in 0..*n {
