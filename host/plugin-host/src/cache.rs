@@ -129,12 +129,19 @@ impl DiskCache {
 }
 
 /// Creates `dir` (and its parents) readable and writable by its owner
-/// only, where the platform has permissions.
+/// only, where the platform has permissions; a folder an older Ebb made
+/// more open is closed.
 fn private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
     builder.create(dir)
 }
 
