@@ -301,9 +301,6 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Lines of guest output and of the backtrace kept in a trap message.
 const SUMMARY_LINES: usize = 6;
 
-/// The cause of a trap, the end of the guest's output (where a panic
-/// message is) and the top of the backtrace when the plugin kept its
-/// function names.
 /// How a plugin that ran out of stack is described.
 const STACK_OVERFLOW: &str = "stack overflow: the plugin ran out of stack, most likely in deep recursion; make it iterative or shallower";
 
@@ -321,6 +318,9 @@ fn recursed(error: &wasmtime::Error) -> bool {
     frames.len() >= 16 && functions.len() <= 3
 }
 
+/// The cause of a trap, the end of the guest's output (where a panic
+/// message is) and the top of the backtrace when the plugin kept its
+/// function names.
 fn trap_summary(error: &wasmtime::Error, output: &str, denied: Option<&str>) -> String {
     let mut msg = match error.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => STACK_OVERFLOW.to_string(),
