@@ -7,6 +7,7 @@ pub mod config;
 pub mod events;
 pub mod fakes;
 pub mod fixture;
+pub mod loopback;
 pub mod pglock;
 pub mod project;
 pub mod relay;

@@ -5,10 +5,10 @@
 //! to nothing else.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::loopback::Loopback;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,7 +16,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
 use super::events::without_delivery_id;
@@ -85,43 +84,29 @@ struct Inner {
 type Shared = Arc<Mutex<Inner>>;
 
 pub struct Server {
-    addr: SocketAddr,
+    http: Loopback,
     inner: Shared,
-    rt: Option<Runtime>,
 }
 
 impl Server {
     pub fn start() -> Server {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("building the server runtime");
         let inner = Shared::default();
         let app = Router::new()
             .route("/ingest", post(ingest))
             .with_state(inner.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("binding a loopback port");
-        let addr = listener.local_addr().expect("local addr");
-        rt.spawn(async move {
-            axum::serve(listener, app).await.expect("serving");
-        });
         Server {
-            addr,
+            http: Loopback::serve(app),
             inner,
-            rt: Some(rt),
         }
     }
 
     /// `127.0.0.1:<port>`, as `allow_hosts` wants it.
     pub fn host(&self) -> String {
-        self.addr.to_string()
+        self.http.addr.to_string()
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/ingest", self.addr)
+        format!("http://{}/ingest", self.http.addr)
     }
 
     /// From now on, 200 answers refuse events with this id.
@@ -167,14 +152,6 @@ impl Server {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("server state poisoned")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
     }
 }
 

@@ -15,17 +15,16 @@ pub mod bigquery;
 pub mod databricks;
 pub mod snowflake;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
+use super::loopback::Loopback;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use tokio::runtime::Runtime;
 
 /// Result columns as the vendor describes them, and rows of cells already
 /// in the vendor's wire encoding.
@@ -210,36 +209,21 @@ pub type Shared = Arc<Mutex<Script>>;
 
 /// A fake API listening on loopback.
 pub struct Fake {
-    addr: SocketAddr,
+    http: Loopback,
     script: Shared,
-    rt: Option<Runtime>,
 }
 
 impl Fake {
     fn start(script: Script, app: impl FnOnce(Shared) -> Router) -> Fake {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("building the fake's runtime");
         let script = Arc::new(Mutex::new(script));
-        let app = app(script.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("binding a loopback port");
-        let addr = listener.local_addr().expect("local addr");
-        rt.spawn(async move {
-            axum::serve(listener, app).await.expect("serving");
-        });
         Fake {
-            addr,
+            http: Loopback::serve(app(script.clone())),
             script,
-            rt: Some(rt),
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.http.addr)
     }
 
     pub fn script(&self) -> MutexGuard<'_, Script> {
@@ -254,14 +238,6 @@ impl Fake {
             "the fake saw bad requests:\n{}",
             problems.join("\n")
         );
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
     }
 }
 

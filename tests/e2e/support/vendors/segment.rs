@@ -6,7 +6,6 @@
 //! `{"success": true}`, 400 naming what is wrong, 401 for a write key it
 //! does not know and, when told to, 429 with `Retry-After`.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -16,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tokio::runtime::Runtime;
+
+use crate::support::loopback::Loopback;
 
 const MAX_BATCH_BYTES: usize = 500 * 1024;
 const MAX_CALL_BYTES: usize = 32 * 1024;
@@ -34,42 +34,30 @@ struct Inner {
 type Shared = Arc<Mutex<Inner>>;
 
 pub struct Segment {
-    addr: SocketAddr,
+    http: Loopback,
     inner: Shared,
-    _rt: Runtime,
 }
 
 impl Segment {
     /// A fake accepting `write_key`.
     pub fn start(write_key: &str) -> Segment {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let inner = Shared::default();
         inner.lock().unwrap().write_key = write_key.to_owned();
         let app = Router::new()
             .route("/v1/batch", post(batch))
             .with_state(inner.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        rt.spawn(async move { axum::serve(listener, app).await.expect("serve") });
         Segment {
-            addr,
+            http: Loopback::serve(app),
             inner,
-            _rt: rt,
         }
     }
 
     pub fn host(&self) -> String {
-        self.addr.to_string()
+        self.http.addr.to_string()
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.http.addr)
     }
 
     /// Answers the next `n` requests 429.
