@@ -256,9 +256,16 @@ impl Grant {
 
     /// The address this grant names, if it names one.
     fn address(&self) -> Option<IpAddr> {
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+        ip_literal(&self.host).map(|ip| ip.to_canonical())
     }
+}
+
+/// An authority's host as an IP address, if it is one (IPv6 in brackets).
+pub fn ip_literal(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// Where a request goes: lower-cased host and the port, default filled in.

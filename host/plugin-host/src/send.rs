@@ -10,7 +10,7 @@
 //! to the destination's response cap; past either, reading the body fails
 //! and the reason is noted for the operator.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, ready};
@@ -25,7 +25,7 @@ use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 use crate::budget::Budget;
-use crate::egress::Policy;
+use crate::egress::{Policy, ip_literal};
 
 /// What a request needs besides itself: the policy its addresses are held
 /// to, the response cap, and where refusals are noted.
@@ -163,10 +163,9 @@ async fn checked(
     sending: &Sending,
     origin: &str,
 ) -> Result<Vec<SocketAddr>, Error> {
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    let resolved: Vec<SocketAddr> = match literal.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
+    let resolved: Vec<SocketAddr> = match ip_literal(host) {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
             .await
             .map_err(|_| Error::DnsTimeout)?
             .map_err(|_| Error::DestinationNotFound)?
@@ -219,10 +218,9 @@ async fn tls_connect(
     stream: TcpStream,
     timeout: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    let name = match literal.parse::<IpAddr>() {
-        Ok(ip) => rustls::pki_types::ServerName::from(ip),
-        Err(_) => rustls::pki_types::ServerName::try_from(literal.to_owned())?,
+    let name = match ip_literal(host) {
+        Some(ip) => rustls::pki_types::ServerName::from(ip),
+        None => rustls::pki_types::ServerName::try_from(host.to_owned())?,
     };
     let connector = tokio_rustls::TlsConnector::from(tls_config());
     tokio::time::timeout(timeout, connector.connect(name, stream))

@@ -98,12 +98,13 @@ pub fn single_query<'s>(sql: &'s str, lexicon: &Lexicon) -> Result<&'s str, Stri
                     }
                 }
             }
-            b'$' if lexicon.dollar_quotes && dollar_tag(&sql[i..]).is_some() => {
+            b'$' if lexicon.dollar_quotes
+                && let Some(tag) = dollar_tag(&sql[i..]) =>
+            {
                 if end < sql.len() {
                     return refuse("the query holds more than one statement");
                 }
                 first.get_or_insert(i);
-                let tag = dollar_tag(&sql[i..]).unwrap_or_default();
                 match skip_to(i + tag.len(), tag) {
                     Some(n) => n,
                     None => return refuse("the query has an unterminated $-quoted string"),
