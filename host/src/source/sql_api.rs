@@ -1,13 +1,12 @@
 //! What the warehouses read over HTTP SQL APIs (Snowflake, BigQuery,
 //! Databricks) share: one HTTP client with explicit timeouts, retries of
 //! rate-limited and unavailable answers that honour `Retry-After` (up to a
-//! cap), failures sorted into the [`Problem`] `ebb check` reports, the
-//! read-only statement check, and the drive from "submit" to "every page
-//! streamed".
+//! cap), failures sorted into the [`Problem`] `ebb check` reports, and the
+//! drive from "submit" to "every page streamed".
 //!
 //! These APIs run whatever statement they are given and have no read-only
-//! transaction, so Ebb refuses anything but a single `SELECT`/`WITH` (a
-//! cheap guard against mistakes, not a security boundary: the role or token
+//! transaction; like every source's, a model is refused unless it is a
+//! single `SELECT`/`WITH` when its query is bound (a cheap guard against mistakes, not a security boundary: the role or token
 //! the source uses should only be able to read). Each vendor module only
 //! speaks its protocol through [`SqlApi`]; the statement deadline, paging
 //! through [`ChunkSender`] and error wording live here once.
