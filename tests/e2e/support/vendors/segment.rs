@@ -16,6 +16,7 @@ use axum::routing::post;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use super::Gate;
 use crate::support::loopback::Loopback;
 
 const MAX_BATCH_BYTES: usize = 500 * 1024;
@@ -24,8 +25,7 @@ const MAX_CALL_BYTES: usize = 32 * 1024;
 #[derive(Default)]
 struct Inner {
     write_key: String,
-    /// Requests still to answer 429.
-    throttle: usize,
+    gate: Gate,
     calls: Vec<Value>,
     /// Requests that broke the protocol, and why.
     problems: Vec<String>,
@@ -62,7 +62,18 @@ impl Segment {
 
     /// Answers the next `n` requests 429.
     pub fn throttle(&self, n: usize) {
-        self.inner.lock().unwrap().throttle = n;
+        self.inner.lock().unwrap().gate.throttle(n);
+    }
+
+    /// Enforces a rate limit of `per_sec` requests a second (bursts of
+    /// `burst`), answering 429 with `Retry-After` over it.
+    pub fn limit(&self, per_sec: f64, burst: f64) {
+        self.inner.lock().unwrap().gate.limit(per_sec, burst);
+    }
+
+    /// How many requests were answered 429.
+    pub fn refused(&self) -> usize {
+        self.inner.lock().unwrap().gate.refused()
     }
 
     /// Every call accepted so far.
@@ -93,11 +104,11 @@ async fn batch(
     {
         return (StatusCode::UNAUTHORIZED, "Invalid write key").into_response();
     }
-    if inner.throttle > 0 {
-        inner.throttle -= 1;
+    if inner.gate.refuses() {
+        let wait = inner.gate.retry_after().as_secs().to_string();
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "1")],
+            [(header::RETRY_AFTER, wait)],
             "Too Many Requests",
         )
             .into_response();
