@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use ebb::event::{Event, Op};
 use ebb::plugin::{
-    CallError, Engine, EngineOptions, ErrorKind, Grants, Item, Limits, Outcome, PluginError,
-    PluginLocation, PluginRef, builtin,
+    BudgetFor, CallError, Engine, EngineOptions, ErrorKind, Grants, Item, Limits, Outcome,
+    PluginError, PluginLocation, PluginRef, Rate, builtin,
 };
 use serde_json::{Value, json};
 
@@ -99,6 +99,41 @@ async fn builtin_unpack_pairs_applies_a_batch() {
         Item::Keep(event("2", json!({"pairs": {"plan": "free"}})))
     );
     assert!(matches!(&items[2], Item::Fail(e) if e.message.contains("event 3")));
+}
+
+/// A destination's budget is the operator's rate, else the vendor limit
+/// its spec declares; without a name to share it under there is none.
+#[tokio::test]
+async fn a_destinations_rate_is_the_operators_else_its_specs() {
+    if builtin::get("segment").is_none() {
+        eprintln!("skipped: built-in segment not embedded");
+        return;
+    }
+    let plugin = PluginRef {
+        label: "destination `seg`".into(),
+        location: PluginLocation::Builtin("segment".into()),
+        sha256: None,
+    };
+    let rate_of = |budget| async {
+        let grants = Grants {
+            budget,
+            ..Grants::default()
+        };
+        engine().destination(&plugin, grants).await.unwrap().rate()
+    };
+    let declared = rate_of(Some(BudgetFor {
+        destination: "seg".into(),
+        rate: None,
+    }))
+    .await;
+    assert_eq!(declared, Some(Rate::requests(500.0)));
+    let operators = rate_of(Some(BudgetFor {
+        destination: "seg".into(),
+        rate: Some(Rate::requests(3.0)),
+    }))
+    .await;
+    assert_eq!(operators, Some(Rate::requests(3.0)));
+    assert_eq!(rate_of(None).await, None);
 }
 
 #[tokio::test]

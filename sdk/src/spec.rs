@@ -39,6 +39,38 @@ pub struct Spec {
     /// in `allow_hosts`.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// The vendor's published rate limit, which every sync to one
+    /// destination shares; the operator's `rate` on the destination
+    /// overrides it. `None`: no limit unless the operator sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+}
+
+/// Requests and records per second a destination may be sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_sec: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_per_sec: Option<f64>,
+}
+
+impl Rate {
+    /// At most `n` requests a second.
+    pub fn requests(n: f64) -> Rate {
+        Rate {
+            requests_per_sec: Some(n),
+            records_per_sec: None,
+        }
+    }
+
+    /// Whether every limit it sets is a number above 0.
+    pub fn is_valid(&self) -> bool {
+        [self.requests_per_sec, self.records_per_sec]
+            .into_iter()
+            .flatten()
+            .all(|n| n.is_finite() && n > 0.0)
+    }
 }
 
 impl Spec {
@@ -53,6 +85,7 @@ impl Spec {
             max_batch_records: DEFAULT_MAX_BATCH_RECORDS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             hosts: Vec::new(),
+            rate: None,
         }
     }
 
@@ -64,6 +97,9 @@ impl Spec {
         }
         if spec.max_batch_records == 0 || spec.max_batch_bytes == 0 {
             return Err(SpecError::EmptyBatch);
+        }
+        if spec.rate.is_some_and(|rate| !rate.is_valid()) {
+            return Err(SpecError::BadRate);
         }
         for (i, action) in spec.actions.iter().enumerate() {
             if spec.actions[..i].iter().any(|a| a.name == action.name) {
@@ -90,6 +126,8 @@ pub enum SpecError {
     EmptyBatch,
     #[error("action `{0}` is declared twice")]
     DuplicateAction(String),
+    #[error("`rate` limits must be numbers above 0")]
+    BadRate,
 }
 
 /// Something a destination can do with an event, such as `upsert`.

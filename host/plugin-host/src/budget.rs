@@ -8,22 +8,58 @@
 //! waits for a request slot, each batch for its records' slots, and a 429
 //! (with its `Retry-After`) seen by any of them holds all of them back.
 //!
+//! The rate is the operator's `rate` on the destination, else the one the
+//! plugin's spec declares (the vendor's published limit), else there is no
+//! budget. Since the spec is known only once the plugin is loaded, every
+//! instance holds a [`BudgetCell`] from the start, filled after the spec is
+//! read and before anything is sent.
+//!
 //! Slots are handed out in order, spaced evenly: at `n` per second the
 //! next slot is `1/n` s after the last, so however many callers share a
 //! budget, together they never exceed it.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+pub use ebb_sdk::spec::Rate;
 use tokio::time::Instant;
 
 use crate::call::lock;
 
-/// Requests and records per second a destination may be sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Rate {
-    pub requests_per_sec: Option<f64>,
-    pub records_per_sec: Option<f64>,
+/// Every destination's budget in this process, by the destination's name.
+#[derive(Debug, Clone, Default)]
+pub struct Budgets(Arc<Mutex<HashMap<String, Arc<Budget>>>>);
+
+impl Budgets {
+    /// The budget of the destination named `destination`, shared by every
+    /// handle loaded with it; a changed `rate` starts a new one.
+    pub fn of(&self, destination: &str, rate: Rate) -> Arc<Budget> {
+        let mut budgets = lock(&self.0);
+        match budgets.get(destination) {
+            Some(budget) if budget.rate() == rate => budget.clone(),
+            _ => {
+                let budget = Arc::new(Budget::new(rate));
+                budgets.insert(destination.to_owned(), budget.clone());
+                budget
+            }
+        }
+    }
+}
+
+/// Where a destination's instances find its budget once the spec is read.
+#[derive(Debug, Default)]
+pub struct BudgetCell(OnceLock<Arc<Budget>>);
+
+impl BudgetCell {
+    pub fn get(&self) -> Option<&Arc<Budget>> {
+        self.0.get()
+    }
+
+    /// Fills the cell; a destination's budget is set once, at load.
+    pub fn set(&self, budget: Arc<Budget>) {
+        let _ = self.0.set(budget);
+    }
 }
 
 /// The budget of one destination.

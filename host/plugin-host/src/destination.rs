@@ -9,15 +9,16 @@
 //! grant that is missing.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ebb_sdk::spec::Spec;
 
 use crate::bindings::DestinationPre;
-use crate::budget::Budget;
+use crate::budget::{Budget, BudgetCell, Budgets, Rate};
 use crate::call::{Caller, Finished, Sandbox};
 use crate::convert;
 use crate::egress::{Policy, Timeouts};
-use crate::error::{CallError, PluginError, RemoteError};
+use crate::error::{CallError, ErrorKind, PluginError, RemoteError};
 use crate::event::Event;
 use crate::grants::Grants;
 use crate::load::Loader;
@@ -43,12 +44,14 @@ impl Destination {
     pub(crate) async fn load(
         loader: &Loader,
         sandbox: &Arc<Sandbox>,
+        budgets: &Budgets,
         plugin: &PluginRef,
         grants: Grants,
     ) -> Result<Destination, PluginError> {
         let limits = grants.limits;
-        let budget = grants.budget.clone();
+        let budget_for = grants.budget.clone();
         let net = net_grant(plugin, grants)?;
+        let cell = net.budget.clone();
         let pre = loader.destination(plugin).await?;
         let caller = Caller::new(
             sandbox.clone(),
@@ -75,6 +78,13 @@ impl Destination {
                 label: plugin.label.clone(),
                 msg,
             })?;
+        let budget = budget_for.and_then(|b| {
+            let rate = b.rate.or(spec.rate)?;
+            Some(budgets.of(&b.destination, rate))
+        });
+        if let Some(budget) = &budget {
+            cell.set(budget.clone());
+        }
         Ok(Destination {
             caller: Arc::new(caller),
             spec: Arc::new(spec),
@@ -89,6 +99,11 @@ impl Destination {
 
     pub fn label(&self) -> &str {
         &self.caller.label
+    }
+
+    /// The rate every handle of this destination shares, if it has one.
+    pub fn rate(&self) -> Option<Rate> {
+        self.budget.as_ref().map(|b| b.rate())
     }
 
     /// Checks a config against the spec's `config_schema`, then asks the
@@ -134,8 +149,11 @@ impl Destination {
             })
             .await?;
         let denied = denied.as_deref();
-        let outcomes =
-            value.map_err(|e| CallError::Remote(explain(convert::remote_error(e), denied)))?;
+        let outcomes = value.map_err(|e| {
+            let error = convert::remote_error(e);
+            self.note_rate_limit(&error);
+            CallError::Remote(explain(error, denied))
+        })?;
         if outcomes.len() != batch.len() {
             return Err(CallError::Protocol {
                 label: self.caller.label.to_string(),
@@ -149,13 +167,30 @@ impl Destination {
         Ok(outcomes
             .into_iter()
             .map(|outcome| match convert::outcome_from_wit(outcome) {
-                Outcome::Retry(e) => Outcome::Retry(explain(e, denied)),
+                Outcome::Retry(e) => {
+                    self.note_rate_limit(&e);
+                    Outcome::Retry(explain(e, denied))
+                }
                 Outcome::Reject(e) => Outcome::Reject(explain(e, denied)),
                 Outcome::Ok => Outcome::Ok,
             })
             .collect())
     }
+
+    /// A rate limit the plugin read from its vendor's own headers (the
+    /// host reads only `Retry-After`) holds every sync to the destination
+    /// back, as a 429 does.
+    fn note_rate_limit(&self, error: &RemoteError) {
+        if let (Some(budget), ErrorKind::RateLimited, Some(wait)) =
+            (&self.budget, error.kind, error.retry_after)
+        {
+            budget.slow_down(wait.min(MAX_RATE_LIMIT_WAIT));
+        }
+    }
 }
+
+/// The longest a plugin-reported rate limit holds a destination back.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 /// Checks what the operator granted and turns it into the network and
 /// folder grant every call of this destination shares.
@@ -186,7 +221,7 @@ fn net_grant(plugin: &PluginRef, grants: Grants) -> Result<NetGrant, PluginError
         },
         dir: grants.dir,
         response_bytes: grants.http_response_bytes,
-        budget: grants.budget,
+        budget: Arc::new(BudgetCell::default()),
     })
 }
 

@@ -7,14 +7,13 @@
 //! sandbox every call runs in (`call`). Loading a destination or a
 //! transform hands back a cheap handle that keeps all of that alive.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::budget::{Budget, Rate};
-use crate::call::{CALL_SLOTS, IDLE_INSTANCES, Sandbox, lock};
+use crate::budget::Budgets;
+use crate::call::{CALL_SLOTS, IDLE_INSTANCES, Sandbox};
 use crate::destination::Destination;
 use crate::error::{PluginError, StartError};
 use crate::grants::Grants;
@@ -57,8 +56,7 @@ impl std::fmt::Debug for EngineOptions {
 pub struct Engine {
     loader: Arc<Loader>,
     sandbox: Arc<Sandbox>,
-    /// Each destination's rate budget, by its name.
-    budgets: Arc<Mutex<HashMap<String, Arc<Budget>>>>,
+    budgets: Budgets,
 }
 
 impl Engine {
@@ -77,23 +75,8 @@ impl Engine {
         Ok(Engine {
             loader: Arc::new(loader),
             sandbox: Arc::new(sandbox),
-            budgets: Arc::default(),
+            budgets: Budgets::default(),
         })
-    }
-
-    /// The rate budget of the destination named `destination`, shared by
-    /// every handle loaded with it in this process; a changed `rate`
-    /// starts a new one.
-    pub fn budget(&self, destination: &str, rate: Rate) -> Arc<Budget> {
-        let mut budgets = lock(&self.budgets);
-        match budgets.get(destination) {
-            Some(budget) if budget.rate() == rate => budget.clone(),
-            _ => {
-                let budget = Arc::new(Budget::new(rate));
-                budgets.insert(destination.to_owned(), budget.clone());
-                budget
-            }
-        }
     }
 
     /// Loads a destination and reads its spec.
@@ -102,7 +85,7 @@ impl Engine {
         plugin: &PluginRef,
         grants: Grants,
     ) -> Result<Destination, PluginError> {
-        Destination::load(&self.loader, &self.sandbox, plugin, grants).await
+        Destination::load(&self.loader, &self.sandbox, &self.budgets, plugin, grants).await
     }
 
     /// What a plugin file is, without linking it: its world, WIT version

@@ -5,10 +5,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::budget::Budget;
+use crate::budget::Rate;
 use crate::limits::Limits;
 
 /// What the operator grants a destination.
@@ -25,12 +24,21 @@ pub struct Grants {
     /// fails.
     pub http_response_bytes: u64,
     pub limits: Limits,
-    /// The rate budget the destination shares with every other handle of
-    /// it ([`Engine::budget`](crate::Engine::budget)).
-    pub budget: Option<Arc<Budget>>,
+    /// The destination's name, under which every handle of it shares one
+    /// rate budget, and the rate the operator set; `None` for a handle of
+    /// its own, with no budget (`ebb plugin test`).
+    pub budget: Option<BudgetFor>,
     /// Sends every allowed request to this local mock instead (`ebb plugin
     /// test`); see [`ORIGIN_HEADER`](crate::ORIGIN_HEADER).
     pub intercept: Option<SocketAddr>,
+}
+
+/// Which destination's budget a handle draws from.
+#[derive(Debug, Clone)]
+pub struct BudgetFor {
+    pub destination: String,
+    /// The operator's rate; `None` takes the plugin's declared one.
+    pub rate: Option<Rate>,
 }
 
 impl Default for Grants {

@@ -54,6 +54,7 @@ pub use ebb_sdk::spec::{self, Action as ActionSpec, Spec};
 pub use egress::ORIGIN_HEADER;
 pub use engine::{Engine, EngineOptions};
 pub use error::{CallError, ErrorKind, PluginError, RemoteError, StartError};
+pub use grants::BudgetFor;
 pub use grants::Grants;
 pub use inspect::{Inspected, Shape};
 pub use limits::Limits;

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
-use crate::budget::Budget;
+use crate::budget::BudgetCell;
 use crate::egress::{Policy, ip_literal};
 
 /// What a request needs besides itself: the policy its addresses are held
@@ -33,7 +33,7 @@ use crate::egress::{Policy, ip_literal};
 pub struct Sending {
     pub policy: Arc<Policy>,
     pub response_bytes: u64,
-    pub budget: Option<Arc<Budget>>,
+    pub budget: Arc<BudgetCell>,
     pub notes: Notes,
 }
 
@@ -83,7 +83,7 @@ pub async fn send(
         Some(mock) => vec![mock],
         None => checked(&host, port, connect, &sending, &origin).await?,
     };
-    if let Some(budget) = &sending.budget {
+    if let Some(budget) = sending.budget.get() {
         budget.request().await;
     }
     let stream = connect_any(&addresses, connect).await?;
@@ -117,7 +117,7 @@ pub async fn send(
     })
     .await
     .map_err(|_| Error::ConnectionReadTimeout)??;
-    if let Some(budget) = &sending.budget
+    if let Some(budget) = sending.budget.get()
         && response.status() == http::StatusCode::TOO_MANY_REQUESTS
     {
         budget.slow_down(retry_after(response.headers()));

@@ -62,8 +62,8 @@ pub struct NetGrant {
     pub dir: Option<PathBuf>,
     /// Bytes of one HTTP response the plugin may read.
     pub response_bytes: u64,
-    /// The destination's rate budget, if it has one.
-    pub budget: Option<Arc<crate::budget::Budget>>,
+    /// The destination's rate budget, once its spec is read.
+    pub budget: Arc<crate::budget::BudgetCell>,
 }
 
 /// The data of one call's store.
@@ -343,7 +343,7 @@ mod tests {
             timeouts: Timeouts::default(),
             dir: Some("/nonexistent/ebb-out".into()),
             response_bytes: 1 << 20,
-            budget: None,
+            budget: Arc::default(),
         };
         let err = State::new("destination `d`".into(), &Limits::default(), Some(&grant))
             .err()

@@ -159,7 +159,10 @@ pub(super) async fn destination(
         dir: dest.allow_dir.clone(),
         limits: plugin_limits(cfg, dest.plugin_limits),
         http_response_bytes: cfg.limits.http_response_bytes,
-        budget: dest.rate.map(|rate| engine.budget(&dest.name, rate)),
+        budget: Some(crate::plugin::BudgetFor {
+            destination: dest.name.clone(),
+            rate: dest.rate,
+        }),
         // A destination given a long `timeout_secs` may take that long to
         // answer a request, too.
         http_first_byte_timeout: defaults

@@ -12,6 +12,7 @@
 //! is cut to stay under 500 KB. A deleted record is skipped, or sent as a
 //! `track` of `delete_event` when `on_delete = "track"`.
 
+use ebb_sdk::spec::Rate;
 use ebb_sdk::{Action, Destination, Error, Event, Op, Outcome, Record, Spec, http};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -87,6 +88,8 @@ impl Destination for Segment {
             max_batch_records: 500,
             max_batch_bytes: MAX_BATCH_BYTES,
             hosts: vec!["api.segment.io".to_owned()],
+            // Segment asks senders to stay under 500 requests a second.
+            rate: Some(Rate::requests(500.0)),
             ..Spec::new("segment", env!("CARGO_PKG_VERSION"))
         }
     }
