@@ -110,6 +110,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Send one record's current row through the sync's transforms and
+    /// mapping to its destination, print the requests made (secrets hidden)
+    /// and the outcome; writes no state.
+    TestRecord {
+        sync: String,
+        /// The record's primary key; without it, the first row the model
+        /// returns.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Forget what a sync delivered; its next run sends everything as added.
     Reset { sync: String },
     /// Keep every sync on its schedule and serve the HTTP API, until
@@ -187,6 +199,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(match replayed.rejected + replayed.failed {
                 0 => ExitCode::SUCCESS,
                 _ => ExitCode::FAILURE,
+            })
+        }
+        Command::TestRecord { sync, key, format } => {
+            let tested = run::test_record(&cfg, &engine(&cfg)?, &sync, key.as_deref()).await?;
+            output::tested(&tested, format)?;
+            Ok(match tested.accepted() {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::FAILURE,
             })
         }
         Command::Serve => crate::serve::serve(cfg.clone(), engine(&cfg)?).await,

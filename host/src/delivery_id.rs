@@ -97,12 +97,24 @@ pub fn made(base: &str, made: usize, n: usize) -> String {
 /// must not discard as a duplicate, and the same for every retry within
 /// this replay.
 pub fn replayed(key: &str, original: &str, replay_started_ms: i64) -> String {
+    deliberate(key, original, b"replay", replay_started_ms)
+}
+
+/// The id of the event `ebb test-record` sends: new, so that the vendor
+/// does not take the next run's event for the record as a duplicate of
+/// the test (Segment drops a `messageId` it has seen).
+pub fn tested(key: &str, test_started_ms: i64) -> String {
+    deliberate(key, "", b"test", test_started_ms)
+}
+
+/// An id of a deliberate extra delivery: `purpose` of `key` at `ms`.
+fn deliberate(key: &str, original: &str, purpose: &[u8], ms: i64) -> String {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for part in [key.as_bytes(), original.as_bytes(), b"replay"] {
+    for part in [key.as_bytes(), original.as_bytes(), purpose] {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    hasher.update(&replay_started_ms.to_le_bytes());
+    hasher.update(&ms.to_le_bytes());
     format!("{:032x}", hasher.digest128())
 }
 

@@ -5,7 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::event::{Event, Record};
-use crate::run::{Replayed, Summary};
+use crate::plugin::Exchange;
+use crate::run::{Replayed, Summary, Tested};
 use crate::source::Column;
 use crate::state::{OwedRow, RunRecord};
 
@@ -145,6 +146,56 @@ pub fn events(events: &[Event], format: Format) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Requests a destination sent, secrets already hidden, each with the
+/// status it was answered with and its body indented for reading.
+pub fn requests(requests: &[Exchange]) {
+    for (i, r) in requests.iter().enumerate() {
+        let status = r
+            .status
+            .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+        println!("request {}: {} {} -> {status}", i + 1, r.method, r.url);
+        for (name, value) in &r.headers {
+            println!("  {name}: {value}");
+        }
+        if !r.body.is_empty() {
+            println!("  {}", pretty(&r.body).replace('\n', "\n  "));
+        }
+    }
+}
+
+/// A JSON body indented for reading; any other body as it is.
+fn pretty(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| body.to_owned())
+}
+
+pub fn tested(t: &Tested, format: Format) -> anyhow::Result<()> {
+    if format != Format::Table {
+        return json(t);
+    }
+    println!("record {} of sync `{}`", t.key, t.sync);
+    if let Some(why) = &t.refused {
+        println!("a transform refused it, so nothing was sent: {why}");
+        return Ok(());
+    }
+    if t.events.is_empty() {
+        println!("a transform dropped it, so nothing was sent");
+        return Ok(());
+    }
+    for e in &t.events {
+        println!("event sent: {}", serde_json::to_string(e)?);
+    }
+    requests(&t.requests);
+    for o in &t.outcomes {
+        match &o.error {
+            None => println!("event {}: {}", o.id, o.outcome),
+            Some(e) => println!("event {}: {}: {e}", o.id, o.outcome),
+        }
+    }
+    Ok(())
 }
 
 pub fn replayed(r: &Replayed, format: Format) -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ use crate::event::Event;
 use crate::grants::Grants;
 use crate::load::Loader;
 use crate::plugin_ref::PluginRef;
+use crate::record::Recorder;
 use crate::schema::ConfigSchema;
 use crate::store::NetGrant;
 use crate::verdict::Outcome;
@@ -37,6 +38,7 @@ pub struct Destination {
     spec: Arc<Spec>,
     schema: Arc<ConfigSchema>,
     budget: Option<Arc<Budget>>,
+    recorder: Recorder,
 }
 
 impl Destination {
@@ -52,6 +54,7 @@ impl Destination {
         let budget_for = grants.budget.clone();
         let net = net_grant(plugin, grants)?;
         let cell = net.budget.clone();
+        let recorder = net.recorder.clone();
         let pre = loader.destination(plugin).await?;
         let caller = Caller::new(
             sandbox.clone(),
@@ -90,6 +93,7 @@ impl Destination {
             spec: Arc::new(spec),
             schema: Arc::new(schema),
             budget,
+            recorder,
         })
     }
 
@@ -99,6 +103,13 @@ impl Destination {
 
     pub fn label(&self) -> &str {
         &self.caller.label
+    }
+
+    /// Keeps every request this handle sends from now on, to be taken from
+    /// the recorder returned.
+    pub fn record(&self) -> Recorder {
+        self.recorder.start();
+        self.recorder.clone()
     }
 
     /// The rate every handle of this destination shares, if it has one.
@@ -222,6 +233,7 @@ fn net_grant(plugin: &PluginRef, grants: Grants) -> Result<NetGrant, PluginError
         dir: grants.dir,
         response_bytes: grants.http_response_bytes,
         budget: Arc::new(BudgetCell::default()),
+        recorder: Recorder::default(),
     })
 }
 

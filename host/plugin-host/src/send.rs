@@ -26,6 +26,7 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 use crate::budget::BudgetCell;
 use crate::egress::{Policy, ip_literal};
+use crate::record::Recorder;
 
 /// What a request needs besides itself: the policy its addresses are held
 /// to, the response cap, and where refusals are noted.
@@ -34,6 +35,7 @@ pub struct Sending {
     pub policy: Arc<Policy>,
     pub response_bytes: u64,
     pub budget: Arc<BudgetCell>,
+    pub recorder: Recorder,
     pub notes: Notes,
 }
 
@@ -67,11 +69,12 @@ pub type Sent = (
 /// Sends `request` (whose scheme and authority the policy admitted by
 /// name) over a connection to a checked address, or to `mock` when set.
 pub async fn send(
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     options: RequestOptions,
     sending: Sending,
     mock: Option<SocketAddr>,
 ) -> Result<Sent, Error> {
+    let (mut request, recorded) = sending.recorder.request(request).await?;
     let uri = request.uri();
     let tls = uri.scheme() == Some(&Scheme::HTTPS);
     let authority = uri.authority().ok_or(Error::HttpRequestUriInvalid)?;
@@ -117,6 +120,9 @@ pub async fn send(
     })
     .await
     .map_err(|_| Error::ConnectionReadTimeout)??;
+    sending
+        .recorder
+        .answered(recorded, response.status().as_u16());
     if let Some(budget) = sending.budget.get()
         && response.status() == http::StatusCode::TOO_MANY_REQUESTS
     {

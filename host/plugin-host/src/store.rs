@@ -64,6 +64,8 @@ pub struct NetGrant {
     pub response_bytes: u64,
     /// The destination's rate budget, once its spec is read.
     pub budget: Arc<crate::budget::BudgetCell>,
+    /// Where its requests are kept, when asked to.
+    pub recorder: crate::record::Recorder,
 }
 
 /// The data of one call's store.
@@ -111,6 +113,7 @@ impl State {
                 policy: net.policy.clone(),
                 response_bytes: net.response_bytes,
                 budget: net.budget.clone(),
+                recorder: net.recorder.clone(),
                 notes: notes.clone(),
             },
             timeouts: net.timeouts,
@@ -344,6 +347,7 @@ mod tests {
             dir: Some("/nonexistent/ebb-out".into()),
             response_bytes: 1 << 20,
             budget: Arc::default(),
+            recorder: Default::default(),
         };
         let err = State::new("destination `d`".into(), &Limits::default(), Some(&grant))
             .err()

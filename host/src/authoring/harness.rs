@@ -13,8 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::mask::Masker;
-use super::mock::{Mock, Recorded, Script};
+use super::mock::{Mock, Script};
 use super::problem::Problem;
 use super::report::{Format, file_ref, print_json};
 use crate::config::Retry;
@@ -22,7 +21,7 @@ use crate::delivery_id::{self, ChangeOf, DeliveryIds};
 use crate::diff::fingerprint_of;
 use crate::event::Event;
 use crate::load::{Delivery, Loader};
-use crate::plugin::{Destination, Engine, Grants, Item};
+use crate::plugin::{Destination, Engine, Exchange, Grants, Item, Masker};
 
 /// What `ebb plugin test` was asked to do.
 pub struct Test {
@@ -57,7 +56,7 @@ struct Report {
     world: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     action: Option<String>,
-    requests: Vec<Recorded>,
+    requests: Vec<Exchange>,
     events: Vec<Verdict>,
     accepted: bool,
 }
@@ -234,15 +233,7 @@ fn transformed((event, item): (&Event, Item)) -> Verdict {
 }
 
 fn print(report: &Report) {
-    for (i, r) in report.requests.iter().enumerate() {
-        println!("request {}: {} {} -> {}", i + 1, r.method, r.url, r.status);
-        for (name, value) in &r.headers {
-            println!("  {name}: {value}");
-        }
-        if !r.body.is_empty() {
-            println!("  {}", pretty(&r.body).replace('\n', "\n  "));
-        }
-    }
+    crate::output::requests(&report.requests);
     for v in &report.events {
         let error = v.error.as_deref().map(|e| format!(": {e}"));
         println!(
@@ -261,13 +252,6 @@ fn print(report: &Report) {
         0 => println!("all {} event(s) accepted", report.events.len()),
         n => println!("{n} of {} event(s) not accepted", report.events.len()),
     }
-}
-
-/// A JSON body indented for reading; any other body as it is.
-fn pretty(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .and_then(|v| serde_json::to_string_pretty(&v))
-        .unwrap_or_else(|_| body.to_owned())
 }
 
 /// The plugin's config: a JSON file, or a TOML one holding its keys.

@@ -30,22 +30,9 @@ use std::sync::{Arc, Mutex};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::plugin::ORIGIN_HEADER;
-
-/// A request the plugin made, and what it was answered.
-#[derive(Debug, Clone, Serialize)]
-pub struct Recorded {
-    pub method: String,
-    /// The URL the plugin asked for.
-    pub url: String,
-    /// Header names lower case, in the order sent.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-    /// The status the script answered with.
-    pub status: u16,
-}
+use crate::plugin::{Exchange, ORIGIN_HEADER};
 
 /// The rules of a script.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -138,7 +125,7 @@ pub struct Mock {
 
 struct Shared {
     rules: Mutex<Vec<Rule>>,
-    recorded: Mutex<Vec<Recorded>>,
+    recorded: Mutex<Vec<Exchange>>,
 }
 
 impl Mock {
@@ -168,7 +155,7 @@ impl Mock {
     }
 
     /// Every request so far, in the order they arrived.
-    pub fn recorded(&self) -> Vec<Recorded> {
+    pub fn recorded(&self) -> Vec<Exchange> {
         lock(&self.shared.recorded).clone()
     }
 }
@@ -200,7 +187,7 @@ impl Shared {
             .map(without_default_port)
             .unwrap_or_default();
         let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
-        lock(&self.recorded).push(Recorded {
+        lock(&self.recorded).push(Exchange {
             method: method.to_string(),
             url: format!("{}{path}{query}", origin),
             headers: headers
@@ -212,7 +199,7 @@ impl Shared {
                 })
                 .collect(),
             body: String::from_utf8_lossy(&body).into_owned(),
-            status: response.status().as_u16(),
+            status: Some(response.status().as_u16()),
         });
         response
     }

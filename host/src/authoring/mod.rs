@@ -7,7 +7,6 @@
 mod builder;
 mod harness;
 mod inspect;
-mod mask;
 mod mock;
 mod problem;
 mod report;

@@ -5,5 +5,8 @@
 //! CLI builds it.
 
 pub mod builtin;
+mod mask;
+
+pub use mask::Masker;
 
 pub use ebb_plugin_host::*;

@@ -2,7 +2,8 @@
 //! checked before anything is written), then for each chunk of rows
 //! extract → diff → transform → map → deliver → commit, inside a
 //! [`lifecycle`] that claims the run, keeps it alive and records how it
-//! ended. [`plan`] walks the same path without a writer; [`replay`],
+//! ended. [`plan`] walks the same path without a writer, and
+//! [`test_record`] sends one record along it without one; [`replay`],
 //! [`reset`] and [`drop_owed`] work on what runs delivered.
 //!
 //! After [`prepare`], each chunk of changes is committed as soon as the
@@ -24,6 +25,7 @@ mod plan;
 mod prepare;
 mod replay;
 mod reset;
+mod test_record;
 mod transform;
 
 pub use drop::drop_owed;
@@ -33,3 +35,4 @@ pub use plan::plan;
 pub use prepare::{Prepared, prepare};
 pub use replay::{Replayed, replay};
 pub use reset::reset;
+pub use test_record::{Tested, test_record};

@@ -5,6 +5,7 @@
 //! destination.
 
 mod segment;
+mod test_record;
 
 use crate::support::config::Config;
 use crate::support::project::{Project, SYNC};

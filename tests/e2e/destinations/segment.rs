@@ -9,7 +9,13 @@ use crate::support::warehouse::Warehouse;
 
 /// `users` into `ebb:segment` as `action`, with `extra` lines in the
 /// destination's config table and the sync.
-fn segment(wh: &Warehouse, fake: &Segment, write_key: &str, action: &str, sync: &str) -> String {
+pub(super) fn segment(
+    wh: &Warehouse,
+    fake: &Segment,
+    write_key: &str,
+    action: &str,
+    sync: &str,
+) -> String {
     Config::new(wh)
         .destination(&format!(
             r#"[destinations.out]

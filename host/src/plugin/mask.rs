@@ -1,10 +1,11 @@
-//! Secrets kept out of what `ebb plugin test` prints, so its output can go
-//! into a bug report or an author's CI log: the values of config keys that
-//! name a secret, credentials in headers, and URL user info.
+//! Secrets kept out of the requests `ebb plugin test` and `ebb test-record`
+//! print, so their output can go into a bug report or a CI log: the values
+//! of config keys that name a secret, credentials in headers, and URL user
+//! info.
 
 use serde_json::Value;
 
-use super::mock::Recorded;
+use super::Exchange;
 
 /// What a hidden value is printed as.
 const HIDDEN: &str = "****";
@@ -49,8 +50,8 @@ impl Masker {
     }
 
     /// The request as it may be printed.
-    pub fn request(&self, r: &Recorded) -> Recorded {
-        Recorded {
+    pub fn request(&self, r: &Exchange) -> Exchange {
+        Exchange {
             method: r.method.clone(),
             url: self.text(&without_query_secrets(&without_user_info(&r.url))),
             headers: r
@@ -129,8 +130,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn recorded(url: &str, headers: &[(&str, &str)], body: &str) -> Recorded {
-        Recorded {
+    fn recorded(url: &str, headers: &[(&str, &str)], body: &str) -> Exchange {
+        Exchange {
             method: "POST".into(),
             url: url.into(),
             headers: headers
@@ -138,7 +139,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             body: body.into(),
-            status: 200,
+            status: Some(200),
         }
     }
 
