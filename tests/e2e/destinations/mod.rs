@@ -6,6 +6,7 @@
 
 mod segment;
 mod test_record;
+mod throughput;
 
 use crate::support::config::Config;
 use crate::support::project::{Project, SYNC};

@@ -17,6 +17,27 @@ pub struct Gate {
     throttle: usize,
     bucket: Option<Bucket>,
     refused: usize,
+    admitted: Admitted,
+}
+
+/// The requests let through: how many, and when the first and last came.
+#[derive(Default, Clone, Copy)]
+pub struct Admitted {
+    pub count: usize,
+    pub first: Option<Instant>,
+    pub last: Option<Instant>,
+}
+
+impl Admitted {
+    /// Requests a second between the first and the last.
+    pub fn per_sec(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some(first), Some(last)) if self.count > 1 => {
+                (self.count - 1) as f64 / last.duration_since(first).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
 }
 
 struct Bucket {
@@ -62,7 +83,18 @@ impl Gate {
             false
         };
         self.refused += usize::from(over);
+        if !over {
+            let now = Some(Instant::now());
+            self.admitted.count += 1;
+            self.admitted.first = self.admitted.first.or(now);
+            self.admitted.last = now;
+        }
         over
+    }
+
+    /// The requests let through so far.
+    pub fn admitted(&self) -> Admitted {
+        self.admitted
     }
 
     /// How many requests were answered 429.

@@ -16,7 +16,7 @@ use axum::routing::post;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::Gate;
+use super::{Admitted, Gate};
 use crate::support::loopback::Loopback;
 
 const MAX_BATCH_BYTES: usize = 500 * 1024;
@@ -74,6 +74,11 @@ impl Segment {
     /// How many requests were answered 429.
     pub fn refused(&self) -> usize {
         self.inner.lock().unwrap().gate.refused()
+    }
+
+    /// The requests let through past auth and the rate limit.
+    pub fn admitted(&self) -> Admitted {
+        self.inner.lock().unwrap().gate.admitted()
     }
 
     /// Every call accepted so far.
