@@ -104,6 +104,17 @@ fn print(d: &Description) {
             size(spec.max_batch_bytes)
         );
         println!("hosts:       [{}]", quoted(&spec.hosts));
+        if let Some(rate) = &spec.rate {
+            let per_sec = |n: Option<f64>, what: &str| n.map(|n| format!("{n} {what}/s"));
+            let limits: Vec<String> = [
+                per_sec(rate.requests_per_sec, "requests"),
+                per_sec(rate.records_per_sec, "records"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            println!("rate:        {} (the vendor's limit)", limits.join(", "));
+        }
         println!("actions:");
         for action in &spec.actions {
             println!("  {}: {}", action.name, action.description);
