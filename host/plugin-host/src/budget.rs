@@ -9,8 +9,8 @@
 //! (with its `Retry-After`) seen by any of them holds all of them back.
 //!
 //! The rate is the operator's `rate` on the destination, else the one the
-//! plugin's spec declares (the vendor's published limit), else there is no
-//! budget. Since the spec is known only once the plugin is loaded, every
+//! plugin's spec declares (the vendor's published limit), else none: then
+//! the budget only shares the pauses 429s call for. Since the spec is known only once the plugin is loaded, every
 //! instance holds a [`BudgetCell`] from the start, filled after the spec is
 //! read and before anything is sent.
 //!

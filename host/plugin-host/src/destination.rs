@@ -81,9 +81,11 @@ impl Destination {
                 label: plugin.label.clone(),
                 msg,
             })?;
-        let budget = budget_for.and_then(|b| {
-            let rate = b.rate.or(spec.rate)?;
-            Some(budgets.of(&b.destination, rate))
+        // Even without a rate, the syncs to a destination share a budget,
+        // so a 429 one of them meets holds all of them back.
+        let budget = budget_for.map(|b| {
+            let rate = b.rate.or(spec.rate).unwrap_or_default();
+            budgets.of(&b.destination, rate)
         });
         if let Some(budget) = &budget {
             cell.set(budget.clone());
@@ -114,7 +116,10 @@ impl Destination {
 
     /// The rate every handle of this destination shares, if it has one.
     pub fn rate(&self) -> Option<Rate> {
-        self.budget.as_ref().map(|b| b.rate())
+        self.budget
+            .as_ref()
+            .map(|b| b.rate())
+            .filter(|r| *r != Rate::default())
     }
 
     /// Checks a config against the spec's `config_schema`, then asks the
