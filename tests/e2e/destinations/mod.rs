@@ -4,6 +4,7 @@
 //! Every sync to one destination shares its rate budget. One module per
 //! destination.
 
+mod customerio;
 mod segment;
 mod test_record;
 mod throughput;
