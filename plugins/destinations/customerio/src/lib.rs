@@ -15,6 +15,7 @@
 //! entries `207` and a list of `batch_index`es; exactly those records are
 //! refused, the rest are delivered.
 
+use ebb_sdk::spec::Rate;
 use ebb_sdk::{Action, Destination, Error, Event, Op, Outcome, Record, Spec, http};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -151,6 +152,8 @@ impl Destination for CustomerIo {
             max_batch_records: 1000,
             max_batch_bytes: MAX_BATCH_BYTES,
             hosts: vec!["track.customer.io".to_owned()],
+            // Customer.io's fair-use rate for the Track API.
+            rate: Some(Rate::requests(100.0)),
             ..Spec::new("customerio", env!("CARGO_PKG_VERSION"))
         }
     }
