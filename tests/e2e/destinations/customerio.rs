@@ -65,7 +65,7 @@ fn customerio_identifies_people_refuses_one_deletes_and_survives_throttling_and_
 
     // The right key, behind one 429, with person 2 refused by a 207: the
     // batch is retried, then 1 and 3 are identified and only 2 is owed.
-    fake.throttle(1);
+    fake.gate.throttle(1);
     fake.reject(&["2"]);
     project.write_config(&people("live", ""));
     let run = project.run();

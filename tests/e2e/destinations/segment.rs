@@ -54,7 +54,7 @@ fn segment_identifies_tracks_deletions_and_survives_throttling_and_bad_keys() {
     assert!(format!("{errors:?}").contains("401"), "{errors:#?}");
 
     // The right key, behind one 429: retried, then all three identified.
-    fake.throttle(1);
+    fake.gate.throttle(1);
     project.write_config(&segment(&wh, &fake, "wk_live", "identify", ""));
     let run = project.run_ok();
     assert_eq!(run.count("retried"), 3, "{:#?}", run.report);

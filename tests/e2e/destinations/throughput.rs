@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::config::Config;
 use crate::support::project::Project;
-use crate::support::vendors::Admitted;
+use crate::support::vendors::Gate;
+use crate::support::vendors::customerio::CustomerIo;
 use crate::support::vendors::segment::Segment;
 use crate::support::warehouse::Warehouse;
 
@@ -31,9 +32,7 @@ trait Vendor {
     fn start() -> Self;
     /// The `[destinations.out]` block and the sync's lines.
     fn destination(&self) -> (String, Vec<String>);
-    fn limit(&self, per_sec: f64, burst: f64);
-    fn refused(&self) -> usize;
-    fn admitted(&self) -> Admitted;
+    fn gate(&self) -> &Gate;
     /// Records the fake accepted.
     fn accepted(&self) -> usize;
 }
@@ -55,20 +54,38 @@ impl Vendor for Segment {
         (block, vec!["action = \"identify\"".to_owned()])
     }
 
-    fn limit(&self, per_sec: f64, burst: f64) {
-        Segment::limit(self, per_sec, burst);
-    }
-
-    fn refused(&self) -> usize {
-        Segment::refused(self)
-    }
-
-    fn admitted(&self) -> Admitted {
-        Segment::admitted(self)
+    fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     fn accepted(&self) -> usize {
         self.calls().len()
+    }
+}
+
+impl Vendor for CustomerIo {
+    const NAME: &'static str = "customerio";
+    const LIMIT: (f64, f64) = (100.0, 100.0);
+
+    fn start() -> CustomerIo {
+        CustomerIo::start("site_bench", "key_bench")
+    }
+
+    fn destination(&self) -> (String, Vec<String>) {
+        let block = format!(
+            "[destinations.out]\nplugin = \"ebb:customerio\"\nallow_hosts = [\"{}\"]\nconfig = {{ site_id = \"site_bench\", api_key = \"key_bench\", endpoint = \"{}\" }}\n",
+            self.host(),
+            self.endpoint()
+        );
+        (block, vec!["action = \"identify_person\"".to_owned()])
+    }
+
+    fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    fn accepted(&self) -> usize {
+        self.entries().len()
     }
 }
 
@@ -85,7 +102,7 @@ fn measure<V: Vendor>(wh: &Warehouse, rows: i64, limited: bool) -> Measured {
     let project = Project::new();
     let fake = V::start();
     if limited {
-        fake.limit(V::LIMIT.0, V::LIMIT.1);
+        fake.gate().limit(V::LIMIT.0, V::LIMIT.1);
     }
     let (block, lines) = fake.destination();
     let config = lines
@@ -100,8 +117,8 @@ fn measure<V: Vendor>(wh: &Warehouse, rows: i64, limited: bool) -> Measured {
     Measured {
         wall,
         records_per_sec: rows as f64 / wall.as_secs_f64(),
-        requests_per_sec: fake.admitted().per_sec(),
-        refused: fake.refused(),
+        requests_per_sec: fake.gate().admitted().per_sec(),
+        refused: fake.gate().refused(),
     }
 }
 
@@ -154,4 +171,5 @@ fn each_destination_keeps_to_its_vendors_limit_without_a_429() {
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     bench::<Segment>(&wh, rows);
+    bench::<CustomerIo>(&wh, rows);
 }

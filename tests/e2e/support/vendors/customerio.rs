@@ -76,6 +76,8 @@ type Shared = Arc<Mutex<Inner>>;
 pub struct CustomerIo {
     http: Loopback,
     inner: Shared,
+    /// When it answers 429.
+    pub gate: Gate,
 }
 
 impl CustomerIo {
@@ -86,11 +88,13 @@ impl CustomerIo {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{site_id}:{api_key}"))
         );
+        let gate = inner.lock().unwrap().gate.clone();
         let app = Router::new()
             .route("/api/v2/batch", post(batch))
             .with_state(inner.clone());
         CustomerIo {
             http: Loopback::serve(app),
+            gate,
             inner,
         }
     }
@@ -101,22 +105,6 @@ impl CustomerIo {
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.http.addr)
-    }
-
-    /// Answers the next `n` requests 429.
-    pub fn throttle(&self, n: usize) {
-        self.inner.lock().unwrap().gate.throttle(n);
-    }
-
-    /// Enforces a rate limit of `per_sec` requests a second (bursts of
-    /// `burst`), answering 429 with `Retry-After` over it.
-    pub fn limit(&self, per_sec: f64, burst: f64) {
-        self.inner.lock().unwrap().gate.limit(per_sec, burst);
-    }
-
-    /// How many requests were answered 429.
-    pub fn refused(&self) -> usize {
-        self.inner.lock().unwrap().gate.refused()
     }
 
     /// From now on refuses, in a 207, the entries identified by one of

@@ -7,14 +7,19 @@
 pub mod customerio;
 pub mod segment;
 
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// When a fake answers 429: for the next few requests it is told to, and,
 /// once given a limit, whenever a request finds the vendor's token bucket
 /// empty (a bucket of `burst` requests refilled at `per_sec`, the shape of
-/// "190 requests per 10 seconds" limits).
+/// "190 requests per 10 seconds" limits). A handle: the fake's handler and
+/// the test share one gate.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<Mutex<Gating>>);
+
 #[derive(Default)]
-pub struct Gate {
+struct Gating {
     throttle: usize,
     bucket: Option<Bucket>,
     refused: usize,
@@ -49,14 +54,18 @@ struct Bucket {
 }
 
 impl Gate {
+    fn lock(&self) -> MutexGuard<'_, Gating> {
+        self.0.lock().unwrap()
+    }
+
     /// Answers the next `n` requests 429.
-    pub fn throttle(&mut self, n: usize) {
-        self.throttle = n;
+    pub fn throttle(&self, n: usize) {
+        self.lock().throttle = n;
     }
 
     /// Enforces `per_sec` requests a second with bursts of up to `burst`.
-    pub fn limit(&mut self, per_sec: f64, burst: f64) {
-        self.bucket = Some(Bucket {
+    pub fn limit(&self, per_sec: f64, burst: f64) {
+        self.lock().bucket = Some(Bucket {
             per_sec,
             burst,
             tokens: burst,
@@ -65,11 +74,13 @@ impl Gate {
     }
 
     /// Whether this request is over the limit (and so answered 429).
-    pub fn refuses(&mut self) -> bool {
-        let over = if self.throttle > 0 {
-            self.throttle -= 1;
+    pub fn refuses(&self) -> bool {
+        let mut gating = self.lock();
+        let this = &mut *gating;
+        let over = if this.throttle > 0 {
+            this.throttle -= 1;
             true
-        } else if let Some(bucket) = &mut self.bucket {
+        } else if let Some(bucket) = &mut this.bucket {
             let now = Instant::now();
             let refill = now.duration_since(bucket.at).as_secs_f64() * bucket.per_sec;
             bucket.tokens = (bucket.tokens + refill).min(bucket.burst);
@@ -83,29 +94,30 @@ impl Gate {
         } else {
             false
         };
-        self.refused += usize::from(over);
+        this.refused += usize::from(over);
         if !over {
             let now = Some(Instant::now());
-            self.admitted.count += 1;
-            self.admitted.first = self.admitted.first.or(now);
-            self.admitted.last = now;
+            this.admitted.count += 1;
+            this.admitted.first = this.admitted.first.or(now);
+            this.admitted.last = now;
         }
         over
     }
 
     /// The requests let through so far.
     pub fn admitted(&self) -> Admitted {
-        self.admitted
+        self.lock().admitted
     }
 
     /// How many requests were answered 429.
     pub fn refused(&self) -> usize {
-        self.refused
+        self.lock().refused
     }
 
     /// Seconds until the bucket holds a request again (at least 1).
     pub fn retry_after(&self) -> Duration {
         let wait = self
+            .lock()
             .bucket
             .as_ref()
             .map_or(1.0, |b| ((1.0 - b.tokens).max(0.0) / b.per_sec).ceil());

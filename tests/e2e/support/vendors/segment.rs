@@ -16,7 +16,7 @@ use axum::routing::post;
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{Admitted, Gate};
+use super::Gate;
 use crate::support::loopback::Loopback;
 
 const MAX_BATCH_BYTES: usize = 500 * 1024;
@@ -36,6 +36,8 @@ type Shared = Arc<Mutex<Inner>>;
 pub struct Segment {
     http: Loopback,
     inner: Shared,
+    /// When it answers 429.
+    pub gate: Gate,
 }
 
 impl Segment {
@@ -43,11 +45,13 @@ impl Segment {
     pub fn start(write_key: &str) -> Segment {
         let inner = Shared::default();
         inner.lock().unwrap().write_key = write_key.to_owned();
+        let gate = inner.lock().unwrap().gate.clone();
         let app = Router::new()
             .route("/v1/batch", post(batch))
             .with_state(inner.clone());
         Segment {
             http: Loopback::serve(app),
+            gate,
             inner,
         }
     }
@@ -58,27 +62,6 @@ impl Segment {
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.http.addr)
-    }
-
-    /// Answers the next `n` requests 429.
-    pub fn throttle(&self, n: usize) {
-        self.inner.lock().unwrap().gate.throttle(n);
-    }
-
-    /// Enforces a rate limit of `per_sec` requests a second (bursts of
-    /// `burst`), answering 429 with `Retry-After` over it.
-    pub fn limit(&self, per_sec: f64, burst: f64) {
-        self.inner.lock().unwrap().gate.limit(per_sec, burst);
-    }
-
-    /// How many requests were answered 429.
-    pub fn refused(&self) -> usize {
-        self.inner.lock().unwrap().gate.refused()
-    }
-
-    /// The requests let through past auth and the rate limit.
-    pub fn admitted(&self) -> Admitted {
-        self.inner.lock().unwrap().gate.admitted()
     }
 
     /// Every call accepted so far.
