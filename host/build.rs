@@ -21,6 +21,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("http", "ebb-http"),
     ("file", "ebb-file"),
     ("segment", "ebb-segment"),
+    ("hubspot", "ebb-hubspot"),
     ("unpack-pairs", "ebb-unpack-pairs"),
     ("compare-truths", "ebb-compare-truths"),
 ];
