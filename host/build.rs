@@ -22,6 +22,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("file", "ebb-file"),
     ("segment", "ebb-segment"),
     ("customerio", "ebb-customerio"),
+    ("hubspot", "ebb-hubspot"),
     ("unpack-pairs", "ebb-unpack-pairs"),
     ("compare-truths", "ebb-compare-truths"),
 ];

@@ -5,6 +5,7 @@
 //! destination.
 
 mod customerio;
+mod hubspot;
 mod segment;
 mod test_record;
 mod throughput;

@@ -15,6 +15,7 @@ use crate::support::config::Config;
 use crate::support::project::Project;
 use crate::support::vendors::Gate;
 use crate::support::vendors::customerio::CustomerIo;
+use crate::support::vendors::hubspot::Hubspot;
 use crate::support::vendors::segment::Segment;
 use crate::support::warehouse::Warehouse;
 
@@ -86,6 +87,32 @@ impl Vendor for CustomerIo {
 
     fn accepted(&self) -> usize {
         self.entries().len()
+    }
+}
+
+impl Vendor for Hubspot {
+    const NAME: &'static str = "hubspot";
+    const LIMIT: (f64, f64) = (19.0, 190.0);
+
+    fn start() -> Hubspot {
+        Hubspot::start("pat_bench")
+    }
+
+    fn destination(&self) -> (String, Vec<String>) {
+        let block = format!(
+            "[destinations.out]\nplugin = \"ebb:hubspot\"\nallow_hosts = [\"{}\"]\nconfig = {{ token = \"pat_bench\", object = \"contacts\", id_property = \"email\", endpoint = \"{}\" }}\n",
+            self.host(),
+            self.endpoint()
+        );
+        (block, Vec::new())
+    }
+
+    fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    fn accepted(&self) -> usize {
+        self.upserted().len()
     }
 }
 
@@ -171,5 +198,6 @@ fn each_destination_keeps_to_its_vendors_limit_without_a_429() {
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     bench::<Segment>(&wh, rows);
+    bench::<Hubspot>(&wh, rows);
     bench::<CustomerIo>(&wh, rows);
 }

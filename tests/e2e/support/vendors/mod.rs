@@ -5,6 +5,7 @@
 //! can be told to refuse credentials or throttle.
 
 pub mod customerio;
+pub mod hubspot;
 pub mod segment;
 
 use std::sync::{Arc, Mutex, MutexGuard};
