@@ -23,6 +23,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("segment", "ebb-segment"),
     ("customerio", "ebb-customerio"),
     ("hubspot", "ebb-hubspot"),
+    ("salesforce", "ebb-salesforce"),
     ("unpack-pairs", "ebb-unpack-pairs"),
     ("compare-truths", "ebb-compare-truths"),
 ];

@@ -6,6 +6,7 @@
 
 mod customerio;
 mod hubspot;
+mod salesforce;
 mod segment;
 mod test_record;
 mod throughput;

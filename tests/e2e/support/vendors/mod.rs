@@ -6,6 +6,7 @@
 
 pub mod customerio;
 pub mod hubspot;
+pub mod salesforce;
 pub mod segment;
 
 use std::sync::{Arc, Mutex, MutexGuard};
