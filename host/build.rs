@@ -24,6 +24,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("customerio", "ebb-customerio"),
     ("hubspot", "ebb-hubspot"),
     ("salesforce", "ebb-salesforce"),
+    ("mixpanel", "ebb-mixpanel"),
     ("unpack-pairs", "ebb-unpack-pairs"),
     ("compare-truths", "ebb-compare-truths"),
 ];

@@ -7,6 +7,7 @@
 mod customerio;
 mod hubspot;
 mod salesforce;
+mod mixpanel;
 mod segment;
 mod test_record;
 mod throughput;

@@ -7,6 +7,7 @@
 pub mod customerio;
 pub mod hubspot;
 pub mod salesforce;
+pub mod mixpanel;
 pub mod segment;
 
 use std::sync::{Arc, Mutex, MutexGuard};
