@@ -68,7 +68,7 @@ fn mixpanel_imports_events_through_bad_credentials_throttling_and_refused_record
 
     // The right secret, behind one 429, and Mixpanel refusing user 2's
     // event: retried, then 1 and 3 imported and only 2 owed.
-    fake.throttle(1);
+    fake.gate.throttle(1);
     fake.refuse(&["2"]);
     project.write_config(&mixpanel(&wh, &fake, EVENTS_QUERY, "track", "s3cret", ""));
     let run = project.run();

@@ -6,8 +6,8 @@
 
 mod customerio;
 mod hubspot;
-mod salesforce;
 mod mixpanel;
+mod salesforce;
 mod segment;
 mod test_record;
 mod throughput;

@@ -65,7 +65,7 @@ fn salesforce_upserts_by_external_id_deletes_and_survives_limits_refusals_and_ba
 
     // The right secret, behind one spent request limit, with record 2
     // refused by the org: retried, then 1 and 3 upserted, 2 owed.
-    fake.throttle(1);
+    fake.gate.throttle(1);
     fake.fail("2");
     project.write_config(&salesforce(&wh, &fake, ORG.client_secret, ""));
     let run = project.run();

@@ -88,6 +88,8 @@ type Shared = Arc<Mutex<Inner>>;
 pub struct Mixpanel {
     http: Loopback,
     inner: Shared,
+    /// When it answers 429.
+    pub gate: Gate,
 }
 
 /// Which profiles an endpoint updates.
@@ -126,6 +128,7 @@ impl Mixpanel {
             token: token.to_owned(),
             ..Inner::default()
         }));
+        let gate = inner.lock().unwrap().gate.clone();
         let app = Router::new()
             .route("/import", post(import))
             .route("/engage", post(users))
@@ -134,6 +137,7 @@ impl Mixpanel {
         Mixpanel {
             http: Loopback::serve(app),
             inner,
+            gate,
         }
     }
 
@@ -143,22 +147,6 @@ impl Mixpanel {
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.http.addr)
-    }
-
-    /// Answers the next `n` requests 429.
-    pub fn throttle(&self, n: usize) {
-        self.inner.lock().unwrap().gate.throttle(n);
-    }
-
-    /// Enforces a rate limit of `per_sec` requests a second (bursts of
-    /// `burst`), answering 429 over it.
-    pub fn limit(&self, per_sec: f64, burst: f64) {
-        self.inner.lock().unwrap().gate.limit(per_sec, burst);
-    }
-
-    /// How many requests were answered 429.
-    pub fn refused(&self) -> usize {
-        self.inner.lock().unwrap().gate.refused()
     }
 
     /// From now on, refuses the events and profile updates of these ids

@@ -6,8 +6,8 @@
 
 pub mod customerio;
 pub mod hubspot;
-pub mod salesforce;
 pub mod mixpanel;
+pub mod salesforce;
 pub mod segment;
 
 use std::sync::{Arc, Mutex, MutexGuard};

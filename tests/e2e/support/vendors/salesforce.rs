@@ -81,12 +81,15 @@ type Shared = Arc<Mutex<Inner>>;
 pub struct Salesforce {
     http: Loopback,
     inner: Shared,
+    /// When it answers 429 (or Salesforce's 403 of a spent allowance).
+    pub gate: Gate,
 }
 
 impl Salesforce {
     /// A fake org accepting `org`'s credentials.
     pub fn start(org: Org) -> Salesforce {
         let inner = Shared::default();
+        let gate = inner.lock().unwrap().gate.clone();
         let app = Router::new()
             .route("/services/oauth2/token", post(token))
             .route(
@@ -105,7 +108,7 @@ impl Salesforce {
             inner.org = Some(org);
             inner.instance_url = format!("http://{}", http.addr);
         }
-        Salesforce { http, inner }
+        Salesforce { http, inner, gate }
     }
 
     pub fn host(&self) -> String {
@@ -115,22 +118,6 @@ impl Salesforce {
     /// The login URL and instance URL alike.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.http.addr)
-    }
-
-    /// Answers the next `n` data requests 403 `REQUEST_LIMIT_EXCEEDED`.
-    pub fn throttle(&self, n: usize) {
-        self.inner.lock().unwrap().gate.throttle(n);
-    }
-
-    /// Enforces `per_sec` data requests a second (bursts of `burst`),
-    /// answering 403 `REQUEST_LIMIT_EXCEEDED` over it.
-    pub fn limit(&self, per_sec: f64, burst: f64) {
-        self.inner.lock().unwrap().gate.limit(per_sec, burst);
-    }
-
-    /// How many requests were refused for the limit.
-    pub fn refused(&self) -> usize {
-        self.inner.lock().unwrap().gate.refused()
     }
 
     /// Fails the upsert of the record with external id `value` from now on.
