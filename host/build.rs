@@ -21,6 +21,7 @@ const PLUGINS: &[(&str, &str)] = &[
     ("http", "ebb-http"),
     ("file", "ebb-file"),
     ("segment", "ebb-segment"),
+    ("braze", "ebb-braze"),
     ("unpack-pairs", "ebb-unpack-pairs"),
     ("compare-truths", "ebb-compare-truths"),
 ];

@@ -4,6 +4,7 @@
 //! Every sync to one destination shares its rate budget. One module per
 //! destination.
 
+mod braze;
 mod segment;
 
 use crate::support::config::Config;
