@@ -21,10 +21,11 @@ const PLUGINS: &[(&str, &str)] = &[
     ("http", "ebb-http"),
     ("file", "ebb-file"),
     ("segment", "ebb-segment"),
-    ("customerio", "ebb-customerio"),
     ("hubspot", "ebb-hubspot"),
     ("salesforce", "ebb-salesforce"),
     ("mixpanel", "ebb-mixpanel"),
+    ("braze", "ebb-braze"),
+    ("customerio", "ebb-customerio"),
     ("unpack-pairs", "ebb-unpack-pairs"),
     ("compare-truths", "ebb-compare-truths"),
 ];

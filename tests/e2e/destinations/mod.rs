@@ -4,6 +4,7 @@
 //! Every sync to one destination shares its rate budget. One module per
 //! destination.
 
+mod braze;
 mod customerio;
 mod hubspot;
 mod mixpanel;

@@ -20,6 +20,7 @@ mod events;
 mod profiles;
 mod time;
 
+use ebb_sdk::spec::Rate;
 use ebb_sdk::{Action, Destination, Error, Event, Outcome, Record, Spec, http};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
@@ -149,6 +150,11 @@ impl Destination for Mixpanel {
             max_batch_records: MAX_RECORDS,
             max_batch_bytes: MAX_IMPORT_BYTES,
             hosts: vec!["api.mixpanel.com".to_owned()],
+            // Mixpanel's limit per project: about 30,000 events a second.
+            rate: Some(Rate {
+                requests_per_sec: None,
+                records_per_sec: Some(30_000.0),
+            }),
             ..Spec::new("mixpanel", env!("CARGO_PKG_VERSION"))
         }
     }

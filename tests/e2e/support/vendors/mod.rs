@@ -4,6 +4,7 @@
 //! body shape, size limits), answer in the vendor's documented shapes and
 //! can be told to refuse credentials or throttle.
 
+pub mod braze;
 pub mod customerio;
 pub mod hubspot;
 pub mod mixpanel;

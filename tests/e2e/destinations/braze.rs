@@ -1,0 +1,109 @@
+//! `ebb:braze` against a fake of Braze's REST API.
+
+use crate::support::config::Config;
+use crate::support::project::Project;
+use crate::support::vendors::braze::Braze;
+use crate::support::warehouse::Warehouse;
+
+/// `users` into `ebb:braze` as `action`, deleting users of deleted
+/// records, with `sync` lines added to the sync.
+fn braze(wh: &Warehouse, fake: &Braze, api_key: &str, action: &str, sync: &str) -> String {
+    Config::new(wh)
+        .destination(&format!(
+            r#"[destinations.out]
+plugin = "ebb:braze"
+allow_hosts = ["{host}"]
+config = {{ api_key = "{api_key}", endpoint = "{endpoint}", on_delete = "delete" }}
+"#,
+            host = fake.host(),
+            endpoint = fake.endpoint(),
+        ))
+        .sync(&format!("action = \"{action}\""))
+        .sync(sync)
+        .render()
+}
+
+#[test]
+fn braze_tracks_attributes_and_deletes_users_through_bad_keys_throttling_and_refused_objects() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=3);
+    let fake = Braze::start("rk_live");
+
+    // A key Braze does not know: nothing is delivered, the error says what
+    // to check, and every record stays owed.
+    project.write_config(&braze(
+        &wh,
+        &fake,
+        "rk_wrong",
+        "attributes",
+        "retry = { max_attempts = 1 }",
+    ));
+    assert_ne!(project.run().status(), "success");
+    let errors = project.errors();
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    for error in &errors {
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("401") && message.contains("check api_key"),
+            "{message}"
+        );
+    }
+    assert!(fake.objects("attributes").is_empty());
+
+    // The right key behind one 429, and Braze refusing user 2's object:
+    // retried after the reset, 1 and 3 delivered, only 2 owed.
+    fake.gate.throttle(1);
+    fake.fail("2", "'email' is not a valid email address");
+    project.write_config(&braze(&wh, &fake, "rk_live", "attributes", ""));
+    let run = project.run();
+    run.assert_status("partial");
+    assert_eq!(run.count("retried"), 3, "{:#?}", run.report);
+    let errors = project.errors();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0]["key"], "2");
+    let message = errors[0]["error"].as_str().unwrap_or_default();
+    assert!(message.contains("not a valid email address"), "{message}");
+    let attributes = fake.objects("attributes");
+    assert_eq!(attributes.len(), 2, "{attributes:#?}");
+    let first = attributes
+        .iter()
+        .find(|a| a["external_id"] == "1")
+        .expect("user 1");
+    assert_eq!(
+        *first,
+        serde_json::json!({"external_id": "1", "id": 1, "email": "user1@example.com", "plan": "free"})
+    );
+
+    // A deleted record deletes its user; 2 is still refused.
+    wh.exec("DELETE FROM users WHERE id = 3");
+    project.run().assert_status("partial");
+    assert_eq!(fake.deleted(), ["3"]);
+    assert_eq!(project.errors().len(), 1);
+    assert!(fake.problems().is_empty(), "{:#?}", fake.problems());
+}
+
+#[test]
+fn braze_tracks_events_named_by_the_mapping() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2);
+    let fake = Braze::start("rk_live");
+    project.write_config(&braze(
+        &wh,
+        &fake,
+        "rk_live",
+        "event",
+        r#"mapping = { "name" = { static = "Plan Synced" }, "plan" = "plan" }"#,
+    ));
+    project.run_ok();
+    let events = fake.objects("events");
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let first = events
+        .iter()
+        .find(|e| e["external_id"] == "1")
+        .expect("user 1");
+    assert_eq!(first["name"], "Plan Synced");
+    assert_eq!(first["properties"], serde_json::json!({"plan": "free"}));
+    assert!(fake.problems().is_empty(), "{:#?}", fake.problems());
+}
