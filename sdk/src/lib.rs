@@ -23,6 +23,8 @@
 //! [`WIT_VERSION`].
 
 #[cfg(feature = "guest")]
+pub mod batch;
+#[cfg(feature = "guest")]
 #[doc(hidden)]
 pub mod bindings;
 #[cfg(feature = "guest")]

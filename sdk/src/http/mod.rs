@@ -503,6 +503,18 @@ impl Response {
     }
 }
 
+/// Why `url`, the value of config key `key`, cannot be a base URL, if it
+/// cannot: it must start with `http://` or `https://`. For a plugin's
+/// `validate`; the URL is quoted without its secrets.
+pub fn url_problem(key: &str, url: &str) -> Option<String> {
+    (!(url.starts_with("http://") || url.starts_with("https://"))).then(|| {
+        format!(
+            "{key} must start with http:// or https://, got {:?}",
+            redact_url(url)
+        )
+    })
+}
+
 /// `url` fit to quote in a message: without user info, query string (shown
 /// as `?…`) or fragment, which is where keys and passwords sit.
 /// `https://user:pass@api.example.com/v1?api_key=k` becomes

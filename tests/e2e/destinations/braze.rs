@@ -9,15 +9,14 @@ use crate::support::warehouse::Warehouse;
 /// records, with `sync` lines added to the sync.
 fn braze(wh: &Warehouse, fake: &Braze, api_key: &str, action: &str, sync: &str) -> String {
     Config::new(wh)
-        .destination(&format!(
-            r#"[destinations.out]
-plugin = "ebb:braze"
-allow_hosts = ["{host}"]
-config = {{ api_key = "{api_key}", endpoint = "{endpoint}", on_delete = "delete" }}
-"#,
-            host = fake.host(),
-            endpoint = fake.endpoint(),
-        ))
+        .vendor(
+            "braze",
+            &fake.host(),
+            &format!(
+                r#"api_key = "{api_key}", endpoint = "{endpoint}", on_delete = "delete""#,
+                endpoint = fake.endpoint()
+            ),
+        )
         .sync(&format!("action = \"{action}\""))
         .sync(sync)
         .render()

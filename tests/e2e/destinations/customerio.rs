@@ -21,15 +21,14 @@ fn customerio(
     sync: &str,
 ) -> String {
     config
-        .destination(&format!(
-            r#"[destinations.out]
-plugin = "ebb:customerio"
-allow_hosts = ["{host}"]
-config = {{ site_id = "site", api_key = "{api_key}", endpoint = "{endpoint}"{settings} }}
-"#,
-            host = fake.host(),
-            endpoint = fake.endpoint(),
-        ))
+        .vendor(
+            "customerio",
+            &fake.host(),
+            &format!(
+                r#"site_id = "site", api_key = "{api_key}", endpoint = "{endpoint}"{settings}"#,
+                endpoint = fake.endpoint()
+            ),
+        )
         .sync(&format!("action = \"{action}\""))
         .sync(sync)
         .render()

@@ -11,15 +11,14 @@ use crate::support::warehouse::Warehouse;
 /// private app token `token` and `extra` lines in the sync.
 fn hubspot(wh: &Warehouse, fake: &Hubspot, token: &str, extra: &str) -> String {
     Config::new(wh)
-        .destination(&format!(
-            r#"[destinations.out]
-plugin = "ebb:hubspot"
-allow_hosts = ["{host}"]
-config = {{ token = "{token}", object = "contacts", id_property = "email", endpoint = "{endpoint}", on_delete = "archive" }}
-"#,
-            host = fake.host(),
-            endpoint = fake.endpoint(),
-        ))
+        .vendor(
+            "hubspot",
+            &fake.host(),
+            &format!(
+                r#"token = "{token}", object = "contacts", id_property = "email", endpoint = "{endpoint}", on_delete = "archive""#,
+            endpoint = fake.endpoint()
+            ),
+        )
         .sync("action = \"upsert\"")
         .sync(r#"mapping = { "email" = "email", "plan" = "plan" }"#)
         .sync(extra)

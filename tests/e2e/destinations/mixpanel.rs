@@ -23,15 +23,14 @@ fn mixpanel(
 ) -> String {
     Config::new(wh)
         .query(query)
-        .destination(&format!(
-            r#"[destinations.out]
-plugin = "ebb:mixpanel"
-allow_hosts = ["{host}"]
-config = {{ project_id = 42, service_account = "sa.ebb", secret = "{secret}", project_token = "tok", endpoint = "{endpoint}" }}
-"#,
-            host = fake.host(),
-            endpoint = fake.endpoint(),
-        ))
+        .vendor(
+            "mixpanel",
+            &fake.host(),
+            &format!(
+                r#"project_id = 42, service_account = "sa.ebb", secret = "{secret}", project_token = "tok", endpoint = "{endpoint}""#,
+            endpoint = fake.endpoint()
+            ),
+        )
         .sync(&format!("action = \"{action}\""))
         .sync(sync)
         .render()

@@ -20,18 +20,17 @@ const ORG: Org = Org {
 /// requests go to the instance URL the token names.
 fn salesforce(wh: &Warehouse, fake: &Salesforce, client_secret: &str, sync: &str) -> String {
     Config::new(wh)
-        .destination(&format!(
-            r#"[destinations.out]
-plugin = "ebb:salesforce"
-allow_hosts = ["{host}"]
-config = {{ login_url = "{login}", client_id = "{id}", client_secret = "{client_secret}", object = "{object}", external_id = "{field}", on_delete = "delete" }}
-"#,
-            host = fake.host(),
+        .vendor(
+            "salesforce",
+            &fake.host(),
+            &format!(
+                r#"login_url = "{login}", client_id = "{id}", client_secret = "{client_secret}", object = "{object}", external_id = "{field}", on_delete = "delete""#,
             login = fake.endpoint(),
             id = ORG.client_id,
             object = ORG.object,
-            field = ORG.external_id,
-        ))
+            field = ORG.external_id
+            ),
+        )
         .sync("action = \"upsert\"")
         .sync(r#"mapping = { "Email" = "email", "Plan__c" = "plan" }"#)
         .sync(sync)

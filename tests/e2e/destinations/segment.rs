@@ -17,15 +17,14 @@ pub(super) fn segment(
     sync: &str,
 ) -> String {
     Config::new(wh)
-        .destination(&format!(
-            r#"[destinations.out]
-plugin = "ebb:segment"
-allow_hosts = ["{host}"]
-config = {{ write_key = "{write_key}", endpoint = "{endpoint}", on_delete = "track" }}
-"#,
-            host = fake.host(),
-            endpoint = fake.endpoint(),
-        ))
+        .vendor(
+            "segment",
+            &fake.host(),
+            &format!(
+                r#"write_key = "{write_key}", endpoint = "{endpoint}", on_delete = "track""#,
+                endpoint = fake.endpoint()
+            ),
+        )
         .sync(&format!("action = \"{action}\""))
         .sync(sync)
         .render()

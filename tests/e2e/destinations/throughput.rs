@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::config::Config;
+use crate::support::config::{Config, vendor_block};
 use crate::support::project::Project;
 use crate::support::vendors::Gate;
 use crate::support::vendors::braze::Braze;
@@ -63,7 +63,7 @@ impl Vendor for Segment {
     }
 
     fn destination(&self) -> (String, Vec<String>) {
-        let block = block(
+        let block = vendor_block(
             "segment",
             &self.host(),
             &format!(
@@ -92,7 +92,7 @@ impl Vendor for CustomerIo {
     }
 
     fn destination(&self) -> (String, Vec<String>) {
-        let block = block(
+        let block = vendor_block(
             "customerio",
             &self.host(),
             &format!(
@@ -121,7 +121,7 @@ impl Vendor for Hubspot {
     }
 
     fn destination(&self) -> (String, Vec<String>) {
-        let block = block(
+        let block = vendor_block(
             "hubspot",
             &self.host(),
             &format!(
@@ -159,7 +159,7 @@ impl Vendor for Salesforce {
             ORG.external_id
         );
         let sync = vec!["action = \"upsert\"".to_owned()];
-        (block("salesforce", &self.host(), &config), sync)
+        (vendor_block("salesforce", &self.host(), &config), sync)
     }
 
     fn gate(&self) -> &Gate {
@@ -187,7 +187,7 @@ impl Vendor for Mixpanel {
             self.endpoint()
         );
         let sync = vec!["action = \"user\"".to_owned()];
-        (block("mixpanel", &self.host(), &config), sync)
+        (vendor_block("mixpanel", &self.host(), &config), sync)
     }
 
     fn gate(&self) -> &Gate {
@@ -213,7 +213,7 @@ impl Vendor for Braze {
             self.endpoint()
         );
         let sync = vec!["action = \"attributes\"".to_owned()];
-        (block("braze", &self.host(), &config), sync)
+        (vendor_block("braze", &self.host(), &config), sync)
     }
 
     fn gate(&self) -> &Gate {
@@ -223,13 +223,6 @@ impl Vendor for Braze {
     fn accepted(&self) -> usize {
         self.objects("attributes").len()
     }
-}
-
-/// A `[destinations.out]` block of `ebb:plugin` reaching `host`.
-fn block(plugin: &str, host: &str, config: &str) -> String {
-    format!(
-        "[destinations.out]\nplugin = \"ebb:{plugin}\"\nallow_hosts = [\"{host}\"]\nconfig = {{ {config} }}\n"
-    )
 }
 
 /// One run's numbers.

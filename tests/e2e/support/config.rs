@@ -27,6 +27,14 @@ pub fn plugin_cache() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-plugin-cache")
 }
 
+/// A `[destinations.out]` block of `ebb:plugin`, granted `host`, with
+/// `config` the inside of its inline config table.
+pub fn vendor_block(plugin: &str, host: &str, config: &str) -> String {
+    format!(
+        "[destinations.out]\nplugin = \"ebb:{plugin}\"\nallow_hosts = [\"{host}\"]\nconfig = {{ {config} }}\n"
+    )
+}
+
 pub struct Config {
     source: String,
     primary_key: String,
@@ -76,6 +84,12 @@ impl Config {
     pub fn destination(mut self, block: &str) -> Config {
         self.destination = block.to_owned();
         self
+    }
+
+    /// `ebb:plugin` as `[destinations.out]`, granted `host`, with `config`
+    /// the inside of its inline config table.
+    pub fn vendor(self, plugin: &str, host: &str, config: &str) -> Config {
+        self.destination(&vendor_block(plugin, host, config))
     }
 
     /// Adds a `key = value` line to `[destinations.out]`.

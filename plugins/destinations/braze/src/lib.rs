@@ -154,11 +154,8 @@ impl Destination for Braze {
                 "api_key is empty; set it to a REST API key (api_key = \"${env:BRAZE_API_KEY}\")"
                     .to_owned()
             }),
-            (!endpoint.starts_with("http://") && !endpoint.starts_with("https://")).then(|| {
-                format!(
-                    "endpoint must start with http:// or https://, got {:?}; use your workspace's REST endpoint, such as https://rest.iad-01.braze.com",
-                    http::redact_url(endpoint)
-                )
+            http::url_problem("endpoint", endpoint).map(|problem| {
+                format!("{problem}; use your workspace's REST endpoint, such as https://rest.iad-01.braze.com")
             }),
         ]
         .into_iter()

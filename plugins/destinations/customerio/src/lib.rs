@@ -15,6 +15,7 @@
 //! entries `207` and a list of `batch_index`es; exactly those records are
 //! refused, the rest are delivered.
 
+use ebb_sdk::batch::{self, Entries};
 use ebb_sdk::spec::Rate;
 use ebb_sdk::{Action, Destination, Error, Event, Op, Outcome, Record, Spec, http};
 use serde::Deserialize;
@@ -167,13 +168,8 @@ impl Destination for CustomerIo {
                 ));
             }
         }
-        if let Some(endpoint) = &config.endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-        {
-            problems.push(format!(
-                "endpoint must start with http:// or https://, got {:?}",
-                http::redact_url(endpoint)
-            ));
+        if let Some(endpoint) = &config.endpoint {
+            problems.extend(http::url_problem("endpoint", endpoint));
         }
         if config
             .object_type_id
@@ -192,27 +188,12 @@ impl Destination for CustomerIo {
 
     fn write(config: &Config, action: &str, batch: Vec<Event>) -> Result<Vec<Outcome>, Error> {
         let entity = config.entity(action)?;
-        let mut outcomes = vec![Outcome::Ok; batch.len()];
-        let mut pending: Vec<(usize, String)> = Vec::new();
-        let mut bytes = 0;
-        for (i, event) in batch.iter().enumerate() {
-            let entry = match entry(config, entity, event) {
-                Ok(Some(entry)) => entry,
-                Ok(None) => continue,
-                Err(error) => {
-                    outcomes[i] = Outcome::Reject(error);
-                    continue;
-                }
-            };
-            if bytes + entry.len() + 1 > MAX_BATCH_BYTES - 64 {
-                send(config, &std::mem::take(&mut pending), &mut outcomes);
-                bytes = 0;
-            }
-            bytes += entry.len() + 1;
-            pending.push((i, entry));
-        }
-        send(config, &pending, &mut outcomes);
-        Ok(outcomes)
+        Ok(batch::packed(
+            &batch,
+            MAX_BATCH_BYTES,
+            |event| entry(config, entity, event),
+            |entries, outcomes| send(config, entries, outcomes),
+        ))
     }
 }
 
@@ -315,13 +296,10 @@ fn relationships(people: Value, identifier: Identifier) -> Result<Value, Error> 
         .map(Value::Array)
 }
 
-/// Sends the entries in one request, writing each one's outcome.
-fn send(config: &Config, entries: &[(usize, String)], outcomes: &mut [Outcome]) {
-    if entries.is_empty() {
-        return;
-    }
-    let joined: Vec<&str> = entries.iter().map(|(_, e)| e.as_str()).collect();
-    let body = format!("{{\"batch\":[{}]}}", joined.join(","));
+/// Sends the entries in one request, writing the outcome of those not
+/// delivered.
+fn send(config: &Config, entries: Entries, outcomes: &mut [Outcome]) {
+    let body = format!("{{\"batch\":{}}}", entries.json_array());
     let sent = http::post(format!("{}/api/v2/batch", config.base()))
         .basic_auth(&config.site_id, &config.api_key)
         .header("content-type", "application/json")
@@ -329,8 +307,10 @@ fn send(config: &Config, entries: &[(usize, String)], outcomes: &mut [Outcome]) 
         .send();
     let failure = match sent {
         Ok(response) if response.status == 207 => {
-            for (index, error) in refused(&response, entries.len()) {
-                outcomes[entries[index].0] = Outcome::Reject(error);
+            for (n, error) in refused(&response, entries.len()) {
+                if let Some(i) = entries.index(n) {
+                    outcomes[i] = Outcome::Reject(error);
+                }
             }
             return;
         }
@@ -338,9 +318,7 @@ fn send(config: &Config, entries: &[(usize, String)], outcomes: &mut [Outcome]) 
         Err(error) => Some(error),
     };
     if let Some(error) = failure {
-        for (i, _) in entries {
-            outcomes[*i] = Outcome::from(error.clone());
-        }
+        entries.fail(error, outcomes);
     }
 }
 

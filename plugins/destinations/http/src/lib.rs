@@ -75,12 +75,9 @@ impl Destination for Http {
         let url = &config.url;
         let problems: Vec<String> = [
             url.is_empty().then(|| "url is required".to_owned()),
-            (!url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://")).then(
-                || {
-                    let quoted = http::redact_url(url);
-                    format!("url must start with http:// or https://, got {quoted:?}")
-                },
-            ),
+            (!url.is_empty())
+                .then(|| http::url_problem("url", url))
+                .flatten(),
             (!(1..=10_000).contains(&config.batch_size))
                 .then(|| format!("batch_size must be 1 to 10000, got {}", config.batch_size)),
         ]

@@ -112,14 +112,9 @@ impl Destination for Hubspot {
     }
 
     fn validate(config: &Config) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        let endpoint = &config.endpoint;
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            problems.push(format!(
-                "endpoint must start with http:// or https://, got {:?}",
-                http::redact_url(endpoint)
-            ));
-        }
+        let mut problems: Vec<String> = http::url_problem("endpoint", &config.endpoint)
+            .into_iter()
+            .collect();
         if config.token.trim().is_empty() {
             problems.push(
                 "token is empty: set it to a private app's access token, token = \"${env:HUBSPOT_TOKEN}\""

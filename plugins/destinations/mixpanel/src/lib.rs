@@ -160,14 +160,9 @@ impl Destination for Mixpanel {
     }
 
     fn validate(config: &Config) -> Result<(), Vec<String>> {
-        let mut problems = Vec::new();
-        let endpoint = &config.endpoint;
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            problems.push(format!(
-                "endpoint must start with http:// or https://, got {:?}",
-                http::redact_url(endpoint)
-            ));
-        }
+        let mut problems: Vec<String> = http::url_problem("endpoint", &config.endpoint)
+            .into_iter()
+            .collect();
         if let Some(id) = &config.project_id
             && (id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()))
         {

@@ -120,14 +120,7 @@ impl Destination for Salesforce {
             ("endpoint", config.endpoint.as_ref()),
         ];
         for (key, url) in urls {
-            if let Some(url) =
-                url.filter(|u| !u.starts_with("http://") && !u.starts_with("https://"))
-            {
-                problems.push(format!(
-                    "{key} must start with http:// or https://, got {:?}",
-                    http::redact_url(url)
-                ));
-            }
+            problems.extend(url.and_then(|url| http::url_problem(key, url)));
         }
         if config.client_id.is_empty() {
             problems.push("client_id is empty; set the connected app's consumer key".into());

@@ -12,6 +12,7 @@
 //! is cut to stay under 500 KB. A deleted record is skipped, or sent as a
 //! `track` of `delete_event` when `on_delete = "track"`.
 
+use ebb_sdk::batch::{self, Entries};
 use ebb_sdk::spec::Rate;
 use ebb_sdk::{Action, Destination, Error, Event, Op, Outcome, Record, Spec, http};
 use serde::Deserialize;
@@ -95,39 +96,19 @@ impl Destination for Segment {
     }
 
     fn validate(config: &Config) -> Result<(), Vec<String>> {
-        let endpoint = &config.endpoint;
-        if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
-            Ok(())
-        } else {
-            Err(vec![format!(
-                "endpoint must start with http:// or https://, got {:?}",
-                http::redact_url(endpoint)
-            )])
+        match http::url_problem("endpoint", &config.endpoint) {
+            None => Ok(()),
+            Some(problem) => Err(vec![problem]),
         }
     }
 
     fn write(config: &Config, action: &str, batch: Vec<Event>) -> Result<Vec<Outcome>, Error> {
-        let mut outcomes = vec![Outcome::Ok; batch.len()];
-        let mut pending: Vec<(usize, String)> = Vec::new();
-        let mut bytes = 0;
-        for (i, event) in batch.iter().enumerate() {
-            let call = match call(config, action, event) {
-                Ok(Some(call)) => call,
-                Ok(None) => continue,
-                Err(error) => {
-                    outcomes[i] = Outcome::Reject(error);
-                    continue;
-                }
-            };
-            if bytes + call.len() + 1 > MAX_BATCH_BYTES - 64 {
-                send(config, &std::mem::take(&mut pending), &mut outcomes);
-                bytes = 0;
-            }
-            bytes += call.len() + 1;
-            pending.push((i, call));
-        }
-        send(config, &pending, &mut outcomes);
-        Ok(outcomes)
+        Ok(batch::packed(
+            &batch,
+            MAX_BATCH_BYTES,
+            |event| call(config, action, event),
+            |calls, outcomes| send(config, calls, outcomes),
+        ))
     }
 }
 
@@ -183,13 +164,9 @@ fn call(config: &Config, action: &str, event: &Event) -> Result<Option<String>, 
     Ok(Some(text))
 }
 
-/// Sends the calls in one request, writing each one's outcome.
-fn send(config: &Config, calls: &[(usize, String)], outcomes: &mut [Outcome]) {
-    if calls.is_empty() {
-        return;
-    }
-    let joined: Vec<&str> = calls.iter().map(|(_, c)| c.as_str()).collect();
-    let body = format!("{{\"batch\":[{}]}}", joined.join(","));
+/// Sends the calls in one request, writing their outcome if it failed.
+fn send(config: &Config, calls: Entries, outcomes: &mut [Outcome]) {
+    let body = format!("{{\"batch\":{}}}", calls.json_array());
     let url = format!("{}/v1/batch", config.endpoint.trim_end_matches('/'));
     let sent = http::post(url)
         .basic_auth(&config.write_key, "")
@@ -201,9 +178,7 @@ fn send(config: &Config, calls: &[(usize, String)], outcomes: &mut [Outcome]) {
         Err(error) => Some(error),
     };
     if let Some(error) = failure {
-        for (i, _) in calls {
-            outcomes[*i] = Outcome::from(error.clone());
-        }
+        calls.fail(error, outcomes);
     }
 }
 
