@@ -27,6 +27,7 @@
 //!   `-Remaining: 0` and no `Retry-After`: the published window (190
 //!   requests per 10 s for private apps on Professional and Enterprise).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -51,6 +52,9 @@ struct Inner {
     token: String,
     gate: Gate,
     objects: Vec<Stored>,
+    /// Where each object is by type, property and value (lower case), so a
+    /// lookup does not scan them all.
+    by_property: HashMap<(String, String, String), usize>,
     /// Every upsert input accepted, in order.
     upserted: Vec<Value>,
     /// `id_property` values whose upsert is refused.
@@ -219,13 +223,28 @@ impl Inner {
 
     /// Where the live `object` whose `property` is `value` is kept.
     fn find(&self, object: &str, property: &str, value: &str) -> Option<usize> {
-        self.objects.iter().position(|o| {
-            o.object_type == object
-                && !o.archived
-                && o.properties[property]
-                    .as_str()
-                    .is_some_and(|v| v.eq_ignore_ascii_case(value))
-        })
+        let key = (object.to_owned(), property.to_owned(), value.to_lowercase());
+        let at = *self.by_property.get(&key)?;
+        let live = &self.objects[at];
+        let still = live.properties[property]
+            .as_str()
+            .is_some_and(|v| v.eq_ignore_ascii_case(value));
+        (!live.archived && still).then_some(at)
+    }
+
+    /// Makes object `at` findable by each of its properties.
+    fn index(&mut self, at: usize) {
+        let stored = &self.objects[at];
+        for (name, value) in &stored.properties {
+            if let Some(value) = value.as_str() {
+                let key = (
+                    stored.object_type.clone(),
+                    name.clone(),
+                    value.to_lowercase(),
+                );
+                self.by_property.insert(key, at);
+            }
+        }
     }
 
     fn upsert(&mut self, object: &str, inputs: &[Value]) -> Response {
@@ -252,10 +271,11 @@ impl Inner {
                 });
                 self.objects.len() - 1
             });
-            let stored = &mut self.objects[at];
             if let Some(properties) = input["properties"].as_object() {
-                stored.properties.extend(properties.clone());
+                self.objects[at].properties.extend(properties.clone());
             }
+            self.index(at);
+            let stored = &self.objects[at];
             results.push(
                 json!({"id": stored.id, "properties": stored.properties, "new": new,
                 "archived": false, "createdAt": TIMESTAMP, "updatedAt": TIMESTAMP}),
