@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::Exchange;
+use ebb_plugin_host::Exchange;
 
 /// What a hidden value is printed as.
 const HIDDEN: &str = "****";
