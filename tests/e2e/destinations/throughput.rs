@@ -2,8 +2,8 @@
 //! model to its vendor fake: once with the fake answering as fast as it
 //! can and the destination's budget lifted, once with the fake enforcing
 //! the vendor's published rate limit and the budget left at the limit the
-//! plugin declares. The
-//! second run must draw not a single 429, and should reach the limit.
+//! plugin declares. The second run must draw not a single 429, and should
+//! reach the limit.
 //!
 //! In CI this is a smoke run of a few hundred rows. For the numbers in
 //! BENCHMARKS.md, on a release build:
