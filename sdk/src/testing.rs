@@ -317,6 +317,22 @@ pub fn apply<T: Transform>(config: Value, batch: Vec<Event>) -> Vec<Item> {
     transform::apply::<T>(&config.to_string(), batch)
 }
 
+/// The deletion of record `id`, whose last delivered fields were
+/// `previous`; its `fields` are empty, as a run sends them.
+///
+/// # Panics
+///
+/// If `previous` is not a JSON object.
+pub fn deleted(id: impl Into<String>, previous: Value) -> Event {
+    let Value::Object(previous) = previous else {
+        panic!("a deleted event's previous record must be a JSON object, got {previous}");
+    };
+    Event {
+        previous: Some(previous),
+        ..event(Op::Deleted, id, Value::Object(Default::default()))
+    }
+}
+
 /// An event with `op`, `id` and `fields`, no previous record and the
 /// delivery id `test-{id}`; set `previous` on the result for updates and
 /// deletes.

@@ -415,12 +415,6 @@ mod tests {
             .collect()
     }
 
-    fn gone(id: &str, previous: Value) -> Event {
-        let mut event = testing::event(Op::Deleted, id, json!({}));
-        event.previous = previous.as_object().cloned();
-        event
-    }
-
     #[test]
     fn attributes_are_the_fields_by_external_id() {
         let mock = MockHttp::new().reply(success());
@@ -642,8 +636,8 @@ mod tests {
     fn deletions_are_skipped_or_delete_users_50_at_a_time() {
         let batch = || -> Vec<Event> {
             (1..=60)
-                .map(|i| gone(&i.to_string(), json!({"plan": "pro"})))
-                .chain([gone("x", json!({"external_id": "u-x"}))])
+                .map(|i| testing::deleted(i.to_string(), json!({"plan": "pro"})))
+                .chain([testing::deleted("x", json!({"external_id": "u-x"}))])
                 .collect()
         };
         let mock = MockHttp::new().route(
@@ -677,7 +671,7 @@ mod tests {
             .route(http::Method::POST, "/users/delete", Reply::status(500));
         let batch = vec![
             testing::event(Op::Added, "1", json!({})),
-            gone("2", json!({})),
+            testing::deleted("2", json!({})),
         ];
         let config = json!({"api_key": "rk", "on_delete": "delete"});
         let outcomes = testing::write::<Braze>(config, "attributes", batch).unwrap();

@@ -399,12 +399,6 @@ mod tests {
             .collect()
     }
 
-    fn deleted(id: &str, previous: Value) -> Event {
-        let mut event = testing::event(Op::Deleted, id, json!({}));
-        event.previous = previous.as_object().cloned();
-        event
-    }
-
     #[test]
     fn identify_person_posts_a_batch_with_basic_auth() {
         let mock = MockHttp::new().respond(200, "{}");
@@ -539,7 +533,7 @@ mod tests {
     #[test]
     fn deletions_are_skipped_or_deleted() {
         let mock = MockHttp::new().respond(200, "{}");
-        let gone = || vec![deleted("7", json!({"email": "x@example.com"}))];
+        let gone = || vec![testing::deleted("7", json!({"email": "x@example.com"}))];
         assert_eq!(
             testing::write::<CustomerIo>(config(), "identify_person", gone()),
             Ok(vec![Outcome::Ok])

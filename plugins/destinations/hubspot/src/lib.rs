@@ -482,12 +482,6 @@ mod tests {
             .clone()
     }
 
-    fn deleted(key: &str, last: Value) -> Event {
-        let mut event = testing::event(Op::Deleted, key, json!({}));
-        event.previous = last.as_object().cloned();
-        event
-    }
-
     #[test]
     fn upserts_by_id_property_with_properties_as_strings() {
         let mock = MockHttp::new().respond(200, r#"{"status":"COMPLETE","results":[]}"#);
@@ -675,7 +669,7 @@ mod tests {
     #[test]
     fn deletions_are_skipped_by_default() {
         let mock = MockHttp::new();
-        let batch = vec![deleted("7", json!({"email": "gone@example.com"}))];
+        let batch = vec![testing::deleted("7", json!({"email": "gone@example.com"}))];
         let outcomes = testing::write::<Hubspot>(config(), "upsert", batch);
         assert_eq!(outcomes, Ok(vec![Outcome::Ok]));
         assert!(mock.requests().is_empty());
@@ -691,8 +685,8 @@ mod tests {
             .reply(Reply::status(207).json(&found))
             .respond(204, "");
         let batch = vec![
-            deleted("7", json!({"email": "Gone@example.com"})),
-            deleted("8", json!({"email": "never@example.com"})),
+            testing::deleted("7", json!({"email": "Gone@example.com"})),
+            testing::deleted("8", json!({"email": "never@example.com"})),
             testing::event(Op::Added, "new@example.com", json!({})),
         ];
         let mock = mock.route(
@@ -723,7 +717,7 @@ mod tests {
     #[test]
     fn a_failed_lookup_fails_the_deletions() {
         let _mock = MockHttp::new().respond(503, "");
-        let batch = vec![deleted("7", json!({"email": "gone@example.com"}))];
+        let batch = vec![testing::deleted("7", json!({"email": "gone@example.com"}))];
         let outcomes = testing::write::<Hubspot>(archiving(), "upsert", batch).unwrap();
         assert!(matches!(&outcomes[0], Outcome::Retry(_)), "{outcomes:?}");
     }

@@ -318,11 +318,10 @@ mod tests {
     #[test]
     fn deletions_delete_the_profile_or_are_skipped() {
         let gone = || {
-            let mut event = testing::event(Op::Deleted, "3", json!({}));
-            event.previous = json!({"$distinct_id": "u-3", "plan": "pro"})
-                .as_object()
-                .cloned();
-            vec![event]
+            vec![testing::deleted(
+                "3",
+                json!({"$distinct_id": "u-3", "plan": "pro"}),
+            )]
         };
         let mock = MockHttp::new().respond(200, OK);
         testing::write::<Mixpanel>(config(), "user", gone()).unwrap();

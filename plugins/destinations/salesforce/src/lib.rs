@@ -802,17 +802,14 @@ mod tests {
         );
     }
 
-    fn deleted(id: &str, previous: Value) -> Event {
-        let mut event = testing::event(Op::Deleted, id, json!({}));
-        event.previous = previous.as_object().cloned();
-        event
-    }
-
     #[test]
     fn deletions_are_skipped_by_default() {
         let mock = MockHttp::new();
-        let outcomes =
-            testing::write::<Salesforce>(config(), "upsert", vec![deleted("1", json!({}))]);
+        let outcomes = testing::write::<Salesforce>(
+            config(),
+            "upsert",
+            vec![testing::deleted("1", json!({}))],
+        );
         assert_eq!(outcomes, Ok(vec![Outcome::Ok]));
         assert!(mock.requests().is_empty());
     }
@@ -832,9 +829,9 @@ mod tests {
         let mut config = config();
         config["on_delete"] = "delete".into();
         let batch = vec![
-            deleted("1", json!({})),
-            deleted("2", json!({})),
-            deleted("3", json!({"External_Id__c": "o'neil"})),
+            testing::deleted("1", json!({})),
+            testing::deleted("2", json!({})),
+            testing::deleted("3", json!({"External_Id__c": "o'neil"})),
         ];
         let outcomes = testing::write::<Salesforce>(config, "upsert", batch).unwrap();
         assert_eq!(outcomes[..2], [Outcome::Ok, Outcome::Ok], "2 was not there");
@@ -872,7 +869,7 @@ mod tests {
         let mut config = config();
         config["on_delete"] = "delete".into();
         let batch: Vec<Event> = (0..200)
-            .map(|i| deleted(&format!("{i:0>40}"), json!({})))
+            .map(|i| testing::deleted(format!("{i:0>40}"), json!({})))
             .collect();
         let outcomes = testing::write::<Salesforce>(config, "upsert", batch).unwrap();
         assert!(outcomes.iter().all(|o| *o == Outcome::Ok));

@@ -255,16 +255,7 @@ mod tests {
 
     #[test]
     fn deletions_are_skipped_or_tracked() {
-        let gone = || {
-            let mut e = testing::event(Op::Deleted, "7", json!({}));
-            e.previous = Some(
-                json!({"email": "x@example.com"})
-                    .as_object()
-                    .unwrap()
-                    .clone(),
-            );
-            vec![e]
-        };
+        let gone = || vec![testing::deleted("7", json!({"email": "x@example.com"}))];
         let mock = MockHttp::new().respond(200, "{}");
         assert_eq!(
             testing::write::<Segment>(config(), "identify", gone()),
