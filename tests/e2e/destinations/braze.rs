@@ -11,10 +11,10 @@ fn braze(wh: &Warehouse, fake: &Braze, api_key: &str, action: &str, sync: &str) 
     Config::new(wh)
         .vendor(
             "braze",
-            &fake.host(),
+            &fake.http.host(),
             &format!(
                 r#"api_key = "{api_key}", endpoint = "{endpoint}", on_delete = "delete""#,
-                endpoint = fake.endpoint()
+                endpoint = fake.http.endpoint()
             ),
         )
         .sync(&format!("action = \"{action}\""))

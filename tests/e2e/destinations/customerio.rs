@@ -23,10 +23,10 @@ fn customerio(
     config
         .vendor(
             "customerio",
-            &fake.host(),
+            &fake.http.host(),
             &format!(
                 r#"site_id = "site", api_key = "{api_key}", endpoint = "{endpoint}"{settings}"#,
-                endpoint = fake.endpoint()
+                endpoint = fake.http.endpoint()
             ),
         )
         .sync(&format!("action = \"{action}\""))

@@ -13,10 +13,10 @@ fn hubspot(wh: &Warehouse, fake: &Hubspot, token: &str, extra: &str) -> String {
     Config::new(wh)
         .vendor(
             "hubspot",
-            &fake.host(),
+            &fake.http.host(),
             &format!(
                 r#"token = "{token}", object = "contacts", id_property = "email", endpoint = "{endpoint}", on_delete = "archive""#,
-            endpoint = fake.endpoint()
+            endpoint = fake.http.endpoint()
             ),
         )
         .sync("action = \"upsert\"")

@@ -25,10 +25,10 @@ fn mixpanel(
         .query(query)
         .vendor(
             "mixpanel",
-            &fake.host(),
+            &fake.http.host(),
             &format!(
                 r#"project_id = 42, service_account = "sa.ebb", secret = "{secret}", project_token = "tok", endpoint = "{endpoint}""#,
-            endpoint = fake.endpoint()
+            endpoint = fake.http.endpoint()
             ),
         )
         .sync(&format!("action = \"{action}\""))

@@ -22,10 +22,10 @@ fn salesforce(wh: &Warehouse, fake: &Salesforce, client_secret: &str, sync: &str
     Config::new(wh)
         .vendor(
             "salesforce",
-            &fake.host(),
+            &fake.http.host(),
             &format!(
                 r#"login_url = "{login}", client_id = "{id}", client_secret = "{client_secret}", object = "{object}", external_id = "{field}", on_delete = "delete""#,
-            login = fake.endpoint(),
+            login = fake.http.endpoint(),
             id = ORG.client_id,
             object = ORG.object,
             field = ORG.external_id

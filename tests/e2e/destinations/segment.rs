@@ -19,10 +19,10 @@ pub(super) fn segment(
     Config::new(wh)
         .vendor(
             "segment",
-            &fake.host(),
+            &fake.http.host(),
             &format!(
                 r#"write_key = "{write_key}", endpoint = "{endpoint}", on_delete = "track""#,
-                endpoint = fake.endpoint()
+                endpoint = fake.http.endpoint()
             ),
         )
         .sync(&format!("action = \"{action}\""))

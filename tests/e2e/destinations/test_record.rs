@@ -20,7 +20,7 @@ fn test_record_sends_one_record_shows_the_request_and_writes_nothing() {
     assert!(
         out.contains(&format!(
             "request 1: POST {}/v1/batch -> 200",
-            fake.endpoint()
+            fake.http.endpoint()
         )),
         "{out}"
     );

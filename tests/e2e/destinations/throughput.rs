@@ -65,10 +65,10 @@ impl Vendor for Segment {
     fn destination(&self) -> (String, Vec<String>) {
         let block = vendor_block(
             "segment",
-            &self.host(),
+            &self.http.host(),
             &format!(
                 "write_key = \"wk_bench\", endpoint = \"{}\"",
-                self.endpoint()
+                self.http.endpoint()
             ),
         );
         (block, vec!["action = \"identify\"".to_owned()])
@@ -94,10 +94,10 @@ impl Vendor for CustomerIo {
     fn destination(&self) -> (String, Vec<String>) {
         let block = vendor_block(
             "customerio",
-            &self.host(),
+            &self.http.host(),
             &format!(
                 "site_id = \"site_bench\", api_key = \"key_bench\", endpoint = \"{}\"",
-                self.endpoint()
+                self.http.endpoint()
             ),
         );
         (block, vec!["action = \"identify_person\"".to_owned()])
@@ -123,10 +123,10 @@ impl Vendor for Hubspot {
     fn destination(&self) -> (String, Vec<String>) {
         let block = vendor_block(
             "hubspot",
-            &self.host(),
+            &self.http.host(),
             &format!(
                 "token = \"pat_bench\", object = \"contacts\", id_property = \"email\", endpoint = \"{}\"",
-                self.endpoint()
+                self.http.endpoint()
             ),
         );
         (block, Vec::new())
@@ -152,14 +152,14 @@ impl Vendor for Salesforce {
     fn destination(&self) -> (String, Vec<String>) {
         let config = format!(
             "login_url = \"{}\", client_id = \"{}\", client_secret = \"{}\", object = \"{}\", external_id = \"{}\"",
-            self.endpoint(),
+            self.http.endpoint(),
             ORG.client_id,
             ORG.client_secret,
             ORG.object,
             ORG.external_id
         );
         let sync = vec!["action = \"upsert\"".to_owned()];
-        (vendor_block("salesforce", &self.host(), &config), sync)
+        (vendor_block("salesforce", &self.http.host(), &config), sync)
     }
 
     fn gate(&self) -> &Gate {
@@ -184,10 +184,10 @@ impl Vendor for Mixpanel {
     fn destination(&self) -> (String, Vec<String>) {
         let config = format!(
             "project_id = 42, service_account = \"sa.bench\", secret = \"secret_bench\", project_token = \"tok_bench\", endpoint = \"{}\"",
-            self.endpoint()
+            self.http.endpoint()
         );
         let sync = vec!["action = \"user\"".to_owned()];
-        (vendor_block("mixpanel", &self.host(), &config), sync)
+        (vendor_block("mixpanel", &self.http.host(), &config), sync)
     }
 
     fn gate(&self) -> &Gate {
@@ -210,10 +210,10 @@ impl Vendor for Braze {
     fn destination(&self) -> (String, Vec<String>) {
         let config = format!(
             "api_key = \"key_bench\", endpoint = \"{}\"",
-            self.endpoint()
+            self.http.endpoint()
         );
         let sync = vec!["action = \"attributes\"".to_owned()];
-        (vendor_block("braze", &self.host(), &config), sync)
+        (vendor_block("braze", &self.http.host(), &config), sync)
     }
 
     fn gate(&self) -> &Gate {

@@ -29,6 +29,16 @@ impl Loopback {
         });
         Loopback { addr, rt: Some(rt) }
     }
+
+    /// `127.0.0.1:PORT`, as `allow_hosts` grants it.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:PORT`, a destination's `endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
 }
 
 impl Drop for Loopback {

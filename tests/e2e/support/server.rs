@@ -102,7 +102,7 @@ impl Server {
 
     /// `127.0.0.1:<port>`, as `allow_hosts` wants it.
     pub fn host(&self) -> String {
-        self.http.addr.to_string()
+        self.http.host()
     }
 
     pub fn url(&self) -> String {

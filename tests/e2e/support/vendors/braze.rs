@@ -64,7 +64,8 @@ struct Inner {
 type Shared = Arc<Mutex<Inner>>;
 
 pub struct Braze {
-    http: Loopback,
+    /// Where it listens.
+    pub http: Loopback,
     inner: Shared,
     /// When it answers 429.
     pub gate: Gate,
@@ -85,14 +86,6 @@ impl Braze {
             inner,
             gate,
         }
-    }
-
-    pub fn host(&self) -> String {
-        self.http.addr.to_string()
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.http.addr)
     }
 
     /// Refuses every object for user `external_id` from now on, as Braze

@@ -74,7 +74,8 @@ struct Inner {
 type Shared = Arc<Mutex<Inner>>;
 
 pub struct CustomerIo {
-    http: Loopback,
+    /// Where it listens.
+    pub http: Loopback,
     inner: Shared,
     /// When it answers 429.
     pub gate: Gate,
@@ -97,14 +98,6 @@ impl CustomerIo {
             gate,
             inner,
         }
-    }
-
-    pub fn host(&self) -> String {
-        self.http.addr.to_string()
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.http.addr)
     }
 
     /// From now on refuses, in a 207, the entries identified by one of

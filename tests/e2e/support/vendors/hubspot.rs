@@ -73,7 +73,8 @@ struct Stored {
 type Shared = Arc<Mutex<Inner>>;
 
 pub struct Hubspot {
-    http: Loopback,
+    /// Where it listens.
+    pub http: Loopback,
     inner: Shared,
     /// When it answers 429.
     pub gate: Gate,
@@ -93,14 +94,6 @@ impl Hubspot {
             inner,
             gate,
         }
-    }
-
-    pub fn host(&self) -> String {
-        self.http.addr.to_string()
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.http.addr)
     }
 
     /// Refuses the upsert of the record whose `id_property` value is `id`,

@@ -86,7 +86,8 @@ struct Inner {
 type Shared = Arc<Mutex<Inner>>;
 
 pub struct Mixpanel {
-    http: Loopback,
+    /// Where it listens.
+    pub http: Loopback,
     inner: Shared,
     /// When it answers 429.
     pub gate: Gate,
@@ -139,14 +140,6 @@ impl Mixpanel {
             inner,
             gate,
         }
-    }
-
-    pub fn host(&self) -> String {
-        self.http.addr.to_string()
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.http.addr)
     }
 
     /// From now on, refuses the events and profile updates of these ids

@@ -79,7 +79,8 @@ struct Inner {
 type Shared = Arc<Mutex<Inner>>;
 
 pub struct Salesforce {
-    http: Loopback,
+    /// Where it listens: the login URL and the instance URL alike.
+    pub http: Loopback,
     inner: Shared,
     /// When it answers 429 (or Salesforce's 403 of a spent allowance).
     pub gate: Gate,
@@ -106,18 +107,9 @@ impl Salesforce {
         {
             let mut inner = inner.lock().unwrap();
             inner.org = Some(org);
-            inner.instance_url = format!("http://{}", http.addr);
+            inner.instance_url = http.endpoint();
         }
         Salesforce { http, inner, gate }
-    }
-
-    pub fn host(&self) -> String {
-        self.http.addr.to_string()
-    }
-
-    /// The login URL and instance URL alike.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.http.addr)
     }
 
     /// Fails the upsert of the record with external id `value` from now on.

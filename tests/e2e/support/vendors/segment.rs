@@ -34,7 +34,8 @@ struct Inner {
 type Shared = Arc<Mutex<Inner>>;
 
 pub struct Segment {
-    http: Loopback,
+    /// Where it listens.
+    pub http: Loopback,
     inner: Shared,
     /// When it answers 429.
     pub gate: Gate,
@@ -54,14 +55,6 @@ impl Segment {
             gate,
             inner,
         }
-    }
-
-    pub fn host(&self) -> String {
-        self.http.addr.to_string()
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.http.addr)
     }
 
     /// Every call accepted so far.
