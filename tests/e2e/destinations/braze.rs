@@ -1,5 +1,6 @@
 //! `ebb:braze` against a fake of Braze's REST API.
 
+use super::assert_owed;
 use crate::support::config::Config;
 use crate::support::project::Project;
 use crate::support::vendors::braze::Braze;
@@ -39,15 +40,7 @@ fn braze_tracks_attributes_and_deletes_users_through_bad_keys_throttling_and_ref
         "retry = { max_attempts = 1 }",
     ));
     assert_ne!(project.run().status(), "success");
-    let errors = project.errors();
-    assert_eq!(errors.len(), 3, "{errors:#?}");
-    for error in &errors {
-        let message = error["error"].as_str().unwrap_or_default();
-        assert!(
-            message.contains("401") && message.contains("check api_key"),
-            "{message}"
-        );
-    }
+    assert_owed(&project, &["1", "2", "3"], &["401", "check api_key"]);
     assert!(fake.objects("attributes").is_empty());
 
     // The right key behind one 429, and Braze refusing user 2's object:
@@ -58,11 +51,7 @@ fn braze_tracks_attributes_and_deletes_users_through_bad_keys_throttling_and_ref
     let run = project.run();
     run.assert_status("partial");
     assert_eq!(run.count("retried"), 3, "{:#?}", run.report);
-    let errors = project.errors();
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert_eq!(errors[0]["key"], "2");
-    let message = errors[0]["error"].as_str().unwrap_or_default();
-    assert!(message.contains("not a valid email address"), "{message}");
+    assert_owed(&project, &["2"], &["not a valid email address"]);
     let attributes = fake.objects("attributes");
     assert_eq!(attributes.len(), 2, "{attributes:#?}");
     let first = attributes

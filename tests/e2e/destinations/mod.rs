@@ -19,6 +19,21 @@ use crate::support::server::Server;
 use crate::support::serving::{Serving, server_toml};
 use crate::support::warehouse::Warehouse;
 
+/// Asserts that exactly the records `keys` are owed, each with an error
+/// saying every one of `says`.
+fn assert_owed(project: &Project, keys: &[&str], says: &[&str]) {
+    let errors = project.errors();
+    let mut owed: Vec<&str> = errors.iter().filter_map(|e| e["key"].as_str()).collect();
+    owed.sort_unstable();
+    assert_eq!(owed, keys, "{errors:#?}");
+    for error in &errors {
+        let message = error["error"].as_str().unwrap_or_default();
+        for said in says {
+            assert!(message.contains(said), "{said:?} not in {message}");
+        }
+    }
+}
+
 /// Two syncs to one destination with a budget of 4 requests a second,
 /// running at once under `ebb serve`, together send at most 4 a second,
 /// and both deliver everything.

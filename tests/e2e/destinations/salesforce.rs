@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use super::assert_owed;
 use crate::support::config::Config;
 use crate::support::project::Project;
 use crate::support::vendors::salesforce::{Org, Salesforce};
@@ -54,12 +55,7 @@ fn salesforce_upserts_by_external_id_deletes_and_survives_limits_refusals_and_ba
     ));
     let run = project.run();
     assert_ne!(run.status(), "success");
-    let errors = project.errors();
-    assert_eq!(errors.len(), 3, "{errors:#?}");
-    assert!(
-        format!("{errors:?}").contains("invalid_client"),
-        "{errors:#?}"
-    );
+    assert_owed(&project, &["1", "2", "3"], &["invalid_client"]);
     assert_eq!((fake.tokens(), fake.upserted().len()), (0, 0));
 
     // The right secret, behind one spent request limit, with record 2
@@ -87,13 +83,7 @@ fn salesforce_upserts_by_external_id_deletes_and_survives_limits_refusals_and_ba
         })
     );
     assert!(upserted.iter().any(|r| r["External_Id__c"] == "3"));
-    let errors = project.errors();
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert_eq!(errors[0]["key"], "2");
-    assert!(
-        format!("{errors:?}").contains("REQUIRED_FIELD_MISSING"),
-        "{errors:#?}"
-    );
+    assert_owed(&project, &["2"], &["REQUIRED_FIELD_MISSING"]);
 
     // A deleted user's Contact is looked up by external id and deleted.
     wh.exec("DELETE FROM users WHERE id = 3");

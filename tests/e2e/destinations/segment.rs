@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use super::assert_owed;
 use crate::support::config::Config;
 use crate::support::project::Project;
 use crate::support::vendors::segment::Segment;
@@ -48,9 +49,7 @@ fn segment_identifies_tracks_deletions_and_survives_throttling_and_bad_keys() {
     ));
     let run = project.run();
     assert_ne!(run.status(), "success");
-    let errors = project.errors();
-    assert_eq!(errors.len(), 3, "{errors:#?}");
-    assert!(format!("{errors:?}").contains("401"), "{errors:#?}");
+    assert_owed(&project, &["1", "2", "3"], &["401"]);
 
     // The right key, behind one 429: retried, then all three identified.
     fake.gate.throttle(1);
