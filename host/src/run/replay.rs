@@ -59,9 +59,7 @@ pub async fn replay(
         .map(|e| serde_json::from_str::<Event>(e))
         .collect::<std::result::Result<Vec<_>, _>>()
         .doing("the state store holds an event Ebb cannot read")?;
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let started = chrono::Utc::now().timestamp_millis();
     for event in &mut events {
         event.delivery_id = delivery_id::replayed(&event.id, &event.delivery_id, started);
     }

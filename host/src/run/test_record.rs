@@ -86,9 +86,7 @@ pub async fn test_record(
         }
         None => None,
     };
-    let started_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let started_ms = chrono::Utc::now().timestamp_millis();
     let event = Event {
         op: if previous.is_some() {
             Op::Updated
