@@ -174,8 +174,8 @@ async fn find(
             model.name, model.primary_key, model.name
         ),
         None => format!(
-            "model `{}` returns no rows with a key; there is nothing to test with",
-            model.name
+            "model `{}` returns no rows with a key, so there is no record to send; check its query with `ebb preview {}`",
+            model.name, model.name
         ),
     }))
 }
