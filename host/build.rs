@@ -29,6 +29,10 @@ const PLUGINS: &[(&str, &str)] = &[
     ("unpack-pairs", "ebb-unpack-pairs"),
     ("compare-truths", "ebb-compare-truths"),
 ];
+/// Built-ins checked in already built, with their file in the workspace:
+/// `ebb:js` holds QuickJS, which needs a C compiler for wasm that a plain
+/// Rust toolchain lacks (its `build.sh` rebuilds it; CI checks the copy).
+const PREBUILT: &[(&str, &str)] = &[("js", "plugins/transforms/js/ebb_js.wasm")];
 /// Guests only the tests use; found through `EBB_FIXTURE_DIR`.
 const FIXTURES: &[&str] = &[
     "ebb-misbehave",
@@ -75,7 +79,7 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     write_if_changed(
         &out_dir.join("builtin_plugins.rs"),
-        &builtin_table(&wasm_dir),
+        &builtin_table(workspace, &wasm_dir),
     );
     write_if_changed(
         &out_dir.join("sdk_files.rs"),
@@ -136,11 +140,16 @@ fn build_guests(workspace: &Path, target_dir: &Path) {
 }
 
 /// The Rust source `host/src/plugin/builtin.rs` includes.
-fn builtin_table(wasm_dir: &Path) -> String {
-    let names: Vec<String> = PLUGINS
+fn builtin_table(workspace: &Path, wasm_dir: &Path) -> String {
+    let built = PLUGINS.iter().map(|(name, package)| {
+        let file = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
+        (*name, file)
+    });
+    let prebuilt = PREBUILT
         .iter()
-        .map(|(name, _)| format!("{name:?}"))
-        .collect();
+        .map(|(name, file)| (*name, workspace.join(file)));
+    let all: Vec<(&str, PathBuf)> = built.chain(prebuilt).collect();
+    let names: Vec<String> = all.iter().map(|(name, _)| format!("{name:?}")).collect();
     let mut src = format!(
         "/// Names of the built-in plugins, as in `plugin = \"ebb:NAME\"`.\n\
          pub const NAMES: &[&str] = &[{}];\n\n\
@@ -148,13 +157,9 @@ fn builtin_table(wasm_dir: &Path) -> String {
          pub const ALL: &[Builtin] = &[\n",
         names.join(", ")
     );
-    for (name, package) in PLUGINS {
-        let wasm = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
+    for (name, wasm) in &all {
         if !wasm.is_file() {
-            fail(&format!(
-                "the plugin build did not produce {}",
-                wasm.display()
-            ));
+            fail(&format!("the plugin {} is missing", wasm.display()));
         }
         writeln!(
             src,

@@ -17,7 +17,7 @@ use super::resolver::Resolver;
 use crate::event::Op;
 use crate::limits::Limits;
 use crate::mapping::Mapping;
-use crate::plugin::{self, PluginRef};
+use crate::plugin::{self, PluginLocation, PluginRef, js};
 use crate::schedule::{RawSchedule, Schedule};
 use crate::status::Status;
 
@@ -80,13 +80,17 @@ pub struct RawSync {
     retry: RawRetry,
 }
 
+/// A transform entry: a plugin with its config, or a JavaScript file
+/// (`js`, with its `libraries` and `shape`), which runs in `ebb:js`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTransform {
-    plugin: String,
+    plugin: Option<String>,
     sha256: Option<String>,
-    #[serde(default = "empty_table")]
-    config: toml::Value,
+    config: Option<toml::Value>,
+    js: Option<String>,
+    libraries: Option<BTreeMap<String, String>>,
+    shape: Option<String>,
     #[serde(flatten)]
     limits: RawPluginLimits,
 }
@@ -146,7 +150,7 @@ fn sync(name: String, s: RawSync, known: &Known, r: &Resolver) -> Result<Sync, I
         .transforms
         .into_iter()
         .enumerate()
-        .map(|(i, t)| transform(&key, &name, i, t, r))
+        .map(|(i, t)| transform(&key, &name, &s.destination, i, t, r))
         .collect::<Result<_, _>>()?;
     let mapping = match s.mapping {
         Some(table) => Some(
@@ -198,26 +202,111 @@ fn changes(key: &str, names: &[String]) -> Result<Vec<Op>, Invalid> {
         .collect()
 }
 
-/// Transform `i` of the sync `name` at `key`.
+/// Transform `i` of the sync `name` (to `destination`) at `key`.
 fn transform(
     key: &str,
     name: &str,
+    destination: &str,
     i: usize,
     t: RawTransform,
     r: &Resolver,
 ) -> Result<Transform, Invalid> {
     let tkey = format!("{key}.transforms[{i}]");
+    let limits = plugin_limits(&tkey, &t.limits)?;
+    let (plugin, config) = match (t.plugin, t.js) {
+        (Some(plugin), None) => {
+            if let Some(field) = [("libraries", t.libraries.is_some()), ("shape", t.shape.is_some())]
+                .into_iter()
+                .find_map(|(field, set)| set.then_some(field))
+            {
+                return Err(Invalid::new(
+                    format!("{tkey}.{field}"),
+                    "only a JavaScript transform (`js = \"FILE.js\"`) takes it",
+                ));
+            }
+            let config = t.config.unwrap_or_else(empty_table);
+            (
+                plugin_ref(
+                    r,
+                    &tkey,
+                    format!("transform {} ({plugin}) of sync `{name}`", i + 1),
+                    &plugin,
+                    t.sha256,
+                )?,
+                r.json_with_secrets(&format!("{tkey}.config"), config)?,
+            )
+        }
+        (None, Some(file)) => {
+            if let Some(field) = [("config", t.config.is_some()), ("sha256", t.sha256.is_some())]
+                .into_iter()
+                .find_map(|(field, set)| set.then_some(field))
+            {
+                return Err(Invalid::new(
+                    format!("{tkey}.{field}"),
+                    "a JavaScript transform takes no `config` or `sha256`; its settings live in the script",
+                ));
+            }
+            let context = js::Context {
+                sync: name,
+                destination,
+            };
+            let config = js_config(&tkey, &file, t.libraries, t.shape, &context, r)?;
+            let plugin = PluginRef {
+                label: format!("transform {} ({file}) of sync `{name}`", i + 1),
+                location: PluginLocation::Builtin(js::BUILTIN.into()),
+                sha256: None,
+            };
+            (plugin, config)
+        }
+        (Some(_), Some(_)) => {
+            return Err(Invalid::new(
+                tkey,
+                "set `plugin` or `js`, not both: a transform is a WebAssembly plugin or a JavaScript file",
+            ));
+        }
+        (None, None) => {
+            return Err(Invalid::new(
+                tkey,
+                "name what transforms: `plugin = \"ebb:NAME\"` (or a .wasm file) or `js = \"FILE.js\"`",
+            ));
+        }
+    };
     Ok(Transform {
-        plugin: plugin_ref(
-            r,
-            &tkey,
-            format!("transform {} ({}) of sync `{name}`", i + 1, t.plugin),
-            &t.plugin,
-            t.sha256,
-        )?,
-        config: r.json_with_secrets(&format!("{tkey}.config"), t.config)?,
-        limits: plugin_limits(&tkey, &t.limits)?,
+        plugin,
+        config,
+        limits,
     })
+}
+
+/// `ebb:js`'s config for the script `file` and its libraries, read now.
+fn js_config(
+    tkey: &str,
+    file: &str,
+    libraries: Option<BTreeMap<String, String>>,
+    shape: Option<String>,
+    context: &js::Context,
+    r: &Resolver,
+) -> Result<Value, Invalid> {
+    let read = |key: String, file: &str| {
+        let path = r.existing_file(&key, file)?;
+        js::Source::read(file, &path).map_err(|e| Invalid::new(key, e))
+    };
+    let main = read(format!("{tkey}.js"), file)?;
+    let libraries = libraries
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, file)| Ok((name.clone(), read(format!("{tkey}.libraries.{name}"), &file)?)))
+        .collect::<Result<Vec<_>, Invalid>>()?;
+    let shape = match shape {
+        None => js::Shape::default(),
+        Some(name) => js::Shape::parse(&name).ok_or_else(|| {
+            Invalid::new(
+                format!("{tkey}.shape"),
+                format!("unknown shape `{name}`; use \"ebb\" (Ebb's envelope) or \"rudderstack\" (an identify call)"),
+            )
+        })?,
+    };
+    Ok(js::config(&main, &libraries, shape, context))
 }
 
 fn retry(raw: &RawRetry) -> Retry {

@@ -5,6 +5,7 @@
 //! CLI builds it.
 
 pub mod builtin;
+pub mod js;
 mod mask;
 
 pub use mask::Masker;
