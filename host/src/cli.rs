@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -132,6 +134,32 @@ pub enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+}
+
+impl Cli {
+    /// The command line, or exit with clap's message.
+    ///
+    /// `ebb plugin test --config FILE` names the plugin's config, and shares
+    /// its id with the global `--config` (the ebb.toml), whose default and
+    /// `EBB_CONFIG` would otherwise fill it: it keeps only a value typed on
+    /// the command line.
+    pub fn parse_args() -> Cli {
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let typed = matches
+            .subcommand_matches("plugin")
+            .and_then(|m| m.subcommand_matches("test"))
+            .and_then(|m| m.value_source("config"))
+            == Some(ValueSource::CommandLine);
+        if let Command::Plugin {
+            command: PluginCommand::Test { config, .. },
+        } = &mut cli.command
+            && !typed
+        {
+            *config = None;
+        }
+        cli
+    }
 }
 
 pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -4,7 +4,6 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use ebb::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -14,14 +13,17 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_args();
     // A model reading millions of rows is a long statement by design: the
     // driver's slow-statement warnings are only wanted when asked for. A
     // server's log is the record of what it did, so `serve` logs runs.
     // What plugins log (target `ebb::plugin`) shows from `-v` on, down to
-    // their debug lines, which are written for their authors.
+    // their debug lines, which are written for their authors; `ebb plugin`
+    // is for authors, so it shows them always.
     let serving = matches!(cli.command, Command::Serve);
+    let authoring = matches!(cli.command, Command::Plugin { .. });
     let default = match (cli.verbose, serving) {
+        (0, _) if authoring => "warn,ebb::plugin=debug,sqlx::query=error",
         (0, false) => "warn,sqlx::query=error",
         (0, true) => "info,sqlx::query=error",
         (1, _) => "info,ebb::plugin=debug,sqlx::query=error",

@@ -21,11 +21,17 @@ use crate::delivery_id::{self, ChangeOf, DeliveryIds};
 use crate::diff::fingerprint_of;
 use crate::event::Event;
 use crate::load::{Delivery, Loader};
-use crate::plugin::{Destination, Engine, Exchange, Grants, Item, Masker};
+use crate::plugin::{
+    Destination, Engine, Exchange, Grants, Item, Masker, PluginLocation, PluginRef, js,
+};
 
 /// What `ebb plugin test` was asked to do.
 pub struct Test {
     pub file: PathBuf,
+    /// `NAME=FILE` libraries of a JavaScript transform.
+    pub libraries: Vec<String>,
+    /// The event shape of a JavaScript transform.
+    pub shape: String,
     pub config: Option<PathBuf>,
     pub events: PathBuf,
     pub respond: Option<PathBuf>,
@@ -68,7 +74,10 @@ pub async fn run(engine: &Engine, test: Test) -> Result<bool, Problem> {
         None => Value::Object(Default::default()),
     };
     let events = read_events(&test.events)?;
-    let plugin = file_ref(&test.file);
+    let (plugin, config) = match test.file.extension().and_then(|e| e.to_str()) {
+        Some("js" | "mjs") => (javascript_ref(&test.file), javascript(&test)?),
+        _ => (file_ref(&test.file), config),
+    };
     let world = engine.inspect(&plugin).await?.shape.world;
     let report = match world {
         Some("transform") => {
@@ -252,6 +261,52 @@ fn print(report: &Report) {
         0 => println!("all {} event(s) accepted", report.events.len()),
         n => println!("{n} of {} event(s) not accepted", report.events.len()),
     }
+}
+
+/// `ebb:js`, labelled with the script it runs.
+fn javascript_ref(file: &Path) -> PluginRef {
+    PluginRef {
+        label: file.display().to_string(),
+        location: PluginLocation::Builtin(js::BUILTIN.into()),
+        sha256: None,
+    }
+}
+
+/// `ebb:js`'s config for the script under test, as a sync named `test`
+/// would pass it.
+fn javascript(test: &Test) -> Result<Value, Problem> {
+    if test.config.is_some() {
+        return Err(Problem::new(
+            "a JavaScript transform takes no --config; its settings live in the script",
+        ));
+    }
+    let read = |path: &Path| {
+        js::Source::read(&path.display().to_string(), path).map_err(Problem::new)
+    };
+    let main = read(&test.file)?;
+    let libraries = test
+        .libraries
+        .iter()
+        .map(|entry| match entry.split_once('=') {
+            Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+                Ok((name.to_owned(), read(Path::new(file))?))
+            }
+            _ => Err(Problem::new(format!(
+                "--library {entry}: write NAME=FILE, as `import … from 'NAME'` names it"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let shape = js::Shape::parse(&test.shape).ok_or_else(|| {
+        Problem::new(format!(
+            "--shape {}: use `ebb` (Ebb's envelope) or `rudderstack` (an identify call)",
+            test.shape
+        ))
+    })?;
+    let context = js::Context {
+        sync: "test",
+        destination: "test",
+    };
+    Ok(js::config(&main, &libraries, shape, &context))
 }
 
 /// The plugin's config: a JSON file, or a TOML one holding its keys.

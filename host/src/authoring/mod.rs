@@ -45,12 +45,19 @@ pub enum PluginCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Run a built plugin on events from a file, against a local mock
-    /// endpoint, and show its requests and each event's outcome; exits 1
-    /// unless every event was accepted.
+    /// Run a built plugin, or a JavaScript transform (FILE.js), on events
+    /// from a file, against a local mock endpoint, and show its requests
+    /// and each event's outcome; exits 1 unless every event was accepted.
     #[command(after_help = TEST_HELP)]
     Test {
         file: PathBuf,
+        /// For FILE.js: a library it imports by name (repeatable).
+        #[arg(long = "library", value_name = "NAME=FILE")]
+        libraries: Vec<String>,
+        /// For FILE.js: the event shape, `ebb` (the envelope) or
+        /// `rudderstack` (an identify call).
+        #[arg(long, default_value = "ebb")]
+        shape: String,
         /// The plugin's config: a TOML file of its keys, or a .json file.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -87,7 +94,13 @@ that matches and is not used up answers:
   times = 1              # optional: answers this many requests, then is used up
   status = 429
   headers = { \"Retry-After\" = \"1\" }
-  body = \"slow down\"     # or json = { ... }";
+  body = \"slow down\"     # or json = { ... }
+
+A JavaScript transform runs in the built-in `ebb:js` as a sync runs it, with
+`metadata(event).sync` = \"test\"; what it logs is printed on stderr:
+
+  ebb plugin test transforms/rebuild.js --events events.jsonl \\
+      --library warehouseActionsUtils=transforms/utils.js --shape rudderstack";
 
 pub async fn execute(
     command: PluginCommand,
@@ -108,6 +121,8 @@ pub async fn execute(
         }
         PluginCommand::Test {
             file,
+            libraries,
+            shape,
             config,
             events,
             respond,
@@ -118,6 +133,8 @@ pub async fn execute(
         } => {
             let test = harness::Test {
                 file,
+                libraries,
+                shape,
                 config,
                 events,
                 respond,

@@ -11,6 +11,11 @@
 //! Segment. A call over Segment's 32 KB is refused on its own, and a batch
 //! is cut to stay under 500 KB. A deleted record is skipped, or sent as a
 //! `track` of `delete_event` when `on_delete = "track"`.
+//!
+//! Fields that already are a whole call (a `type` naming one and a
+//! `context` object, as a RudderStack-shaped JavaScript transform returns)
+//! are sent as that call whatever the action; the `call` action asks for
+//! exactly that, so a record that is not one becomes a row error.
 
 use ebb_sdk::batch::{self, Entries};
 use ebb_sdk::spec::Rate;
@@ -21,6 +26,9 @@ use serde_json::{Map, Value, json};
 /// Segment's limits: one call, and one request of calls.
 const MAX_CALL_BYTES: usize = 32 * 1024;
 const MAX_BATCH_BYTES: usize = 500 * 1024;
+
+/// The calls of Segment's spec, as a whole call's `type` names them.
+const CALL_TYPES: [&str; 6] = ["identify", "track", "page", "screen", "group", "alias"];
 
 /// Fields Segment reads at the top level of a call.
 const RESERVED: [&str; 8] = [
@@ -85,6 +93,10 @@ impl Destination for Segment {
             actions: ["identify", "track", "group", "page", "screen"]
                 .into_iter()
                 .map(|name| Action::new(name, format!("Segment {name} calls")))
+                .chain([Action::new(
+                    "call",
+                    "fields that are a whole call (`type`, `userId`, `traits`, …), as a RudderStack-shaped JavaScript transform returns",
+                )])
                 .collect(),
             max_batch_records: 500,
             max_batch_bytes: MAX_BATCH_BYTES,
@@ -114,8 +126,22 @@ impl Destination for Segment {
 
 /// The call an event becomes, as JSON; `None` when nothing is sent.
 fn call(config: &Config, action: &str, event: &Event) -> Result<Option<String>, Error> {
+    if event.op == Op::Deleted && config.on_delete == OnDelete::Skip {
+        return Ok(None);
+    }
+    if let Some(kind) = whole_call(&event.fields) {
+        let mut call = event.fields.clone();
+        call.entry("messageId")
+            .or_insert_with(|| event.delivery_id.clone().into());
+        return checked(kind, call).map(Some);
+    }
+    if action == "call" {
+        return Err(Error::rejected(format!(
+            "the `call` action sends fields that are a whole Segment call, with `type` one of {} and a `context` object; these fields are not (a JavaScript transform with shape = \"rudderstack\" returns one)",
+            CALL_TYPES.join(", ")
+        )));
+    }
     let (kind, fields) = match (event.op, config.on_delete) {
-        (Op::Deleted, OnDelete::Skip) => return Ok(None),
         (Op::Deleted, OnDelete::Track) => {
             let mut fields = event
                 .previous
@@ -137,16 +163,6 @@ fn call(config: &Config, action: &str, event: &Event) -> Result<Option<String>, 
     }
     call.entry("userId")
         .or_insert_with(|| event.id.clone().into());
-    let needs = match kind {
-        "track" => Some("event"),
-        "group" => Some("groupId"),
-        _ => None,
-    };
-    if let Some(field) = needs.filter(|f| call.get(*f).is_none_or(Value::is_null)) {
-        return Err(Error::rejected(format!(
-            "a {kind} call needs `{field}`; map a column to it (mapping = {{ \"{field}\" = \"…\" }})"
-        )));
-    }
     let bag = match kind {
         "identify" | "group" => "traits",
         _ => "properties",
@@ -154,6 +170,33 @@ fn call(config: &Config, action: &str, event: &Event) -> Result<Option<String>, 
     call.insert(bag.into(), Value::Object(rest));
     call.insert("type".into(), kind.into());
     call.insert("messageId".into(), event.delivery_id.clone().into());
+    checked(kind, call).map(Some)
+}
+
+/// The call type of fields that already are a whole call.
+fn whole_call(fields: &Record) -> Option<&str> {
+    let kind = fields.get("type")?.as_str()?;
+    (CALL_TYPES.contains(&kind) && fields.get("context").is_some_and(Value::is_object))
+        .then_some(kind)
+}
+
+/// The call as JSON, once it has what its type needs and fits Segment's
+/// limit.
+fn checked(kind: &str, call: Map<String, Value>) -> Result<String, Error> {
+    let needs: &[&str] = match kind {
+        "track" => &["event"],
+        "group" => &["groupId"],
+        "alias" => &["previousId"],
+        _ => &[],
+    };
+    if let Some(field) = needs
+        .iter()
+        .find(|f| call.get(**f).is_none_or(Value::is_null))
+    {
+        return Err(Error::rejected(format!(
+            "a {kind} call needs `{field}`; map a column to it (mapping = {{ \"{field}\" = \"…\" }}) or set it in the transform"
+        )));
+    }
     let text = Value::Object(call).to_string();
     if text.len() > MAX_CALL_BYTES {
         return Err(Error::rejected(format!(
@@ -161,7 +204,7 @@ fn call(config: &Config, action: &str, event: &Event) -> Result<Option<String>, 
             text.len()
         )));
     }
-    Ok(Some(text))
+    Ok(text)
 }
 
 /// Sends the calls in one request, writing their outcome if it failed.
@@ -251,6 +294,36 @@ mod tests {
                 json!({"type": "track", "event": "Signed Up", "userId": "u1", "messageId": "test-1", "properties": {"n": 1}})
             ]
         );
+    }
+
+    #[test]
+    fn whole_calls_are_sent_as_they_are_whatever_the_action() {
+        let mock = MockHttp::new().respond(200, "{}").respond(200, "{}");
+        let group = json!({
+            "type": "group", "groupId": "acme", "userId": "7",
+            "traits": {"plan": "pro"},
+            "context": {"externalId": [{"id": "7", "type": "ACCOUNT"}]},
+            "integrations": {"All": false},
+        });
+        let mut event = testing::event(Op::Updated, "7", group.clone());
+        event.delivery_id = "d-7".into();
+        let no_group_id = testing::event(
+            Op::Added,
+            "8",
+            json!({"type": "group", "context": {}, "traits": {}}),
+        );
+        let plain = testing::event(Op::Added, "9", json!({"type": "customer"}));
+        let outcomes =
+            testing::write::<Segment>(config(), "identify", vec![event.clone()]).unwrap();
+        assert_eq!(outcomes, [Outcome::Ok]);
+        let outcomes =
+            testing::write::<Segment>(config(), "call", vec![event, no_group_id, plain]).unwrap();
+        assert_eq!(outcomes[0], Outcome::Ok);
+        assert!(matches!(&outcomes[1], Outcome::Reject(e) if e.message.contains("needs `groupId`")));
+        assert!(matches!(&outcomes[2], Outcome::Reject(e) if e.message.contains("whole Segment call")));
+        let mut expected = group;
+        expected["messageId"] = json!("d-7");
+        assert_eq!(sent(&mock), [expected.clone(), expected]);
     }
 
     #[test]
