@@ -17,6 +17,10 @@
 //! guest code, copies into and out of linear memory, a fresh instance per
 //! batch) and `native+json / native` the price of JSON at the boundary.
 //!
+//! A fourth way, `js`, runs the same logic as JavaScript: the quickstart's
+//! `transforms/rebuild.js` (the worked example of docs/transforms.md) in
+//! the built-in `ebb:js`, which must produce exactly the chain's events.
+//!
 //! It also times a minimal call (fresh store and instance, one empty event)
 //! and loading a plugin into an [`Engine`] with an empty and with a warm
 //! compile cache.
@@ -39,7 +43,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use ebb::event::{Event, Op, Record};
 use ebb::plugin::bindings::{WitEvent, WitOp};
-use ebb::plugin::{Engine, EngineOptions, Grants, Limits, PluginLocation, PluginRef, convert};
+use ebb::plugin::{Engine, EngineOptions, Grants, Limits, PluginLocation, PluginRef, convert, js};
 use ebb::transform::{Caps, Step, run_chain};
 use ebb_sdk::Transform;
 use ebb_sdk::bindings::destination::ebb::plugin::types as sdk_wit;
@@ -128,9 +132,10 @@ async fn bench(settings: &Settings) -> anyhow::Result<()> {
     })
     .context("cannot start the engine")?;
     let ways = [
-        Way::Wasm(wasm_chain(&engine).await?),
+        Way::Wasm("wasm", wasm_chain(&engine).await?),
         Way::NativeJson(native_chain()),
         Way::Native(native_chain()),
+        Way::Wasm("js", vec![js_step(&engine).await?]),
     ];
     check_agreement(&ways, &pool).await?;
     throughput(settings, &ways, &pool).await?;
@@ -178,7 +183,8 @@ fn compare_config() -> Value {
 
 /// How the chain is run.
 enum Way {
-    Wasm(Vec<Step>),
+    /// Components, named.
+    Wasm(&'static str, Vec<Step>),
     NativeJson(Vec<NativeStep>),
     Native(Vec<NativeStep>),
 }
@@ -186,7 +192,7 @@ enum Way {
 impl Way {
     fn name(&self) -> &'static str {
         match self {
-            Way::Wasm(_) => "wasm",
+            Way::Wasm(name, _) => name,
             Way::NativeJson(_) => "native+json",
             Way::Native(_) => "native",
         }
@@ -195,7 +201,7 @@ impl Way {
     /// Runs the chain over one batch; returns the events that come out.
     async fn run(&self, batch: Vec<Event>) -> anyhow::Result<Vec<Event>> {
         match self {
-            Way::Wasm(steps) => {
+            Way::Wasm(_, steps) => {
                 let traced = batch.into_iter().enumerate().collect();
                 let out = run_chain(steps, traced).await?;
                 ensure!(out.failed.is_empty(), "transform failed: {:?}", out.failed);
@@ -261,6 +267,40 @@ async fn wasm_chain(engine: &Engine) -> anyhow::Result<Vec<Step>> {
         });
     }
     Ok(steps)
+}
+
+/// The quickstart's JavaScript transformation in `ebb:js`.
+async fn js_step(engine: &Engine) -> anyhow::Result<Step> {
+    let source = |shown: &str, text: &str| js::Source {
+        shown: shown.into(),
+        text: text.into(),
+    };
+    let main = source(
+        "transforms/rebuild.js",
+        include_str!("../../examples/quickstart/transforms/rebuild.js"),
+    );
+    let utils = source(
+        "transforms/warehouseActionsUtils.js",
+        include_str!("../../examples/quickstart/transforms/warehouseActionsUtils.js"),
+    );
+    let context = js::Context {
+        sync: "bench",
+        destination: "bench",
+    };
+    let label = "transform `rebuild.js`".to_owned();
+    Ok(Step {
+        transform: engine
+            .transform(&builtin(&label, js::BUILTIN), Limits::default())
+            .await?,
+        config: js::config(
+            &main,
+            &[("warehouseActionsUtils".into(), utils)],
+            js::Shape::Ebb,
+            &context,
+        ),
+        label,
+        caps: Caps::from(&ebb::limits::Limits::default()),
+    })
 }
 
 fn builtin(label: &str, name: &str) -> PluginRef {
@@ -389,12 +429,19 @@ async fn check_agreement(ways: &[Way], pool: &[Event]) -> anyhow::Result<()> {
 
 async fn throughput(settings: &Settings, ways: &[Way], pool: &[Event]) -> anyhow::Result<()> {
     println!(
-        "\nunpack-pairs -> compare-truths: events/s, median over {} round(s); ratios are time per event, median (range) over the rounds",
+        "\nunpack-pairs -> compare-truths (js: rebuild.js): events/s, median over {} round(s); ratios are time per event, median (range) over the rounds",
         settings.rounds
     );
     println!(
-        "{:>6} {:>11} {:>12} {:>11} {:>22} {:>22}",
-        "batch", "wasm", "native+json", "native", "wasm/native", "wasm/native+json"
+        "{:>6} {:>9} {:>12} {:>9} {:>9} {:>20} {:>20} {:>20}",
+        "batch",
+        "wasm",
+        "native+json",
+        "native",
+        "js",
+        "wasm/native",
+        "wasm/native+json",
+        "js/wasm"
     );
     for batch in BATCH_SIZES {
         // secs[way][round]
@@ -408,18 +455,20 @@ async fn throughput(settings: &Settings, ways: &[Way], pool: &[Event]) -> anyhow
             }
         }
         let rate = |times: &[f64]| settings.events_per_round as f64 / median(times);
-        let ratio = |other: &[f64]| {
-            let ratios: Vec<f64> = secs[0].iter().zip(other).map(|(w, o)| w / o).collect();
+        let ratio = |this: &[f64], other: &[f64]| {
+            let ratios: Vec<f64> = this.iter().zip(other).map(|(w, o)| w / o).collect();
             let (low, high) = range(&ratios);
             format!("{:.2}x ({low:.2}-{high:.2})", median(&ratios))
         };
         println!(
-            "{batch:>6} {:>11.0} {:>12.0} {:>11.0} {:>22} {:>22}",
+            "{batch:>6} {:>9.0} {:>12.0} {:>9.0} {:>9.0} {:>20} {:>20} {:>20}",
             rate(&secs[0]),
             rate(&secs[1]),
             rate(&secs[2]),
-            ratio(&secs[2]),
-            ratio(&secs[1]),
+            rate(&secs[3]),
+            ratio(&secs[0], &secs[2]),
+            ratio(&secs[0], &secs[1]),
+            ratio(&secs[3], &secs[0]),
         );
     }
     Ok(())

@@ -18,6 +18,7 @@ mod egress;
 mod errors_drop;
 mod http_delivery;
 mod interrupt;
+mod javascript;
 mod keys;
 mod last_sync_time;
 mod lifecycle;

@@ -1,6 +1,8 @@
 //! The quickstart in `examples/quickstart` works as its README promises:
 //! the shipped config and warehouse script, run in a fresh folder, deliver
-//! every user once, then exactly the changes `change.rs` makes.
+//! every user once, then exactly the changes `change.rs` makes; and its
+//! JavaScript twin (`users_js`, `transforms/rebuild.js`) delivers exactly
+//! what the chain of built-in transforms does.
 
 use serde_json::{Value, json};
 
@@ -11,8 +13,12 @@ use crate::support::project::Project;
 use crate::support::warehouse::Warehouse;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart");
-const SYNC: &str = "users_to_file";
-const OUTPUT: &str = "out/users.jsonl";
+/// The sync with built-in transforms and its twin in JavaScript, with the
+/// file each writes.
+const SYNCS: [(&str, &str); 2] = [
+    ("users_to_file", "out/users.jsonl"),
+    ("users_js", "out/users_js.jsonl"),
+];
 
 fn example_file(name: &str) -> String {
     let path = format!("{EXAMPLE}/{name}");
@@ -89,53 +95,65 @@ fn quickstart_delivers_the_seed_then_the_days_changes() {
         ),
     );
     project.write("warehouse.sql", &example_file("warehouse.sql"));
-
-    let first = project.run_sync(SYNC);
-    first.assert_status("success");
-    assert_counts(&first, &[("extracted", 12), ("added", 12), ("sent", 12)]);
-    assert_events(
-        &project.take_delivered_from(OUTPUT),
-        &(1..=12).map(|id| added(seeded(id))).collect::<Vec<_>>(),
+    project.write(
+        "transforms/rebuild.js",
+        &example_file("transforms/rebuild.js"),
+    );
+    project.write(
+        "transforms/warehouseActionsUtils.js",
+        &example_file("transforms/warehouseActionsUtils.js"),
     );
 
-    let idle = project.run_sync(SYNC);
-    idle.assert_status("success");
-    assert_counts(&idle, &[("extracted", 12), ("sent", 0)]);
-    assert_events(&project.take_delivered_from(OUTPUT), &[]);
+    for (sync, output) in SYNCS {
+        let first = project.run_sync(sync);
+        first.assert_status("success");
+        assert_counts(&first, &[("extracted", 12), ("added", 12), ("sent", 12)]);
+        assert_events(
+            &project.take_delivered_from(output),
+            &(1..=12).map(|id| added(seeded(id))).collect::<Vec<_>>(),
+        );
+
+        let idle = project.run_sync(sync);
+        idle.assert_status("success");
+        assert_counts(&idle, &[("extracted", 12), ("sent", 0)]);
+        assert_events(&project.take_delivered_from(output), &[]);
+    }
 
     Warehouse::existing_sqlite(&project).exec_script(&example_changes());
-    let change = project.run_sync(SYNC);
-    change.assert_status("success");
-    assert_counts(
-        &change,
-        &[
-            ("added", 1),
-            ("updated", 3),
-            ("deleted", 2),
-            ("dropped", 1),
-            ("sent", 5),
-            ("ok", 5),
-        ],
-    );
     let ada = seeded(1);
     let grace = seeded(2);
     let mut ada_now = ada.clone();
     ada_now["traits"]["plan"] = json!("team");
     let mut grace_now = grace.clone();
     grace_now["traits"]["email"] = json!("grace.hopper@example.com");
-    assert_events(
-        &project.take_delivered_from(OUTPUT),
-        &[
-            event("updated", "1", ada_now, ada),
-            event("updated", "2", grace_now, grace),
-            event("deleted", "6", seeded(6), seeded(6)),
-            event("deleted", "9", seeded(9), seeded(9)),
-            added(user(
-                13,
-                "alan@example.com",
-                "pro",
-                json!({ "country": "UK", "seats": "4" }),
-            )),
-        ],
-    );
+    for (sync, output) in SYNCS {
+        let change = project.run_sync(sync);
+        change.assert_status("success");
+        assert_counts(
+            &change,
+            &[
+                ("added", 1),
+                ("updated", 3),
+                ("deleted", 2),
+                ("dropped", 1),
+                ("sent", 5),
+                ("ok", 5),
+            ],
+        );
+        assert_events(
+            &project.take_delivered_from(output),
+            &[
+                event("updated", "1", ada_now.clone(), ada.clone()),
+                event("updated", "2", grace_now.clone(), grace.clone()),
+                event("deleted", "6", seeded(6), seeded(6)),
+                event("deleted", "9", seeded(9), seeded(9)),
+                added(user(
+                    13,
+                    "alan@example.com",
+                    "pro",
+                    json!({ "country": "UK", "seats": "4" }),
+                )),
+            ],
+        );
+    }
 }

@@ -1,20 +1,21 @@
-// The quickstart's JavaScript transformation (sync `users_js`): rebuilds
-// `attributes` from its key/value pairs, and drops an update when nothing a
-// CRM reads changed, comparing with `previous` (the record Ebb last
-// delivered, as the model returned it).
+// The quickstart's JavaScript transformation (sync `users_js`), the worked
+// example of docs/transforms.md: rebuilds `attributes` from its key/value
+// pairs, in `fields` and in `previous` (the record Ebb last delivered, as
+// the model returned it), and drops an update when nothing a CRM reads
+// changed.
 import { fromPairs, changed } from "warehouseActionsUtils";
 
 const WATCHED = ["email", "plan", "attributes"];
 
 export function transformEvent(event, metadata) {
-  const attributes = fromPairs(event.fields.attributes);
-  if (event.op === "updated" && event.previous) {
-    const before = { ...event.previous, attributes: fromPairs(event.previous.attributes) };
-    if (!changed(before, { ...event.fields, attributes }, WATCHED)) {
-      log("unchanged for the CRM, dropped:", metadata(event).key);
-      return null;
-    }
+  const now = { ...event.fields, attributes: fromPairs(event.fields.attributes) };
+  const before = event.previous && {
+    ...event.previous,
+    attributes: fromPairs(event.previous.attributes),
+  };
+  if (event.op === "updated" && before && !changed(before, now, WATCHED)) {
+    log("no change a CRM reads, dropped:", metadata(event).key);
+    return null;
   }
-  event.fields.attributes = attributes;
-  return event;
+  return { ...event, fields: now, previous: before };
 }

@@ -4,13 +4,14 @@
 
 // An object from key/value pairs: [["plan", "pro"], …] or
 // [{"key": "plan", "value": "pro"}, …], as an array or as JSON text (how
-// warehouses without a JSON type return them).
+// warehouses without a JSON type return them). Pairs whose value is null or
+// empty are left out, as `ebb:unpack-pairs` leaves them out.
 export function fromPairs(pairs) {
   const list = typeof pairs === "string" ? JSON.parse(pairs) : pairs ?? [];
   const object = {};
   for (const pair of list) {
     const [key, value] = Array.isArray(pair) ? pair : [pair.key, pair.value];
-    object[key] = value;
+    if (value !== null && value !== undefined && value !== "") object[key] = value;
   }
   return object;
 }

@@ -280,9 +280,8 @@ fn javascript(test: &Test) -> Result<Value, Problem> {
             "a JavaScript transform takes no --config; its settings live in the script",
         ));
     }
-    let read = |path: &Path| {
-        js::Source::read(&path.display().to_string(), path).map_err(Problem::new)
-    };
+    let read =
+        |path: &Path| js::Source::read(&path.display().to_string(), path).map_err(Problem::new);
     let main = read(&test.file)?;
     let libraries = test
         .libraries

@@ -215,9 +215,12 @@ fn transform(
     let limits = plugin_limits(&tkey, &t.limits)?;
     let (plugin, config) = match (t.plugin, t.js) {
         (Some(plugin), None) => {
-            if let Some(field) = [("libraries", t.libraries.is_some()), ("shape", t.shape.is_some())]
-                .into_iter()
-                .find_map(|(field, set)| set.then_some(field))
+            if let Some(field) = [
+                ("libraries", t.libraries.is_some()),
+                ("shape", t.shape.is_some()),
+            ]
+            .into_iter()
+            .find_map(|(field, set)| set.then_some(field))
             {
                 return Err(Invalid::new(
                     format!("{tkey}.{field}"),
@@ -237,9 +240,12 @@ fn transform(
             )
         }
         (None, Some(file)) => {
-            if let Some(field) = [("config", t.config.is_some()), ("sha256", t.sha256.is_some())]
-                .into_iter()
-                .find_map(|(field, set)| set.then_some(field))
+            if let Some(field) = [
+                ("config", t.config.is_some()),
+                ("sha256", t.sha256.is_some()),
+            ]
+            .into_iter()
+            .find_map(|(field, set)| set.then_some(field))
             {
                 return Err(Invalid::new(
                     format!("{tkey}.{field}"),
@@ -295,7 +301,12 @@ fn js_config(
     let libraries = libraries
         .unwrap_or_default()
         .into_iter()
-        .map(|(name, file)| Ok((name.clone(), read(format!("{tkey}.libraries.{name}"), &file)?)))
+        .map(|(name, file)| {
+            Ok((
+                name.clone(),
+                read(format!("{tkey}.libraries.{name}"), &file)?,
+            ))
+        })
         .collect::<Result<Vec<_>, Invalid>>()?;
     let shape = match shape {
         None => js::Shape::default(),

@@ -319,8 +319,12 @@ mod tests {
         let outcomes =
             testing::write::<Segment>(config(), "call", vec![event, no_group_id, plain]).unwrap();
         assert_eq!(outcomes[0], Outcome::Ok);
-        assert!(matches!(&outcomes[1], Outcome::Reject(e) if e.message.contains("needs `groupId`")));
-        assert!(matches!(&outcomes[2], Outcome::Reject(e) if e.message.contains("whole Segment call")));
+        assert!(
+            matches!(&outcomes[1], Outcome::Reject(e) if e.message.contains("needs `groupId`"))
+        );
+        assert!(
+            matches!(&outcomes[2], Outcome::Reject(e) if e.message.contains("whole Segment call"))
+        );
         let mut expected = group;
         expected["messageId"] = json!("d-7");
         assert_eq!(sent(&mock), [expected.clone(), expected]);

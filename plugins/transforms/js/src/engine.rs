@@ -114,11 +114,7 @@ fn link<'js>(ctx: &Ctx<'js>, config: &Config) -> Result<Persistent<Object<'stati
         .finish::<()>()
         .map_err(|e| format!("{} does not load: {}", config.file, explain(e)))?;
     let exports = module.namespace().map_err(internal)?;
-    let has = |name: &str| {
-        exports
-            .get::<_, Value>(name)
-            .is_ok_and(|v| v.is_function())
-    };
+    let has = |name: &str| exports.get::<_, Value>(name).is_ok_and(|v| v.is_function());
     if !has("transformEvent") && !has("transformBatch") {
         return Err(format!(
             "{} exports neither transformEvent nor transformBatch: add `export function transformEvent(event, metadata) {{ … }}`",

@@ -101,7 +101,10 @@ fn rebuilds_from_pairs_and_drops_unchanged_updates() {
         fields(first),
         json!({"email": "a@x", "attributes": {"plan": "pro"}})
     );
-    assert_eq!((first.id.as_str(), first.delivery_id.as_str()), ("1", "d-1"));
+    assert_eq!(
+        (first.id.as_str(), first.delivery_id.as_str()),
+        ("1", "d-1")
+    );
     assert!(matches!(items[1], Item::Drop));
     let third = kept(&items[2]);
     assert_eq!(fields(third), json!({"attributes": {"plan": "max"}}));
@@ -182,7 +185,8 @@ fn an_exception_is_a_row_error_with_the_message_and_the_line() {
 #[test]
 fn an_exception_in_a_library_names_the_library_file() {
     let libs = json!({"lib": {"file": "transforms/lib.js", "source": "export function boom() {\n  throw new RangeError('out of range');\n}\n"}});
-    let source = "import { boom } from 'lib';\nexport function transformEvent(event) { return boom(); }\n";
+    let source =
+        "import { boom } from 'lib';\nexport function transformEvent(event) { return boom(); }\n";
     let items = apply(
         &config(source, "ebb", libs),
         vec![event(wit::Op::Added, "1", json!({}), None)],
@@ -210,12 +214,17 @@ export function transformEvent(event) {
             .into(),
     );
     assert!(
-        failed(&items[0]).starts_with("TypeError: transformEvent returned number where an event is expected"),
+        failed(&items[0])
+            .starts_with("TypeError: transformEvent returned number where an event is expected"),
         "{}",
         failed(&items[0])
     );
     assert!(failed(&items[1]).contains("`fields` must be an object"));
-    assert!(failed(&items[2]).contains("whose op is \"upserted\""), "{}", failed(&items[2]));
+    assert!(
+        failed(&items[2]).contains("whose op is \"upserted\""),
+        "{}",
+        failed(&items[2])
+    );
     assert!(failed(&items[3]).contains("cannot be written as JSON"));
 }
 
@@ -233,10 +242,7 @@ export function transformEvent(event) {
     match &items[0] {
         Item::Split(events) => {
             let ids: Vec<_> = events.iter().map(|e| (e.id.as_str(), e.op)).collect();
-            assert_eq!(
-                ids,
-                [("1-a", wit::Op::Added), ("1-b", wit::Op::Deleted)]
-            );
+            assert_eq!(ids, [("1-a", wit::Op::Added), ("1-b", wit::Op::Deleted)]);
         }
         other => panic!("expected a split, got {other:?}"),
     }
@@ -259,7 +265,10 @@ export function transformBatch(events, metadata) {
             .map(|id| event(wit::Op::Added, id, json!({"n": id}), None))
             .into(),
     );
-    assert_eq!(fields(kept(&items[0]))["traits"], json!({"n": "1", "rank": 3}));
+    assert_eq!(
+        fields(kept(&items[0]))["traits"],
+        json!({"n": "1", "rank": 3})
+    );
     assert!(matches!(items[1], Item::Drop));
     assert_eq!(kept(&items[2]).id, "3");
     let logs = testing::take_logs();
@@ -270,7 +279,8 @@ export function transformBatch(events, metadata) {
 
 #[test]
 fn transform_batch_returning_a_stranger_fails_the_batch() {
-    let source = "export function transformBatch(events) { return [{ userId: 'x', messageId: 'nobody' }]; }";
+    let source =
+        "export function transformBatch(events) { return [{ userId: 'x', messageId: 'nobody' }]; }";
     let items = apply(
         &config(source, "rudderstack", json!({})),
         vec![event(wit::Op::Added, "1", json!({}), None)],
@@ -301,14 +311,21 @@ export async function transformEvent(event) {
 #[test]
 fn a_syntax_error_fails_every_event_naming_the_file_and_line() {
     let items = apply(
-        &config("export function transformEvent(event) {\n  return event +;\n}\n", "ebb", json!({})),
+        &config(
+            "export function transformEvent(event) {\n  return event +;\n}\n",
+            "ebb",
+            json!({}),
+        ),
         ["1", "2"]
             .map(|id| event(wit::Op::Added, id, json!({}), None))
             .into(),
     );
     for item in &items {
         let message = failed(item);
-        assert!(message.starts_with("transforms/t.js does not load: SyntaxError"), "{message}");
+        assert!(
+            message.starts_with("transforms/t.js does not load: SyntaxError"),
+            "{message}"
+        );
         assert!(message.contains("transforms/t.js:2"), "{message}");
     }
 }
@@ -328,16 +345,20 @@ fn a_module_without_the_functions_or_with_a_missing_library_says_so() {
         ),
         vec![event(wit::Op::Added, "1", json!({}), None)],
     );
-    assert!(failed(&missing[0]).contains("nowhere"), "{}", failed(&missing[0]));
+    assert!(
+        failed(&missing[0]).contains("nowhere"),
+        "{}",
+        failed(&missing[0])
+    );
 }
 
 #[test]
 fn the_engine_is_built_once_per_config() {
-    let source = "let calls = 0;\nexport function transformEvent(e) { e.fields.calls = ++calls; return e; }";
+    let source =
+        "let calls = 0;\nexport function transformEvent(e) { e.fields.calls = ++calls; return e; }";
     let config = config(source, "ebb", json!({}));
     for expected in 1..=3 {
         let items = apply(&config, vec![event(wit::Op::Added, "1", json!({}), None)]);
         assert_eq!(fields(kept(&items[0]))["calls"], expected);
     }
 }
-

@@ -58,7 +58,10 @@ fn push_json(out: &mut String, bytes: &[u8]) {
 /// The driver's results, one per event of `batch`.
 pub fn items(batch: &[wit::Event], results: Value<'_>) -> Vec<Item> {
     let Some(results) = results.into_array().filter(|r| r.len() == batch.len()) else {
-        return fail_all(batch.len(), "the JavaScript driver returned no result per event");
+        return fail_all(
+            batch.len(),
+            "the JavaScript driver returned no result per event",
+        );
     };
     batch
         .iter()
