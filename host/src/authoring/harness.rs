@@ -76,6 +76,11 @@ pub async fn run(engine: &Engine, test: Test) -> Result<bool, Problem> {
     let events = read_events(&test.events)?;
     let (plugin, config) = match test.file.extension().and_then(|e| e.to_str()) {
         Some("js" | "mjs") => (javascript_ref(&test.file), javascript(&test)?),
+        _ if !test.libraries.is_empty() || test.shape != js::Shape::default().name() => {
+            return Err(Problem::new(
+                "--library and --shape are for a JavaScript transform (FILE.js)",
+            ));
+        }
         _ => (file_ref(&test.file), config),
     };
     let world = engine.inspect(&plugin).await?.shape.world;

@@ -215,18 +215,14 @@ fn transform(
     let limits = plugin_limits(&tkey, &t.limits)?;
     let (plugin, config) = match (t.plugin, t.js) {
         (Some(plugin), None) => {
-            if let Some(field) = [
-                ("libraries", t.libraries.is_some()),
-                ("shape", t.shape.is_some()),
-            ]
-            .into_iter()
-            .find_map(|(field, set)| set.then_some(field))
-            {
-                return Err(Invalid::new(
-                    format!("{tkey}.{field}"),
-                    "only a JavaScript transform (`js = \"FILE.js\"`) takes it",
-                ));
-            }
+            none_set(
+                &tkey,
+                [
+                    ("libraries", t.libraries.is_some()),
+                    ("shape", t.shape.is_some()),
+                ],
+                "only a JavaScript transform (`js = \"FILE.js\"`) takes it",
+            )?;
             let config = t.config.unwrap_or_else(empty_table);
             (
                 plugin_ref(
@@ -240,18 +236,14 @@ fn transform(
             )
         }
         (None, Some(file)) => {
-            if let Some(field) = [
-                ("config", t.config.is_some()),
-                ("sha256", t.sha256.is_some()),
-            ]
-            .into_iter()
-            .find_map(|(field, set)| set.then_some(field))
-            {
-                return Err(Invalid::new(
-                    format!("{tkey}.{field}"),
-                    "a JavaScript transform takes no `config` or `sha256`; its settings live in the script",
-                ));
-            }
+            none_set(
+                &tkey,
+                [
+                    ("config", t.config.is_some()),
+                    ("sha256", t.sha256.is_some()),
+                ],
+                "a JavaScript transform takes no `config` or `sha256`; its settings live in the script",
+            )?;
             let context = js::Context {
                 sync: name,
                 destination,
@@ -282,6 +274,14 @@ fn transform(
         config,
         limits,
     })
+}
+
+/// Fails at the first of `fields` (name, whether set) that is set.
+fn none_set(tkey: &str, fields: [(&str, bool); 2], why: &str) -> Result<(), Invalid> {
+    match fields.into_iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(Invalid::new(format!("{tkey}.{field}"), why)),
+        None => Ok(()),
+    }
 }
 
 /// `ebb:js`'s config for the script `file` and its libraries, read now.

@@ -46,11 +46,18 @@
 
   function driver(exports, settings) {
     const { shape, sync, destination } = settings;
-    const { transformEvent, transformBatch } = exports;
+    const exported = (name) => (typeof exports[name] === "function" ? exports[name] : null);
+    const transformEvent = exported("transformEvent");
+    const transformBatch = exported("transformBatch");
     const name = transformBatch ? "transformBatch" : "transformEvent";
     const rudderstack = shape === "rudderstack";
+    // An event's metadata: by the object given, or (for a copy) by its
+    // messageId, as RudderStack looks it up; `{}` for an unknown event.
     let metas = new Map();
-    const metadata = (event) => metas.get(event);
+    let metasById = new Map();
+    const messageId = (event) => (rudderstack ? event.messageId : event.delivery_id);
+    const metadata = (event) =>
+      metas.get(event) ?? (event && typeof event === "object" ? metasById.get(messageId(event)) : undefined) ?? {};
 
     const wrongType = (value) =>
       new TypeError(
@@ -134,6 +141,7 @@
         sourceType: "warehouse",
       };
       metas.set(event, meta);
+      metasById.set(change.delivery_id, meta);
       return { event, op: change.op, id: change.id };
     }
 
@@ -212,6 +220,7 @@
     return {
       run(batchJson) {
         metas = new Map();
+        metasById = new Map();
         waiting = 0;
         const inputs = JSON.parse(batchJson).map(present);
         const results = transformBatch ? wholeBatch(inputs) : eachEvent(inputs);

@@ -119,7 +119,9 @@ fn rebuilds_from_pairs_and_drops_unchanged_updates() {
 fn rudderstack_shape_sees_an_identify_call_and_returns_the_call_to_send() {
     let source = r#"
 export function transformEvent(event, metadata) {
-  const meta = metadata(event);
+  // A copy finds its metadata by messageId, as in RudderStack.
+  const meta = metadata({ ...event });
+  if (metadata({ messageId: "elsewhere" }).key !== undefined) throw new Error("unknown event has metadata");
   if (event.type !== "identify" || event.userId !== meta.key) throw new Error("not an identify");
   return {
     type: "group",
