@@ -286,6 +286,7 @@ async fn js_step(engine: &Engine) -> anyhow::Result<Step> {
     let context = js::Context {
         sync: "bench",
         destination: "bench",
+        memory_bytes: Limits::default().memory_bytes,
     };
     let label = "transform `rebuild.js`".to_owned();
     Ok(Step {

@@ -166,8 +166,8 @@ fn javascript_mistakes_in_the_config_are_refused_naming_the_entry() {
         assert!(out.text().contains(says), "{transforms}: {}", out.text());
     }
 
-    // A syntax error fails every row with the file and line; nothing is
-    // committed, so the rows stay owed.
+    // A syntax error stops `check` and the run before anything is read,
+    // naming the file and line; nothing is owed or committed.
     project.write(
         "transforms/rebuild.js",
         "export function transformEvent(e) {\n  return e +;\n}\n",
@@ -175,16 +175,18 @@ fn javascript_mistakes_in_the_config_are_refused_naming_the_entry() {
     project.write_config(&config(
         r#"transforms = [{ js = "transforms/rebuild.js" }]"#,
     ));
-    let run = project.run();
-    run.assert_status("failed");
-    let owed = project.errors();
-    assert_eq!(owed.len(), 3, "{owed:?}");
-    let error = owed[0]["error"].as_str().unwrap();
-    assert!(
-        error.contains("transforms/rebuild.js does not load: SyntaxError")
-            && error.contains("transforms/rebuild.js:2:"),
-        "{error}"
-    );
+    for args in [&["check"][..], &["run", SYNC]] {
+        let out = project.ebb(args);
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.text());
+        assert!(
+            out.stderr.contains(
+                "transform 1 (transforms/rebuild.js) of sync `users_out`: transforms/rebuild.js does not load: SyntaxError"
+            ) && out.stderr.contains("(transforms/rebuild.js:2:"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(project.errors().is_empty());
 }
 
 /// A RudderStack transformation: the identify call comes in, a `group`

@@ -309,6 +309,7 @@ fn javascript(test: &Test) -> Result<Value, Problem> {
     let context = js::Context {
         sync: "test",
         destination: "test",
+        memory_bytes: crate::plugin::Limits::default().memory_bytes,
     };
     Ok(js::config(&main, &libraries, shape, &context))
 }

@@ -247,6 +247,7 @@ fn transform(
             let context = js::Context {
                 sync: name,
                 destination,
+                memory_bytes: limits.memory_bytes,
             };
             let config = js_config(&tkey, &file, t.libraries, t.shape, &context, r)?;
             let plugin = PluginRef {

@@ -2,10 +2,14 @@
 //! "FILE" }, shape = … }`, and `ebb plugin test FILE.js`, both run the
 //! built-in `ebb:js` (QuickJS in a component, `plugins/transforms/js`) with
 //! the files' text in its config. The files are read once, when the config
-//! is loaded, so a run compiles exactly what `check` saw.
+//! is loaded, so a run compiles exactly what `check` saw; [`probe`] compiles
+//! them before a run, so a syntax error stops `check` and the run with one
+//! message instead of failing every row.
 
 use std::path::Path;
 
+use ebb_plugin_host::event::{Event, Op, Record};
+use ebb_plugin_host::{CallError, Item, PluginLocation, PluginRef, Transform};
 use serde_json::{Map, Value, json};
 
 /// The built-in that runs JavaScript.
@@ -62,10 +66,12 @@ impl Source {
     }
 }
 
-/// Who runs the transformation, as `metadata(event)` reports it.
+/// Where the transformation runs: the names `metadata(event)` reports, and
+/// the memory its sandbox instance may take.
 pub struct Context<'a> {
     pub sync: &'a str,
     pub destination: &'a str,
+    pub memory_bytes: usize,
 }
 
 /// The config `ebb:js` takes.
@@ -91,5 +97,30 @@ pub fn config(
         "shape": shape.name(),
         "sync": context.sync,
         "destination": context.destination,
+        // A quarter of the instance stays for the batch's JSON and results.
+        "heap_bytes": context.memory_bytes / 4 * 3,
+    })
+}
+
+/// Whether `plugin` is a JavaScript file run by `ebb:js`.
+pub fn is_javascript(plugin: &PluginRef) -> bool {
+    matches!(&plugin.location, PluginLocation::Builtin(name) if name == BUILTIN)
+}
+
+/// Compiles the transformation `config` holds without running it (`ebb:js`
+/// drops a probe event if its files load); the inner `Err` says why not.
+pub async fn probe(transform: &Transform, config: &Value) -> Result<Result<(), String>, CallError> {
+    let mut probing = config.clone();
+    probing["probe"] = Value::Bool(true);
+    let event = Event {
+        op: Op::Added,
+        id: "probe".into(),
+        fields: Record::new(),
+        previous: None,
+        delivery_id: String::new(),
+    };
+    Ok(match transform.apply(&probing, &[event]).await?.pop() {
+        Some(Item::Fail(e)) => Err(e.message),
+        _ => Ok(()),
     })
 }

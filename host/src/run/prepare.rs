@@ -1,7 +1,7 @@
 //! The prepare stage: everything that can fail because of the config
-//! (plugins, the destination's config and action, the query's columns, the
-//! mapping) is checked before the state store is opened, so a bad config
-//! leaves no trace.
+//! (plugins, the destination's config and action, JavaScript that does not
+//! compile, the query's columns, the mapping) is checked before the state
+//! store is opened, so a bad config leaves no trace.
 
 use std::collections::HashSet;
 
@@ -11,7 +11,7 @@ use crate::diff::warehouse as pushdown;
 use crate::extract::{self, Templates};
 use crate::load::Loader;
 use crate::param::ParamKind;
-use crate::plugin::{ActionSpec, Engine, Grants, Spec};
+use crate::plugin::{ActionSpec, Engine, Grants, Spec, js};
 use crate::source::Warehouse;
 use crate::transform::{Caps, Step};
 
@@ -41,11 +41,17 @@ pub async fn prepare(cfg: &Config, engine: &Engine, sync_name: &str) -> Result<P
 
     let mut steps = Vec::with_capacity(sync.transforms.len());
     for t in &sync.transforms {
+        let transform = engine
+            .transform(&t.plugin, plugin_limits(cfg, t.limits))
+            .await?;
+        if js::is_javascript(&t.plugin)
+            && let Err(why) = js::probe(&transform, &t.config).await?
+        {
+            return Err(RunError::Refused(format!("{}: {why}", t.plugin.label)));
+        }
         steps.push(Step {
             label: t.plugin.label.clone(),
-            transform: engine
-                .transform(&t.plugin, plugin_limits(cfg, t.limits))
-                .await?,
+            transform,
             config: t.config.clone(),
             caps: Caps::from(&cfg.limits),
         });

@@ -26,6 +26,9 @@ impl Engine {
     pub fn new(config: &Config) -> Result<Engine, String> {
         let internal = |e: rquickjs::Error| format!("the JavaScript engine failed to start: {e}");
         let runtime = Runtime::new().map_err(internal)?;
+        if let Some(bytes) = config.heap_bytes {
+            runtime.set_memory_limit(bytes);
+        }
         let mut resolver = BuiltinResolver::default();
         let mut loader = BuiltinLoader::default();
         for (name, library) in &config.libraries {

@@ -8,7 +8,11 @@
 //! = { NAME = "FILE" }, shape = "ebb" | "rudderstack" }` makes the host read
 //! the files and pass this config: `file` and `source` of the
 //! transformation, `libraries` (name → `{file, source}`), `shape`, and the
-//! `sync` and `destination` names `metadata(event)` reports.
+//! `sync` and `destination` names `metadata(event)` reports, and
+//! `heap_bytes`, the most the JavaScript heap may take.
+//!
+//! With `probe: true` the files are only compiled: every event is dropped
+//! if they load and fails with why if not.
 //!
 //! The engine is built once per instance, which lives for a run, and reused
 //! for every batch whose config is the same text; the batch crosses into
@@ -45,6 +49,15 @@ pub struct Config {
     sync: String,
     #[serde(default)]
     destination: String,
+    /// The most QuickJS may allocate, below the instance's memory limit, so
+    /// that a transformation running out of memory fails its row with
+    /// JavaScript's `out of memory` rather than trapping the whole batch.
+    heap_bytes: Option<usize>,
+    /// Only compile: each event is dropped if the files load, or fails
+    /// with why not. The host probes this way before a run, so a syntax
+    /// error stops `ebb check` and the run instead of failing every row.
+    #[serde(default)]
+    probe: bool,
 }
 
 #[derive(Deserialize)]
@@ -74,34 +87,48 @@ impl Shape {
     }
 }
 
+/// An engine for one config text.
+struct Built {
+    config: String,
+    /// The config's `probe`.
+    probe: bool,
+    /// The engine, or why it could not be built, which every batch reports.
+    engine: Result<Engine, String>,
+}
+
 thread_local! {
-    /// The engine for the config text it was built from (or why it could
-    /// not be built, which every batch then reports).
-    static ENGINE: RefCell<Option<(String, Result<Engine, String>)>> = const { RefCell::new(None) };
+    static ENGINE: RefCell<Option<Built>> = const { RefCell::new(None) };
 }
 
 /// One item per event, in order.
 pub fn apply(config: &str, batch: Vec<wit::Event>) -> Vec<Item> {
     ENGINE.with_borrow_mut(|cached| {
-        if cached.as_ref().is_none_or(|(text, _)| text != config) {
+        if cached.as_ref().is_none_or(|built| built.config != config) {
             // Drop the old engine first: two would hold two heaps at once.
             *cached = None;
-            *cached = Some((config.to_owned(), build(config)));
+            *cached = Some(build(config));
         }
-        let Some((_, engine)) = cached.as_ref() else {
+        let Some(built) = cached.as_ref() else {
             unreachable!("filled above")
         };
-        match engine {
+        match &built.engine {
+            Ok(_) if built.probe => batch.iter().map(|_| Item::Drop).collect(),
             Ok(engine) => engine.run(&batch),
             Err(why) => wire::fail_all(batch.len(), why),
         }
     })
 }
 
-fn build(config: &str) -> Result<Engine, String> {
-    let config: Config =
-        serde_json::from_str(config).map_err(|e| format!("invalid config: {e}"))?;
-    Engine::new(&config)
+fn build(text: &str) -> Built {
+    let (probe, engine) = match serde_json::from_str::<Config>(text) {
+        Ok(config) => (config.probe, Engine::new(&config)),
+        Err(e) => (false, Err(format!("invalid config: {e}"))),
+    };
+    Built {
+        config: text.to_owned(),
+        probe,
+        engine,
+    }
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -364,3 +364,47 @@ fn the_engine_is_built_once_per_config() {
         assert_eq!(fields(kept(&items[0]))["calls"], expected);
     }
 }
+
+#[test]
+fn a_probe_only_compiles() {
+    let probe = |source: &str| {
+        let mut config: Value = serde_json::from_str(&config(source, "ebb", json!({}))).unwrap();
+        config["probe"] = json!(true);
+        apply(
+            &config.to_string(),
+            vec![event(wit::Op::Added, "1", json!({}), None)],
+        )
+    };
+    let fine = probe("export function transformEvent(e) { throw new Error('never called'); }");
+    assert!(matches!(fine[..], [Item::Drop]));
+    let broken = probe("export function transformEvent(e) {\n  return e +;\n}");
+    assert!(failed(&broken[0]).starts_with("transforms/t.js does not load: SyntaxError"));
+}
+
+#[test]
+fn running_out_of_heap_fails_only_that_row() {
+    let source = r#"
+export function transformEvent(event) {
+  if (event.id === "2") {
+    const hog = [];
+    while (true) hog.push(new Array(10000).fill(event.id));
+  }
+  return event;
+}
+"#;
+    let mut config: Value = serde_json::from_str(&config(source, "ebb", json!({}))).unwrap();
+    config["heap_bytes"] = json!(8 << 20);
+    let items = apply(
+        &config.to_string(),
+        ["1", "2", "3"]
+            .map(|id| event(wit::Op::Added, id, json!({}), None))
+            .into(),
+    );
+    kept(&items[0]);
+    assert!(
+        failed(&items[1]).contains("out of memory"),
+        "{}",
+        failed(&items[1])
+    );
+    kept(&items[2]);
+}
