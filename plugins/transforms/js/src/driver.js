@@ -53,11 +53,31 @@
     const rudderstack = shape === "rudderstack";
     // An event's metadata: by the object given, or (for a copy) by its
     // messageId, as RudderStack looks it up; `{}` for an unknown event.
-    let metas = new Map();
-    let metasById = new Map();
+    // Built when first asked for, as many transformations never ask.
+    let inputs = [];
+    let byEvent = null;
+    let byId = null;
     const messageId = (event) => (rudderstack ? event.messageId : event.delivery_id);
-    const metadata = (event) =>
-      metas.get(event) ?? (event && typeof event === "object" ? metasById.get(messageId(event)) : undefined) ?? {};
+    const metaOf = (input) =>
+      (input.meta ??= {
+        key: input.id,
+        recordId: input.id,
+        op: input.op,
+        sync,
+        destination,
+        messageId: input.deliveryId,
+        previous: input.previous,
+        sourceType: "warehouse",
+      });
+    function metadata(event) {
+      byEvent ??= new Map(inputs.map((input) => [input.event, input]));
+      let input = byEvent.get(event);
+      if (!input && event !== null && typeof event === "object") {
+        byId ??= new Map(inputs.map((one) => [one.deliveryId, one]));
+        input = byId.get(messageId(event));
+      }
+      return input ? metaOf(input) : {};
+    }
 
     const wrongType = (value) =>
       new TypeError(
@@ -118,7 +138,8 @@
       }
     }
 
-    // The change as the transformation sees it, and its metadata.
+    // The change as the transformation sees it, and what its metadata is
+    // made of.
     function present(change) {
       const event = rudderstack
         ? {
@@ -130,19 +151,14 @@
             context: { sources: { name: sync } },
           }
         : change;
-      const meta = {
-        key: change.id,
-        recordId: change.id,
+      return {
+        event,
         op: change.op,
-        sync,
-        destination,
-        messageId: change.delivery_id,
+        id: change.id,
+        deliveryId: change.delivery_id,
         previous: change.previous ?? null,
-        sourceType: "warehouse",
+        meta: null,
       };
-      metas.set(event, meta);
-      metasById.set(change.delivery_id, meta);
-      return { event, op: change.op, id: change.id };
     }
 
     const PENDING = {};
@@ -219,10 +235,10 @@
     let pending = null;
     return {
       run(batchJson) {
-        metas = new Map();
-        metasById = new Map();
         waiting = 0;
-        const inputs = JSON.parse(batchJson).map(present);
+        byEvent = null;
+        byId = null;
+        inputs = JSON.parse(batchJson).map(present);
         const results = transformBatch ? wholeBatch(inputs) : eachEvent(inputs);
         pending = waiting ? { results, size: inputs.length } : null;
         return waiting ? null : results;
