@@ -543,7 +543,7 @@ async fn load_times(settings: &Settings) -> anyhow::Result<()> {
         "\nplugin load into a new engine, median of {} (ms): cold = empty cache_dir, cached = second engine, same dir",
         settings.loads
     );
-    for name in ["unpack-pairs", "http"] {
+    for name in ["unpack-pairs", "http", js::BUILTIN] {
         let mut cold = Vec::new();
         let mut cached = Vec::new();
         for _ in 0..settings.loads {

@@ -7,14 +7,13 @@ import { fromPairs, changed } from "warehouseActionsUtils";
 
 const WATCHED = ["email", "plan", "attributes"];
 
-export function transformEvent(event, metadata) {
+export function transformEvent(event) {
   const now = { ...event.fields, attributes: fromPairs(event.fields.attributes) };
   const before = event.previous && {
     ...event.previous,
     attributes: fromPairs(event.previous.attributes),
   };
   if (event.op === "updated" && before && !changed(before, now, WATCHED)) {
-    log("no change a CRM reads, dropped:", metadata(event).key);
     return null;
   }
   return { ...event, fields: now, previous: before };
