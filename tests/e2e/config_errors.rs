@@ -77,6 +77,24 @@ fn unknown_sync_is_named_with_the_known_ones() {
 }
 
 #[test]
+fn a_mistyped_sync_or_key_gets_a_did_you_mean() {
+    rejected_without_touching_state(
+        |wh| Config::new(wh).render(),
+        &["run", "users_ot"],
+        &["no sync named `users_ot`; did you mean `users_out`?"],
+    );
+    rejected_without_touching_state(
+        |wh| {
+            Config::new(wh)
+                .sync("retyr = { max_attempts = 2 }")
+                .render()
+        },
+        &["run", SYNC],
+        &["unknown field `retyr`", "did you mean `retry`?"],
+    );
+}
+
+#[test]
 fn primary_key_missing_from_the_query_names_column_and_model() {
     rejected_without_touching_state(
         |wh| Config::new(wh).primary_key("user_id").render(),

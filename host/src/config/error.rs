@@ -31,12 +31,83 @@ impl Invalid {
     }
 }
 
-/// `names` quoted for a message ("`a`, `b`"), or "none".
-pub fn list_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    let names: Vec<_> = names.map(|n| format!("`{n}`")).collect();
-    if names.is_empty() {
-        "none".into()
+/// "no sync named `usres`; did you mean `users`? defined syncs: `orders`,
+/// `users`" (or "…: none").
+pub fn no_such<'a>(kind: &str, name: &str, defined: impl Iterator<Item = &'a String>) -> String {
+    let defined: Vec<&str> = defined.map(String::as_str).collect();
+    let hint = did_you_mean(name, defined.iter().copied())
+        .map(|close| format!(" did you mean `{close}`?"))
+        .unwrap_or_default();
+    let list = if defined.is_empty() {
+        "none".to_owned()
     } else {
-        names.join(", ")
+        defined
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("no {kind} named `{name}`;{hint} defined {kind}s: {list}")
+}
+
+/// The one of `known` a mistyped `name` most likely meant: the closest by
+/// edits (a swap of two letters counts as one, case is ignored), if it is
+/// within a third of the name's length.
+pub fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let typed = name.to_lowercase();
+    let limit = (typed.chars().count() / 3).max(1);
+    known
+        .into_iter()
+        .filter(|k| *k != name)
+        .map(|k| (strsim::damerau_levenshtein(&typed, &k.to_lowercase()), k))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| k)
+}
+
+/// A hint for the parser's "unknown field `x`, expected one of `a`, `b`":
+/// the field it most likely meant.
+pub fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    let (typed, expected) = rest.split_once('`')?;
+    let known = expected.split('`').skip(1).step_by(2);
+    did_you_mean(typed, known).map(|close| format!("did you mean `{close}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_closest_name_within_reach() {
+        let names = ["users", "orders", "accounts"].map(String::from);
+        assert_eq!(
+            no_such("sync", "usres", names.iter()),
+            "no sync named `usres`; did you mean `users`? defined syncs: `users`, `orders`, `accounts`"
+        );
+        assert_eq!(
+            no_such("model", "invoices", names.iter()),
+            "no model named `invoices`; defined models: `users`, `orders`, `accounts`"
+        );
+        assert_eq!(
+            no_such("source", "wh", std::iter::empty()),
+            "no source named `wh`; defined sources: none"
+        );
+        assert_eq!(did_you_mean("Users", ["users"]), Some("users"));
+    }
+
+    #[test]
+    fn hints_at_the_field_an_unknown_one_meant() {
+        let message =
+            "unknown field `alow_hosts`, expected one of `plugin`, `allow_hosts`, `config`";
+        assert_eq!(
+            unknown_field_hint(message).as_deref(),
+            Some("did you mean `allow_hosts`?")
+        );
+        assert_eq!(
+            unknown_field_hint("unknown field `zzz`, expected `plugin`"),
+            None
+        );
+        assert_eq!(unknown_field_hint("invalid type: string"), None);
     }
 }

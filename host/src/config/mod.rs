@@ -43,7 +43,7 @@ pub use sources::{
 pub use syncs::{Retry, Sync, Transform};
 
 use crate::limits::Limits;
-use error::{Invalid, list_or_none};
+use error::{Invalid, no_such};
 use raw::RawConfig;
 use resolver::Resolver;
 use sources::SourceTables;
@@ -85,7 +85,12 @@ impl Config {
                 "cannot read the config file: {e}; pass --config PATH or create ebb.toml"
             ))
         })?;
-        let (raw, tables) = raw::parse(&text).map_err(|e| err(e.to_string()))?;
+        let (raw, tables) = raw::parse(&text).map_err(|e| {
+            let hint = error::unknown_field_hint(e.message())
+                .map(|hint| format!("\n{hint}"))
+                .unwrap_or_default();
+            err(format!("{}{hint}", e.to_string().trim_end()))
+        })?;
         let dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -101,20 +106,14 @@ impl Config {
     pub fn sync(&self, name: &str) -> Result<&Sync, ConfigError> {
         self.syncs.get(name).ok_or_else(|| ConfigError {
             file: self.file.display().to_string(),
-            message: format!(
-                "no sync named `{name}`; defined syncs: {}",
-                list_or_none(self.syncs.keys())
-            ),
+            message: no_such("sync", name, self.syncs.keys()),
         })
     }
 
     pub fn model(&self, name: &str) -> Result<&Model, ConfigError> {
         self.models.get(name).ok_or_else(|| ConfigError {
             file: self.file.display().to_string(),
-            message: format!(
-                "no model named `{name}`; defined models: {}",
-                list_or_none(self.models.keys())
-            ),
+            message: no_such("model", name, self.models.keys()),
         })
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::error::{Invalid, list_or_none};
+use super::error::{Invalid, no_such};
 use super::resolver::Resolver;
 use super::sources::{Source, SourceKind};
 use crate::limits::Limits;
@@ -68,11 +68,7 @@ fn model(
     let Some(source) = sources.get(&m.source) else {
         return Err(Invalid::new(
             format!("{key}.source"),
-            format!(
-                "no source named `{}`; defined sources: {}",
-                m.source,
-                list_or_none(sources.keys())
-            ),
+            no_such("source", &m.source, sources.keys()),
         ));
     };
     if m.diff == DiffIn::Warehouse && source.kind != SourceKind::Postgres {

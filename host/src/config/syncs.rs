@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::alerts::statuses;
 use super::destinations::Destination;
-use super::error::{Invalid, list_or_none};
+use super::error::{Invalid, no_such};
 use super::models::Model;
 use super::plugins::{RawPluginLimits, empty_table, plugin_limits, plugin_ref};
 use super::resolver::Resolver;
@@ -125,21 +125,13 @@ fn sync(name: String, s: RawSync, known: &Known, r: &Resolver) -> Result<Sync, I
     if !known.models.contains_key(&s.model) {
         return Err(Invalid::new(
             format!("{key}.model"),
-            format!(
-                "no model named `{}`; defined models: {}",
-                s.model,
-                list_or_none(known.models.keys())
-            ),
+            no_such("model", &s.model, known.models.keys()),
         ));
     }
     if !known.destinations.contains_key(&s.destination) {
         return Err(Invalid::new(
             format!("{key}.destination"),
-            format!(
-                "no destination named `{}`; defined destinations: {}",
-                s.destination,
-                list_or_none(known.destinations.keys())
-            ),
+            no_such("destination", &s.destination, known.destinations.keys()),
         ));
     }
     let on = match s.on {
