@@ -209,38 +209,19 @@ impl Schedule {
     }
 }
 
-/// `"15m"`, `"1h30m"`, `"90s"`, `"1d"`.
+/// `"15m"`, `"1h30m"`, `"90s"`, `"1d"`, `"15 minutes"`, `"1h 30min"`:
+/// humantime's durations, in whole seconds.
 fn interval(key: &str, text: &str) -> Result<Duration, String> {
-    let bad = || {
+    let bad = |why: String| {
         format!(
-            "{key}: `{text}` is not an interval; write a number and a unit (s, m, h or d), e.g. \"15m\" or \"1h30m\""
+            "{key}: `{text}` is not an interval ({why}); write numbers with units, e.g. \"15m\", \"1h30m\" or \"15 minutes\""
         )
     };
-    let mut total = 0u64;
-    let mut digits = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(bad)?;
-        digits.clear();
+    let parsed = humantime::parse_duration(text.trim()).map_err(|e| bad(e.to_string()))?;
+    if parsed.is_zero() || parsed.subsec_nanos() != 0 {
+        return Err(bad("use whole seconds, at least one".into()));
     }
-    if !digits.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    Ok(parsed)
 }
 
 /// An interval as `interval` reads it back, largest units first.
@@ -357,6 +338,12 @@ mod tests {
         );
         assert!(err(r#"schedule = "hourly""#).contains("not a schedule"));
         assert_eq!(interval("k", "1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(interval("k", "15 minutes"), Ok(Duration::from_secs(900)));
+        assert_eq!(interval("k", "1h 30min"), Ok(Duration::from_secs(5400)));
+        assert_eq!(interval("k", "2 days"), Ok(Duration::from_secs(172_800)));
+        for bad in ["", "0s", "15", "500ms", "fortnightly"] {
+            assert!(interval("k", bad).is_err(), "{bad}");
+        }
         assert_eq!(words(Duration::from_secs(5400)), "1h30m");
     }
 }
