@@ -1,5 +1,5 @@
-//! `ebb:unpack-pairs`: turns a field holding `[[key, value], …]` into an
-//! object. Warehouses often store sparse attributes as key/value pairs (or as
+//! `ebb:unpack-pairs`: turns a field holding `[[key, value], …]` (or
+//! `[{"key": …, "value": …}, …]`) into an object. Warehouses often store sparse attributes as key/value pairs (or as
 //! text holding them, where there is no JSON type); business tools want an
 //! object.
 //!
@@ -8,6 +8,8 @@
 //! `into = ""` its keys are merged into the event's fields, where existing
 //! columns win over pairs of the same name; with `into = "name"` it is stored
 //! under `name`. In both `into` forms the pairs field itself is removed.
+//! `key` and `value` (default `"key"` and `"value"`) name the members of a
+//! pair written as an object.
 //!
 //! Pairs whose value is `null` or `""` are skipped; a later pair overrides an
 //! earlier one with the same key. A value that already is an object is taken
@@ -31,10 +33,22 @@ pub struct Config {
     #[serde(default = "default_field")]
     field: String,
     into: Option<String>,
+    #[serde(default = "default_key")]
+    key: String,
+    #[serde(default = "default_value")]
+    value: String,
 }
 
 fn default_field() -> String {
     "pairs".to_owned()
+}
+
+fn default_key() -> String {
+    "key".to_owned()
+}
+
+fn default_value() -> String {
+    "value".to_owned()
 }
 
 impl Transform for UnpackPairs {
@@ -64,7 +78,7 @@ fn unpack(config: &Config, record: &mut Record) -> Result<(), String> {
     let Some(value) = record.get_mut(&config.field) else {
         return Ok(());
     };
-    let object = to_object(value)?;
+    let object = to_object(config, value)?;
     match config.into.as_deref() {
         None => *value = Value::Object(object),
         Some("") => {
@@ -81,7 +95,7 @@ fn unpack(config: &Config, record: &mut Record) -> Result<(), String> {
     Ok(())
 }
 
-fn to_object(value: &Value) -> Result<Map<String, Value>, String> {
+fn to_object(config: &Config, value: &Value) -> Result<Map<String, Value>, String> {
     let parsed;
     let pairs = match value {
         Value::Null => return Ok(Map::new()),
@@ -103,12 +117,24 @@ fn to_object(value: &Value) -> Result<Map<String, Value>, String> {
     };
     let mut object = Map::new();
     for (index, pair) in pairs.iter().enumerate() {
-        let (key, value) = match pair.as_array().map(Vec::as_slice) {
-            Some([Value::String(key), value]) => (key.clone(), value),
-            Some([Value::Number(key), value]) => (key.to_string(), value),
+        let (key, value) = match pair {
+            Value::Array(items) => match items.as_slice() {
+                [key, value] => (key, value),
+                _ => (&Value::Null, &Value::Null),
+            },
+            Value::Object(entry) => (
+                entry.get(&config.key).unwrap_or(&Value::Null),
+                entry.get(&config.value).unwrap_or(&Value::Null),
+            ),
+            _ => (&Value::Null, &Value::Null),
+        };
+        let key = match key {
+            Value::String(key) => key.clone(),
+            Value::Number(key) => key.to_string(),
             _ => {
                 return Err(format!(
-                    "has entry {index} that is not a [key, value] pair with a text key: {pair}"
+                    "has entry {index} that is neither a [key, value] pair nor an object with `{}` and `{}`, with a text key: {pair}",
+                    config.key, config.value
                 ));
             }
         };
@@ -175,6 +201,16 @@ mod tests {
     }
 
     #[test]
+    fn reads_pairs_written_as_objects_with_configurable_names() {
+        let fields = json!({"pairs": [{"key": "plan", "value": "pro"}, {"key": "seats"}]});
+        let (fields, _) = kept(run(json!({}), fields, None));
+        assert_eq!(fields, json!({"pairs": {"plan": "pro"}}));
+        let fields = json!({"pairs": r#"[{"name": "plan", "v": "pro"}]"#});
+        let (fields, _) = kept(run(json!({"key": "name", "value": "v"}), fields, None));
+        assert_eq!(fields, json!({"pairs": {"plan": "pro"}}));
+    }
+
+    #[test]
     fn merges_without_overriding_columns() {
         let fields = json!({"email": "a@x", "pairs": [["email", "b@x"], ["plan", "pro"]]});
         let (fields, _) = kept(run(json!({"into": ""}), fields, None));
@@ -214,7 +250,7 @@ mod tests {
         };
         assert_eq!(
             fail(json!({"pairs": [["a"]]}), None),
-            r#"event 42: field `pairs` has entry 0 that is not a [key, value] pair with a text key: ["a"]"#
+            r#"event 42: field `pairs` has entry 0 that is neither a [key, value] pair nor an object with `key` and `value`, with a text key: ["a"]"#
         );
         assert!(
             fail(json!({"pairs": "[[1,"}), None)
