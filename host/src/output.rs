@@ -275,10 +275,16 @@ pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
             "started_at",
             "finished_at",
             "extracted",
+            "added",
+            "updated",
+            "deleted",
             "sent",
             "ok",
             "rejected",
             "failed",
+            "retried",
+            "dropped",
+            "filtered",
             "error",
         ])?;
         for r in runs {
@@ -289,10 +295,16 @@ pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
                 r.started_at.clone(),
                 r.finished_at.clone().unwrap_or_default(),
                 c.extracted.to_string(),
+                c.added.to_string(),
+                c.updated.to_string(),
+                c.deleted.to_string(),
                 c.sent.to_string(),
                 c.ok.to_string(),
                 c.rejected.to_string(),
                 c.failed.to_string(),
+                c.retried.to_string(),
+                c.dropped.to_string(),
+                c.filtered.to_string(),
                 r.error.clone().unwrap_or_default(),
             ])?;
         }

@@ -107,13 +107,25 @@ impl Worker {
                 }
                 match ended {
                     Ok(s) if s.status == Status::Success => {
-                        tracing::info!(sync, run_id, counts = ?s.counts, "run succeeded")
+                        tracing::info!(
+                            sync,
+                            run_id,
+                            added = s.counts.added,
+                            updated = s.counts.updated,
+                            deleted = s.counts.deleted,
+                            sent = s.counts.sent,
+                            ok = s.counts.ok,
+                            "run succeeded"
+                        )
                     }
                     Ok(s) => tracing::warn!(
                         sync,
                         run_id,
                         status = s.status.as_str(),
-                        counts = ?s.counts,
+                        sent = s.counts.sent,
+                        ok = s.counts.ok,
+                        rejected = s.counts.rejected,
+                        failed = s.counts.failed,
                         error = s.error.as_deref().unwrap_or(""),
                         "run did not succeed"
                     ),

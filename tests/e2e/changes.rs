@@ -193,3 +193,27 @@ fn sqlite_on_deleted_sends_only_deletions() {
     let wh = Warehouse::sqlite(&project);
     on_deleted_sends_only_deletions(&project, &wh);
 }
+
+#[test]
+fn history_as_csv_has_every_count() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=10);
+    project.write_config(&Config::new(&wh).render());
+    project.run_ok();
+    change_users(&wh);
+    project.run_ok();
+    let csv = project.ebb_ok(&["history", crate::support::project::SYNC, "--format", "csv"]);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "run_id,status,started_at,finished_at,extracted,added,updated,deleted,sent,ok,rejected,failed,retried,dropped,filtered,error"
+    );
+    // Newest first: 1 added, 3 updated, 2 deleted, all 6 sent.
+    let newest: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(
+        newest[4..15],
+        ["9", "1", "3", "2", "6", "6", "0", "0", "0", "0", "0"],
+        "{csv}"
+    );
+}

@@ -50,6 +50,14 @@ fn the_api_wants_the_token_everywhere_but_health() {
         (health.status, health.json()["status"].clone()),
         (200, "ok".into())
     );
+    // The icon browsers ask for on their own needs no token either.
+    let icon = serving.send(reqwest::Method::GET, "/favicon.ico", None);
+    assert_eq!(
+        (icon.status, icon.content_type.as_str()),
+        (200, "image/svg+xml"),
+        "{}",
+        icon.text
+    );
     for path in [
         "/syncs",
         "/openapi.json",
