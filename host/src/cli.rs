@@ -241,7 +241,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin { .. } => unreachable!("handled before the config is read"),
         Command::Reset { sync } => {
             run::reset(&cfg, &sync).await?;
-            println!("sync `{sync}` reset: its next run sends every record as added");
+            crate::say!("sync `{sync}` reset: its next run sends every record as added");
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -290,7 +290,7 @@ fn drop_owed(sync: &str, dropped: Dropped, format: Format) -> anyhow::Result<Exi
         }
         Dropped::Rows(rows) => {
             if format == Format::Table {
-                println!(
+                crate::say!(
                     "dropped {} owed row(s) of sync `{sync}`; they are not sent again unless they change",
                     rows.len()
                 );
@@ -331,11 +331,11 @@ async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
     use crate::extract::{Templates, bind};
     use crate::source::Warehouse;
 
-    println!("config {}: ok", cfg.file.display());
+    crate::say!("config {}: ok", cfg.file.display());
     let mut problems = 0;
     let mut report = |line: String| {
         problems += 1;
-        eprintln!("error: {}", output::one_line(&line));
+        crate::tell!("error: {}", output::one_line(&line));
     };
     let mut failed_models = std::collections::BTreeSet::new();
     for source in cfg.sources.values() {
@@ -348,7 +348,7 @@ async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        println!("source `{}`: ok", source.name);
+        crate::say!("source `{}`: ok", source.name);
         for model in models {
             let checked = match bind(model, source.kind, &Templates::first_run(model)) {
                 Ok(query) => warehouse.check(&query).await.map_err(|e| e.to_string()),
@@ -356,7 +356,7 @@ async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.to_string()),
             };
             match checked {
-                Ok(()) => println!("model `{}`: ok", model.name),
+                Ok(()) => crate::say!("model `{}`: ok", model.name),
                 Err(e) => {
                     report(e);
                     failed_models.insert(model.name.clone());
@@ -367,14 +367,15 @@ async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
     let engine = engine(cfg)?;
     for sync in cfg.syncs.values() {
         if failed_models.contains(&sync.model) {
-            println!(
+            crate::say!(
                 "sync `{}`: not checked (model `{}` failed)",
-                sync.name, sync.model
+                sync.name,
+                sync.model
             );
             continue;
         }
         match run::prepare(cfg, &engine, &sync.name).await {
-            Ok(p) => println!(
+            Ok(p) => crate::say!(
                 "sync `{}`: ok (model `{}`, destination `{}` action `{}`, {} transform(s))",
                 sync.name,
                 sync.model,

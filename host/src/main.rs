@@ -30,7 +30,12 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // A log line that cannot be written (stderr closed, as in `2>&1 | head`)
+    // is dropped: the subscriber's own report of it would go to the same
+    // closed stderr with `eprintln!`, which panics, on whatever thread
+    // logged, the state store's included.
     let logs = tracing_subscriber::fmt()
+        .log_internal_errors(false)
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
@@ -44,14 +49,16 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            ebb::tell!("error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(ebb::cli::execute(cli)) {
         Ok(code) => code,
+        // Output cut short by its reader leaving is not a failure.
+        Err(e) if ebb::output::closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            ebb::tell!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -19,6 +19,50 @@ pub enum Format {
     Csv,
 }
 
+/// `println!` that never panics: once stdout is closed (its reader left, as
+/// in `ebb history S | head -1`), the rest is dropped, and the command goes
+/// on to finish and exit as it would have.
+#[macro_export]
+macro_rules! say {
+    () => {
+        $crate::output::write_line(false, format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_line(false, format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that never panics, for the same reason as [`say!`].
+#[macro_export]
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(true, format_args!($($arg)*))
+    };
+}
+
+/// One line to stdout or stderr. A closed or failing terminal or pipe is
+/// not the command's failure, so its error is dropped.
+pub fn write_line(to_stderr: bool, line: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = if to_stderr {
+        writeln!(std::io::stderr().lock(), "{line}")
+    } else {
+        writeln!(std::io::stdout().lock(), "{line}")
+    };
+}
+
+/// Whether `error` is stdout's reader having left (a CSV written into
+/// `| head`): output stopped, which is no failure of the command.
+pub fn closed_pipe(error: &anyhow::Error) -> bool {
+    let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(broken)
+            || cause
+                .downcast_ref::<csv::Error>()
+                .is_some_and(|e| matches!(e.kind(), csv::ErrorKind::Io(io) if broken(io)))
+    })
+}
+
 /// Messages may span lines (a database's, a plugin's); some places print
 /// one per finding.
 pub fn one_line(text: &str) -> String {
@@ -33,7 +77,7 @@ fn table(header: &[&str]) -> Table {
 }
 
 fn json(value: &impl Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    crate::say!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -99,7 +143,7 @@ pub fn preview(columns: &[Column], rows: &[Record], format: Format) -> anyhow::R
                         .map(|c| row.get(*c).map(cell).unwrap_or_default()),
                 );
             }
-            println!("{t}");
+            crate::say!("{t}");
             Ok(())
         }
     }
@@ -141,8 +185,8 @@ pub fn events(events: &[Event], format: Format) -> anyhow::Result<()> {
                     prev,
                 ]);
             }
-            println!("{t}");
-            println!("{} event(s) would be sent", events.len());
+            crate::say!("{t}");
+            crate::say!("{} event(s) would be sent", events.len());
             Ok(())
         }
     }
@@ -155,12 +199,12 @@ pub fn requests(requests: &[Exchange]) {
         let status = r
             .status
             .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
-        println!("request {}: {} {} -> {status}", i + 1, r.method, r.url);
+        crate::say!("request {}: {} {} -> {status}", i + 1, r.method, r.url);
         for (name, value) in &r.headers {
-            println!("  {name}: {value}");
+            crate::say!("  {name}: {value}");
         }
         if !r.body.is_empty() {
-            println!("  {}", pretty(&r.body).replace('\n', "\n  "));
+            crate::say!("  {}", pretty(&r.body).replace('\n', "\n  "));
         }
     }
 }
@@ -176,23 +220,23 @@ pub fn tested(t: &Tested, format: Format) -> anyhow::Result<()> {
     if format != Format::Table {
         return json(t);
     }
-    println!("record {} of sync `{}`", t.key, t.sync);
+    crate::say!("record {} of sync `{}`", t.key, t.sync);
     if let Some(why) = &t.refused {
-        println!("a transform refused it, so nothing was sent: {why}");
+        crate::say!("a transform refused it, so nothing was sent: {why}");
         return Ok(());
     }
     if t.events.is_empty() {
-        println!("a transform dropped it, so nothing was sent");
+        crate::say!("a transform dropped it, so nothing was sent");
         return Ok(());
     }
     for e in &t.events {
-        println!("event sent: {}", serde_json::to_string(e)?);
+        crate::say!("event sent: {}", serde_json::to_string(e)?);
     }
     requests(&t.requests);
     for o in &t.outcomes {
         match &o.error {
-            None => println!("event {}: {}", o.id, o.outcome),
-            Some(e) => println!("event {}: {}: {e}", o.id, o.outcome),
+            None => crate::say!("event {}: {}", o.id, o.outcome),
+            Some(e) => crate::say!("event {}: {}: {e}", o.id, o.outcome),
         }
     }
     Ok(())
@@ -202,12 +246,17 @@ pub fn replayed(r: &Replayed, format: Format) -> anyhow::Result<()> {
     if format != Format::Table {
         return json(r);
     }
-    println!(
+    crate::say!(
         "replayed run {} of sync `{}`: sent {}, ok {}, rejected {}, failed {}",
-        r.run_id, r.sync, r.sent, r.ok, r.rejected, r.failed
+        r.run_id,
+        r.sync,
+        r.sent,
+        r.ok,
+        r.rejected,
+        r.failed
     );
     for e in &r.errors {
-        println!("  {e}");
+        crate::say!("  {e}");
     }
     Ok(())
 }
@@ -216,7 +265,7 @@ pub fn summary(s: &Summary, format: Format) -> anyhow::Result<()> {
     if format != Format::Table {
         return json(s);
     }
-    println!(
+    crate::say!(
         "run {} of sync `{}`: {}",
         s.run_id,
         s.sync,
@@ -249,12 +298,12 @@ pub fn summary(s: &Summary, format: Format) -> anyhow::Result<()> {
         c.dropped,
         c.filtered,
     ]);
-    println!("{t}");
+    crate::say!("{t}");
     if let Some(e) = &s.error {
-        println!("{e}");
+        crate::say!("{e}");
     }
     if c.rejected + c.failed > 0 {
-        println!(
+        crate::say!(
             "{} row(s) are still owed; see `ebb errors {}`; they are retried on the next run",
             c.rejected + c.failed,
             s.sync
@@ -341,7 +390,7 @@ pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
             cell(&Value::String(r.error.clone().unwrap_or_default())),
         ]);
     }
-    println!("{t}");
+    crate::say!("{t}");
     Ok(())
 }
 
@@ -377,8 +426,8 @@ pub fn owed(rows: &[OwedRow], format: Format) -> anyhow::Result<()> {
                     r.error.clone(),
                 ]);
             }
-            println!("{t}");
-            println!("{} row(s) owed", rows.len());
+            crate::say!("{t}");
+            crate::say!("{} row(s) owed", rows.len());
             Ok(())
         }
     }

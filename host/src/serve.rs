@@ -70,7 +70,7 @@ pub async fn serve(cfg: Config, engine: Engine) -> anyhow::Result<ExitCode> {
             .await?;
     }
     // Printed, not logged: scripts starting `ebb serve` wait for this line.
-    println!("ebb serve: listening on http://{address}");
+    crate::say!("ebb serve: listening on http://{address}");
     tracing::info!(%address, syncs = worker.cfg.syncs.len(), "serving");
 
     let scheduler = tokio::spawn(schedule_loop(Arc::clone(&worker)));

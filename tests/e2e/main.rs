@@ -25,6 +25,7 @@ mod lifecycle;
 mod mapping;
 mod model_statements;
 mod mysql_source;
+mod pipes;
 mod plugin_toolchain;
 mod postgres_source;
 mod postgres_types;

@@ -31,11 +31,11 @@ pub async fn build(engine: &Engine, dir: &Path) -> Result<(), Problem> {
             one_line(why)
         )));
     }
-    println!("built {}", wasm.display());
-    println!("size:   {}", size(d.size));
-    println!("sha256: {}", d.sha256);
-    println!();
-    println!("{}", paste(&d, &wasm));
+    crate::say!("built {}", wasm.display());
+    crate::say!("size:   {}", size(d.size));
+    crate::say!("sha256: {}", d.sha256);
+    crate::say!();
+    crate::say!("{}", paste(&d, &wasm));
     Ok(())
 }
 

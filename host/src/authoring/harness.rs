@@ -250,7 +250,7 @@ fn print(report: &Report) {
     crate::output::requests(&report.requests);
     for v in &report.events {
         let error = v.error.as_deref().map(|e| format!(": {e}"));
-        println!(
+        crate::say!(
             "event {} ({}): {}{}",
             v.id,
             v.op,
@@ -258,13 +258,13 @@ fn print(report: &Report) {
             error.unwrap_or_default()
         );
         for e in &v.events {
-            println!("  {}", serde_json::to_string(e).unwrap_or_default());
+            crate::say!("  {}", serde_json::to_string(e).unwrap_or_default());
         }
     }
     let failed = report.events.iter().filter(|v| v.error.is_some()).count();
     match failed {
-        0 => println!("all {} event(s) accepted", report.events.len()),
-        n => println!("{n} of {} event(s) not accepted", report.events.len()),
+        0 => crate::say!("all {} event(s) accepted", report.events.len()),
+        n => crate::say!("{n} of {} event(s) not accepted", report.events.len()),
     }
 }
 

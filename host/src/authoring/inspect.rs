@@ -81,29 +81,29 @@ pub async fn inspect(engine: &Engine, file: &Path, format: Format) -> Result<(),
 
 fn print(d: &Description) {
     let unknown = || "unknown".to_owned();
-    println!("file:        {}", d.file);
-    println!("size:        {}", size(d.size));
-    println!("sha256:      {}", d.sha256);
-    println!(
+    crate::say!("file:        {}", d.file);
+    crate::say!("size:        {}", size(d.size));
+    crate::say!("sha256:      {}", d.sha256);
+    crate::say!(
         "world:       {}",
         d.world.map(str::to_owned).unwrap_or_else(unknown)
     );
-    println!(
+    crate::say!(
         "wit version: ebb:plugin@{}",
         d.wit_version.clone().unwrap_or_else(unknown)
     );
     if let Some(why) = &d.unloadable {
-        println!("loads:       no: {}", crate::output::one_line(why));
+        crate::say!("loads:       no: {}", crate::output::one_line(why));
     }
     if let Some(spec) = &d.spec {
-        println!("name:        {}", spec.name);
-        println!("version:     {}", spec.version);
-        println!(
+        crate::say!("name:        {}", spec.name);
+        crate::say!("version:     {}", spec.version);
+        crate::say!(
             "batches:     at most {} events, {}",
             spec.max_batch_records,
             size(spec.max_batch_bytes)
         );
-        println!("hosts:       [{}]", quoted(&spec.hosts));
+        crate::say!("hosts:       [{}]", quoted(&spec.hosts));
         if let Some(rate) = &spec.rate {
             let per_sec = |n: Option<f64>, what: &str| n.map(|n| format!("{n} {what}/s"));
             let limits: Vec<String> = [
@@ -113,25 +113,25 @@ fn print(d: &Description) {
             .into_iter()
             .flatten()
             .collect();
-            println!("rate:        {} (the vendor's limit)", limits.join(", "));
+            crate::say!("rate:        {} (the vendor's limit)", limits.join(", "));
         }
-        println!("actions:");
+        crate::say!("actions:");
         for action in &spec.actions {
-            println!("  {}: {}", action.name, action.description);
+            crate::say!("  {}: {}", action.name, action.description);
             for field in &action.fields {
                 let kind = serde_json::to_value(&field.kind)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
                 let required = if field.required { ", required" } else { "" };
-                println!("    {} ({kind}{required})", field.name);
+                crate::say!("    {} ({kind}{required})", field.name);
             }
         }
         let schema = serde_json::to_string_pretty(&spec.config_schema).unwrap_or_default();
-        println!("config schema:\n  {}", schema.replace('\n', "\n  "));
+        crate::say!("config schema:\n  {}", schema.replace('\n', "\n  "));
     }
-    println!("imports:");
+    crate::say!("imports:");
     for import in &d.imports {
-        println!("  {import}");
+        crate::say!("  {import}");
     }
 }

@@ -27,7 +27,7 @@ pub fn file_ref(file: &Path) -> PluginRef {
 }
 
 pub fn print_json(value: &impl Serialize) -> Result<(), Problem> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    crate::say!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -81,12 +81,12 @@ pub fn create(kind: Kind, name: &str, path: Option<PathBuf>) -> Result<(), Probl
         Kind::Destination => "destination",
         Kind::Transform => "transform",
     };
-    println!("created the {what} plugin `{name}` in {}", dir.display());
-    println!();
-    println!("  cd {}", dir.display());
-    println!("  cargo test          # its unit test, natively, against the SDK's mock");
-    println!("  ebb plugin build    # the .wasm, its sha256 and the lines for ebb.toml");
-    println!(
+    crate::say!("created the {what} plugin `{name}` in {}", dir.display());
+    crate::say!();
+    crate::say!("  cd {}", dir.display());
+    crate::say!("  cargo test          # its unit test, natively, against the SDK's mock");
+    crate::say!("  ebb plugin build    # the .wasm, its sha256 and the lines for ebb.toml");
+    crate::say!(
         "  ebb plugin test target/wasm32-wasip2/release/{}.wasm --config config.toml --events events.jsonl",
         name.replace('-', "_")
     );
