@@ -28,12 +28,18 @@ fn with_stdout_closed(project: &Project, args: &[&str]) -> (Option<i32>, String)
     (child.wait().expect("wait for ebb").code(), stderr)
 }
 
-#[test]
-fn a_closed_stdout_stops_output_not_the_command() {
+/// A project syncing `users` users to the file destination.
+fn project(users: i64) -> Project {
     let project = Project::new();
     let wh = Warehouse::sqlite(&project);
-    wh.insert_users(1..=3);
+    wh.insert_users(1..=users);
     project.write_config(&Config::new(&wh).render());
+    project
+}
+
+#[test]
+fn a_closed_stdout_stops_output_not_the_command() {
+    let project = project(3);
 
     let (code, stderr) = with_stdout_closed(&project, &["run", SYNC]);
     assert_eq!(code, Some(0), "the run succeeded: {stderr}");
@@ -55,10 +61,7 @@ fn a_closed_stdout_stops_output_not_the_command() {
 
 #[test]
 fn a_closed_stderr_under_debug_logs_neither_panics_nor_hangs_a_run() {
-    let project = Project::new();
-    let wh = Warehouse::sqlite(&project);
-    wh.insert_users(1..=50);
-    project.write_config(&Config::new(&wh).render());
+    let project = project(50);
     let mut child = project
         .command(&["-vv", "--log-format", "json", "run", SYNC])
         .stdout(Stdio::piped())
