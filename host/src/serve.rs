@@ -43,7 +43,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Runs `ebb serve` until SIGTERM or Ctrl-C.
 pub async fn serve(cfg: Config, engine: Engine) -> anyhow::Result<ExitCode> {
-    let Some(token) = cfg.server.api_token.clone().filter(|t| !t.is_empty()) else {
+    let token = cfg
+        .server
+        .api_token
+        .clone()
+        .map_err(|unset| anyhow::anyhow!("{}: {}", cfg.file.display(), unset.0))?;
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
         anyhow::bail!(
             "{}: [server] api_token is not set; the HTTP API needs a bearer token, e.g. api_token = \"${{env:EBB_API_TOKEN}}\"",
             cfg.file.display()

@@ -159,3 +159,64 @@ fn plugin_path_that_is_a_folder_says_so() {
         &["destinations.out.plugin", "is a folder, not a file"],
     );
 }
+
+/// `[server]` and a destination no sync sends to, each wanting a variable
+/// nobody set.
+fn with_unused_secrets(wh: &Warehouse) -> String {
+    format!(
+        r#"{}
+[server]
+api_token = "${{env:EBB_TEST_UNSET_API_TOKEN}}"
+
+[destinations.crm]
+plugin = "ebb:http"
+allow_hosts = ["127.0.0.1:9"]
+config = {{ url = "http://127.0.0.1:9/in", headers = {{ Authorization = "Bearer ${{env:EBB_TEST_UNSET_CRM_TOKEN}}" }} }}
+"#,
+        Config::new(wh).render()
+    )
+}
+
+#[test]
+fn secrets_are_needed_only_by_the_commands_that_use_them() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2);
+    project.write_config(&with_unused_secrets(&wh));
+    for args in [
+        &["check"][..],
+        &["preview", "users"],
+        &["plan", SYNC],
+        &["run", SYNC],
+    ] {
+        let out = project.ebb(args);
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.text());
+    }
+
+    // `serve` needs its token, and says which variable is missing.
+    let out = project.ebb(&["serve"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    assert!(
+        out.stderr.contains(
+            "server.api_token: environment variable `EBB_TEST_UNSET_API_TOKEN` is not set"
+        ),
+        "{}",
+        out.stderr
+    );
+
+    // A sync to the destination whose secret is unset fails on it.
+    let to_crm =
+        with_unused_secrets(&wh).replace(r#"destination = "out""#, r#"destination = "crm""#);
+    project.write_config(&to_crm);
+    for args in [&["check"][..], &["run", SYNC]] {
+        let out = project.ebb(args);
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.text());
+        assert!(
+            out.stderr.contains(
+                "destinations.crm.config.headers.Authorization: environment variable `EBB_TEST_UNSET_CRM_TOKEN` is not set"
+            ),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::Invalid;
+use super::error::{Invalid, Lazy, lazy};
 use super::plugins::{RawPluginLimits, empty_table, plugin_limits, plugin_ref};
 use super::resolver::Resolver;
 use crate::plugin::{self, PluginRef};
@@ -19,7 +19,9 @@ pub struct Destination {
     pub plugin: PluginRef,
     pub allow_hosts: Vec<String>,
     pub allow_dir: Option<PathBuf>,
-    pub config: Value,
+    /// The plugin's config, secrets substituted; unset secrets fail only a
+    /// command that sends to this destination.
+    pub config: Lazy<Value>,
     pub max_in_flight: usize,
     pub batch_size: Option<usize>,
     pub plugin_limits: plugin::Limits,
@@ -82,7 +84,7 @@ fn destination(name: String, d: RawDestination, r: &Resolver) -> Result<Destinat
         }
         None => None,
     };
-    let config = r.json_with_secrets(&format!("{key}.config"), d.config)?;
+    let config = lazy(r.json_with_secrets(&format!("{key}.config"), d.config))?;
     if d.max_in_flight == Some(0) || d.batch_size == Some(0) {
         return Err(Invalid::new(
             key,

@@ -20,6 +20,30 @@ pub enum Invalid {
     /// the line) and checks that name their keys themselves.
     #[error("{0}")]
     Worded(String),
+    /// A `${env:NAME}` the environment does not set, at `key`: a problem
+    /// only for a command that uses the setting (see [`Unset`]).
+    #[error("{key}: environment variable `{name}` is not set; export it before running ebb")]
+    UnsetSecret { key: String, name: String },
+}
+
+/// A setting whose secrets are not all set: no problem until a command
+/// uses it, so `ebb run` never needs `[server] api_token` or a secret of a
+/// destination its sync does not send to. Holds the message that names
+/// the key and the variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unset(pub String);
+
+/// A setting's value, or why it cannot be had yet.
+pub type Lazy<T> = Result<T, Unset>;
+
+/// `result`, with a missing secret set aside for later: other problems
+/// still fail the config now.
+pub fn lazy<T>(result: Result<T, Invalid>) -> Result<Lazy<T>, Invalid> {
+    match result {
+        Ok(value) => Ok(Ok(value)),
+        Err(unset @ Invalid::UnsetSecret { .. }) => Ok(Err(Unset(unset.to_string()))),
+        Err(other) => Err(other),
+    }
 }
 
 impl Invalid {

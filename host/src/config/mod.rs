@@ -32,7 +32,7 @@ use std::time::Duration;
 
 pub use alerts::Alerts;
 pub use destinations::Destination;
-pub use error::ConfigError;
+pub use error::{ConfigError, Lazy, Unset};
 pub use models::{DiffIn, Model};
 pub use secrets::Secret;
 pub use server::Server;

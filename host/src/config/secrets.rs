@@ -35,13 +35,9 @@ impl Resolver<'_> {
                 Invalid::new(key, "unterminated `${env:` reference; write `${env:NAME}`")
             })?;
             let name = &after[..end];
-            let value = (self.env)(name).ok_or_else(|| {
-                Invalid::new(
-                    key,
-                    format!(
-                        "environment variable `{name}` is not set; export it before running ebb"
-                    ),
-                )
+            let value = (self.env)(name).ok_or_else(|| Invalid::UnsetSecret {
+                key: key.to_owned(),
+                name: name.to_owned(),
             })?;
             out.push_str(&value);
             rest = &after[end + 1..];

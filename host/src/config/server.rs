@@ -3,15 +3,16 @@
 
 use serde::Deserialize;
 
-use super::error::Invalid;
+use super::error::{Invalid, Lazy, lazy};
 use super::resolver::Resolver;
 
 /// `[server]` as checked.
 #[derive(Clone)]
 pub struct Server {
     pub listen: String,
-    /// Bearer token for the HTTP API; `ebb serve` refuses to start without one.
-    pub api_token: Option<String>,
+    /// Bearer token for the HTTP API; `ebb serve` refuses to start without
+    /// one. Only `serve` needs its secret set.
+    pub api_token: Lazy<Option<String>>,
     /// The most runs this process runs at once; beyond it, due slots wait
     /// for another worker or a later tick.
     pub max_runs: usize,
@@ -42,7 +43,7 @@ pub fn resolve(raw: RawServer, r: &Resolver) -> Result<Server, Invalid> {
     Ok(Server {
         public_url: raw.public_url.unwrap_or_else(|| format!("http://{listen}")),
         listen,
-        api_token: r.secret("server", "api_token", raw.api_token)?,
+        api_token: lazy(r.secret("server", "api_token", raw.api_token))?,
         max_runs: match raw.max_runs {
             None => 8,
             Some(0) => return Err(Invalid::new("server.max_runs", "must be at least 1")),

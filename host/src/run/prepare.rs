@@ -159,6 +159,12 @@ pub(super) async fn destination(
 ) -> Result<(Loader, ActionSpec)> {
     let dest = &cfg.destinations[&sync.destination];
     let key = format!("syncs.{}", sync.name);
+    let config = dest.config.as_ref().map_err(|unset| {
+        RunError::Config(config::ConfigError {
+            file: cfg.file.display().to_string(),
+            message: unset.0.clone(),
+        })
+    })?;
     let defaults = Grants::default();
     let grants = Grants {
         allow_hosts: dest.allow_hosts.clone(),
@@ -177,7 +183,7 @@ pub(super) async fn destination(
         ..defaults
     };
     let destination = engine.destination(&dest.plugin, grants).await?;
-    if let Err(problems) = destination.validate(&dest.config).await? {
+    if let Err(problems) = destination.validate(config).await? {
         return Err(RunError::Refused(format!(
             "destinations.{}.config: {} refuses its config: {}",
             dest.name,
@@ -186,7 +192,7 @@ pub(super) async fn destination(
         )));
     }
     let spec = destination.spec().clone();
-    granted(dest, &spec)?;
+    granted(dest, config, &spec)?;
     let declared = || {
         spec.actions
             .iter()
@@ -216,7 +222,7 @@ pub(super) async fn destination(
     let loader = Loader {
         name: dest.name.clone(),
         label: dest.plugin.label.clone(),
-        config: dest.config.clone(),
+        config: config.clone(),
         action: action.name.clone(),
         max_in_flight: dest.max_in_flight,
         batch_records: dest
@@ -235,8 +241,8 @@ pub(super) async fn destination(
 /// Refuses a destination whose `allow_hosts` misses a host it will call,
 /// naming each and the line that grants them all, so a missing grant fails
 /// `ebb check` instead of every row of every run.
-fn granted(dest: &config::Destination, spec: &Spec) -> Result<()> {
-    let wanted = crate::plugin::wanted(spec, &dest.config);
+fn granted(dest: &config::Destination, config: &serde_json::Value, spec: &Spec) -> Result<()> {
+    let wanted = crate::plugin::wanted(spec, config);
     let missing = crate::plugin::ungranted(&dest.allow_hosts, wanted).map_err(RunError::Refused)?;
     if missing.is_empty() {
         return Ok(());
