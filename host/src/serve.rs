@@ -33,6 +33,27 @@ use crate::run;
 use crate::state::State;
 use crate::worker::Worker;
 
+/// Compiles every plugin an enabled sync uses, before anything is served:
+/// a plugin that does not load stops `serve` at start, named, and no run
+/// (nor the trigger that starts it) waits for Cranelift.
+async fn compile_plugins(cfg: &Config, engine: &Engine) -> anyhow::Result<()> {
+    let syncs = cfg.syncs.values().filter(|s| s.enabled);
+    for sync in syncs {
+        let destination = &cfg.destinations[&sync.destination];
+        engine
+            .destination(&destination.plugin, crate::plugin::Grants::default())
+            .await
+            .with_context(|| format!("{}: sync `{}`", cfg.file.display(), sync.name))?;
+        for t in &sync.transforms {
+            engine
+                .transform(&t.plugin, t.limits)
+                .await
+                .with_context(|| format!("{}: sync `{}`", cfg.file.display(), sync.name))?;
+        }
+    }
+    Ok(())
+}
+
 /// How often the scheduler looks for due slots and dead runs, give or take
 /// a random quarter: workers started together drift apart, so no one of
 /// them is always first to see a slot come due.
@@ -54,6 +75,7 @@ pub async fn serve(cfg: Config, engine: Engine) -> anyhow::Result<ExitCode> {
             cfg.file.display()
         );
     };
+    compile_plugins(&cfg, &engine).await?;
     let state = State::open(&cfg.state_url).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await

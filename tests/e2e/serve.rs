@@ -441,3 +441,18 @@ fn serve_logs_one_json_object_per_line_when_asked() {
     assert_eq!(started["fields"]["run_id"], run_id);
     assert_eq!(started["fields"]["sync"], SYNC);
 }
+
+#[test]
+fn serve_compiles_every_plugin_at_start_and_names_one_that_does_not_load() {
+    let (project, _wh) = project_with(&[r#"transforms = [{ plugin = "broken.wasm" }]"#]);
+    project.write("broken.wasm", "not a component");
+    let out = project.ebb(&["serve"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    assert!(
+        out.stderr.contains(&format!("sync `{SYNC}`"))
+            && out.stderr.contains("transform 1 (broken.wasm)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("listening"), "{}", out.stdout);
+}
