@@ -11,6 +11,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -22,6 +23,11 @@ use crate::status::{Counts, Status};
 struct RunLabels {
     sync: String,
     status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabels {
+    sync: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +77,7 @@ type Timings<L> = Family<L, Histogram, fn() -> Histogram>;
 struct Metrics {
     registry: Registry,
     runs: Family<RunLabels, Counter>,
+    last_success: Family<SyncLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     records: Family<RecordLabels, Counter>,
     deliveries: Family<DeliveryLabels, Counter>,
     stages: Timings<StageLabels>,
@@ -87,6 +94,7 @@ fn seconds() -> Histogram {
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let runs = Family::default();
+    let last_success = Family::default();
     let records = Family::default();
     let deliveries = Family::default();
     let stages: Timings<_> = Family::new_with_constructor(seconds);
@@ -95,7 +103,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let calls: Timings<_> = Family::new_with_constructor(seconds);
     let traps = Family::default();
     let mut registry = Registry::with_prefix("ebb");
-    registry.register("runs", "Runs ended, by sync and status", runs.clone());
+    registry.register(
+        "runs",
+        "Runs ended, by sync and status (skipped: asked for while one was in progress)",
+        runs.clone(),
+    );
+    registry.register(
+        "last_success_timestamp_seconds",
+        "When each sync's last successful run ended (Unix time), to alert on a sync that stopped succeeding",
+        last_success.clone(),
+    );
     registry.register(
         "records",
         "Records of ended runs, by sync and what became of them",
@@ -130,6 +147,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     Metrics {
         registry,
         runs,
+        last_success,
         records,
         deliveries,
         stages,
@@ -140,7 +158,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
-/// Records a run that ended.
+/// Records a run that ended (or was skipped, with no counts).
 pub fn run_ended(sync: &str, status: Status, counts: &Counts, stages: &[(&str, Duration)]) {
     let m = &*METRICS;
     m.runs
@@ -149,6 +167,16 @@ pub fn run_ended(sync: &str, status: Status, counts: &Counts, stages: &[(&str, D
             status: status.as_str().to_owned(),
         })
         .inc();
+    if status == Status::Success {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        m.last_success
+            .get_or_create(&SyncLabels {
+                sync: sync.to_owned(),
+            })
+            .set(now.as_secs_f64());
+    }
     let c = counts;
     for (outcome, n) in [
         ("added", c.added),

@@ -81,8 +81,8 @@ impl Worker {
                     tracing::info!(
                         sync,
                         run_id = summary.run_id,
-                        "skipped: {:?}",
-                        summary.error
+                        reason = summary.error.as_deref().unwrap_or(""),
+                        "run skipped"
                     );
                     return Ok(Triggered::Skipped(summary));
                 }

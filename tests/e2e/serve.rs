@@ -155,6 +155,7 @@ fn a_run_asked_for_over_the_api_delivers_and_is_reported() {
         format!("ebb_stage_seconds_count{{sync=\"{SYNC}\",stage=\"extract\"}} 1"),
         "ebb_destination_write_seconds_count{destination=\"out\"} 1".to_owned(),
         "ebb_plugin_call_seconds_count{plugin=".to_owned(),
+        format!("ebb_last_success_timestamp_seconds{{sync=\"{SYNC}\"}} 1"),
     ] {
         assert!(
             metrics.text.contains(&series),
@@ -340,6 +341,13 @@ fn a_run_due_while_one_is_in_progress_is_recorded_as_skipped_and_sigterm_closes_
     assert_eq!((busy.status, busy.error_code()), (409, "busy".into()));
     let running = with_status(&runs(&serving), "running").len();
     assert_eq!(running, 1);
+    let metrics = serving.get("/metrics").text;
+    assert!(
+        metrics.contains(&format!(
+            "ebb_runs_total{{sync=\"{SYNC}\",status=\"skipped\"}} "
+        )),
+        "{metrics}"
+    );
 
     let (code, took, log) = serving.terminate();
     assert_eq!(code, Some(0), "{log}");

@@ -126,6 +126,7 @@ pub async fn start(
 /// The summary of a trigger recorded as skipped run `id` because run
 /// `running` was in progress.
 fn skipped(sync_name: &str, running: i64, id: i64) -> Started {
+    crate::metrics::run_ended(sync_name, Status::Skipped, &Counts::default(), &[]);
     Started::Skipped(Summary {
         run_id: id,
         sync: sync_name.to_string(),
