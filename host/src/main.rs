@@ -55,8 +55,6 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(ebb::cli::execute(cli)) {
         Ok(code) => code,
-        // Output cut short by its reader leaving is not a failure.
-        Err(e) if ebb::output::closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             ebb::tell!("error: {e:#}");
             ExitCode::FAILURE

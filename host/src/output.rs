@@ -51,16 +51,25 @@ pub fn write_line(to_stderr: bool, line: std::fmt::Arguments) {
     };
 }
 
-/// Whether `error` is stdout's reader having left (a CSV written into
-/// `| head`): output stopped, which is no failure of the command.
-pub fn closed_pipe(error: &anyhow::Error) -> bool {
-    let broken = |io: &std::io::Error| io.kind() == std::io::ErrorKind::BrokenPipe;
-    error.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some_and(broken)
-            || cause
-                .downcast_ref::<csv::Error>()
-                .is_some_and(|e| matches!(e.kind(), csv::ErrorKind::Io(io) if broken(io)))
-    })
+/// Stdout for writers (CSV): once its reader has left, what is written is
+/// dropped as [`say!`] drops it, instead of failing the command.
+pub fn stdout() -> impl std::io::Write {
+    struct Closable(std::io::Stdout);
+    impl std::io::Write for Closable {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            match self.0.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+                other => other,
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            match self.0.flush() {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other,
+            }
+        }
+    }
+    Closable(std::io::stdout())
 }
 
 /// Messages may span lines (a database's, a plugin's); some places print
@@ -110,7 +119,7 @@ pub fn preview(columns: &[Column], rows: &[Record], format: Format) -> anyhow::R
     match format {
         Format::Json => json(&rows),
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(std::io::stdout());
+            let mut w = csv::Writer::from_writer(stdout());
             w.write_record(&names)?;
             for row in rows {
                 w.write_record(
@@ -153,7 +162,7 @@ pub fn events(events: &[Event], format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => json(&events),
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(std::io::stdout());
+            let mut w = csv::Writer::from_writer(stdout());
             w.write_record(["op", "id", "fields", "previous"])?;
             for e in events {
                 let prev = e
@@ -317,7 +326,7 @@ pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
         return json(&runs);
     }
     if format == Format::Csv {
-        let mut w = csv::Writer::from_writer(std::io::stdout());
+        let mut w = csv::Writer::from_writer(stdout());
         w.write_record([
             "run_id",
             "status",
@@ -414,7 +423,7 @@ pub fn owed_csv(rows: &[OwedRow], out: impl std::io::Write) -> anyhow::Result<()
 pub fn owed(rows: &[OwedRow], format: Format) -> anyhow::Result<()> {
     match format {
         Format::Json => json(&rows),
-        Format::Csv => owed_csv(rows, std::io::stdout()),
+        Format::Csv => owed_csv(rows, stdout()),
         Format::Table => {
             let mut t = table(&["key", "op", "run", "attempts", "error"]);
             for r in rows {
