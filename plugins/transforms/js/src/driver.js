@@ -35,6 +35,8 @@
   // `TypeError: x is undefined (transforms/rebuild.js:4:7)`: the message and
   // the first place in the user's own files, never in this driver.
   function describe(error) {
+    // Out of memory with no room left for an error object, QuickJS throws null.
+    if (error === null) return "threw null (unless the transformation throws null, it ran out of memory)";
     if (!(error instanceof Error)) return `threw ${text(error)}`;
     const head = error.name ? `${error.name}: ${error.message}` : String(error.message);
     const at = String(error.stack ?? "")

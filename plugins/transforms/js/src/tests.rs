@@ -401,6 +401,7 @@ export function transformEvent(event) {
             .into(),
     );
     kept(&items[0]);
+    // An `InternalError`, or `null` when not even that fits.
     assert!(
         failed(&items[1]).contains("out of memory"),
         "{}",
