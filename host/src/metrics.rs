@@ -168,14 +168,11 @@ pub fn run_ended(sync: &str, status: Status, counts: &Counts, stages: &[(&str, D
         })
         .inc();
     if status == Status::Success {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
         m.last_success
             .get_or_create(&SyncLabels {
                 sync: sync.to_owned(),
             })
-            .set(now.as_secs_f64());
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
     }
     let c = counts;
     for (outcome, n) in [

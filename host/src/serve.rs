@@ -39,16 +39,17 @@ use crate::worker::Worker;
 async fn compile_plugins(cfg: &Config, engine: &Engine) -> anyhow::Result<()> {
     let syncs = cfg.syncs.values().filter(|s| s.enabled);
     for sync in syncs {
+        let context = || format!("{}: sync `{}`", cfg.file.display(), sync.name);
         let destination = &cfg.destinations[&sync.destination];
         engine
             .destination(&destination.plugin, crate::plugin::Grants::default())
             .await
-            .with_context(|| format!("{}: sync `{}`", cfg.file.display(), sync.name))?;
+            .with_context(context)?;
         for t in &sync.transforms {
             engine
                 .transform(&t.plugin, t.limits)
                 .await
-                .with_context(|| format!("{}: sync `{}`", cfg.file.display(), sync.name))?;
+                .with_context(context)?;
         }
     }
     Ok(())

@@ -21,9 +21,7 @@ use crate::delivery_id::{self, ChangeOf, DeliveryIds};
 use crate::diff::fingerprint_of;
 use crate::event::Event;
 use crate::load::{Delivery, Loader};
-use crate::plugin::{
-    Destination, Engine, Exchange, Grants, Item, Masker, PluginLocation, PluginRef, js,
-};
+use crate::plugin::{Destination, Engine, Exchange, Grants, Item, Masker, js};
 
 /// What `ebb plugin test` was asked to do.
 pub struct Test {
@@ -75,7 +73,10 @@ pub async fn run(engine: &Engine, test: Test) -> Result<bool, Problem> {
     };
     let events = read_events(&test.events)?;
     let (plugin, config) = match test.file.extension().and_then(|e| e.to_str()) {
-        Some("js" | "mjs") => (javascript_ref(&test.file), javascript(&test)?),
+        Some("js" | "mjs") => (
+            js::plugin_ref(test.file.display().to_string()),
+            javascript(&test)?,
+        ),
         _ if !test.libraries.is_empty() || test.shape != js::Shape::default().name() => {
             return Err(Problem::new(
                 "--library and --shape are for a JavaScript transform (FILE.js)",
@@ -265,15 +266,6 @@ fn print(report: &Report) {
     match failed {
         0 => crate::say!("all {} event(s) accepted", report.events.len()),
         n => crate::say!("{n} of {} event(s) not accepted", report.events.len()),
-    }
-}
-
-/// `ebb:js`, labelled with the script it runs.
-fn javascript_ref(file: &Path) -> PluginRef {
-    PluginRef {
-        label: file.display().to_string(),
-        location: PluginLocation::Builtin(js::BUILTIN.into()),
-        sha256: None,
     }
 }
 

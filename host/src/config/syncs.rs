@@ -17,7 +17,7 @@ use super::resolver::Resolver;
 use crate::event::Op;
 use crate::limits::Limits;
 use crate::mapping::Mapping;
-use crate::plugin::{self, PluginLocation, PluginRef, js};
+use crate::plugin::{self, PluginRef, js};
 use crate::schedule::{RawSchedule, Schedule};
 use crate::status::Status;
 
@@ -242,11 +242,7 @@ fn transform(
                 memory_bytes: limits.memory_bytes,
             };
             let config = js_config(&tkey, &file, t.libraries, t.shape, &context, r)?;
-            let plugin = PluginRef {
-                label: format!("transform {} ({file}) of sync `{name}`", i + 1),
-                location: PluginLocation::Builtin(js::BUILTIN.into()),
-                sha256: None,
-            };
+            let plugin = js::plugin_ref(format!("transform {} ({file}) of sync `{name}`", i + 1));
             (plugin, config)
         }
         (Some(_), Some(_)) => {

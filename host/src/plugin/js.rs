@@ -102,6 +102,15 @@ pub fn config(
     })
 }
 
+/// `ebb:js`, running the script `label` names.
+pub fn plugin_ref(label: String) -> PluginRef {
+    PluginRef {
+        label,
+        location: PluginLocation::Builtin(BUILTIN.into()),
+        sha256: None,
+    }
+}
+
 /// Whether `plugin` is a JavaScript file run by `ebb:js`.
 pub fn is_javascript(plugin: &PluginRef) -> bool {
     matches!(&plugin.location, PluginLocation::Builtin(name) if name == BUILTIN)
