@@ -109,6 +109,9 @@ pub enum Command {
         /// The run to replay (see `ebb history`).
         #[arg(long)]
         run: i64,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -125,7 +128,12 @@ pub enum Command {
         format: Format,
     },
     /// Forget what a sync delivered; its next run sends everything as added.
-    Reset { sync: String },
+    Reset {
+        sync: String,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Keep every sync on its schedule and serve the HTTP API, until
     /// SIGTERM or Ctrl-C.
     Serve,
@@ -221,7 +229,20 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             output::owed(&rows, format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replay { sync, run, format } => {
+        Command::Replay {
+            sync,
+            run,
+            yes,
+            format,
+        } => {
+            let destination = &cfg.sync(&sync)?.destination;
+            let question = format!(
+                "Replay run {run} of sync `{sync}`? Every event it delivered is sent again to destination `{destination}`."
+            );
+            if !confirmed(yes, &question)? {
+                crate::tell!("replay cancelled; nothing was sent");
+                return Ok(ExitCode::FAILURE);
+            }
             let replayed = run::replay(&cfg, &engine(&cfg)?, &sync, run).await?;
             output::replayed(&replayed, format)?;
             Ok(match replayed.rejected + replayed.failed {
@@ -239,12 +260,42 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve => crate::serve::serve(cfg.clone(), engine(&cfg)?).await,
         Command::Plugin { .. } => unreachable!("handled before the config is read"),
-        Command::Reset { sync } => {
+        Command::Reset { sync, yes } => {
+            let destination = &cfg.sync(&sync)?.destination;
+            let question = format!(
+                "Reset sync `{sync}`? Ebb forgets what it delivered to destination `{destination}`, \
+                 and the next run sends every record again as added."
+            );
+            if !confirmed(yes, &question)? {
+                crate::tell!("reset cancelled; nothing changed");
+                return Ok(ExitCode::FAILURE);
+            }
             run::reset(&cfg, &sync).await?;
             crate::say!("sync `{sync}` reset: its next run sends every record as added");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Asks on a terminal before a command that changes what a sync delivered
+/// or sends again; `--yes`, and scripts (stdin not a terminal), go ahead.
+fn confirmed(yes: bool, question: &str) -> anyhow::Result<bool> {
+    use std::io::{IsTerminal, Write};
+    if yes || !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    let mut stderr = std::io::stderr();
+    // A closed stderr only loses the question.
+    let _ = write!(stderr, "{question} [y/N] ");
+    let _ = stderr.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }
 
 /// `ebb run`: runs the sync once, alerts if the run calls for it and

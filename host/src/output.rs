@@ -344,6 +344,8 @@ pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
             "dropped",
             "filtered",
             "error",
+            "kind",
+            "detail",
         ])?;
         for r in runs {
             let c = &r.counts;
@@ -364,12 +366,15 @@ pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
                 c.dropped.to_string(),
                 c.filtered.to_string(),
                 r.error.clone().unwrap_or_default(),
+                r.kind.as_str().to_string(),
+                r.detail.clone().unwrap_or_default(),
             ])?;
         }
         return Ok(w.flush()?);
     }
     let mut t = table(&[
         "run",
+        "kind",
         "status",
         "started",
         "finished",
@@ -384,8 +389,13 @@ pub fn history(runs: &[RunRecord], format: Format) -> anyhow::Result<()> {
     ]);
     for r in runs {
         let c = &r.counts;
+        let kind = match &r.detail {
+            Some(detail) => detail.clone(),
+            None => r.kind.as_str().to_string(),
+        };
         t.add_row(vec![
             r.run_id.to_string(),
+            kind,
             r.status.as_str().to_string(),
             r.started_at.clone(),
             r.finished_at.clone().unwrap_or_default(),

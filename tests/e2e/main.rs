@@ -16,6 +16,7 @@ mod delivery_ids;
 mod destinations;
 mod egress;
 mod errors_drop;
+mod guarded_commands;
 mod http_delivery;
 mod interrupt;
 mod javascript;

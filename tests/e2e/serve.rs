@@ -102,6 +102,7 @@ fn the_api_wants_the_token_everywhere_but_health() {
         "/syncs/{sync}",
         "/syncs/{sync}/runs",
         "/syncs/{sync}/runs/{run}",
+        "/syncs/{sync}/runs/{run}/replay",
         "/syncs/{sync}/errors",
         "/syncs/{sync}/reset",
         "/syncs/{sync}/enable",
@@ -180,8 +181,29 @@ fn a_run_asked_for_over_the_api_delivers_and_is_reported() {
         .collect();
     assert_eq!(ids, vec![next, run_id]);
 
+    let replayed = serving.post(&format!("/syncs/{SYNC}/runs/{next}/replay"));
+    assert_eq!(replayed.status, 200, "{}", replayed.text);
+    let replayed = replayed.json();
+    assert_eq!(
+        (replayed["sent"].clone(), replayed["ok"].clone()),
+        (1.into(), 1.into())
+    );
+    assert_eq!(project.take_delivered().len(), 1);
     let reset = serving.post(&format!("/syncs/{SYNC}/reset"));
     assert_eq!(reset.status, 200, "{}", reset.text);
+    let kinds: Vec<String> = runs(&serving)
+        .iter()
+        .map(|r| format!("{} {}", r["kind"].as_str().unwrap_or_default(), r["status"]))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "reset \"success\"",
+            "replay \"success\"",
+            "run \"success\"",
+            "run \"success\""
+        ]
+    );
     let again = serving.trigger(SYNC);
     assert_eq!(serving.finished(SYNC, again)["counts"]["added"], 3);
 }
@@ -339,6 +361,14 @@ fn a_run_due_while_one_is_in_progress_is_recorded_as_skipped_and_sigterm_closes_
     });
     let busy = serving.post(&format!("/syncs/{SYNC}/runs"));
     assert_eq!((busy.status, busy.error_code()), (409, "busy".into()));
+    // The rule `ebb reset` follows: no reset while a run is in progress.
+    let refused = serving.post(&format!("/syncs/{SYNC}/reset"));
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (409, "busy".into()),
+        "{}",
+        refused.text
+    );
     let running = with_status(&runs(&serving), "running").len();
     assert_eq!(running, 1);
     let metrics = serving.get("/metrics").text;

@@ -63,6 +63,7 @@ pub fn router(worker: Arc<Worker>, token: String) -> Router {
         .routes(routes!(syncs::get))
         .routes(routes!(syncs::trigger, syncs::runs))
         .routes(routes!(syncs::run))
+        .routes(routes!(syncs::replay))
         .routes(routes!(syncs::errors))
         .routes(routes!(syncs::reset))
         .routes(routes!(syncs::enable))

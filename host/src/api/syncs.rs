@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody, Params, PathOf};
 use crate::event::Event;
-use crate::run::{self, Summary};
+use crate::run::{self, Replayed, Summary};
 use crate::schedule::Schedule;
 use crate::state::{OwedRow, RunRecord, SyncControl};
 use crate::status::Status;
@@ -260,24 +260,46 @@ pub async fn errors(
         (status = 409, description = "A run is in progress", body = ErrorBody)))]
 pub async fn reset(State(w): App, PathOf(sync): PathOf<String>) -> Result<Json<Message>, ApiError> {
     known(&w, &sync)?;
-    if let Some(r) = w.state.latest_runs().await?.get(&sync)
-        && r.status == Status::Running
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "busy",
-            format!(
-                "run {} of sync `{sync}` is in progress; reset it once the run has ended",
-                r.run_id
-            ),
-        ));
-    }
     let worker = Arc::clone(&w);
     let name = sync.clone();
-    on_own_thread(move || async move { run::reset(&worker.cfg, &name).await }).await?;
+    on_own_thread(move || async move { run::reset(&worker.cfg, &name).await })
+        .await
+        .map_err(|e| busy_or(e, ApiError::from))?;
     Ok(Json(Message {
         message: format!("sync `{sync}` reset: its next run sends every record as added"),
     }))
+}
+
+#[utoipa::path(post, path = "/syncs/{sync}/runs/{run}/replay", tag = "runs",
+    params(("sync" = String, Path, description = "The sync's name"),
+           ("run" = i64, Path, description = "The run whose deliveries to send again")),
+    responses(
+        (status = 200, description = "Sent again, each event under a new delivery id: how the destination answered", body = Replayed),
+        (status = 400, description = "A run id that is not a number", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync", body = ErrorBody),
+        (status = 409, description = "A run, reset or replay of the sync is in progress", body = ErrorBody),
+        (status = 422, description = "Nothing is kept of that run, or the destination cannot be loaded", body = ErrorBody)))]
+pub async fn replay(
+    State(w): App,
+    PathOf((sync, run_id)): PathOf<(String, i64)>,
+) -> Result<Json<Replayed>, ApiError> {
+    known(&w, &sync)?;
+    on_own_thread(move || async move { run::replay(&w.cfg, &w.engine, &sync, run_id).await })
+        .await
+        .map(Json)
+        .map_err(|e| busy_or(e, cannot_run))
+}
+
+/// A reset or replay refused because something of the sync is in progress
+/// is a 409; any other error is `otherwise`'s.
+fn busy_or(e: anyhow::Error, otherwise: fn(anyhow::Error) -> ApiError) -> ApiError {
+    match e.downcast_ref::<run::RunError>() {
+        Some(busy @ run::RunError::Busy(_)) => {
+            ApiError::new(StatusCode::CONFLICT, "busy", busy.to_string())
+        }
+        _ => otherwise(e),
+    }
 }
 
 #[utoipa::path(post, path = "/syncs/{sync}/enable", tag = "syncs",

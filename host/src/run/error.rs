@@ -35,6 +35,10 @@ pub enum RunError {
     /// model or mapping do not fit together.
     #[error("{0}")]
     Refused(String),
+    /// Something else of the sync is in progress (a run, reset or
+    /// replay), so this may not start.
+    #[error("{0}")]
+    Busy(String),
     /// The model's rows cannot be synced: past a limit, or unreadable.
     #[error("{0}")]
     Rows(String),

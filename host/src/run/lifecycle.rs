@@ -21,7 +21,7 @@ use crate::status::{Counts, Status};
 
 /// How many heartbeats a run sends per lease: a few may be late or lost
 /// before the run is taken to be dead.
-const BEATS_PER_LEASE: u32 = 6;
+pub(super) const BEATS_PER_LEASE: u32 = 6;
 
 /// How long an interrupted run waits for the batches it has in flight to be
 /// answered (and then commits them) before it gives up on them; they are
@@ -223,7 +223,7 @@ impl Claimed {
 
 /// Sends the run's heartbeat every `every` until aborted; the receiver
 /// learns if another process closed the run as abandoned meanwhile.
-fn beat(
+pub(super) fn beat(
     state: &State,
     run_id: i64,
     every: Duration,

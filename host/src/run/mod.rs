@@ -20,6 +20,7 @@ mod error;
 mod extract;
 mod lifecycle;
 mod map;
+mod operation;
 mod pass;
 mod plan;
 mod prepare;

@@ -53,7 +53,8 @@ use self::error::Result;
 pub use self::error::StateError;
 pub use self::rows::time;
 pub use self::types::{
-    Claim, Commit, Dropped, Dropping, OwedRow, RowError, RunEnd, RunRecord, Snapshot, SyncControl,
+    Claim, Claimed, Commit, Dropped, Dropping, OwedRow, RowError, RunEnd, RunKind, RunRecord,
+    Snapshot, SyncControl,
 };
 
 /// The store behind `[state] url`; commands use it without knowing which.
@@ -94,6 +95,21 @@ impl State {
     /// first closed as failed.
     pub async fn claim(&self, sync: &str, lease: Duration) -> Result<Claim> {
         self.0.claim(sync, lease).await
+    }
+
+    /// Records a reset or replay of the sync as running (closing runs
+    /// whose heartbeat is older than `lease` as abandoned), unless a run,
+    /// reset or replay of the sync is in progress; then nothing is
+    /// recorded. Closed with [`State::finish`], which moves nothing of the
+    /// sync's own for these.
+    pub async fn claim_for(
+        &self,
+        sync: &str,
+        lease: Duration,
+        kind: RunKind,
+        detail: Option<&str>,
+    ) -> Result<Claimed> {
+        self.0.claim_for(sync, lease, kind, detail).await
     }
 
     /// Records a skipped run if a live run of the sync is in progress, and

@@ -33,7 +33,8 @@ impl<D: Dialect> OwedRows for Store<D> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
             let epoch: Option<i64> = D::query(
-                "SELECT max(id) FROM runs WHERE sync = $1 AND status IN ('success', 'partial')",
+                "SELECT max(id) FROM runs \
+                 WHERE sync = $1 AND kind = 'run' AND status IN ('success', 'partial')",
             )
             .bind(sync)
             .scalar(&mut conn)

@@ -77,6 +77,7 @@ CREATE TABLE sync_state (
     Migration::Alike(schema::deliveries),
     Migration::Alike(schema::schedules),
     Migration::Alike(schema::owed_delivery_ids),
+    Migration::Alike(schema::run_kinds),
 ];
 
 /// How this store spells the column types [`Migration::Alike`] uses.

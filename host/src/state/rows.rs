@@ -6,7 +6,7 @@
 use chrono::{TimeZone, Utc};
 use serde::Serialize;
 
-use super::types::{Batch, Commit, OwedRow, RowError, RunRecord};
+use super::types::{Batch, Commit, OwedRow, RowError, RunKind, RunRecord};
 use crate::diff::Entry;
 use crate::status::Status;
 
@@ -115,30 +115,38 @@ pub fn if_dropped_columns(e: &RowError) -> (Option<Vec<u8>>, Option<String>) {
     }
 }
 
-/// `SELECT sync, id, status, started_at, finished_at, counts, timings, error FROM runs`
+/// The columns of a run as [`run_record`] reads them.
+pub const RUN_COLUMNS: &str =
+    "sync, id, kind, status, started_at, finished_at, counts, timings, error, detail";
+
+/// `SELECT` [`RUN_COLUMNS`] `FROM runs`
 pub type RunColumns = (
     String,
     i64,
+    String,
     String,
     i64,
     Option<i64>,
     String,
     String,
     Option<String>,
+    Option<String>,
 );
 
 /// A run as recorded, with its sync.
 pub fn run_record(
-    (sync, run_id, status, started, finished, counts, timings, error): RunColumns,
+    (sync, run_id, kind, status, started, finished, counts, timings, error, detail): RunColumns,
 ) -> (String, RunRecord) {
     let run = RunRecord {
         run_id,
+        kind: RunKind::from(kind.as_str()),
         status: Status::parse(&status),
         started_at: time(started),
         finished_at: finished.map(time),
         counts: serde_json::from_str(&counts).unwrap_or_default(),
         timings_ms: serde_json::from_str(&timings).unwrap_or_default(),
         error,
+        detail,
     };
     (sync, run)
 }

@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::dialect::{Conn, Dialect, RowLock};
+use super::dialect::{Conn, Dialect, RowLock, Tx};
 use super::error::{Result, StateError};
-use super::rows::{RunColumns, json, now_ms, run_record, time, to_json};
+use super::rows::{RUN_COLUMNS, RunColumns, json, now_ms, run_record, time, to_json};
 use super::store::{Fut, Store, boxed};
-use super::types::{Claim, RunEnd, RunRecord};
+use super::types::{Claim, Claimed, RunEnd, RunKind, RunRecord};
 use crate::param::Param;
 use crate::status::Status;
 
@@ -29,6 +29,13 @@ const STALE: &str =
 
 pub trait Runs {
     fn claim<'a>(&'a self, sync: &'a str, lease: Duration) -> Fut<'a, Claim>;
+    fn claim_for<'a>(
+        &'a self,
+        sync: &'a str,
+        lease: Duration,
+        kind: RunKind,
+        detail: Option<&'a str>,
+    ) -> Fut<'a, Claimed>;
     fn skip_if_running<'a>(&'a self, sync: &'a str, lease: Duration)
     -> Fut<'a, Option<(i64, i64)>>;
     fn heartbeat(&self, run_id: i64) -> Fut<'_, bool>;
@@ -44,48 +51,35 @@ pub trait Runs {
 impl<D: Dialect> Runs for Store<D> {
     fn claim<'a>(&'a self, sync: &'a str, lease: Duration) -> Fut<'a, Claim> {
         boxed(async move {
-            // SQLite takes the write lock first, so the read below cannot
-            // go stale before the writes; Postgres locks the stale runs, so
-            // a racing claim waits and then sees them closed. The unique
-            // index is what forbids two running runs.
-            let mut tx = D::begin_write(&self.pool).await?;
-            let now = now_ms();
-            let select = D::lock(STALE_OF_SYNC, RowLock::Wait);
-            let stale: Vec<(i64, i64)> = D::query(&select)
-                .bind(sync)
-                .bind(stale_before(now, lease))
-                .fetch_all(&mut tx)
-                .await?;
-            for (id, heartbeat_at) in stale {
-                close_abandoned::<D>(&mut tx, now, id, heartbeat_at).await?;
-            }
-            for _ in 0..CLAIM_ATTEMPTS {
-                let started: Option<i64> = D::query(
-                    "INSERT INTO runs (sync, status, started_at, heartbeat_at) \
-                     VALUES ($1, 'running', $2, $2) \
-                     ON CONFLICT (sync) WHERE status = 'running' DO NOTHING RETURNING id",
-                )
-                .bind(sync)
-                .bind(now)
-                .optional_scalar(&mut tx)
-                .await?;
-                if let Some(id) = started {
-                    tx.commit().await?;
-                    return Ok(Claim::Started(id));
-                }
-                let running: Option<i64> =
-                    D::query("SELECT id FROM runs WHERE sync = $1 AND status = 'running'")
-                        .bind(sync)
-                        .optional_scalar(&mut tx)
-                        .await?;
-                let Some(running) = running else { continue };
-                let skipped = record_skipped::<D>(&mut tx, sync, now, running).await?;
-                tx.commit().await?;
-                return Ok(Claim::Busy { running, skipped });
-            }
-            Err(StateError::ClaimContended {
-                sync: sync.to_owned(),
-            })
+            let (mut tx, now) = self.close_stale_of(sync, lease).await?;
+            Ok(
+                match insert_running::<D>(&mut tx, sync, now, RunKind::Run, None).await? {
+                    Claimed::Started(id) => {
+                        tx.commit().await?;
+                        Claim::Started(id)
+                    }
+                    Claimed::Busy(running) => {
+                        let skipped = record_skipped::<D>(&mut tx, sync, now, running).await?;
+                        tx.commit().await?;
+                        Claim::Busy { running, skipped }
+                    }
+                },
+            )
+        })
+    }
+
+    fn claim_for<'a>(
+        &'a self,
+        sync: &'a str,
+        lease: Duration,
+        kind: RunKind,
+        detail: Option<&'a str>,
+    ) -> Fut<'a, Claimed> {
+        boxed(async move {
+            let (mut tx, now) = self.close_stale_of(sync, lease).await?;
+            let claimed = insert_running::<D>(&mut tx, sync, now, kind, detail).await?;
+            tx.commit().await?;
+            Ok(claimed)
         })
     }
 
@@ -123,9 +117,9 @@ impl<D: Dialect> Runs for Store<D> {
     fn finish<'a>(&'a self, sync: &'a str, run_id: i64, end: &'a RunEnd<'a>) -> Fut<'a, ()> {
         boxed(async move {
             let mut tx = self.pool.begin().await?;
-            let closed: Option<i64> = D::query(
+            let closed: Option<String> = D::query(
                 "UPDATE runs SET status = $1, finished_at = $2, counts = $3, timings = $4, error = $5 \
-                 WHERE id = $6 AND status = 'running' RETURNING id",
+                 WHERE id = $6 AND status = 'running' RETURNING kind",
             )
             .bind(end.status.as_str())
             .bind(now_ms())
@@ -135,9 +129,12 @@ impl<D: Dialect> Runs for Store<D> {
             .bind(run_id)
             .optional_scalar(&mut tx)
             .await?;
-            if closed.is_none() {
+            match closed.as_deref().map(RunKind::from) {
                 // Closed as abandoned by another process: its record stays so.
-                return Ok(());
+                None => return Ok(()),
+                // A reset or replay moves nothing of the sync's own.
+                Some(RunKind::Reset | RunKind::Replay) => return Ok(tx.commit().await?),
+                Some(RunKind::Run) => {}
             }
             if matches!(end.status, Status::Success | Status::Partial) {
                 D::query("DELETE FROM row_errors WHERE sync = $1 AND run_id < $2")
@@ -181,10 +178,9 @@ impl<D: Dialect> Runs for Store<D> {
     fn history<'a>(&'a self, sync: &'a str, limit: i64) -> Fut<'a, Vec<RunRecord>> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
-            let rows: Vec<RunColumns> = D::query(
-                "SELECT sync, id, status, started_at, finished_at, counts, timings, error FROM runs \
-                 WHERE sync = $1 ORDER BY id DESC LIMIT $2",
-            )
+            let rows: Vec<RunColumns> = D::query(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE sync = $1 ORDER BY id DESC LIMIT $2"
+            ))
             .bind(sync)
             .bind(limit)
             .fetch_all(&mut conn)
@@ -196,10 +192,9 @@ impl<D: Dialect> Runs for Store<D> {
     fn run<'a>(&'a self, sync: &'a str, run_id: i64) -> Fut<'a, Option<RunRecord>> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
-            let row: Option<RunColumns> = D::query(
-                "SELECT sync, id, status, started_at, finished_at, counts, timings, error FROM runs \
-                 WHERE sync = $1 AND id = $2",
-            )
+            let row: Option<RunColumns> = D::query(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE sync = $1 AND id = $2"
+            ))
             .bind(sync)
             .bind(run_id)
             .fetch_optional(&mut conn)
@@ -211,10 +206,9 @@ impl<D: Dialect> Runs for Store<D> {
     fn latest_runs(&self) -> Fut<'_, HashMap<String, RunRecord>> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
-            let rows: Vec<RunColumns> = D::query(
-                "SELECT sync, id, status, started_at, finished_at, counts, timings, error FROM runs \
-                 WHERE id IN (SELECT max(id) FROM runs GROUP BY sync)",
-            )
+            let rows: Vec<RunColumns> = D::query(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY sync)"
+            ))
             .fetch_all(&mut conn)
             .await?;
             Ok(rows.into_iter().map(run_record).collect())
@@ -243,6 +237,66 @@ impl<D: Dialect> Runs for Store<D> {
             Ok(text.flatten().map(|t| json(&t)).transpose()?)
         })
     }
+}
+
+impl<D: Dialect> Store<D> {
+    /// Opens the write transaction a claim happens in, with the sync's
+    /// runs whose heartbeat is older than `lease` closed as abandoned.
+    /// SQLite takes the write lock first, so nothing read in it can go
+    /// stale before the writes; Postgres locks the stale runs, so a racing
+    /// claim waits and then sees them closed.
+    async fn close_stale_of(&self, sync: &str, lease: Duration) -> Result<(Tx<D>, i64)> {
+        let mut tx = D::begin_write(&self.pool).await?;
+        let now = now_ms();
+        let select = D::lock(STALE_OF_SYNC, RowLock::Wait);
+        let stale: Vec<(i64, i64)> = D::query(&select)
+            .bind(sync)
+            .bind(stale_before(now, lease))
+            .fetch_all(&mut tx)
+            .await?;
+        for (id, heartbeat_at) in stale {
+            close_abandoned::<D>(&mut tx, now, id, heartbeat_at).await?;
+        }
+        Ok((tx, now))
+    }
+}
+
+/// Records a running entry of `kind` for the sync, unless one is running:
+/// the unique index `one_running_run` is what forbids two.
+async fn insert_running<D: Dialect>(
+    conn: &mut Conn<D>,
+    sync: &str,
+    now: i64,
+    kind: RunKind,
+    detail: Option<&str>,
+) -> Result<Claimed> {
+    for _ in 0..CLAIM_ATTEMPTS {
+        let started: Option<i64> = D::query(
+            "INSERT INTO runs (sync, kind, detail, status, started_at, heartbeat_at) \
+             VALUES ($1, $2, $3, 'running', $4, $4) \
+             ON CONFLICT (sync) WHERE status = 'running' DO NOTHING RETURNING id",
+        )
+        .bind(sync)
+        .bind(kind.as_str())
+        .bind(detail)
+        .bind(now)
+        .optional_scalar(conn)
+        .await?;
+        if let Some(id) = started {
+            return Ok(Claimed::Started(id));
+        }
+        let running: Option<i64> =
+            D::query("SELECT id FROM runs WHERE sync = $1 AND status = 'running'")
+                .bind(sync)
+                .optional_scalar(conn)
+                .await?;
+        if let Some(running) = running {
+            return Ok(Claimed::Busy(running));
+        }
+    }
+    Err(StateError::ClaimContended {
+        sync: sync.to_owned(),
+    })
 }
 
 /// Marks a run alive, if it still is; `false` if another process closed

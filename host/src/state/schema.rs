@@ -69,3 +69,11 @@ CREATE TABLE schedules (
 pub fn owed_delivery_ids(_: &ColumnTypes) -> String {
     "ALTER TABLE row_errors ADD COLUMN delivery_id TEXT;".to_owned()
 }
+
+/// What each entry of a sync's history is (a run, a reset, a replay) and,
+/// for those that are not runs, what they did.
+pub fn run_kinds(_: &ColumnTypes) -> String {
+    "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'run';
+ALTER TABLE runs ADD COLUMN detail TEXT;"
+        .to_owned()
+}

@@ -106,7 +106,8 @@ impl<D: Dialect> Snapshots for Store<D> {
             D::query(
                 // A range below the oldest run kept (all of them when none is).
                 "DELETE FROM deliveries WHERE sync = $1 AND run_id < COALESCE( \
-                 (SELECT min(id) FROM (SELECT id FROM runs WHERE sync = $1 ORDER BY id DESC LIMIT $2) AS kept), \
+                 (SELECT min(id) FROM (SELECT id FROM runs WHERE sync = $1 AND kind = 'run' \
+                 ORDER BY id DESC LIMIT $2) AS kept), \
                  9223372036854775807)",
             )
             .bind(sync)

@@ -103,6 +103,7 @@ CREATE TABLE snapshot (
     Migration::Alike(schema::deliveries),
     Migration::Alike(schema::schedules),
     Migration::Alike(schema::owed_delivery_ids),
+    Migration::Alike(schema::run_kinds),
 ];
 
 /// After this migration the snapshot is ordered by key hash, which SQL

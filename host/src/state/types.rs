@@ -56,9 +56,44 @@ pub struct RowError {
     pub delivery_id: Option<String>,
 }
 
+/// What an entry of a sync's history records. Resets and replays are
+/// entries too: they are claimed as runs are, so none overlaps a run, and
+/// the history shows who changed what the sync delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    /// The pipeline: extract, diff, deliver, commit.
+    Run,
+    /// `ebb reset`: the sync forgot what it delivered.
+    Reset,
+    /// `ebb replay`: one run's deliveries sent again.
+    Replay,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Run => "run",
+            RunKind::Reset => "reset",
+            RunKind::Replay => "replay",
+        }
+    }
+}
+
+impl From<&str> for RunKind {
+    fn from(s: &str) -> RunKind {
+        match s {
+            "reset" => RunKind::Reset,
+            "replay" => RunKind::Replay,
+            _ => RunKind::Run,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub run_id: i64,
+    pub kind: RunKind,
     pub status: Status,
     /// RFC 3339, UTC.
     pub started_at: String,
@@ -68,6 +103,8 @@ pub struct RunRecord {
     #[schema(value_type = Object)]
     pub timings_ms: serde_json::Value,
     pub error: Option<String>,
+    /// What a reset or replay did (`replayed run 12`); none for a run.
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -99,6 +136,15 @@ pub enum Claim {
     Started(i64),
     /// Another run of the sync is in progress; a skipped run was recorded.
     Busy { running: i64, skipped: i64 },
+}
+
+/// What claiming a reset or replay got.
+pub enum Claimed {
+    /// It may go ahead, recorded under this id.
+    Started(i64),
+    /// This run (or reset, or replay) of the sync is in progress; nothing
+    /// was recorded.
+    Busy(i64),
 }
 
 /// Which owed rows `ebb errors --drop` / `--drop-all` removes.
