@@ -72,6 +72,10 @@ pub struct Delivered {
     pub range: std::ops::Range<usize>,
     pub deliveries: Vec<Delivery>,
     pub retried: u64,
+    /// Why no retry can deliver this batch, or any other: the destination
+    /// refused the credentials, or its config (or egress grant) cannot
+    /// work. No batch starts after it, and a run stops with this one error.
+    pub unfixable: Option<String>,
 }
 
 impl Loader {
@@ -83,11 +87,16 @@ impl Loader {
         futures::stream::iter(self.batches(events))
             .take_while(move |_| std::future::ready(!self.halt.is_cancelled()))
             .map(move |range| async move {
-                let (deliveries, retried) = self.deliver_batch(&events[range.clone()]).await;
+                let (deliveries, retried, unfixable) =
+                    self.deliver_batch(&events[range.clone()]).await;
+                if unfixable.is_some() {
+                    self.halt.cancel();
+                }
                 Delivered {
                     range,
                     deliveries,
                     retried,
+                    unfixable,
                 }
             })
             .buffer_unordered(self.max_in_flight)
@@ -111,10 +120,11 @@ impl Loader {
         out
     }
 
-    async fn deliver_batch(&self, batch: &[Event]) -> (Vec<Delivery>, u64) {
+    async fn deliver_batch(&self, batch: &[Event]) -> (Vec<Delivery>, u64, Option<String>) {
         let mut results = vec![Delivery::Failed("not attempted".into()); batch.len()];
         let mut todo: Vec<usize> = (0..batch.len()).collect();
         let mut retried = 0;
+        let mut unfixable = None;
         for attempt in 1.. {
             // The first attempt sends the batch as it is; retries, the rest.
             let sub: Cow<[Event]> = if todo.len() == batch.len() {
@@ -136,6 +146,7 @@ impl Loader {
                 .write(&self.config, &self.action, &sub)
                 .await;
             let took = asked.elapsed();
+            unfixable = unfixable.or_else(|| self.unfixable(&answer));
             match answer {
                 Ok(outcomes) => {
                     for (&i, outcome) in todo.iter().zip(outcomes) {
@@ -180,7 +191,34 @@ impl Loader {
             retried += again.len() as u64;
             todo = again;
         }
-        (results, retried)
+        (results, retried, unfixable)
+    }
+
+    /// Why `answer` means no batch can be delivered until someone fixes the
+    /// destination: the whole batch failed, or every event of it was
+    /// refused, with refused credentials or an unworkable config.
+    fn unfixable(&self, answer: &Result<Vec<Outcome>, CallError>) -> Option<String> {
+        let unfixable =
+            |e: &RemoteError| matches!(e.kind, ErrorKind::Auth | ErrorKind::InvalidConfig);
+        let first = match answer {
+            Err(CallError::Remote(e)) => Some(e).filter(|e| unfixable(e)),
+            Ok(outcomes) => outcomes
+                .iter()
+                .map(|o| match o {
+                    Outcome::Reject(e) if unfixable(e) => Some(e),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .and_then(|refused| refused.into_iter().next()),
+            Err(_) => None,
+        }?;
+        Some(format!(
+            "{}: {} ({}); no retry can fix this, so the run stopped at this batch: \
+             fix the destination's credentials, config or allow_hosts, and the next run sends what this one did not",
+            self.label,
+            first.message,
+            first.kind.as_str()
+        ))
     }
 
     /// Why events still failing after `attempt` are left for the next run,

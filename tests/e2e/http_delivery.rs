@@ -290,3 +290,51 @@ fn a_long_retry_after_leaves_rows_owed_instead_of_stalling_the_run() {
     project.run_ok();
     assert_events(&server.accepted(), &all_added(1..=4));
 }
+
+/// Refused credentials are not retried batch after batch: the run stops at
+/// the first batch with one error, that batch's rows are owed with what
+/// the destination said, and the rest goes out with the next run.
+#[test]
+fn refused_credentials_stop_the_run_at_its_first_batch_with_one_error() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=10);
+    let server = Server::start();
+    server.script(
+        None,
+        Reply::Status {
+            code: 401,
+            retry_after: None,
+        },
+        1000,
+    );
+    // Batches of two, one in flight.
+    project.write_config(
+        &Config::new(&wh)
+            .http(&server, &server.host(), 2)
+            .destination_setting("batch_size = 2")
+            .render(),
+    );
+
+    let run = project.run();
+    run.assert_status("failed");
+    let error = run.report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("credentials refused: HTTP 401 (auth)")
+            && error.contains("no retry can fix this"),
+        "one error saying why the run stopped: {error}"
+    );
+    assert_eq!(run.count("retried"), 0, "{}", run.report);
+    assert_eq!(server.requests().len(), 1, "no batch after the first");
+    let owed = project.errors();
+    assert_eq!(owed.len(), 2, "the first batch's rows: {owed:#?}");
+    assert!(
+        owed.iter()
+            .all(|e| e["error"].as_str().is_some_and(|m| m.contains("HTTP 401")))
+    );
+
+    server.accept_all();
+    project.run_ok();
+    assert_events(&server.accepted(), &all_added(1..=10));
+    assert_eq!(project.errors(), Vec::<Value>::new());
+}

@@ -31,6 +31,8 @@ struct Acks<'c> {
     failures: HashMap<usize, (String, usize)>,
     /// What became of each op's events, for the metrics.
     outcomes: HashMap<(Op, &'static str), u64>,
+    /// Why the destination cannot take any batch (see [`Delivered::unfixable`]).
+    unfixable: Option<String>,
 }
 
 impl Pass<'_> {
@@ -56,6 +58,7 @@ impl Pass<'_> {
             unanswered,
             failures: HashMap::new(),
             outcomes: HashMap::new(),
+            unfixable: None,
         };
         let mut delivered: Vec<String> = Vec::new();
 
@@ -86,6 +89,9 @@ impl Pass<'_> {
         let delivering = futures::future::try_join(deliver, commit).await;
         crate::metrics::delivered(&self.sync.name, &acks.outcomes);
         delivering?;
+        if let Some(why) = acks.unfixable {
+            return Err(RunError::Unfixable(why));
+        }
         let answered: u64 = acks.outcomes.values().sum();
         if answered < batch.len() as u64 {
             // Halted: the rest stays uncommitted for the next run.
@@ -114,6 +120,11 @@ impl Pass<'_> {
         delivered: &mut Vec<String>,
     ) -> Result<()> {
         self.counts.retried += done.retried;
+        if let Some(why) = done.unfixable {
+            // Its rows are owed with what the destination said; the
+            // batches that never went out are derived again next run.
+            acks.unfixable.get_or_insert(why);
+        }
         for (i, delivery) in done.range.zip(done.deliveries) {
             let origin = acks.origins[i];
             let change = &acks.changes[origin];

@@ -39,6 +39,11 @@ pub enum RunError {
     /// replay), so this may not start.
     #[error("{0}")]
     Busy(String),
+    /// The destination cannot take any batch until someone fixes its
+    /// credentials, config or grant; the run stopped at the first batch
+    /// that showed it.
+    #[error("{0}")]
+    Unfixable(String),
     /// The model's rows cannot be synced: past a limit, or unreadable.
     #[error("{0}")]
     Rows(String),

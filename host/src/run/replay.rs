@@ -78,11 +78,16 @@ pub async fn replay(
         sync: sync_name.to_string(),
         run_id,
         replay_id: operation.id(),
-        sent: events.len() as u64,
         ..Replayed::default()
     };
     let mut delivered = loader.deliver(&events);
     while let Some(done) = delivered.next().await {
+        // What stopped the replay comes first; the batch's own errors say
+        // the same.
+        if let Some(why) = done.unfixable {
+            out.errors.insert(0, why);
+        }
+        out.sent += done.deliveries.len() as u64;
         for delivery in done.deliveries {
             let error = delivery.tally(&mut out.ok, &mut out.rejected, &mut out.failed);
             if let Some(message) = error
