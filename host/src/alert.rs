@@ -1,4 +1,6 @@
-//! Tells people when a run did not succeed: a POST to the webhook in
+//! Tells people when a sync's state changes: once when its runs start to
+//! fail (or partly fail), and once when they succeed again, not on every
+//! run while nothing changes. A POST to the webhook in
 //! `[alerts]`, in the shape Slack's incoming webhooks take (`text` for
 //! notifications, `blocks` for the message), which Mattermost, Discord's
 //! Slack-compatible endpoint and most chat tools accept too. It names the
@@ -21,7 +23,32 @@ const ERRORS_QUOTED: usize = 5;
 /// How long the webhook may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Sends the alert for a run that just ended, if its status calls for one.
+/// What an alert tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alert {
+    /// The sync's runs now end with a status it alerts on.
+    Entered,
+    /// They succeed again after one it alerted on.
+    Recovered,
+}
+
+/// The alert a run ending with `now` calls for, when the sync's previous
+/// run ended with `before`: one on entering a status in `on`, one on
+/// recovering from it, none while the state stays what it was.
+fn alert_for(now: Status, before: Option<Status>, on: &[Status]) -> Option<Alert> {
+    if before == Some(now) {
+        None
+    } else if on.contains(&now) {
+        Some(Alert::Entered)
+    } else if now == Status::Success && before.is_some_and(|b| on.contains(&b)) {
+        Some(Alert::Recovered)
+    } else {
+        None
+    }
+}
+
+/// Sends the alert for a run that just ended, if it changed the sync's
+/// state (see [`alert_for`]).
 pub async fn run_ended(cfg: &Config, state: &State, summary: &Summary) {
     let Some(alerts) = &cfg.alerts else { return };
     let on = cfg
@@ -29,9 +56,17 @@ pub async fn run_ended(cfg: &Config, state: &State, summary: &Summary) {
         .get(&summary.sync)
         .and_then(|s| s.alert_on.as_ref())
         .unwrap_or(&alerts.on);
-    if !on.contains(&summary.status) {
+    let before = match state.status_before(&summary.sync, summary.run_id).await {
+        Ok(before) => before,
+        Err(e) => {
+            // Better an alert too many than a failure missed.
+            tracing::warn!(sync = summary.sync, "cannot read the previous run: {e}");
+            None
+        }
+    };
+    let Some(alert) = alert_for(summary.status, before, on) else {
         return;
-    }
+    };
     let errors = match state.owed(&summary.sync, Some(summary.run_id)).await {
         Ok(rows) => rows
             .into_iter()
@@ -46,7 +81,7 @@ pub async fn run_ended(cfg: &Config, state: &State, summary: &Summary) {
         summary.sync,
         summary.run_id
     );
-    let body = message(summary, &errors, &link);
+    let body = message(summary, alert, &errors, &link);
     let sent = reqwest::Client::new()
         .post(&alerts.webhook)
         .timeout(TIMEOUT)
@@ -67,11 +102,12 @@ pub async fn run_ended(cfg: &Config, state: &State, summary: &Summary) {
 }
 
 /// The alert as Slack's incoming webhooks take it.
-fn message(s: &Summary, errors: &[String], link: &str) -> Value {
-    let status = match s.status {
-        Status::Failed => "failed",
-        Status::Partial => "partly failed",
-        other => other.as_str(),
+fn message(s: &Summary, alert: Alert, errors: &[String], link: &str) -> Value {
+    let status = match (alert, s.status) {
+        (Alert::Recovered, _) => "succeeded: the sync recovered",
+        (_, Status::Failed) => "failed",
+        (_, Status::Partial) => "partly failed",
+        (_, other) => other.as_str(),
     };
     let headline = format!("Ebb: sync `{}` run {} {status}", s.sync, s.run_id);
     let c = &s.counts;
@@ -124,6 +160,7 @@ mod tests {
         };
         let m = message(
             &summary,
+            Alert::Entered,
             &["`2` (added): bounced".into()],
             "http://x/#/syncs/users/runs/7",
         );
@@ -135,5 +172,22 @@ mod tests {
         );
         assert!(text.contains("*Rejected*\\n1"), "{text}");
         assert!(text.contains("• `2` (added): bounced"), "{text}");
+    }
+
+    #[test]
+    fn a_sync_alerts_once_per_change_of_state() {
+        use Status::*;
+        let on = [Failed, Partial];
+        assert_eq!(alert_for(Failed, None, &on), Some(Alert::Entered));
+        assert_eq!(alert_for(Failed, Some(Success), &on), Some(Alert::Entered));
+        assert_eq!(alert_for(Failed, Some(Partial), &on), Some(Alert::Entered));
+        assert_eq!(alert_for(Failed, Some(Failed), &on), None);
+        assert_eq!(
+            alert_for(Success, Some(Failed), &on),
+            Some(Alert::Recovered)
+        );
+        assert_eq!(alert_for(Success, Some(Success), &on), None);
+        assert_eq!(alert_for(Success, None, &on), None);
+        assert_eq!(alert_for(Success, Some(Failed), &[]), None);
     }
 }

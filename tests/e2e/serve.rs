@@ -395,7 +395,7 @@ fn a_run_due_while_one_is_in_progress_is_recorded_as_skipped_and_sigterm_closes_
 }
 
 #[test]
-fn runs_that_did_not_succeed_raise_an_alert_and_a_dead_webhook_changes_nothing() {
+fn a_sync_alerts_once_per_change_of_state_and_a_dead_webhook_changes_nothing() {
     let project = Project::new();
     let wh = Warehouse::sqlite(&project);
     wh.insert_users(1..=3);
@@ -451,13 +451,34 @@ fn runs_that_did_not_succeed_raise_an_alert_and_a_dead_webhook_changes_nothing()
     );
     assert_eq!(webhook.requests().len(), 2);
 
+    // Failing again changes nothing: no alert.
+    project.run().assert_status("failed");
+    assert_eq!(webhook.requests().len(), 2, "one alert per change of state");
+
+    // Recovering is a change: one alert saying so.
+    destination.accept_all();
+    let recovered = project.run_ok();
+    let sent = webhook.requests();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(
+        sent[2].body["text"],
+        format!(
+            "Ebb: sync `{SYNC}` run {} succeeded: the sync recovered",
+            recovered.run_id()
+        )
+    );
+    project.run_ok();
+    assert_eq!(webhook.requests().len(), 3, "still fine: no alert");
+
     // A sync may opt out: no alert for it at all.
+    destination.reject("2", "email bounced");
+    wh.exec("UPDATE users SET plan = 'enterprise' WHERE id = 2");
     project.write_config(&format!(
         "{}{alerts}",
         config.sync("alert_on = []").render()
     ));
     project.run().assert_status("failed");
-    assert_eq!(webhook.requests().len(), 2);
+    assert_eq!(webhook.requests().len(), 3);
 }
 
 #[test]

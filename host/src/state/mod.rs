@@ -48,6 +48,7 @@ use crate::delivery_id::DeliveryIds;
 use crate::diff::Entry;
 use crate::event::Record;
 use crate::param::Param;
+use crate::status::Status;
 
 use self::error::Result;
 pub use self::error::StateError;
@@ -261,6 +262,12 @@ impl State {
     /// One run of the sync, if there is such a run.
     pub async fn run(&self, sync: &str, run_id: i64) -> Result<Option<RunRecord>> {
         self.0.run(sync, run_id).await
+    }
+
+    /// How the sync's last finished run before `run_id` ended (success,
+    /// partial or failed; skipped runs, resets and replays do not count).
+    pub async fn status_before(&self, sync: &str, run_id: i64) -> Result<Option<Status>> {
+        self.0.status_before(sync, run_id).await
     }
 
     /// The latest run of every sync that has run.

@@ -44,6 +44,7 @@ pub trait Runs {
     fn history<'a>(&'a self, sync: &'a str, limit: i64) -> Fut<'a, Vec<RunRecord>>;
     fn run<'a>(&'a self, sync: &'a str, run_id: i64) -> Fut<'a, Option<RunRecord>>;
     fn latest_runs(&self) -> Fut<'_, HashMap<String, RunRecord>>;
+    fn status_before<'a>(&'a self, sync: &'a str, run_id: i64) -> Fut<'a, Option<Status>>;
     fn last_sync_time<'a>(&'a self, sync: &'a str) -> Fut<'a, i64>;
     fn cursor<'a>(&'a self, sync: &'a str) -> Fut<'a, Option<Param>>;
 }
@@ -212,6 +213,21 @@ impl<D: Dialect> Runs for Store<D> {
             .fetch_all(&mut conn)
             .await?;
             Ok(rows.into_iter().map(run_record).collect())
+        })
+    }
+
+    fn status_before<'a>(&'a self, sync: &'a str, run_id: i64) -> Fut<'a, Option<Status>> {
+        boxed(async move {
+            let mut conn = self.pool.acquire().await?;
+            let status: Option<String> = D::query(
+                "SELECT status FROM runs WHERE sync = $1 AND kind = 'run' AND id < $2 \
+                 AND status IN ('success', 'partial', 'failed') ORDER BY id DESC LIMIT 1",
+            )
+            .bind(sync)
+            .bind(run_id)
+            .optional_scalar(&mut conn)
+            .await?;
+            Ok(status.as_deref().map(Status::parse))
         })
     }
 
