@@ -324,6 +324,18 @@ fn progress(format: Format) -> ProgressBar {
     bar
 }
 
+/// Whether a model is full or incremental, why, and what that means for
+/// deletions, as `check` reports it.
+fn reading(model: &crate::config::Model, kind: crate::config::SourceKind) -> String {
+    use crate::extract::Reading;
+    match crate::extract::reading(model, kind) {
+        Reading::Full => "full: the query uses no {{last_sync_time}} or {{cursor}} outside comments and strings; deletions are detected".to_owned(),
+        Reading::Incremental { template, line } => format!(
+            "incremental: the query uses {{{{{template}}}}} at line {line}; deletions are not detected"
+        ),
+    }
+}
+
 /// Checks every source, model and sync and prints one line for each (what
 /// is fine on stdout, each problem as an `error:` line on stderr), so all
 /// problems show at once; exits 1 when any is found.
@@ -356,7 +368,11 @@ async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.to_string()),
             };
             match checked {
-                Ok(()) => crate::say!("model `{}`: ok", model.name),
+                Ok(()) => crate::say!(
+                    "model `{}`: ok ({})",
+                    model.name,
+                    reading(model, source.kind)
+                ),
                 Err(e) => {
                     report(e);
                     failed_models.insert(model.name.clone());
