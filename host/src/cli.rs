@@ -66,9 +66,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Show what a run would send now; sends and commits nothing.
+    /// Show what a run would send now: counts per op, then the first
+    /// records (for updates, only the fields that change); sends and
+    /// commits nothing.
     Plan {
         sync: String,
+        /// How many records to list (the counts cover all); default 20 in
+        /// a table, all as JSON or CSV.
+        #[arg(long)]
+        limit: Option<usize>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -183,9 +189,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             output::preview(&columns, &rows, format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { sync, format } => {
-            let events = run::plan(&cfg, &engine(&cfg)?, &sync, &progress(format)).await?;
-            output::events(&events, format)?;
+        Command::Plan {
+            sync,
+            limit,
+            format,
+        } => {
+            let limit = limit.or((format == Format::Table).then_some(20));
+            let plan = run::plan(&cfg, &engine(&cfg)?, &sync, limit, &progress(format)).await?;
+            output::plan(&sync, &plan, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { sync, format } => run_sync(&cfg, &sync, format).await,

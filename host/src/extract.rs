@@ -148,11 +148,10 @@ pub fn bind(
         };
         sql.push_str(&style.write(n));
     }
-    let sql =
-        single_query(&sql, kind.lexicon()).map_err(|message| ExtractError::NotOneQuery {
-            model: model.name.clone(),
-            message,
-        })?;
+    let sql = single_query(&sql, kind.lexicon()).map_err(|message| ExtractError::NotOneQuery {
+        model: model.name.clone(),
+        message,
+    })?;
     Ok(BoundQuery {
         model: model.name.clone(),
         sql: sql.to_owned(),

@@ -197,7 +197,12 @@ mod tests {
         );
         assert_eq!(
             read(r"a 'it\'s' # c", &MYSQL),
-            [(Code, "a "), (Quoted, r"'it\'s'"), (Code, " "), (Comment, "# c")]
+            [
+                (Code, "a "),
+                (Quoted, r"'it\'s'"),
+                (Code, " "),
+                (Comment, "# c")
+            ]
         );
         assert_eq!(
             read("$1 $x$ '{{a}}' $x$", &POSTGRES),
