@@ -518,3 +518,32 @@ pub fn owed(rows: &[OwedRow], format: Format) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Long values are cut in the same place on both sides, around where
+    /// they first differ, so the change is never cut off.
+    #[test]
+    fn a_long_change_is_shown_where_it_differs() {
+        let head = "x".repeat(200);
+        let (old, new) = changed(
+            Some(&json!(format!("{head}-old-tail"))),
+            Some(&json!(format!("{head}-new-tail"))),
+        );
+        assert!(old.starts_with('…') && old.contains("-old-tail"), "{old}");
+        assert!(new.starts_with('…') && new.contains("-new-tail"), "{new}");
+        assert!(old.chars().count() <= VALUE_CHARS + 2, "{old}");
+
+        assert_eq!(
+            changed(Some(&json!("a")), None),
+            ("\"a\"".to_owned(), "(absent)".to_owned())
+        );
+        let long = json!("y".repeat(100));
+        let (old, new) = changed(Some(&json!(1)), Some(&long));
+        assert_eq!(old, "1");
+        assert!(new.starts_with("\"yyy") && new.ends_with('…'), "{new}");
+    }
+}

@@ -60,11 +60,9 @@ pub struct PlannedEvent {
 pub struct Change {
     /// The value last delivered; absent when the field is new.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub old: Option<Value>,
     /// The value now; absent when the field is gone.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub new: Option<Value>,
 }
 
