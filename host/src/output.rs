@@ -198,14 +198,13 @@ pub fn plan(sync: &str, plan: &Plan, format: Format) -> anyhow::Result<()> {
                 s.updated,
                 s.deleted
             );
-            if plan.events.is_empty() {
-                return Ok(());
+            if !plan.events.is_empty() {
+                let mut t = table(&["op", "key", "fields (for updates, old → new)"]);
+                for e in &plan.events {
+                    t.add_row(vec![e.op.to_string(), e.key.clone(), planned(e)]);
+                }
+                crate::say!("{t}");
             }
-            let mut t = table(&["op", "key", "fields (for updates, old → new)"]);
-            for e in &plan.events {
-                t.add_row(vec![e.op.to_string(), e.key.clone(), planned(e)]);
-            }
-            crate::say!("{t}");
             if plan.truncated {
                 crate::say!(
                     "… and {} more; --limit to see more",
