@@ -66,9 +66,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Show what a run would send now; sends and commits nothing.
+    /// Show what a run would send now: counts per op, then the first
+    /// records (for updates, only the fields that change); sends and
+    /// commits nothing.
     Plan {
         sync: String,
+        /// How many records to list (the counts cover all); default 20 in
+        /// a table, all as JSON or CSV.
+        #[arg(long)]
+        limit: Option<usize>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -191,9 +197,14 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             output::preview(&columns, &rows, format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plan { sync, format } => {
-            let events = run::plan(&cfg, &engine(&cfg)?, &sync, &progress(format)).await?;
-            output::events(&events, format)?;
+        Command::Plan {
+            sync,
+            limit,
+            format,
+        } => {
+            let limit = limit.or((format == Format::Table).then_some(20));
+            let plan = run::plan(&cfg, &engine(&cfg)?, &sync, limit, &progress(format)).await?;
+            output::plan(&sync, &plan, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { sync, format } => run_sync(&cfg, &sync, format).await,
@@ -375,6 +386,18 @@ fn progress(format: Format) -> ProgressBar {
     bar
 }
 
+/// Whether a model is full or incremental, why, and what that means for
+/// deletions, as `check` reports it.
+fn reading(model: &crate::config::Model, kind: crate::config::SourceKind) -> String {
+    use crate::extract::Reading;
+    match crate::extract::reading(model, kind) {
+        Reading::Full => "full: the query uses no {{last_sync_time}} or {{cursor}} outside comments and strings; deletions are detected".to_owned(),
+        Reading::Incremental { template, line } => format!(
+            "incremental: the query uses {{{{{template}}}}} at line {line}; deletions are not detected"
+        ),
+    }
+}
+
 /// Checks every source, model and sync and prints one line for each (what
 /// is fine on stdout, each problem as an `error:` line on stderr), so all
 /// problems show at once; exits 1 when any is found.
@@ -407,7 +430,11 @@ async fn check(cfg: &Config) -> anyhow::Result<ExitCode> {
                 Err(e) => Err(e.to_string()),
             };
             match checked {
-                Ok(()) => crate::say!("model `{}`: ok", model.name),
+                Ok(()) => crate::say!(
+                    "model `{}`: ok ({})",
+                    model.name,
+                    reading(model, source.kind)
+                ),
                 Err(e) => {
                     report(e);
                     failed_models.insert(model.name.clone());

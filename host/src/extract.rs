@@ -117,7 +117,7 @@ pub fn bind(
     let style = driver.placeholders();
     let mut sql = String::with_capacity(model.query.len());
     let mut params: Vec<(&str, Param)> = Vec::new();
-    for piece in template::pieces(&model.query) {
+    for piece in template::pieces(&model.query, kind.lexicon()) {
         let name = match piece.map_err(|why| ExtractError::Unclosed {
             model: model.name.clone(),
             why,
@@ -126,7 +126,7 @@ pub fn bind(
                 sql.push_str(text);
                 continue;
             }
-            Piece::Template(name) => name,
+            Piece::Template { name, .. } => name,
         };
         let value = match templates.value(model, name)? {
             Resolved::Param(p) => p,
@@ -148,11 +148,10 @@ pub fn bind(
         };
         sql.push_str(&style.write(n));
     }
-    let sql =
-        single_query(&sql, driver.lexicon()).map_err(|message| ExtractError::NotOneQuery {
-            model: model.name.clone(),
-            message,
-        })?;
+    let sql = single_query(&sql, kind.lexicon()).map_err(|message| ExtractError::NotOneQuery {
+        model: model.name.clone(),
+        message,
+    })?;
     Ok(BoundQuery {
         model: model.name.clone(),
         sql: sql.to_owned(),
@@ -160,10 +159,30 @@ pub fn bind(
     })
 }
 
-/// A model that only returns rows changed since the last run cannot reveal
-/// deletions: a row it leaves out is unchanged, not gone.
-pub fn is_incremental(model: &Model) -> bool {
-    model.query.contains("{{")
+/// How a model reads its rows, which decides whether a run can see
+/// deletions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading<'a> {
+    /// Every row on every run: a key that is no longer returned was
+    /// deleted.
+    Full,
+    /// Only rows changed since the last run, as the query's first template
+    /// (`{{template}}` at 1-based `line`) asks: a row it leaves out is
+    /// unchanged, not gone, so deletions cannot be seen.
+    Incremental { template: &'a str, line: usize },
+}
+
+/// Whether `model` is incremental: its query uses a template in its SQL
+/// (one in a comment or a string literal does not count, as it is not
+/// bound either).
+pub fn reading(model: &Model, kind: SourceKind) -> Reading<'_> {
+    match template::templates(&model.query, kind.lexicon()).next() {
+        None => Reading::Full,
+        Some((template, at)) => Reading::Incremental {
+            template,
+            line: 1 + model.query[..at].matches('\n').count(),
+        },
+    }
 }
 
 /// Checks the query's columns before anything runs.
@@ -352,6 +371,39 @@ mod tests {
         assert!(refused("{{cursor}}").contains("sets no `cursor` column"));
         assert!(refused("{{nope}}").contains("unknown template variable `{{nope}}`"));
         assert!(refused("{{last_sync_time").contains("closing"));
+    }
+
+    #[test]
+    fn a_model_is_incremental_only_when_its_sql_uses_a_template() {
+        let read = |query: &str| {
+            let m = model(query);
+            let r = reading(&m, SourceKind::Postgres);
+            format!("{r:?}")
+        };
+        assert_eq!(read("SELECT * FROM t"), "Full");
+        for commented in [
+            "SELECT * FROM t -- WHERE at > {{last_sync_time}}",
+            "SELECT * FROM t /* WHERE at >\n {{last_sync_time}} */",
+            "SELECT '{{last_sync_time}}' AS s FROM t",
+        ] {
+            assert_eq!(read(commented), "Full", "{commented}");
+        }
+        assert_eq!(
+            read("SELECT *\n-- {{cursor}}\nFROM t WHERE at > {{ last_sync_time }}"),
+            r#"Incremental { template: "last_sync_time", line: 3 }"#
+        );
+        // A commented template is left as written, not bound.
+        let t = Templates {
+            last_sync_time: 1,
+            cursor: CursorTemplate::Absent,
+        };
+        let q = bind(
+            &model("SELECT 1 -- {{nope}}\nWHERE a > {{last_sync_time}}"),
+            SourceKind::Sqlite,
+            &t,
+        )
+        .unwrap();
+        assert_eq!(q.sql, "SELECT 1 -- {{nope}}\nWHERE a > ?1");
     }
 
     #[test]

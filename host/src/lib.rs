@@ -27,6 +27,7 @@ pub mod run;
 pub mod schedule;
 pub mod serve;
 pub mod source;
+pub mod sql_lexer;
 pub mod state;
 pub mod status;
 pub mod template;

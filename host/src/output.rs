@@ -4,9 +4,9 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::{Event, Record};
+use crate::event::{Op, Record};
 use crate::plugin::Exchange;
-use crate::run::{Replayed, Summary, Tested};
+use crate::run::{Plan, PlannedEvent, Replayed, Summary, Tested};
 use crate::source::Column;
 use crate::state::{OwedRow, RunRecord};
 
@@ -158,47 +158,123 @@ pub fn preview(columns: &[Column], rows: &[Record], format: Format) -> anyhow::R
     }
 }
 
-pub fn events(events: &[Event], format: Format) -> anyhow::Result<()> {
+/// A plan: counts per op first, then the first events, each update with
+/// only the fields it changes.
+pub fn plan(sync: &str, plan: &Plan, format: Format) -> anyhow::Result<()> {
     match format {
-        Format::Json => json(&events),
+        Format::Json => json(plan),
         Format::Csv => {
             let mut w = csv::Writer::from_writer(stdout());
-            w.write_record(["op", "id", "fields", "previous"])?;
-            for e in events {
+            w.write_record(["op", "key", "changed", "fields", "previous"])?;
+            for e in &plan.events {
+                let changed = e
+                    .changes
+                    .as_ref()
+                    .map(|c| serde_json::to_string(&c.keys().collect::<Vec<_>>()))
+                    .transpose()?
+                    .unwrap_or_default();
                 let prev = e
+                    .event
                     .previous
                     .as_ref()
                     .map(|p| Value::Object(p.clone()).to_string())
                     .unwrap_or_default();
                 w.write_record([
                     e.op.as_str(),
-                    &e.id,
-                    &Value::Object(e.fields.clone()).to_string(),
+                    &e.key,
+                    &changed,
+                    &Value::Object(e.event.fields.clone()).to_string(),
                     &prev,
                 ])?;
             }
             Ok(w.flush()?)
         }
         Format::Table => {
-            let mut t = table(&["op", "id", "fields", "previous"]);
-            for e in events {
-                let prev = e
-                    .previous
-                    .as_ref()
-                    .map(|p| cell(&Value::Object(p.clone())))
-                    .unwrap_or_default();
-                t.add_row(vec![
-                    e.op.to_string(),
-                    e.id.clone(),
-                    cell(&Value::Object(e.fields.clone())),
-                    prev,
-                ]);
+            let s = &plan.summary;
+            crate::say!(
+                "sync `{sync}` would send {} event(s): {} added, {} updated, {} deleted",
+                s.total,
+                s.added,
+                s.updated,
+                s.deleted
+            );
+            if !plan.events.is_empty() {
+                let mut t = table(&["op", "key", "fields (for updates, old → new)"]);
+                for e in &plan.events {
+                    t.add_row(vec![e.op.to_string(), e.key.clone(), planned(e)]);
+                }
+                crate::say!("{t}");
             }
-            crate::say!("{t}");
-            crate::say!("{} event(s) would be sent", events.len());
+            if plan.truncated {
+                crate::say!(
+                    "… and {} more; --limit to see more",
+                    s.total - plan.events.len() as u64
+                );
+            }
             Ok(())
         }
     }
+}
+
+/// What a plan's table shows of an event: an added record's fields, an
+/// update's changed fields, nothing more for a deletion (its key says it).
+fn planned(e: &PlannedEvent) -> String {
+    let lines: Vec<String> = match (e.op, &e.changes) {
+        (Op::Deleted, _) => Vec::new(),
+        (Op::Updated, Some(changes)) if changes.is_empty() => {
+            vec!["(no field differs from what was delivered)".to_owned()]
+        }
+        (Op::Updated, Some(changes)) => changes
+            .iter()
+            .map(|(path, c)| {
+                let (old, new) = changed(c.old.as_ref(), c.new.as_ref());
+                format!("{path}: {old} → {new}")
+            })
+            .collect(),
+        _ => e
+            .event
+            .fields
+            .iter()
+            .map(|(name, v)| format!("{name}: {}", cut(&v.to_string(), 0)))
+            .collect(),
+    };
+    lines.join("\n")
+}
+
+/// The most characters of one value a plan's table shows.
+const VALUE_CHARS: usize = 60;
+
+/// An old and a new value as compact JSON, each cut to [`VALUE_CHARS`] in
+/// the same place: around where they first differ, so what changed stays
+/// in view however long the values are.
+fn changed(old: Option<&Value>, new: Option<&Value>) -> (String, String) {
+    let text = |v: Option<&Value>| v.map_or_else(|| "(absent)".to_owned(), Value::to_string);
+    let (old, new) = (text(old), text(new));
+    let first_difference = old
+        .chars()
+        .zip(new.chars())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| old.chars().count().min(new.chars().count()));
+    let from = first_difference.saturating_sub(VALUE_CHARS / 3);
+    (cut(&old, from), cut(&new, from))
+}
+
+/// [`VALUE_CHARS`] characters of `text` from character `from`, with `…`
+/// where some were left out.
+fn cut(text: &str, from: usize) -> String {
+    let total = text.chars().count();
+    if total <= VALUE_CHARS {
+        return text.to_owned();
+    }
+    let from = from.min(total.saturating_sub(VALUE_CHARS));
+    let shown: String = text.chars().skip(from).take(VALUE_CHARS).collect();
+    let before = if from > 0 { "…" } else { "" };
+    let after = if from + VALUE_CHARS < total {
+        "…"
+    } else {
+        ""
+    };
+    format!("{before}{shown}{after}")
 }
 
 /// Requests a destination sent, secrets already hidden, each with the
@@ -449,5 +525,34 @@ pub fn owed(rows: &[OwedRow], format: Format) -> anyhow::Result<()> {
             crate::say!("{} row(s) owed", rows.len());
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Long values are cut in the same place on both sides, around where
+    /// they first differ, so the change is never cut off.
+    #[test]
+    fn a_long_change_is_shown_where_it_differs() {
+        let head = "x".repeat(200);
+        let (old, new) = changed(
+            Some(&json!(format!("{head}-old-tail"))),
+            Some(&json!(format!("{head}-new-tail"))),
+        );
+        assert!(old.starts_with('…') && old.contains("-old-tail"), "{old}");
+        assert!(new.starts_with('…') && new.contains("-new-tail"), "{new}");
+        assert!(old.chars().count() <= VALUE_CHARS + 2, "{old}");
+
+        assert_eq!(
+            changed(Some(&json!("a")), None),
+            ("\"a\"".to_owned(), "(absent)".to_owned())
+        );
+        let long = json!("y".repeat(100));
+        let (old, new) = changed(Some(&json!(1)), Some(&long));
+        assert_eq!(old, "1");
+        assert!(new.starts_with("\"yyy") && new.ends_with('…'), "{new}");
     }
 }

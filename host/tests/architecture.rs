@@ -27,6 +27,7 @@ const LAYERS: &[&[&str]] = &[
         "rsa_key",
         "status",
         "template",
+        "sql_lexer",
         "mapping",
         "schedule",
         "plugin",

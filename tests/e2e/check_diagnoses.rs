@@ -228,7 +228,7 @@ query = "SELECT id, point(id, id) AS spot FROM users"
     );
     assert!(out.stdout.contains("source `wh`: ok\n"), "{}", out.stdout);
     assert!(
-        out.stdout.contains("model `readable`: ok\n"),
+        out.stdout.contains("model `readable`: ok (full: "),
         "{}",
         out.stdout
     );
@@ -252,5 +252,5 @@ fn check_reports_sqlite_sql_errors_and_passes_good_models() {
         "{}",
         errors[0]
     );
-    assert!(out.stdout.contains("model `fine`: ok\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("model `fine`: ok (incremental: the query uses {{last_sync_time}} at line 1; deletions are not detected)"), "{}", out.stdout);
 }

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::support::config::Config;
-use crate::support::events::{added, assert_events, updated};
+use crate::support::events::{added, assert_events, deleted, updated};
 use crate::support::project::Project;
 use crate::support::warehouse::{Warehouse, user};
 
@@ -78,4 +78,67 @@ pub fn binds_the_previous_runs_start(project: &Project) {
             updated(user_since(2, since), user_since(2, 0)),
         ],
     );
+}
+
+/// A template commented out or quoted is text: the model reads every row,
+/// so a row that is gone is deleted, and `check` says the model is full.
+#[test]
+fn a_template_in_a_comment_or_string_leaves_the_model_full() {
+    for query in [
+        "SELECT id, email, plan FROM users -- WHERE updated_at > {{last_sync_time}}\nORDER BY id",
+        "SELECT id, email, plan FROM users /* WHERE updated_at > {{ last_sync_time }} */ ORDER BY id",
+        "SELECT id, email, plan FROM users WHERE email <> '{{last_sync_time}}' ORDER BY id",
+    ] {
+        let project = Project::new();
+        let wh = Warehouse::sqlite(&project);
+        wh.insert_users(1..=3);
+        project.write_config(&Config::new(&wh).query(query).render());
+
+        let check = project.ebb_ok(&["check"]);
+        assert!(
+            check.contains(
+                "model `users`: ok (full: the query uses no {{last_sync_time}} or {{cursor}} outside comments and strings; deletions are detected)"
+            ),
+            "{query}\n{check}"
+        );
+        project.run_ok();
+        project.take_delivered();
+        wh.exec("DELETE FROM users WHERE id = 2");
+        project.run_ok();
+        assert_events(&project.take_delivered(), &[deleted(user(2))]);
+    }
+}
+
+/// A template in the query's SQL makes the model incremental, and `check`
+/// says where: a row it leaves out is not deleted.
+#[test]
+fn a_template_in_the_sql_makes_the_model_incremental() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.exec("ALTER TABLE users ADD COLUMN updated_at INTEGER");
+    wh.insert_users(1..=3);
+    wh.exec("UPDATE users SET updated_at = 1");
+    project.write_config(
+        &Config::new(&wh)
+            .query(
+                "SELECT id, email, plan FROM users -- {{cursor}} is not used\n\
+                 WHERE updated_at > {{last_sync_time}}\nORDER BY id",
+            )
+            .render(),
+    );
+    let check = project.ebb_ok(&["check"]);
+    assert!(
+        check.contains(
+            "model `users`: ok (incremental: the query uses {{last_sync_time}} at line 2; deletions are not detected)"
+        ),
+        "{check}"
+    );
+    project.run_ok();
+    assert_events(
+        &project.take_delivered(),
+        &(1..=3).map(|id| added(user(id))).collect::<Vec<_>>(),
+    );
+    wh.exec("DELETE FROM users WHERE id = 2");
+    project.run_ok();
+    assert_events(&project.take_delivered(), &[]);
 }

@@ -107,3 +107,136 @@ fn plan_shows_mapped_events_without_a_state_store() {
     );
     assert_events(&project.take_delivered(), &[]);
 }
+
+/// After a first run, two users join, one changes email and one leaves.
+fn project_with_changes() -> (Project, Warehouse) {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=4);
+    project.write_config(&Config::new(&wh).render());
+    project.run_ok();
+    project.take_delivered();
+    wh.exec("UPDATE users SET email = 'new2@example.com' WHERE id = 2");
+    wh.exec("DELETE FROM users WHERE id = 3");
+    wh.insert_users(5..=6);
+    (project, wh)
+}
+
+/// The table leads with counts per op; an update shows only the field it
+/// changes, old → new.
+#[test]
+fn plan_table_counts_each_op_and_shows_what_an_update_changes() {
+    let (project, _wh) = project_with_changes();
+    let table = project.ebb_ok(&["plan", "users_out"]);
+    let first = table.lines().next().unwrap_or_default();
+    assert_eq!(
+        first, "sync `users_out` would send 4 event(s): 2 added, 1 updated, 1 deleted",
+        "{table}"
+    );
+    let update = table
+        .lines()
+        .find(|l| l.starts_with("│ updated"))
+        .unwrap_or_else(|| panic!("no updated row in\n{table}"));
+    assert!(
+        update.contains(r#"email: "user2@example.com" → "new2@example.com""#),
+        "{table}"
+    );
+    assert!(
+        !update.contains("plan:") && !update.contains("id:"),
+        "{table}"
+    );
+    // An added record shows its fields; a deleted one its key.
+    assert!(table.contains(r#"email: "user5@example.com""#), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("│ deleted") && l.contains(" 3 ")),
+        "{table}"
+    );
+    assert!(!table.contains("more; --limit"), "{table}");
+    assert_events(&project.take_delivered(), &[]);
+}
+
+#[test]
+fn plan_limit_lists_the_first_records_and_says_how_many_more() {
+    let (project, _wh) = project_with_changes();
+    let table = project.ebb_ok(&["plan", "users_out", "--limit", "2"]);
+    let listed = table
+        .lines()
+        .filter(|l| {
+            ["added", "updated", "deleted"]
+                .iter()
+                .any(|op| l.starts_with(&format!("│ {op}")))
+        })
+        .count();
+    assert_eq!(listed, 2, "{table}");
+    assert!(table.contains("2 added, 1 updated, 1 deleted"), "{table}");
+    assert!(
+        table
+            .trim_end()
+            .ends_with("… and 2 more; --limit to see more"),
+        "{table}"
+    );
+
+    let plan = project.ebb_json(&["plan", "users_out", "--limit", "2"]);
+    assert_eq!(plan["events"].as_array().map(Vec::len), Some(2), "{plan}");
+    assert_eq!(plan["truncated"], true, "{plan}");
+    assert_eq!(plan["summary"]["total"], 4, "{plan}");
+}
+
+/// JSON: one document with the summary, every event (no limit by default),
+/// and each update's changes.
+#[test]
+fn plan_json_has_a_summary_and_each_updates_changes() {
+    let (project, _wh) = project_with_changes();
+    let plan = project.ebb_json(&["plan", "users_out"]);
+    assert_eq!(
+        plan["summary"],
+        json!({"added": 2, "updated": 1, "deleted": 1, "total": 4}),
+        "{plan}"
+    );
+    assert_eq!(plan["truncated"], false, "{plan}");
+    let events = plan["events"].as_array().expect("events");
+    assert_eq!(events.len(), 4, "{plan}");
+    let update = events
+        .iter()
+        .find(|e| e["op"] == "updated")
+        .unwrap_or_else(|| panic!("no update in {plan}"));
+    assert_eq!(update["key"], "2");
+    assert_eq!(
+        update["changes"],
+        json!({"email": {"old": "user2@example.com", "new": "new2@example.com"}}),
+        "{plan}"
+    );
+    assert_eq!(update["event"]["fields"]["email"], "new2@example.com");
+    for e in events.iter().filter(|e| e["op"] != "updated") {
+        assert!(e.get("changes").is_none(), "{e}");
+    }
+
+    let csv = project.ebb_ok(&["plan", "users_out", "--format", "csv"]);
+    assert!(csv.starts_with("op,key,changed,fields,previous\n"), "{csv}");
+    assert!(csv.contains(r#"updated,2,"[""email""]""#), "{csv}");
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+}
+
+/// Nested fields (a mapping's `contact.email`) are named by dotted path.
+#[test]
+fn plan_names_a_nested_change_by_its_dotted_path() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2);
+    project.write_config(&Config::new(&wh).sync(MAPPING).render());
+    project.run_ok();
+    wh.exec("UPDATE users SET email = 'new1@example.com' WHERE id = 1");
+    let plan = project.ebb_json(&["plan", "users_out"]);
+    assert_eq!(
+        plan["events"][0]["changes"],
+        json!({"contact.email": {"old": "user1@example.com", "new": "new1@example.com"}}),
+        "{plan}"
+    );
+    let table = project.ebb_ok(&["plan", "users_out"]);
+    assert!(
+        table.contains(r#"contact.email: "user1@example.com" → "new1@example.com""#),
+        "{table}"
+    );
+}

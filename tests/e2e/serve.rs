@@ -131,7 +131,11 @@ fn a_run_asked_for_over_the_api_delivers_and_is_reported() {
     assert_eq!(sync["last_run"], Value::Null);
 
     let plan = serving.get(&format!("/syncs/{SYNC}/plan?limit=2")).json();
-    assert_eq!(plan.as_array().map(Vec::len), Some(2), "{plan}");
+    assert_eq!(plan["events"].as_array().map(Vec::len), Some(2), "{plan}");
+    assert_eq!(plan["summary"]["added"], 3, "{plan}");
+    assert_eq!(plan["summary"]["total"], 3, "{plan}");
+    assert_eq!(plan["truncated"], true, "{plan}");
+    assert_eq!(plan["events"][0]["op"], "added", "{plan}");
     let preview = serving.get("/models/users/preview?limit=1").json();
     assert_eq!(preview["rows"][0]["email"], user(1)["email"]);
     assert!(preview["columns"].as_array().is_some_and(|c| c.len() == 3));

@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody, Params, PathOf};
-use crate::event::Event;
-use crate::run::{self, Replayed, Summary};
+use crate::run::{self, Plan, Replayed, Summary};
 use crate::schedule::Schedule;
 use crate::state::{OwedRow, RunRecord, SyncControl};
 use crate::status::Status;
@@ -346,7 +345,7 @@ pub async fn disable(
 #[utoipa::path(get, path = "/syncs/{sync}/plan", tag = "syncs",
     params(("sync" = String, Path, description = "The sync's name"), LimitQuery),
     responses(
-        (status = 200, description = "The first events a run would send now (nothing is sent or written)", body = Vec<Event>),
+        (status = 200, description = "What a run would send now (nothing is sent or written): counts per op, and the first `limit` events, each update with the fields it changes", body = Plan),
         (status = 400, description = "A bad limit", body = ErrorBody),
         (status = 401, description = "No or a wrong token", body = ErrorBody),
         (status = 404, description = "No such sync", body = ErrorBody),
@@ -355,17 +354,16 @@ pub async fn plan(
     State(w): App,
     PathOf(sync): PathOf<String>,
     Params(q): Params<LimitQuery>,
-) -> Result<Json<Vec<Event>>, ApiError> {
+) -> Result<Json<Plan>, ApiError> {
     known(&w, &sync)?;
     let limit = limit(q.limit, 100)?;
-    let mut events = on_own_thread(move || async move {
+    let plan = on_own_thread(move || async move {
         let progress = indicatif::ProgressBar::hidden();
-        run::plan(&w.cfg, &w.engine, &sync, &progress).await
+        run::plan(&w.cfg, &w.engine, &sync, Some(limit), &progress).await
     })
     .await
     .map_err(cannot_run)?;
-    events.truncate(limit);
-    Ok(Json(events))
+    Ok(Json(plan))
 }
 
 #[utoipa::path(get, path = "/models/{model}/preview", tag = "models",

@@ -108,7 +108,7 @@ fn model(
             "must name a column of the query",
         ));
     }
-    check_cursor(&key, m.cursor.as_deref(), &query)?;
+    check_cursor(&key, m.cursor.as_deref(), &query, source.kind)?;
     Ok(Model {
         name,
         source: m.source,
@@ -120,8 +120,13 @@ fn model(
 }
 
 /// A cursor column and `{{cursor}}` in the query go together.
-fn check_cursor(key: &str, cursor: Option<&str>, query: &str) -> Result<(), Invalid> {
-    match (cursor, template::uses(query, "cursor")) {
+fn check_cursor(
+    key: &str,
+    cursor: Option<&str>,
+    query: &str,
+    kind: SourceKind,
+) -> Result<(), Invalid> {
+    match (cursor, template::uses(query, kind.lexicon(), "cursor")) {
         (Some(c), false) => Err(Invalid::new(
             format!("{key}.cursor"),
             format!(

@@ -34,6 +34,7 @@ pub use table::SourceTables;
 
 use super::error::Invalid;
 use super::resolver::Resolver;
+use crate::sql_lexer::{self, Lexicon};
 use keys::{COMMON, KEYS};
 use kind::KindSettings;
 use mysql::Mysql;
@@ -70,6 +71,18 @@ impl SourceKind {
     /// The port a database kind listens on when its URL names none.
     pub fn default_port(self) -> Option<u16> {
         registered(self).port()
+    }
+
+    /// How the kind's SQL quotes and comments.
+    pub fn lexicon(self) -> &'static Lexicon {
+        match self {
+            SourceKind::Sqlite => &sql_lexer::SQLITE,
+            SourceKind::Postgres | SourceKind::Redshift => &sql_lexer::POSTGRES,
+            SourceKind::Mysql => &sql_lexer::MYSQL,
+            SourceKind::Snowflake | SourceKind::Bigquery | SourceKind::Databricks => {
+                &sql_lexer::SQL_APIS
+            }
+        }
     }
 }
 

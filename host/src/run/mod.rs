@@ -32,7 +32,7 @@ mod transform;
 pub use drop::drop_owed;
 pub use error::{RunError, chain};
 pub use lifecycle::{Claimed, Started, Summary, interrupted, start};
-pub use plan::plan;
+pub use plan::{Change, Plan, PlanSummary, PlannedEvent, plan};
 pub use prepare::{Prepared, prepare};
 pub use replay::{Replayed, replay};
 pub use reset::reset;

@@ -112,7 +112,7 @@ impl<'a> Pass<'a> {
             self.ids = state.delivery_ids(&self.sync.name).await?;
         }
         let query = self.query(model, source.kind, cursor_kind).await?;
-        let deletions = !extract::is_incremental(model);
+        let deletions = extract::reading(model, source.kind) == extract::Reading::Full;
         match model.diff {
             DiffIn::Engine => {
                 self.diff_in_engine(warehouse, query, model, limits, deletions)

@@ -17,7 +17,6 @@ use futures::future::BoxFuture;
 use super::chunks::ChunkTx;
 use super::error::SourceError;
 use super::query::{BoundQuery, Column, Placeholders};
-use super::single_query::Lexicon;
 use crate::config::Source;
 use crate::param::ParamKind;
 
@@ -25,10 +24,6 @@ use crate::param::ParamKind;
 pub trait Driver: Sized + Send + 'static {
     /// How the kind's SQL writes bind placeholders.
     const PLACEHOLDERS: Placeholders;
-
-    /// How the kind's SQL quotes and comments, to tell one statement from
-    /// two.
-    const LEXICON: &'static Lexicon;
 
     /// What a column declared as a bare `TIMESTAMP` holds: a wall-clock
     /// time, unless the kind says it is an instant (read as UTC).
@@ -73,7 +68,6 @@ pub trait Driver: Sized + Send + 'static {
 /// Any kind's [`Driver`], before it connects.
 pub trait DynDriver: Sync {
     fn placeholders(&self) -> Placeholders;
-    fn lexicon(&self) -> &'static Lexicon;
     fn bare_timestamp(&self) -> ParamKind;
     fn connect<'a>(
         &self,
@@ -91,10 +85,6 @@ impl<D: Driver> Kind<D> {
 impl<D: Driver> DynDriver for Kind<D> {
     fn placeholders(&self) -> Placeholders {
         D::PLACEHOLDERS
-    }
-
-    fn lexicon(&self) -> &'static Lexicon {
-        D::LEXICON
     }
 
     fn bare_timestamp(&self) -> ParamKind {

@@ -34,7 +34,6 @@ use super::driver::Driver;
 use super::error::{Problem, SourceError};
 use super::json;
 use super::query::{BoundQuery, Column, Placeholders, unbindable};
-use super::single_query::{Lexicon, MYSQL};
 use crate::config::Source;
 use crate::param::Native;
 use crate::rows::ValueError;
@@ -56,7 +55,6 @@ pub struct Mysql {
 /// [`Driver::check`] needs.
 impl Driver for Mysql {
     const PLACEHOLDERS: Placeholders = Placeholders::Question;
-    const LEXICON: &Lexicon = &MYSQL;
 
     async fn connect(source: &Source) -> Result<Mysql, SourceError> {
         let fail = |problem: Problem, message: String| SourceError::Connect {

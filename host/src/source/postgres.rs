@@ -23,7 +23,6 @@ use super::database::{classify, limit_zero};
 use super::driver::Driver;
 use super::error::{Problem, SourceError};
 use super::query::{BoundQuery, Column, Placeholders};
-use super::single_query::{Lexicon, POSTGRES};
 use crate::config::{Source, SourceKind};
 use crate::param::Native;
 use crate::rows::ROWS_PER_CHUNK;
@@ -36,7 +35,6 @@ pub struct Postgres {
 /// Postgres and Redshift alike.
 impl Driver for Postgres {
     const PLACEHOLDERS: Placeholders = Placeholders::Dollar;
-    const LEXICON: &Lexicon = &POSTGRES;
 
     async fn connect(source: &Source) -> Result<Postgres, SourceError> {
         let fail = |problem, message| SourceError::Connect {

@@ -7,51 +7,9 @@
 //! bound, the rule gives one message everywhere, before any connection.
 //!
 //! Telling one statement from two means reading the SQL as its database
-//! does: quotes, comments and identifiers differ, so each source names
-//! its [`Lexicon`].
+//! does; [`crate::sql_lexer`] knows each source's quotes and comments.
 
-/// How a source's SQL quotes and comments.
-pub struct Lexicon {
-    /// `#` starts a comment to the end of the line (MySQL, BigQuery).
-    pub hash_comments: bool,
-    /// A backslash escapes the next character inside quotes.
-    pub backslash_escapes: bool,
-    /// `[name]` quotes an identifier (SQLite).
-    pub bracket_identifiers: bool,
-    /// `$tag$ … $tag$` quotes a string (Postgres).
-    pub dollar_quotes: bool,
-}
-
-/// The SQL-over-HTTP warehouses (Snowflake, BigQuery, Databricks).
-pub const SQL_APIS: Lexicon = Lexicon {
-    hash_comments: true,
-    backslash_escapes: true,
-    bracket_identifiers: false,
-    dollar_quotes: false,
-};
-
-pub const SQLITE: Lexicon = Lexicon {
-    hash_comments: false,
-    backslash_escapes: false,
-    bracket_identifiers: true,
-    dollar_quotes: false,
-};
-
-/// Postgres and Redshift (standard strings, where a backslash is a
-/// character).
-pub const POSTGRES: Lexicon = Lexicon {
-    hash_comments: false,
-    backslash_escapes: false,
-    bracket_identifiers: false,
-    dollar_quotes: true,
-};
-
-pub const MYSQL: Lexicon = Lexicon {
-    hash_comments: true,
-    backslash_escapes: true,
-    bracket_identifiers: false,
-    dollar_quotes: false,
-};
+use crate::sql_lexer::{Lexicon, Span, spans};
 
 /// The statement without a trailing `;`, when it is a single `SELECT` or
 /// `WITH` query; otherwise why Ebb will not run it.
@@ -63,67 +21,32 @@ pub fn single_query<'s>(sql: &'s str, lexicon: &Lexicon) -> Result<&'s str, Stri
     };
     let mut first: Option<usize> = None;
     let mut end = sql.len();
-    let bytes = sql.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
-        let skip_to = |from: usize, pat: &str| sql[from..].find(pat).map(|p| from + p + pat.len());
-        let next = match c {
-            b'-' if bytes.get(i + 1) == Some(&b'-') => skip_to(i, "\n").unwrap_or(bytes.len()),
-            b'#' if lexicon.hash_comments => skip_to(i, "\n").unwrap_or(bytes.len()),
-            b'/' if bytes.get(i + 1) == Some(&b'*') => match skip_to(i + 2, "*/") {
-                Some(n) => n,
-                None => return refuse("the query has an unterminated /* comment"),
-            },
-            b'\'' | b'"' | b'`' | b'[' if c != b'[' || lexicon.bracket_identifiers => {
-                if end < sql.len() {
-                    return refuse("the query holds more than one statement");
-                }
-                first.get_or_insert(i);
-                let close = if c == b'[' { b']' } else { c };
-                let mut j = i + 1;
-                loop {
-                    match bytes.get(j) {
-                        None => return refuse("the query has an unterminated quote"),
-                        Some(b'\\') if lexicon.backslash_escapes => j += 2,
-                        Some(&b) if b == close => {
-                            // A doubled quote is an escaped one.
-                            if c != b'[' && bytes.get(j + 1) == Some(&close) {
-                                j += 2;
-                            } else {
-                                break j + 1;
-                            }
-                        }
-                        Some(_) => j += 1,
-                    }
-                }
-            }
-            b'$' if lexicon.dollar_quotes
-                && let Some(tag) = dollar_tag(&sql[i..]) =>
-            {
-                if end < sql.len() {
-                    return refuse("the query holds more than one statement");
-                }
-                first.get_or_insert(i);
-                match skip_to(i + tag.len(), tag) {
-                    Some(n) => n,
-                    None => return refuse("the query has an unterminated $-quoted string"),
-                }
-            }
-            b';' => {
-                end = end.min(i);
-                i + 1
-            }
-            c if c.is_ascii_whitespace() => i + 1,
-            _ => {
-                if end < sql.len() {
-                    return refuse("the query holds more than one statement");
-                }
-                first.get_or_insert(i);
-                i + 1
-            }
+    for span in spans(sql, 0, lexicon) {
+        let (span, range) = match span {
+            Ok(s) => s,
+            Err(unterminated) => return refuse(&unterminated.to_string()),
         };
-        i = next;
+        let content = match span {
+            Span::Comment => continue,
+            Span::Quoted => vec![range.start],
+            Span::Code => sql[range.clone()]
+                .char_indices()
+                .filter_map(|(i, c)| match c {
+                    ';' => {
+                        end = end.min(range.start + i);
+                        None
+                    }
+                    c if c.is_whitespace() => None,
+                    _ => Some(range.start + i),
+                })
+                .collect(),
+        };
+        for at in content {
+            if at > end {
+                return refuse("the query holds more than one statement");
+            }
+            first.get_or_insert(at);
+        }
     }
     let Some(start) = first else {
         return refuse("the query is empty");
@@ -143,19 +66,10 @@ pub fn single_query<'s>(sql: &'s str, lexicon: &Lexicon) -> Result<&'s str, Stri
     Ok(sql[..end].trim_end())
 }
 
-/// The `$tag$` opening `sql`, if it opens a dollar-quoted string (a
-/// placeholder such as `$1` does not).
-fn dollar_tag(sql: &str) -> Option<&str> {
-    let rest = sql.strip_prefix('$')?;
-    let len = rest.find('$')?;
-    let tag = &rest[..len];
-    let word = tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    (word && !tag.starts_with(|c: char| c.is_ascii_digit())).then(|| &sql[..len + 2])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql_lexer::{MYSQL, POSTGRES, SQL_APIS, SQLITE};
 
     #[test]
     fn only_single_queries_run() {

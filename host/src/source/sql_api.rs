@@ -22,7 +22,6 @@ use super::chunks::{ChunkSender, ChunkTx};
 use super::driver::Driver;
 use super::error::{Problem, SourceError};
 use super::query::{BoundQuery, Column, Placeholders, unbindable};
-use super::single_query::{Lexicon, SQL_APIS};
 use crate::config::Source;
 use crate::event::Record;
 use crate::param::{Native, Param, ParamKind};
@@ -343,7 +342,6 @@ pub struct Api<T>(T);
 
 impl<T: SqlApi> Driver for Api<T> {
     const PLACEHOLDERS: Placeholders = T::PLACEHOLDERS;
-    const LEXICON: &Lexicon = &SQL_APIS;
     const BARE_TIMESTAMP: ParamKind = T::BARE_TIMESTAMP;
 
     async fn connect(source: &Source) -> Result<Api<T>, SourceError> {

@@ -18,7 +18,6 @@ use super::driver::Driver;
 use super::error::{Problem, SourceError};
 use super::json;
 use super::query::{BoundQuery, Column, Placeholders};
-use super::single_query::{Lexicon, SQLITE};
 use crate::config::{Settings, Source};
 use crate::param::Native;
 use crate::rows::ValueError;
@@ -29,7 +28,6 @@ pub struct Sqlite {
 
 impl Driver for Sqlite {
     const PLACEHOLDERS: Placeholders = Placeholders::QuestionNumbered;
-    const LEXICON: &Lexicon = &SQLITE;
 
     async fn connect(source: &Source) -> Result<Sqlite, SourceError> {
         let fail = |message: String| SourceError::Connect {

@@ -247,9 +247,10 @@ impl Project {
 
     /// `ebb plan SYNC --format json`: the events a run would send.
     pub fn plan(&self) -> Vec<Value> {
-        into_array(self.ebb_json(&["plan", SYNC]))
+        let mut plan = self.ebb_json(&["plan", SYNC]);
+        into_array(plan["events"].take())
             .into_iter()
-            .map(without_delivery_id)
+            .map(|mut planned| without_delivery_id(planned["event"].take()))
             .collect()
     }
 
