@@ -39,6 +39,9 @@ pub struct Owed {
     pub op: Op,
     pub fingerprint: Option<u128>,
     pub delivery_id: String,
+    /// Of the events a transform split it into, those the destination
+    /// acknowledged: they are not sent again while the change is the same.
+    pub delivered: Vec<String>,
 }
 
 /// Gives the changes of one run of one sync their delivery ids.
@@ -63,10 +66,7 @@ impl DeliveryIds {
     /// The id of `change`: the one it was sent with before if it is owed
     /// and still the same change, else a new one of this epoch.
     pub fn of(&self, change: ChangeOf<'_>) -> String {
-        if let Some(owed) = self.owed.get(change.key)
-            && owed.op == change.op
-            && owed.fingerprint == change.fingerprint
-        {
+        if let Some(owed) = self.still_owed(change) {
             return owed.delivery_id.clone();
         }
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
@@ -81,6 +81,22 @@ impl DeliveryIds {
     }
 }
 
+impl DeliveryIds {
+    /// The events of `change`, split by a transform, that the destination
+    /// already acknowledged while it was owed; empty unless it is owed and
+    /// still the same change.
+    pub fn delivered(&self, change: ChangeOf<'_>) -> &[String] {
+        self.still_owed(change).map_or(&[], |o| &o.delivered)
+    }
+
+    /// The owed row of `change`, if it is still the same change.
+    fn still_owed(&self, change: ChangeOf<'_>) -> Option<&Owed> {
+        self.owed
+            .get(change.key)
+            .filter(|owed| owed.op == change.op && owed.fingerprint == change.fingerprint)
+    }
+}
+
 /// The id of the `n`th (from 1) of the `made` events the transforms made
 /// of a change whose id is `base`: `base` itself when they made one.
 pub fn made(base: &str, made: usize, n: usize) -> String {
@@ -89,6 +105,11 @@ pub fn made(base: &str, made: usize, n: usize) -> String {
     } else {
         format!("{base}-{n}")
     }
+}
+
+/// Whether `id` names one of several events a change was split into.
+pub fn is_part(id: &str) -> bool {
+    id.contains('-')
 }
 
 /// The id of an event `ebb replay` sends again, from its key and the id it
@@ -169,10 +190,16 @@ mod tests {
             op: Op::Updated,
             fingerprint: Some(42),
             delivery_id: "sent-before".into(),
+            delivered: vec!["sent-before-1".into()],
         };
         let ids = DeliveryIds::new("users", 9, HashMap::from([("1".to_owned(), owed)]));
         assert_eq!(ids.of(change("1", Op::Updated, Some(42))), "sent-before");
+        assert_eq!(
+            ids.delivered(change("1", Op::Updated, Some(42))),
+            ["sent-before-1"]
+        );
         assert_ne!(ids.of(change("1", Op::Updated, Some(43))), "sent-before");
+        assert!(ids.delivered(change("1", Op::Updated, Some(43))).is_empty());
         assert_ne!(ids.of(change("1", Op::Deleted, None)), "sent-before");
     }
 

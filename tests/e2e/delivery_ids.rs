@@ -92,3 +92,45 @@ fn a_change_keeps_its_delivery_id_until_delivered_and_no_other_change_shares_it(
     let idle = run(&project, &server, "success");
     assert!(idle.is_empty(), "{idle:?}");
 }
+
+/// A transform splits each change into two events; the destination takes
+/// one of user 2's and refuses the other. The change stays owed, but only
+/// the refused event goes again, under its own id, until it is taken.
+#[test]
+fn of_a_split_change_only_the_refused_events_are_sent_again() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2);
+    let server = Server::start();
+    project.write(
+        "transforms/twice.js",
+        r#"export function transformEvent(event) {
+  return [{ ...event, id: event.id + "-a" }, { ...event, id: event.id + "-b" }];
+}
+"#,
+    );
+    project.write_config(
+        &Config::new(&wh)
+            .http(&server, &server.host(), 10)
+            .sync(r#"transforms = [{ js = "transforms/twice.js" }]"#)
+            .render(),
+    );
+    server.reject("2-b", "bounced");
+
+    let first = run(&project, &server, "partial");
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        ["1-a", "1-b", "2-a", "2-b"]
+    );
+    let again = run(&project, &server, "failed");
+    assert_eq!(
+        again,
+        BTreeMap::from([("2-b".to_owned(), first["2-b"].clone())]),
+        "only the refused event, under the id it was sent with"
+    );
+    server.accept_all();
+    let last = run(&project, &server, "success");
+    assert_eq!(last, again);
+    assert_eq!(run(&project, &server, "success"), BTreeMap::new());
+    assert_eq!(project.errors().len(), 0);
+}

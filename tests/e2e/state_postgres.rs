@@ -12,7 +12,7 @@ use crate::support::warehouse::Warehouse;
 use crate::{changes, errors_drop, http_delivery, interrupt, last_sync_time, lifecycle, replay};
 
 /// The number of migrations this build of Ebb applies to a Postgres store.
-const POSTGRES_MIGRATIONS: i64 = 5;
+const POSTGRES_MIGRATIONS: i64 = 6;
 
 /// A project keeping its state in a fresh Postgres schema, or `None` (after
 /// saying so) without a server outside CI.

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use super::commit::{commit_of, snapshot_of};
 use super::error::{Result, RunError};
 use super::pass::Pass;
+use crate::delivery_id;
 use crate::diff::Change;
 use crate::event::{Event, Op};
 use crate::load::Delivered;
@@ -29,6 +30,9 @@ struct Acks<'c> {
     unanswered: HashMap<usize, usize>,
     /// Per change, the first failure among its events and that event.
     failures: HashMap<usize, (String, usize)>,
+    /// Per change split into several events, the delivery ids of those
+    /// acknowledged, kept with its row error if another one failed.
+    taken: HashMap<usize, Vec<String>>,
     /// What became of each op's events, for the metrics.
     outcomes: HashMap<(Op, &'static str), u64>,
     /// Why the destination cannot take any batch (see [`Delivered::unfixable`]).
@@ -57,6 +61,7 @@ impl Pass<'_> {
             origins,
             unanswered,
             failures: HashMap::new(),
+            taken: HashMap::new(),
             outcomes: HashMap::new(),
             unfixable: None,
         };
@@ -137,14 +142,24 @@ impl Pass<'_> {
             if failure.is_none() && self.keep_deliveries {
                 delivered.push(serde_json::to_string(&batch[i])?);
             }
-            if let Some(message) = failure {
-                acks.failures.entry(origin).or_insert((message, i));
+            match failure {
+                Some(message) => {
+                    acks.failures.entry(origin).or_insert((message, i));
+                }
+                None if delivery_id::is_part(&batch[i].delivery_id) => {
+                    acks.taken
+                        .entry(origin)
+                        .or_default()
+                        .push(batch[i].delivery_id.clone());
+                }
+                None => {}
             }
             let left = acks.unanswered.entry(origin).or_default();
             *left = left.saturating_sub(1);
             if *left > 0 {
                 continue;
             }
+            let taken = acks.taken.remove(&origin).unwrap_or_default();
             match acks.failures.remove(&origin) {
                 None => commits.push(commit_of(change)),
                 // Errors are keyed by the change's key: a transform may
@@ -156,6 +171,7 @@ impl Pass<'_> {
                     payload: serde_json::to_value(&batch[i])?,
                     if_dropped: snapshot_of(change),
                     delivery_id: Some(self.delivery_id(change)),
+                    delivered: [self.delivered_before(change), &taken].concat(),
                 }),
             }
         }

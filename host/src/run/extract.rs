@@ -94,6 +94,7 @@ impl Pass<'_> {
                     payload: serde_json::Value::Object(row.record()),
                     if_dropped: None,
                     delivery_id: None,
+                    delivered: Vec::new(),
                 });
                 Ok(None)
             }
@@ -119,6 +120,7 @@ impl Pass<'_> {
             payload: serde_json::Value::Object(first),
             if_dropped: None,
             delivery_id: None,
+            delivered: Vec::new(),
         });
     }
 }

@@ -163,10 +163,20 @@ impl<'a> Pass<'a> {
 
     /// The delivery id of a change.
     pub(super) fn delivery_id(&self, c: &Change) -> String {
-        self.ids.of(ChangeOf {
-            key: &c.key,
-            op: c.op,
-            fingerprint: c.json.is_some().then_some(c.fingerprint),
-        })
+        self.ids.of(change_of(c))
+    }
+
+    /// The events of a split change the destination took while it was
+    /// owed (see [`DeliveryIds::delivered`]).
+    pub(super) fn delivered_before(&self, c: &Change) -> &[String] {
+        self.ids.delivered(change_of(c))
+    }
+}
+
+fn change_of(c: &Change) -> ChangeOf<'_> {
+    ChangeOf {
+        key: &c.key,
+        op: c.op,
+        fingerprint: c.json.is_some().then_some(c.fingerprint),
     }
 }

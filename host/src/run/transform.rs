@@ -84,6 +84,7 @@ impl Pass<'_> {
         let t = Instant::now();
         let mut transformed = transform::run_chain(self.steps, traced).await?;
         self.name_deliveries(changes, &mut transformed.events);
+        let resumed = self.skip_delivered(changes, &mut transformed.events);
         self.timed("transform", t);
         let refused: HashMap<usize, String> = transformed.failed.into_iter().collect();
         let sending: HashSet<usize> = transformed.events.iter().map(|(o, _)| *o).collect();
@@ -101,9 +102,13 @@ impl Pass<'_> {
                     payload,
                     if_dropped: snapshot_of(change),
                     delivery_id: Some(delivery_id),
+                    delivered: self.delivered_before(change).to_vec(),
                 });
             } else if !sending.contains(&origin) {
-                self.counts.dropped += 1;
+                // Every event left was taken while it was owed: done.
+                if !resumed.contains(&origin) {
+                    self.counts.dropped += 1;
+                }
                 commits.push(commit_of(change));
             }
         }
@@ -125,6 +130,25 @@ impl Pass<'_> {
             let base = self.delivery_id(&changes[*origin]);
             event.delivery_id = delivery_id::made(&base, made[origin], *n);
         }
+    }
+}
+
+impl Pass<'_> {
+    /// Leaves out the events of split changes that the destination took
+    /// while the change was owed, so only the refused ones go again;
+    /// returns the changes that had any left out.
+    fn skip_delivered(&self, changes: &[Change], events: &mut Vec<Traced>) -> HashSet<usize> {
+        let mut resumed = HashSet::new();
+        events.retain(|(origin, event)| {
+            let taken = self
+                .delivered_before(&changes[*origin])
+                .contains(&event.delivery_id);
+            if taken {
+                resumed.insert(*origin);
+            }
+            !taken
+        });
+        resumed
     }
 }
 

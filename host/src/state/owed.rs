@@ -6,7 +6,7 @@
 
 use super::dialect::{Conn, Dialect, RowLock};
 use super::error::Result;
-use super::rows::{OwedColumns, hash_bytes, hash_of, owed_row};
+use super::rows::{OwedColumns, OwedIdColumns, hash_bytes, hash_of, owed_row};
 use super::store::{Fut, Store, boxed};
 use super::types::{Dropped, Dropping, OwedRow};
 use crate::delivery_id::{DeliveryIds, Owed};
@@ -39,8 +39,8 @@ impl<D: Dialect> OwedRows for Store<D> {
             .bind(sync)
             .scalar(&mut conn)
             .await?;
-            let rows: Vec<(String, String, Option<Vec<u8>>, String)> = D::query(
-                "SELECT key, op, fingerprint, delivery_id FROM row_errors \
+            let rows: Vec<OwedIdColumns> = D::query(
+                "SELECT key, op, fingerprint, delivery_id, delivered FROM row_errors \
                  WHERE sync = $1 AND delivery_id IS NOT NULL",
             )
             .bind(sync)
@@ -48,11 +48,16 @@ impl<D: Dialect> OwedRows for Store<D> {
             .await?;
             let owed = rows
                 .into_iter()
-                .filter_map(|(key, op, fingerprint, delivery_id)| {
+                .filter_map(|(key, op, fingerprint, delivery_id, delivered)| {
                     let owed = Owed {
                         op: Op::parse(&op)?,
                         fingerprint: fingerprint.map(hash_of),
                         delivery_id,
+                        // Unreadable, it is as if none were taken: they
+                        // are sent again, never lost.
+                        delivered: delivered
+                            .and_then(|d| serde_json::from_str(&d).ok())
+                            .unwrap_or_default(),
                     };
                     Some((key, owed))
                 })

@@ -78,6 +78,7 @@ CREATE TABLE sync_state (
     Migration::Alike(schema::schedules),
     Migration::Alike(schema::owed_delivery_ids),
     Migration::Alike(schema::run_kinds),
+    Migration::Alike(schema::owed_delivered_events),
 ];
 
 /// How this store spells the column types [`Migration::Alike`] uses.

@@ -165,6 +165,9 @@ pub fn entry((key_hash, key, fingerprint): EntryColumns) -> Entry {
     }
 }
 
+/// `SELECT key, op, fingerprint, delivery_id, delivered FROM row_errors`
+pub type OwedIdColumns = (String, String, Option<Vec<u8>>, String, Option<String>);
+
 /// `SELECT key, op, run_id, attempts, error, payload FROM row_errors`
 pub type OwedColumns = (String, String, i64, i64, String, String);
 

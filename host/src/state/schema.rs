@@ -77,3 +77,9 @@ pub fn run_kinds(_: &ColumnTypes) -> String {
 ALTER TABLE runs ADD COLUMN detail TEXT;"
         .to_owned()
 }
+
+/// The events of a split change the destination already took, so that
+/// only the refused ones are sent again (a JSON array of delivery ids).
+pub fn owed_delivered_events(_: &ColumnTypes) -> String {
+    "ALTER TABLE row_errors ADD COLUMN delivered TEXT;".to_owned()
+}

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::dialect::{Conn, Dialect, Lookup};
 use super::error::Result;
 use super::rows::{EntryColumns, commit_columns, entry, hash_bytes, hash_of, if_dropped_columns};
-use super::rows::{json, range_end};
+use super::rows::{json, range_end, to_json};
 use super::runs::beat;
 use super::sql::Columns;
 use super::store::{Fut, Store, boxed};
@@ -159,12 +159,13 @@ async fn record_error<D: Dialect>(
 ) -> sqlx::Result<()> {
     let (fingerprint, record) = if_dropped_columns(e);
     D::query(
-        "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload, fingerprint, record, delivery_id) \
-         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9) \
+        "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload, fingerprint, record, delivery_id, delivered) \
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (sync, key) DO UPDATE SET op = excluded.op, run_id = excluded.run_id, \
          attempts = CASE WHEN row_errors.run_id = excluded.run_id THEN row_errors.attempts ELSE row_errors.attempts + 1 END, \
          error = excluded.error, payload = excluded.payload, \
-         fingerprint = excluded.fingerprint, record = excluded.record, delivery_id = excluded.delivery_id",
+         fingerprint = excluded.fingerprint, record = excluded.record, delivery_id = excluded.delivery_id, \
+         delivered = excluded.delivered",
     )
     .bind(sync)
     .bind(&e.key)
@@ -175,6 +176,7 @@ async fn record_error<D: Dialect>(
     .bind(fingerprint)
     .bind(record)
     .bind(e.delivery_id.as_deref())
+    .bind((!e.delivered.is_empty()).then(|| to_json(&e.delivered)))
     .execute(conn)
     .await
 }

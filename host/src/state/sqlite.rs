@@ -104,6 +104,7 @@ CREATE TABLE snapshot (
     Migration::Alike(schema::schedules),
     Migration::Alike(schema::owed_delivery_ids),
     Migration::Alike(schema::run_kinds),
+    Migration::Alike(schema::owed_delivered_events),
 ];
 
 /// After this migration the snapshot is ordered by key hash, which SQL

@@ -54,6 +54,10 @@ pub struct RowError {
     /// The delivery id the change was sent with; `None` for rows that
     /// never became a change.
     pub delivery_id: Option<String>,
+    /// Of the events a transform split the change into, the delivery ids
+    /// the destination acknowledged (in this run or while it was owed
+    /// before): the next run sends only the others.
+    pub delivered: Vec<String>,
 }
 
 /// What an entry of a sync's history records. Resets and replays are
