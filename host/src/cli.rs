@@ -367,7 +367,7 @@ fn engine(cfg: &Config) -> anyhow::Result<Engine> {
     Engine::new(EngineOptions {
         cache_dir: Some(cfg.cache_dir.clone()),
         builtins: builtin::ALL,
-        observer: Some(Arc::new(PluginCalls)),
+        observer: Some(Arc::new(PluginCalls::new(cfg))),
     })
     .context("cannot start the plugin engine")
 }

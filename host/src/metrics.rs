@@ -15,8 +15,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::config::Config;
 use crate::event::Op;
-use crate::plugin::{CallError, CallObserver};
+use crate::plugin::{CallError, CallObserver, PluginLocation, PluginRef};
 use crate::status::{Counts, Status};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,14 +60,21 @@ struct DestinationLabels {
     destination: String,
 }
 
+/// A plugin as the config uses it, in plain names.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
+    /// `destination` or `transform`.
+    role: String,
+    /// The destination's name, or `SYNC.N` for a sync's Nth transform.
+    name: String,
+    /// `ebb:http`, or a plugin file's name.
     plugin: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TrapLabels {
-    plugin: String,
+    #[prometheus(flatten)]
+    plugin: PluginLabels,
     /// `trap`, `timeout` or `out_of_memory`.
     kind: String,
 }
@@ -232,17 +240,66 @@ pub fn destination_wrote(destination: &str, took: Duration, retrying: usize) {
 
 /// Records every call into a plugin: its time, and how it failed if it
 /// trapped, timed out or ran out of memory. The CLI installs it in the
-/// plugin engine it builds.
-pub struct PluginCalls;
+/// plugin engine it builds. The engine names a plugin by its label, made
+/// for messages (``destination `crm` (ebb:http)``); the metrics name it in
+/// plain label values, looked up from the config.
+pub struct PluginCalls {
+    by_label: HashMap<String, PluginLabels>,
+}
+
+impl PluginCalls {
+    pub fn new(cfg: &Config) -> PluginCalls {
+        let destinations = cfg.destinations.values().map(|d| {
+            let labels = PluginLabels {
+                role: "destination".into(),
+                name: d.name.clone(),
+                plugin: plugin_name(&d.plugin),
+            };
+            (d.plugin.label.clone(), labels)
+        });
+        let transforms = cfg.syncs.values().flat_map(|s| {
+            s.transforms.iter().enumerate().map(|(i, t)| {
+                let labels = PluginLabels {
+                    role: "transform".into(),
+                    name: format!("{}.{}", s.name, i + 1),
+                    plugin: plugin_name(&t.plugin),
+                };
+                (t.plugin.label.clone(), labels)
+            })
+        });
+        PluginCalls {
+            by_label: destinations.chain(transforms).collect(),
+        }
+    }
+
+    fn labels(&self, label: &str) -> PluginLabels {
+        self.by_label
+            .get(label)
+            .cloned()
+            .unwrap_or_else(|| PluginLabels {
+                role: "other".into(),
+                name: label.to_owned(),
+                plugin: String::new(),
+            })
+    }
+}
+
+/// `ebb:http`, or the file's name.
+fn plugin_name(plugin: &PluginRef) -> String {
+    match &plugin.location {
+        PluginLocation::Builtin(name) => format!("ebb:{name}"),
+        PluginLocation::File(path) => path.file_name().map_or_else(
+            || path.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        ),
+    }
+}
 
 impl CallObserver for PluginCalls {
     fn call_finished(&self, plugin: &str, took: Duration, error: Option<&CallError>) {
         let m = &*METRICS;
-        m.calls
-            .get_or_create(&PluginLabels {
-                plugin: plugin.to_owned(),
-            })
-            .observe(took.as_secs_f64());
+        let labels = self.labels(plugin);
+        m.calls.get_or_create(&labels).observe(took.as_secs_f64());
         let kind = match error {
             None => return,
             Some(CallError::Timeout { .. }) => "timeout",
@@ -251,7 +308,7 @@ impl CallObserver for PluginCalls {
         };
         m.traps
             .get_or_create(&TrapLabels {
-                plugin: plugin.to_owned(),
+                plugin: labels,
                 kind: kind.to_owned(),
             })
             .inc();

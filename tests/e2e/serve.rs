@@ -159,7 +159,8 @@ fn a_run_asked_for_over_the_api_delivers_and_is_reported() {
         format!("ebb_deliveries_total{{sync=\"{SYNC}\",op=\"added\",outcome=\"ok\"}} 3"),
         format!("ebb_stage_seconds_count{{sync=\"{SYNC}\",stage=\"extract\"}} 1"),
         "ebb_destination_write_seconds_count{destination=\"out\"} 1".to_owned(),
-        "ebb_plugin_call_seconds_count{plugin=".to_owned(),
+        "ebb_plugin_call_seconds_count{role=\"destination\",name=\"out\",plugin=\"ebb:file\"}"
+            .to_owned(),
         format!("ebb_last_success_timestamp_seconds{{sync=\"{SYNC}\"}} 1"),
     ] {
         assert!(
