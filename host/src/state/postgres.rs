@@ -77,6 +77,7 @@ CREATE TABLE sync_state (
     Migration::Alike(schema::deliveries),
     Migration::Alike(schema::schedules),
     Migration::Alike(schema::owed_delivery_ids),
+    Migration::OwedKeyOrder,
 ];
 
 /// How this store spells the column types [`Migration::Alike`] uses.
@@ -84,6 +85,7 @@ const TYPES: ColumnTypes = ColumnTypes {
     serial: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     int: "BIGINT",
     flag: "BOOLEAN NOT NULL DEFAULT FALSE",
+    bytes: "BYTEA",
 };
 
 /// A state store in a Postgres schema.

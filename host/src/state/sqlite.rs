@@ -103,6 +103,7 @@ CREATE TABLE snapshot (
     Migration::Alike(schema::deliveries),
     Migration::Alike(schema::schedules),
     Migration::Alike(schema::owed_delivery_ids),
+    Migration::OwedKeyOrder,
 ];
 
 /// After this migration the snapshot is ordered by key hash, which SQL
@@ -114,6 +115,7 @@ const TYPES: ColumnTypes = ColumnTypes {
     serial: "INTEGER PRIMARY KEY",
     int: "INTEGER",
     flag: "INTEGER NOT NULL DEFAULT 0",
+    bytes: "BLOB",
 };
 
 /// A state store in a SQLite file.

@@ -7,6 +7,8 @@ use futures::future::BoxFuture;
 
 use super::dialect::{Dialect, Pool};
 use super::error::{Result, StateError};
+use super::owed::order_keys;
+use super::schema::Migration;
 use super::sql::Driver;
 
 /// What the store's methods return: boxed, so that [`super::State`] can
@@ -48,6 +50,9 @@ impl<D: Dialect> Store<D> {
         }
         for (i, migration) in D::MIGRATIONS.iter().enumerate().skip(version as usize) {
             D::Db::script(&mut tx, &migration.sql(&D::TYPES)).await?;
+            if let Migration::OwedKeyOrder = migration {
+                order_keys::<D>(&mut tx).await?;
+            }
             D::migrated(&mut tx, i + 1).await?;
         }
         tx.commit().await?;
