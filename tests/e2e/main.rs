@@ -15,6 +15,7 @@ mod dashboard;
 mod delivery_ids;
 mod destinations;
 mod egress;
+mod errors_api;
 mod errors_drop;
 mod http_delivery;
 mod interrupt;

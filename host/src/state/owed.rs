@@ -13,7 +13,9 @@ use super::dialect::{Conn, Dialect, RowLock};
 use super::error::Result;
 use super::rows::{OwedColumns, hash_bytes, hash_of, natural_order, owed_row};
 use super::store::{Fut, Store, boxed};
-use super::types::{Dropped, Dropping, ErrorGroup, ErrorGroups, OwedFilter, OwedPage, OwedRow, Page};
+use super::types::{
+    Dropped, Dropping, ErrorGroup, ErrorGroups, OwedFilter, OwedPage, OwedRow, Page,
+};
 use crate::delivery_id::{DeliveryIds, Owed};
 use crate::event::Op;
 
@@ -30,10 +32,18 @@ const OWED_KEY: &str = "SELECT key, op, run_id, attempts, error, payload FROM ro
 
 pub trait OwedRows {
     fn owed<'a>(&'a self, sync: &'a str, run: Option<i64>) -> Fut<'a, Vec<OwedRow>>;
-    fn owed_page<'a>(&'a self, sync: &'a str, filter: OwedFilter<'a>, page: Page)
-    -> Fut<'a, OwedPage>;
-    fn error_groups<'a>(&'a self, sync: &'a str, run: Option<i64>, page: Page)
-    -> Fut<'a, ErrorGroups>;
+    fn owed_page<'a>(
+        &'a self,
+        sync: &'a str,
+        filter: OwedFilter<'a>,
+        page: Page,
+    ) -> Fut<'a, OwedPage>;
+    fn error_groups<'a>(
+        &'a self,
+        sync: &'a str,
+        run: Option<i64>,
+        page: Page,
+    ) -> Fut<'a, ErrorGroups>;
     fn delivery_ids<'a>(&'a self, sync: &'a str) -> Fut<'a, DeliveryIds>;
     fn drop_owed<'a>(&'a self, sync: &'a str, which: Dropping<'a>) -> Fut<'a, Dropped>;
 }
@@ -86,14 +96,15 @@ impl<D: Dialect> OwedRows for Store<D> {
     ) -> Fut<'a, ErrorGroups> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
-            let (rows, groups_total): (i64, i64) =
-                D::query(&format!("SELECT count(*), count(DISTINCT error) {MATCHING}"))
-                    .bind(sync)
-                    .bind(run)
-                    .bind(None::<&str>)
-                    .fetch_optional(&mut conn)
-                    .await?
-                    .unwrap_or_default();
+            let (rows, groups_total): (i64, i64) = D::query(&format!(
+                "SELECT count(*), count(DISTINCT error) {MATCHING}"
+            ))
+            .bind(sync)
+            .bind(run)
+            .bind(None::<&str>)
+            .fetch_optional(&mut conn)
+            .await?
+            .unwrap_or_default();
             // The page of groups first, then the first keys of each of
             // those groups only.
             let found: Vec<(String, i64, i64, String)> = D::query(&format!(

@@ -217,8 +217,25 @@ mod tests {
     #[test]
     fn natural_order_sorts_numbers_by_value_and_the_rest_as_written() {
         let mut keys = vec![
-            "10", "a10", "1000", "b", "2", "a2", "1", "100", "0", "a", "a-1", "a1b", "a1a", "x9y10",
-            "x9y9", "12345678901", "é1", "-3", "007",
+            "10",
+            "a10",
+            "1000",
+            "b",
+            "2",
+            "a2",
+            "1",
+            "100",
+            "0",
+            "a",
+            "a-1",
+            "a1b",
+            "a1a",
+            "x9y10",
+            "x9y9",
+            "12345678901",
+            "é1",
+            "-3",
+            "007",
         ];
         keys.sort_by_key(|k| (natural_order(k), k.to_string()));
         assert_eq!(
