@@ -11,7 +11,7 @@
 
 use super::dialect::{Conn, Dialect, RowLock};
 use super::error::Result;
-use super::rows::{OwedColumns, hash_bytes, hash_of, natural_order, owed_row};
+use super::rows::{OwedColumns, hash_bytes, hash_of, owed_row};
 use super::store::{Fut, Store, boxed};
 use super::types::{
     Dropped, Dropping, ErrorGroup, ErrorGroups, OwedFilter, OwedPage, OwedRow, Page,
@@ -229,23 +229,6 @@ async fn owed_in<D: Dialect>(
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(owed_row).collect())
-}
-
-/// Fills the natural key order of the rows owed before the store kept it
-/// (the migration that adds the column).
-pub async fn order_keys<D: Dialect>(conn: &mut Conn<D>) -> Result<()> {
-    let owed: Vec<(String, String)> = D::query("SELECT sync, key FROM row_errors")
-        .fetch_all(conn)
-        .await?;
-    for (sync, key) in owed {
-        D::query("UPDATE row_errors SET key_order = $1 WHERE sync = $2 AND key = $3")
-            .bind(natural_order(&key))
-            .bind(&sync)
-            .bind(&key)
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
 }
 
 /// Stops owing `row`: the snapshot takes what it holds for the row as
