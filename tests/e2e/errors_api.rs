@@ -135,6 +135,11 @@ pub fn owed_rows_page_group_and_compress_in(project: &Project, wh: &Warehouse) {
     assert_eq!(second["groups_total"], 2);
     assert_eq!(second["groups"].as_array().map(Vec::len), Some(1));
     assert_eq!(second["groups"][0]["count"], 25);
+    let beyond = serving.get(&format!("{errors}/groups?offset=2")).json();
+    assert_eq!(
+        (&beyond["total"], &beyond["groups_total"], &beyond["groups"]),
+        (&OWED.into(), &2.into(), &serde_json::json!([]))
+    );
 
     // One group's rows, a page at a time.
     let message = phone["error"].as_str().expect("the group's error");
