@@ -19,7 +19,7 @@ use crate::metrics::PluginCalls;
 use crate::output::{self, Format};
 use crate::plugin::{Engine, EngineOptions, builtin};
 use crate::run::{self, Started};
-use crate::state::{Dropped, State};
+use crate::state::{Dropped, Page, State};
 use crate::status::Status;
 
 #[derive(Parser)]
@@ -106,6 +106,10 @@ pub enum Command {
         /// Stop owing every listed row (with --run, those of that run).
         #[arg(long)]
         drop_all: bool,
+        /// One line per distinct error, with how many rows it holds and
+        /// their first keys, the largest first.
+        #[arg(long, conflicts_with_all = ["drop", "drop_all"])]
+        group: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -226,6 +230,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             run,
             drop,
             drop_all,
+            group,
             format,
         } => {
             cfg.sync(&sync)?;
@@ -233,7 +238,20 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 let dropped = run::drop_owed(&cfg, &sync, drop, drop_all, run).await?;
                 return drop_owed(&sync, dropped, format);
             }
-            let rows = match State::open_existing(&cfg.state_url).await? {
+            let state = State::open_existing(&cfg.state_url).await?;
+            if group {
+                let every = Page {
+                    limit: i64::MAX,
+                    offset: 0,
+                };
+                let groups = match state {
+                    Some(state) => state.error_groups(&sync, run, every).await?.groups,
+                    None => Vec::new(),
+                };
+                output::error_groups(&groups, format)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows = match state {
                 Some(state) => state.owed(&sync, run).await?,
                 None => Vec::new(),
             };

@@ -8,7 +8,7 @@ use crate::event::{Op, Record};
 use crate::plugin::Exchange;
 use crate::run::{Plan, PlannedEvent, Replayed, Summary, Tested};
 use crate::source::Column;
-use crate::state::{OwedRow, RunRecord};
+use crate::state::{ErrorGroup, OwedRow, RunRecord};
 
 /// How a command prints its result: a table for people, JSON or CSV for
 /// programs.
@@ -523,6 +523,46 @@ pub fn owed(rows: &[OwedRow], format: Format) -> anyhow::Result<()> {
             }
             crate::say!("{t}");
             crate::say!("{} row(s) owed", rows.len());
+            Ok(())
+        }
+    }
+}
+
+/// Owed rows grouped by error: how many rows each error holds and their
+/// first keys, the largest group first.
+pub fn error_groups(groups: &[ErrorGroup], format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => json(&groups),
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(stdout());
+            w.write_record(["error", "count", "keys", "last_run"])?;
+            for g in groups {
+                w.write_record([
+                    &g.error,
+                    &g.count.to_string(),
+                    &g.keys.join(" "),
+                    &g.last_run.to_string(),
+                ])?;
+            }
+            Ok(w.flush()?)
+        }
+        Format::Table => {
+            let mut t = table(&["rows", "error", "keys", "last run"]);
+            for g in groups {
+                let more = match g.count > g.keys.len() as i64 {
+                    true => ", …",
+                    false => "",
+                };
+                t.add_row(vec![
+                    g.count.to_string(),
+                    g.error.clone(),
+                    format!("{}{more}", g.keys.join(", ")),
+                    g.last_run.to_string(),
+                ]);
+            }
+            crate::say!("{t}");
+            let rows: i64 = groups.iter().map(|g| g.count).sum();
+            crate::say!("{rows} row(s) owed, {} distinct error(s)", groups.len());
             Ok(())
         }
     }

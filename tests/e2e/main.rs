@@ -15,6 +15,7 @@ mod dashboard;
 mod delivery_ids;
 mod destinations;
 mod egress;
+mod errors_api;
 mod errors_drop;
 mod guarded_commands;
 mod http_delivery;

@@ -104,6 +104,7 @@ fn the_api_wants_the_token_everywhere_but_health() {
         "/syncs/{sync}/runs/{run}",
         "/syncs/{sync}/runs/{run}/replay",
         "/syncs/{sync}/errors",
+        "/syncs/{sync}/errors/groups",
         "/syncs/{sync}/reset",
         "/syncs/{sync}/enable",
         "/syncs/{sync}/disable",
@@ -267,7 +268,7 @@ fn rows_owed_are_listed_and_exported_as_json_and_csv() {
 
     let run_id = serving.trigger(SYNC);
     assert_eq!(serving.finished(SYNC, run_id)["status"], "partial");
-    let owed = serving.get(&format!("/syncs/{SYNC}/errors")).json();
+    let owed = serving.get(&format!("/syncs/{SYNC}/errors")).json()["rows"].take();
     assert_eq!(owed[0]["key"], "2", "{owed}");
     assert!(
         owed[0]["error"]

@@ -9,10 +9,12 @@ use crate::support::config::Config;
 use crate::support::project::{Project, SYNC};
 use crate::support::state::PostgresState;
 use crate::support::warehouse::Warehouse;
-use crate::{changes, errors_drop, http_delivery, interrupt, last_sync_time, lifecycle, replay};
+use crate::{
+    changes, errors_api, errors_drop, http_delivery, interrupt, last_sync_time, lifecycle, replay,
+};
 
 /// The number of migrations this build of Ebb applies to a Postgres store.
-const POSTGRES_MIGRATIONS: i64 = 6;
+const POSTGRES_MIGRATIONS: i64 = 7;
 
 /// A project keeping its state in a fresh Postgres schema, or `None` (after
 /// saying so) without a server outside CI.
@@ -46,6 +48,15 @@ fn postgres_state_owed_rows_are_delivered_once_next_run() {
     };
     let wh = Warehouse::sqlite(&project);
     http_delivery::owed_rows_are_delivered_once_next_run(&project, &wh);
+}
+
+#[test]
+fn postgres_state_owed_rows_page_group_and_compress() {
+    let Some((_state, project)) = project() else {
+        return;
+    };
+    let wh = Warehouse::sqlite(&project);
+    errors_api::owed_rows_page_group_and_compress_in(&project, &wh);
 }
 
 #[test]

@@ -18,6 +18,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use sha2::{Digest, Sha256};
+use tower_http::compression::CompressionLayer;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -65,6 +66,7 @@ pub fn router(worker: Arc<Worker>, token: String) -> Router {
         .routes(routes!(syncs::run))
         .routes(routes!(syncs::replay))
         .routes(routes!(syncs::errors))
+        .routes(routes!(syncs::error_groups))
         .routes(routes!(syncs::reset))
         .routes(routes!(syncs::enable))
         .routes(routes!(syncs::disable))
@@ -86,6 +88,7 @@ pub fn router(worker: Arc<Worker>, token: String) -> Router {
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             authenticate(expected, req, next)
         }))
+        .layer(CompressionLayer::new())
 }
 
 /// The dashboard page.

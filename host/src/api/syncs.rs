@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, ErrorBody, Params, PathOf};
 use crate::run::{self, Plan, Replayed, Summary};
 use crate::schedule::Schedule;
-use crate::state::{OwedRow, RunRecord, SyncControl};
+use crate::state::{
+    ErrorGroup, ErrorGroups, OwedFilter, OwedPage, OwedRow, Page, RunRecord, SyncControl,
+};
 use crate::status::Status;
 use crate::worker::{Triggered, Worker, on_own_thread};
 
@@ -22,6 +24,12 @@ type App = State<Arc<Worker>>;
 
 /// The most runs one page of `GET /syncs/{sync}/runs` returns.
 const MAX_RUNS: i64 = 1000;
+
+/// The most owed rows or error groups one page returns.
+const MAX_PAGE: i64 = 1000;
+
+/// The header that says how many items a listing has on all its pages.
+const TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
 
 /// A sync as configured, with where it stands.
 #[derive(Serialize, ToSchema)]
@@ -66,9 +74,54 @@ pub struct RunsQuery {
 pub struct ErrorsQuery {
     /// Only rows that last failed in this run.
     run: Option<i64>,
-    /// `json` (default) or `csv`.
+    /// Only rows that last failed with exactly this error (an `error` of
+    /// `/errors/groups`).
+    error: Option<String>,
+    /// How many rows one page holds (1 to 1000, default 100); `csv` has
+    /// every row.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// How many rows to pass over (default 0).
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+    /// `json` (default), one page, or `csv`, every row as a download.
     #[param(inline)]
     format: Option<ExportFormat>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GroupsQuery {
+    /// Only rows that last failed in this run.
+    run: Option<i64>,
+    /// How many groups one page holds (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// How many groups to pass over (default 0).
+    #[param(minimum = 0)]
+    offset: Option<i64>,
+}
+
+/// One page of owed rows, in natural key order ("2" before "10").
+#[derive(Serialize, ToSchema)]
+pub struct OwedRows {
+    /// How many rows match, on all pages.
+    total: i64,
+    limit: i64,
+    offset: i64,
+    rows: Vec<OwedRow>,
+}
+
+/// The owed rows grouped by their error, the largest group first.
+#[derive(Serialize, ToSchema)]
+pub struct OwedGroups {
+    /// How many rows match, in all groups.
+    total: i64,
+    /// How many groups there are, on all pages.
+    groups_total: i64,
+    limit: i64,
+    offset: i64,
+    groups: Vec<ErrorGroup>,
 }
 
 #[derive(Deserialize, ToSchema, Clone, Copy, PartialEq, Eq)]
@@ -222,9 +275,10 @@ pub async fn run(
 #[utoipa::path(get, path = "/syncs/{sync}/errors", tag = "errors",
     params(("sync" = String, Path, description = "The sync's name"), ErrorsQuery),
     responses(
-        (status = 200, description = "The rows still owed, with their last error and payload",
-            content((Vec<OwedRow> = "application/json"), (String = "text/csv"))),
-        (status = 400, description = "A bad format or run", body = ErrorBody),
+        (status = 200, description = "The rows still owed, with their last error and payload, in natural key order: one page as JSON, or every row as CSV",
+            headers(("X-Total-Count" = i64, description = "How many rows match, on all pages")),
+            content((OwedRows = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A bad format, run, limit or offset", body = ErrorBody),
         (status = 401, description = "No or a wrong token", body = ErrorBody),
         (status = 404, description = "No such sync", body = ErrorBody)))]
 pub async fn errors(
@@ -233,10 +287,26 @@ pub async fn errors(
     Params(q): Params<ErrorsQuery>,
 ) -> Result<Response, ApiError> {
     known(&w, &sync)?;
-    let rows: Vec<OwedRow> = w.state.owed(&sync, q.run).await?;
+    let page = page(q.limit, q.offset)?;
+    let filter = OwedFilter {
+        run: q.run,
+        error: q.error.as_deref(),
+    };
     if q.format != Some(ExportFormat::Csv) {
-        return Ok(Json(rows).into_response());
+        let OwedPage { total, rows } = w.state.owed_page(&sync, filter, page).await?;
+        let body = OwedRows {
+            total,
+            limit: page.limit,
+            offset: page.offset,
+            rows,
+        };
+        return Ok(([(TOTAL_COUNT, total)], Json(body)).into_response());
     }
+    let every = Page {
+        limit: i64::MAX,
+        offset: 0,
+    };
+    let OwedPage { total, rows } = w.state.owed_page(&sync, filter, every).await?;
     let mut csv = Vec::new();
     crate::output::owed_csv(&rows, &mut csv)?;
     let disposition = format!("attachment; filename=\"{sync}-errors.csv\"");
@@ -244,10 +314,40 @@ pub async fn errors(
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
             (header::CONTENT_DISPOSITION, disposition),
+            (TOTAL_COUNT, total.to_string()),
         ],
         csv,
     )
         .into_response())
+}
+
+#[utoipa::path(get, path = "/syncs/{sync}/errors/groups", tag = "errors",
+    params(("sync" = String, Path, description = "The sync's name"), GroupsQuery),
+    responses(
+        (status = 200, description = "The rows still owed grouped by their last error, the largest group first, each with its first keys in natural order; GET /syncs/{sync}/errors?error=… pages through one",
+            body = OwedGroups),
+        (status = 400, description = "A bad run, limit or offset", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody),
+        (status = 404, description = "No such sync", body = ErrorBody)))]
+pub async fn error_groups(
+    State(w): App,
+    PathOf(sync): PathOf<String>,
+    Params(q): Params<GroupsQuery>,
+) -> Result<Json<OwedGroups>, ApiError> {
+    known(&w, &sync)?;
+    let page = page(q.limit, q.offset)?;
+    let ErrorGroups {
+        rows,
+        groups_total,
+        groups,
+    } = w.state.error_groups(&sync, q.run, page).await?;
+    Ok(Json(OwedGroups {
+        total: rows,
+        groups_total,
+        limit: page.limit,
+        offset: page.offset,
+        groups,
+    }))
 }
 
 #[utoipa::path(post, path = "/syncs/{sync}/reset", tag = "syncs",
@@ -397,6 +497,23 @@ pub async fn preview(
             .collect(),
         rows,
     }))
+}
+
+/// The stretch of a listing its `limit` and `offset` ask for.
+fn page(limit: Option<i64>, offset: Option<i64>) -> Result<Page, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}, not {limit}"
+        )));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::bad_request(format!(
+            "offset must be 0 or more, not {offset}"
+        )));
+    }
+    Ok(Page { limit, offset })
 }
 
 fn limit(given: Option<usize>, default: usize) -> Result<usize, ApiError> {

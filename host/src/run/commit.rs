@@ -48,7 +48,14 @@ impl Pass<'_> {
             error.message = cap_error(message, self.error_text_bytes);
         }
         let committed = state
-            .commit(&self.sync.name, run_id, commits, &errors, delivered)
+            .commit(
+                &self.sync.name,
+                run_id,
+                commits,
+                &errors,
+                delivered,
+                &self.counts,
+            )
             .await
             .doing("cannot commit acknowledged changes to the state store")?;
         if !committed {

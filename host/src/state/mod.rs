@@ -48,14 +48,14 @@ use crate::delivery_id::DeliveryIds;
 use crate::diff::Entry;
 use crate::event::Record;
 use crate::param::Param;
-use crate::status::Status;
+use crate::status::{Counts, Status};
 
 use self::error::Result;
 pub use self::error::StateError;
 pub use self::rows::time;
 pub use self::types::{
-    Claim, Claimed, Commit, Dropped, Dropping, OwedRow, RowError, RunEnd, RunKind, RunRecord,
-    Snapshot, SyncControl,
+    Claim, Claimed, Commit, Dropped, Dropping, ErrorGroup, ErrorGroups, OwedFilter, OwedPage,
+    OwedRow, Page, RowError, RunEnd, RunKind, RunRecord, Snapshot, SyncControl,
 };
 
 /// The store behind `[state] url`; commands use it without knowing which.
@@ -161,9 +161,9 @@ impl State {
     }
 
     /// Moves acknowledged changes into the snapshot, keeps the events
-    /// delivered (for `ebb replay`) and records row errors, atomically, if
-    /// the run is still running; `false` (and nothing
-    /// written) if another process closed it as abandoned.
+    /// delivered (for `ebb replay`), records row errors and the run's
+    /// counts so far, atomically, if the run is still running; `false`
+    /// (and nothing written) if another process closed it as abandoned.
     pub async fn commit(
         &self,
         sync: &str,
@@ -171,11 +171,13 @@ impl State {
         commits: &[Commit],
         errors: &[RowError],
         delivered: &[String],
+        counts: &Counts,
     ) -> Result<bool> {
         let batch = Batch {
             commits,
             errors,
             delivered,
+            counts,
         };
         self.0.commit(sync, run_id, batch).await
     }
@@ -210,8 +212,33 @@ impl State {
         self.0.delivery_ids(sync).await
     }
 
+    /// Every row the sync owes (that last failed in `run`), in natural key
+    /// order.
     pub async fn owed(&self, sync: &str, run: Option<i64>) -> Result<Vec<OwedRow>> {
         self.0.owed(sync, run).await
+    }
+
+    /// One page of the rows the sync owes that `filter` takes, in natural
+    /// key order, with how many it takes in all.
+    pub async fn owed_page(
+        &self,
+        sync: &str,
+        filter: OwedFilter<'_>,
+        page: Page,
+    ) -> Result<OwedPage> {
+        self.0.owed_page(sync, filter, page).await
+    }
+
+    /// The rows the sync owes (that last failed in `run`) grouped by their
+    /// error, the largest group first: one page of groups, each with its
+    /// first few keys.
+    pub async fn error_groups(
+        &self,
+        sync: &str,
+        run: Option<i64>,
+        page: Page,
+    ) -> Result<ErrorGroups> {
+        self.0.error_groups(sync, run, page).await
     }
 
     /// Stops owing rows: each leaves the list and the snapshot takes it as

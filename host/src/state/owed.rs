@@ -3,20 +3,47 @@
 //! is sent again until it goes through, changes or is dropped by the
 //! operator (`ebb errors --drop`), which the snapshot then takes as
 //! delivered.
+//!
+//! A failing destination can leave tens of thousands of rows owed, often
+//! with one error repeated, so they are read a page at a time in natural
+//! key order (the `key_order` column, indexed) and grouped by error, both
+//! in SQL.
 
 use super::dialect::{Conn, Dialect, RowLock};
 use super::error::Result;
 use super::rows::{OwedColumns, OwedIdColumns, hash_bytes, hash_of, owed_row};
 use super::store::{Fut, Store, boxed};
-use super::types::{Dropped, Dropping, OwedRow};
+use super::types::{
+    Dropped, Dropping, ErrorGroup, ErrorGroups, OwedFilter, OwedPage, OwedRow, Page,
+};
 use crate::delivery_id::{DeliveryIds, Owed};
 use crate::event::Op;
+
+/// How many keys each error group shows.
+const SAMPLE_KEYS: i64 = 5;
+
+/// The owed rows an [`OwedFilter`] takes: the sync is `$1`, the run `$2`
+/// and the error `$3` (the casts give Postgres the types of NULLs).
+const MATCHING: &str = "FROM row_errors WHERE sync = $1 \
+     AND (CAST($2 AS BIGINT) IS NULL OR run_id = $2) AND (CAST($3 AS TEXT) IS NULL OR error = $3)";
 
 const OWED_KEY: &str = "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
      WHERE sync = $1 AND key = $2";
 
 pub trait OwedRows {
     fn owed<'a>(&'a self, sync: &'a str, run: Option<i64>) -> Fut<'a, Vec<OwedRow>>;
+    fn owed_page<'a>(
+        &'a self,
+        sync: &'a str,
+        filter: OwedFilter<'a>,
+        page: Page,
+    ) -> Fut<'a, OwedPage>;
+    fn error_groups<'a>(
+        &'a self,
+        sync: &'a str,
+        run: Option<i64>,
+        page: Page,
+    ) -> Fut<'a, ErrorGroups>;
     fn delivery_ids<'a>(&'a self, sync: &'a str) -> Fut<'a, DeliveryIds>;
     fn drop_owed<'a>(&'a self, sync: &'a str, which: Dropping<'a>) -> Fut<'a, Dropped>;
 }
@@ -26,6 +53,98 @@ impl<D: Dialect> OwedRows for Store<D> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
             owed_in::<D>(&mut conn, sync, run).await
+        })
+    }
+
+    fn owed_page<'a>(
+        &'a self,
+        sync: &'a str,
+        filter: OwedFilter<'a>,
+        page: Page,
+    ) -> Fut<'a, OwedPage> {
+        boxed(async move {
+            let mut conn = self.pool.acquire().await?;
+            let total: i64 = D::query(&format!("SELECT count(*) {MATCHING}"))
+                .bind(sync)
+                .bind(filter.run)
+                .bind(filter.error)
+                .scalar(&mut conn)
+                .await?;
+            let rows: Vec<OwedColumns> = D::query(&format!(
+                "SELECT key, op, run_id, attempts, error, payload {MATCHING} \
+                 ORDER BY key_order, key LIMIT $4 OFFSET $5"
+            ))
+            .bind(sync)
+            .bind(filter.run)
+            .bind(filter.error)
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(&mut conn)
+            .await?;
+            Ok(OwedPage {
+                total,
+                rows: rows.into_iter().map(owed_row).collect(),
+            })
+        })
+    }
+
+    fn error_groups<'a>(
+        &'a self,
+        sync: &'a str,
+        run: Option<i64>,
+        page: Page,
+    ) -> Fut<'a, ErrorGroups> {
+        boxed(async move {
+            let mut conn = self.pool.acquire().await?;
+            let (rows, groups_total): (i64, i64) = D::query(&format!(
+                "SELECT count(*), count(DISTINCT error) {MATCHING}"
+            ))
+            .bind(sync)
+            .bind(run)
+            .bind(None::<&str>)
+            .fetch_optional(&mut conn)
+            .await?
+            .unwrap_or_default();
+            // The page of groups first, then the first keys of each of
+            // those groups only.
+            let found: Vec<(String, i64, i64, String)> = D::query(&format!(
+                "WITH page AS ( \
+                   SELECT error, count(*) AS n, max(run_id) AS last_run {MATCHING} \
+                   GROUP BY error ORDER BY n DESC, error LIMIT $4 OFFSET $5), \
+                 ranked AS ( \
+                   SELECT r.error, r.key, \
+                     ROW_NUMBER() OVER (PARTITION BY r.error ORDER BY r.key_order, r.key) AS i \
+                   FROM row_errors r JOIN page ON page.error = r.error \
+                   WHERE r.sync = $1 AND (CAST($2 AS BIGINT) IS NULL OR r.run_id = $2)) \
+                 SELECT page.error, page.n, page.last_run, ranked.key \
+                 FROM page JOIN ranked ON ranked.error = page.error AND ranked.i <= $6 \
+                 ORDER BY page.n DESC, page.error, ranked.i"
+            ))
+            .bind(sync)
+            .bind(run)
+            .bind(None::<&str>)
+            .bind(page.limit)
+            .bind(page.offset)
+            .bind(SAMPLE_KEYS)
+            .fetch_all(&mut conn)
+            .await?;
+            let mut groups: Vec<ErrorGroup> = Vec::new();
+            for (error, count, last_run, key) in found {
+                match groups.last_mut() {
+                    Some(group) if group.error == error => group.keys.push(key),
+                    _ => groups.push(ErrorGroup {
+                        error,
+                        count,
+                        keys: vec![key],
+                        last_run,
+                    }),
+                }
+            }
+            Ok(ErrorGroups {
+                rows,
+                groups_total,
+                groups,
+            })
         })
     }
 
@@ -101,18 +220,18 @@ impl<D: Dialect> OwedRows for Store<D> {
     }
 }
 
+/// Every owed row of `sync` (of run `run`), in natural key order.
 async fn owed_in<D: Dialect>(
     conn: &mut Conn<D>,
     sync: &str,
     run: Option<i64>,
 ) -> Result<Vec<OwedRow>> {
-    // The cast gives Postgres the type of a NULL `$2`.
-    let rows: Vec<OwedColumns> = D::query(
-        "SELECT key, op, run_id, attempts, error, payload FROM row_errors \
-         WHERE sync = $1 AND (CAST($2 AS BIGINT) IS NULL OR run_id = $2) ORDER BY key",
-    )
+    let rows: Vec<OwedColumns> = D::query(&format!(
+        "SELECT key, op, run_id, attempts, error, payload {MATCHING} ORDER BY key_order, key"
+    ))
     .bind(sync)
     .bind(run)
+    .bind(None::<&str>)
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().map(owed_row).collect())

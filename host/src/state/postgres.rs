@@ -79,6 +79,7 @@ CREATE TABLE sync_state (
     Migration::Alike(schema::owed_delivery_ids),
     Migration::Alike(schema::run_kinds),
     Migration::Alike(schema::owed_delivered_events),
+    Migration::OwedKeyOrder,
 ];
 
 /// How this store spells the column types [`Migration::Alike`] uses.
@@ -86,6 +87,7 @@ const TYPES: ColumnTypes = ColumnTypes {
     serial: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     int: "BIGINT",
     flag: "BOOLEAN NOT NULL DEFAULT FALSE",
+    bytes: "BYTEA",
 };
 
 /// A state store in a Postgres schema.

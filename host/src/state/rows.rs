@@ -45,6 +45,38 @@ pub fn range_end(hi: Option<u128>) -> Vec<u8> {
     hi.map(hash_bytes).unwrap_or_else(|| vec![0xff; 17])
 }
 
+/// A key's place in natural order ("2" before "10", "a2" before "a10"), as
+/// bytes both databases compare as they are, so the owed rows page in that
+/// order in SQL. Each run of ASCII digits is written as its count of
+/// significant digits (led by how many digits that count has) and then the
+/// digits: a shorter number sorts first, numbers of one length by their
+/// digits, and every byte written for a number is a digit, so a number
+/// still sorts against other characters as a digit does. Keys that differ
+/// only in leading zeros tie here; the key itself breaks the tie.
+pub fn natural_order(key: &str) -> Vec<u8> {
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() + 4);
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            out.push(bytes[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let run = &bytes[start..i];
+        let digits = &run[run.iter().take_while(|&&b| b == b'0').count()..];
+        let count = digits.len().to_string();
+        out.push(b'0' + count.len() as u8);
+        out.extend_from_slice(count.as_bytes());
+        out.extend_from_slice(digits);
+    }
+    out
+}
+
 pub fn hash_of(bytes: Vec<u8>) -> u128 {
     bytes.try_into().map(u128::from_be_bytes).unwrap_or(0)
 }
@@ -191,5 +223,55 @@ mod tests {
         let fp = 0x0123_4567_89ab_cdef_0011_2233_4455_6677_u128;
         assert_eq!(hash_of(hash_bytes(fp)), fp);
         assert_eq!(hash_of(vec![1, 2, 3]), 0);
+    }
+
+    #[test]
+    fn natural_order_sorts_numbers_by_value_and_the_rest_as_written() {
+        let mut keys = vec![
+            "10",
+            "a10",
+            "1000",
+            "b",
+            "2",
+            "a2",
+            "1",
+            "100",
+            "0",
+            "a",
+            "a-1",
+            "a1b",
+            "a1a",
+            "x9y10",
+            "x9y9",
+            "12345678901",
+            "é1",
+            "-3",
+            "007",
+        ];
+        keys.sort_by_key(|k| (natural_order(k), k.to_string()));
+        assert_eq!(
+            keys,
+            [
+                "-3",
+                "0",
+                "1",
+                "2",
+                "007",
+                "10",
+                "100",
+                "1000",
+                "12345678901",
+                "a",
+                "a-1",
+                "a1a",
+                "a1b",
+                "a2",
+                "a10",
+                "b",
+                "x9y9",
+                "x9y10",
+                "é1"
+            ]
+        );
     }
 }

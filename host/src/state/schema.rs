@@ -10,6 +10,10 @@ pub enum Migration {
     Own(&'static str),
     /// SQL both stores share, written with their column types.
     Alike(fn(&ColumnTypes) -> String),
+    /// The owed rows' natural key order ([`owed_key_order`]): a column SQL
+    /// cannot compute, which the store fills for the rows already owed
+    /// once the column is there.
+    OwedKeyOrder,
 }
 
 impl Migration {
@@ -17,6 +21,7 @@ impl Migration {
         match self {
             Migration::Own(sql) => Cow::Borrowed(sql),
             Migration::Alike(sql) => Cow::Owned(sql(types)),
+            Migration::OwedKeyOrder => Cow::Owned(owed_key_order(types)),
         }
     }
 }
@@ -29,6 +34,8 @@ pub struct ColumnTypes {
     pub int: &'static str,
     /// A flag, false unless set.
     pub flag: &'static str,
+    /// Bytes, compared as they are.
+    pub bytes: &'static str,
 }
 
 /// What each run delivered, for `ebb replay`.
@@ -82,4 +89,16 @@ ALTER TABLE runs ADD COLUMN detail TEXT;"
 /// only the refused ones are sent again (a JSON array of delivery ids).
 pub fn owed_delivered_events(_: &ColumnTypes) -> String {
     "ALTER TABLE row_errors ADD COLUMN delivered TEXT;".to_owned()
+}
+
+/// Each owed row's key in natural order ([`super::rows::natural_order`]),
+/// indexed so a page of owed rows in that order is read, not sorted.
+pub fn owed_key_order(t: &ColumnTypes) -> String {
+    format!(
+        "
+ALTER TABLE row_errors ADD COLUMN key_order {bytes};
+CREATE INDEX row_errors_in_key_order ON row_errors (sync, key_order, key);
+",
+        bytes = t.bytes,
+    )
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::dialect::{Conn, Dialect, Lookup};
 use super::error::Result;
 use super::rows::{EntryColumns, commit_columns, entry, hash_bytes, hash_of, if_dropped_columns};
-use super::rows::{json, range_end, to_json};
+use super::rows::{json, natural_order, range_end, to_json};
 use super::runs::beat;
 use super::sql::Columns;
 use super::store::{Fut, Store, boxed};
@@ -77,6 +77,11 @@ impl<D: Dialect> Snapshots for Store<D> {
             if !beat::<D>(&mut tx, run_id).await? {
                 return Ok(false);
             }
+            D::query("UPDATE runs SET counts = $1 WHERE id = $2")
+                .bind(to_json(batch.counts))
+                .bind(run_id)
+                .execute(&mut tx)
+                .await?;
             D::write_commit(&mut tx, &commit_columns(sync, run_id, &batch)).await?;
             for e in batch.errors {
                 record_error::<D>(&mut tx, sync, run_id, e).await?;
@@ -159,8 +164,8 @@ async fn record_error<D: Dialect>(
 ) -> sqlx::Result<()> {
     let (fingerprint, record) = if_dropped_columns(e);
     D::query(
-        "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload, fingerprint, record, delivery_id, delivered) \
-         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10) \
+        "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload, fingerprint, record, delivery_id, delivered, key_order) \
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11) \
          ON CONFLICT (sync, key) DO UPDATE SET op = excluded.op, run_id = excluded.run_id, \
          attempts = CASE WHEN row_errors.run_id = excluded.run_id THEN row_errors.attempts ELSE row_errors.attempts + 1 END, \
          error = excluded.error, payload = excluded.payload, \
@@ -177,6 +182,7 @@ async fn record_error<D: Dialect>(
     .bind(record)
     .bind(e.delivery_id.as_deref())
     .bind((!e.delivered.is_empty()).then(|| to_json(&e.delivered)))
+    .bind(natural_order(&e.key))
     .execute(conn)
     .await
 }

@@ -105,6 +105,7 @@ CREATE TABLE snapshot (
     Migration::Alike(schema::owed_delivery_ids),
     Migration::Alike(schema::run_kinds),
     Migration::Alike(schema::owed_delivered_events),
+    Migration::OwedKeyOrder,
 ];
 
 /// After this migration the snapshot is ordered by key hash, which SQL
@@ -116,6 +117,7 @@ const TYPES: ColumnTypes = ColumnTypes {
     serial: "INTEGER PRIMARY KEY",
     int: "INTEGER",
     flag: "INTEGER NOT NULL DEFAULT 0",
+    bytes: "BLOB",
 };
 
 /// A state store in a SQLite file.
@@ -348,6 +350,7 @@ async fn rehash_snapshot(conn: &mut SqliteConnection) -> sqlx::Result<()> {
 mod tests {
     use super::*;
     use crate::diff::Entry;
+    use crate::state::owed::OwedRows;
     use crate::state::rows::now_ms;
     use crate::state::runs::Runs;
     use crate::state::snapshot::Snapshots;
@@ -445,5 +448,45 @@ mod tests {
             Claim::Busy { running, .. } => assert_eq!(running, 2),
             Claim::Started(id) => panic!("run {id} started beside running run 2"),
         }
+    }
+
+    /// Rows owed before the store kept their natural key order get it when
+    /// the file is upgraded.
+    #[tokio::test]
+    async fn upgrading_an_older_file_orders_the_rows_already_owed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let old = connect(options(&url).expect("url").create_if_missing(true))
+            .await
+            .expect("create");
+        let before = MIGRATIONS.len() - 1;
+        assert!(matches!(MIGRATIONS[before], Migration::OwedKeyOrder));
+        for migration in &MIGRATIONS[..before] {
+            let sql = migration.sql(&TYPES);
+            sqlx::raw_sql(&sql).execute(&old).await.expect("old schema");
+        }
+        sqlx::raw_sql(&format!("PRAGMA user_version = {before}"))
+            .execute(&old)
+            .await
+            .expect("old version");
+        for key in ["a10", "10", "a2", "9", "b"] {
+            sqlx::query(
+                "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload) \
+                 VALUES ('s', ?, 'added', 1, 1, 'refused', '{}')",
+            )
+            .bind(key)
+            .execute(&old)
+            .await
+            .expect("old row errors");
+        }
+        old.close().await;
+
+        let store = Store::<SqliteFile>::open(&url, true)
+            .await
+            .expect("upgrade")
+            .expect("store");
+        let owed = store.owed("s", None).await.expect("owed");
+        let keys: Vec<&str> = owed.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["9", "10", "a2", "a10", "b"]);
     }
 }

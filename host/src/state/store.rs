@@ -1,12 +1,15 @@
 //! The state store over one database: its pool and its [`Dialect`]. It is
 //! opened here, migrated here (the same steps on both databases: lock, read
 //! the version, refuse a newer one, apply what is missing), and its
-//! statements are in the modules named after what they keep.
+//! statements are in the modules named after what they keep. What a
+//! migration adds that SQL cannot fill is filled here too.
 
 use futures::future::BoxFuture;
 
-use super::dialect::{Dialect, Pool};
+use super::dialect::{Conn, Dialect, Pool};
 use super::error::{Result, StateError};
+use super::rows::natural_order;
+use super::schema::Migration;
 use super::sql::Driver;
 
 /// What the store's methods return: boxed, so that [`super::State`] can
@@ -48,9 +51,29 @@ impl<D: Dialect> Store<D> {
         }
         for (i, migration) in D::MIGRATIONS.iter().enumerate().skip(version as usize) {
             D::Db::script(&mut tx, &migration.sql(&D::TYPES)).await?;
+            if let Migration::OwedKeyOrder = migration {
+                order_keys::<D>(&mut tx).await?;
+            }
             D::migrated(&mut tx, i + 1).await?;
         }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Fills the natural key order of the rows owed before the store kept it,
+/// once the migration that adds the column has run.
+async fn order_keys<D: Dialect>(conn: &mut Conn<D>) -> Result<()> {
+    let owed: Vec<(String, String)> = D::query("SELECT sync, key FROM row_errors")
+        .fetch_all(conn)
+        .await?;
+    for (sync, key) in owed {
+        D::query("UPDATE row_errors SET key_order = $1 WHERE sync = $2 AND key = $3")
+            .bind(natural_order(&key))
+            .bind(&sync)
+            .bind(&key)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }

@@ -124,6 +124,51 @@ pub struct OwedRow {
     pub payload: serde_json::Value,
 }
 
+/// Which owed rows a listing takes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OwedFilter<'a> {
+    /// Only those that last failed in this run.
+    pub run: Option<i64>,
+    /// Only those that last failed with exactly this error.
+    pub error: Option<&'a str>,
+}
+
+/// A stretch of a listing: at most `limit` items after the first `offset`.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// One page of owed rows in natural key order, and how many match in all.
+#[derive(Debug, Clone)]
+pub struct OwedPage {
+    pub total: i64,
+    pub rows: Vec<OwedRow>,
+}
+
+/// The owed rows that last failed with one error.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorGroup {
+    pub error: String,
+    /// How many rows it holds.
+    pub count: i64,
+    /// Its first few keys in natural order.
+    pub keys: Vec<String>,
+    /// The latest run any of its rows failed in.
+    pub last_run: i64,
+}
+
+/// One page of the owed rows grouped by error, the largest group first.
+#[derive(Debug, Clone)]
+pub struct ErrorGroups {
+    /// How many rows match, in all groups.
+    pub rows: i64,
+    /// How many groups there are.
+    pub groups_total: i64,
+    pub groups: Vec<ErrorGroup>,
+}
+
 /// How a run ended, as recorded.
 #[derive(Clone, Copy)]
 pub struct RunEnd<'a> {
@@ -183,4 +228,6 @@ pub struct Batch<'a> {
     pub errors: &'a [RowError],
     /// The events delivered, as JSON, in the order they were acknowledged.
     pub delivered: &'a [String],
+    /// What the run has counted so far, shown while it runs.
+    pub counts: &'a Counts,
 }

@@ -44,7 +44,16 @@ pub struct Serving {
 pub struct Reply {
     pub status: u16,
     pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
     pub text: String,
+}
+
+/// A response as it came over the wire, body undecoded.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
 }
 
 impl Reply {
@@ -143,11 +152,34 @@ impl Serving {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_owned();
+            let headers = resp.headers().clone();
             let text = resp.text().await.expect("response body");
             Reply {
                 status,
                 content_type,
+                headers,
                 text,
+            }
+        })
+    }
+
+    /// A GET with the token that says which encodings it accepts, its
+    /// answer left as the server encoded it.
+    pub fn get_encoded(&self, path: &str, accept_encoding: &str) -> RawReply {
+        let http = reqwest::Client::builder()
+            .no_gzip()
+            .build()
+            .expect("an HTTP client");
+        let req = http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .header(reqwest::header::ACCEPT_ENCODING, accept_encoding);
+        self.rt.block_on(async {
+            let resp = req.send().await.expect("request to ebb serve");
+            RawReply {
+                status: resp.status().as_u16(),
+                headers: resp.headers().clone(),
+                body: resp.bytes().await.expect("response body").to_vec(),
             }
         })
     }
