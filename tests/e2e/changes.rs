@@ -207,7 +207,7 @@ fn history_as_csv_has_every_count() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "run_id,status,started_at,finished_at,extracted,added,updated,deleted,sent,ok,rejected,failed,retried,dropped,filtered,error"
+        "run_id,status,started_at,finished_at,extracted,added,updated,deleted,sent,ok,rejected,failed,retried,dropped,filtered,error,kind,detail"
     );
     // Newest first: 1 added, 3 updated, 2 deleted, all 6 sent.
     let newest: Vec<&str> = lines[1].split(',').collect();

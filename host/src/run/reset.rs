@@ -2,7 +2,7 @@
 //! so its next run starts over. It is an entry of the sync's history, and
 //! refused while anything of the sync runs (see operation.rs).
 
-use super::error::{Doing, Result};
+use super::error::{Doing, Result, chain};
 use super::operation::Operation;
 use crate::config::{Config, DiffIn};
 use crate::diff::warehouse as pushdown;
@@ -19,7 +19,7 @@ pub async fn reset(cfg: &Config, sync: &str) -> Result<()> {
     let forgotten = forget(cfg, &state, sync).await;
     let (status, error) = match &forgotten {
         Ok(()) => (Status::Success, None),
-        Err(e) => (Status::Failed, Some(super::chain(e))),
+        Err(e) => (Status::Failed, Some(chain(e))),
     };
     operation
         .end(status, &Counts::default(), error.as_deref())
