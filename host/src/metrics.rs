@@ -86,6 +86,7 @@ struct Metrics {
     registry: Registry,
     runs: Family<RunLabels, Counter>,
     last_success: Family<SyncLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    owed: Family<SyncLabels, Gauge>,
     records: Family<RecordLabels, Counter>,
     deliveries: Family<DeliveryLabels, Counter>,
     stages: Timings<StageLabels>,
@@ -103,6 +104,7 @@ fn seconds() -> Histogram {
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let runs = Family::default();
     let last_success = Family::default();
+    let owed = Family::default();
     let records = Family::default();
     let deliveries = Family::default();
     let stages: Timings<_> = Family::new_with_constructor(seconds);
@@ -120,6 +122,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "last_success_timestamp_seconds",
         "When each sync's last successful run ended (Unix time), to alert on a sync that stopped succeeding",
         last_success.clone(),
+    );
+    registry.register(
+        "rows_owed",
+        "Rows each sync still owes its destination (see `ebb errors`), as the state store holds them when scraped",
+        owed.clone(),
     );
     registry.register(
         "records",
@@ -156,6 +163,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         registry,
         runs,
         last_success,
+        owed,
         records,
         deliveries,
         stages,
@@ -312,6 +320,19 @@ impl CallObserver for PluginCalls {
                 kind: kind.to_owned(),
             })
             .inc();
+    }
+}
+
+/// Sets how many rows each of `syncs` owes, as `owed` counts them (none
+/// for a sync it leaves out).
+pub fn rows_owed<'a>(syncs: impl Iterator<Item = &'a str>, owed: &HashMap<String, i64>) {
+    for sync in syncs {
+        METRICS
+            .owed
+            .get_or_create(&SyncLabels {
+                sync: sync.to_owned(),
+            })
+            .set(owed.get(sync).copied().unwrap_or(0));
     }
 }
 

@@ -163,6 +163,7 @@ fn a_run_asked_for_over_the_api_delivers_and_is_reported() {
         "ebb_plugin_call_seconds_count{role=\"destination\",name=\"out\",plugin=\"ebb:file\"}"
             .to_owned(),
         format!("ebb_last_success_timestamp_seconds{{sync=\"{SYNC}\"}} 1"),
+        format!("ebb_rows_owed{{sync=\"{SYNC}\"}} 0"),
     ] {
         assert!(
             metrics.text.contains(&series),
@@ -276,6 +277,11 @@ fn rows_owed_are_listed_and_exported_as_json_and_csv() {
             .is_some_and(|e| e.contains("email bounced"))
     );
     assert_eq!(owed[0]["payload"]["id"], "2");
+    let metrics = serving.get("/metrics").text;
+    assert!(
+        metrics.contains(&format!("ebb_rows_owed{{sync=\"{SYNC}\"}} 1")),
+        "{metrics}"
+    );
 
     let csv = serving.get(&format!("/syncs/{SYNC}/errors?format=csv"));
     assert!(

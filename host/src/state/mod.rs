@@ -218,6 +218,11 @@ impl State {
         self.0.owed(sync, run).await
     }
 
+    /// How many rows each sync owes (syncs that owe none are left out).
+    pub async fn owed_counts(&self) -> Result<HashMap<String, i64>> {
+        self.0.owed_counts().await
+    }
+
     /// One page of the rows the sync owes that `filter` takes, in natural
     /// key order, with how many it takes in all.
     pub async fn owed_page(

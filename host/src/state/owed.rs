@@ -9,6 +9,8 @@
 //! key order (the `key_order` column, indexed) and grouped by error, both
 //! in SQL.
 
+use std::collections::HashMap;
+
 use super::dialect::{Conn, Dialect, RowLock};
 use super::error::Result;
 use super::rows::{OwedColumns, OwedIdColumns, hash_bytes, hash_of, owed_row};
@@ -45,6 +47,7 @@ pub trait OwedRows {
         page: Page,
     ) -> Fut<'a, ErrorGroups>;
     fn delivery_ids<'a>(&'a self, sync: &'a str) -> Fut<'a, DeliveryIds>;
+    fn owed_counts(&self) -> Fut<'_, HashMap<String, i64>>;
     fn drop_owed<'a>(&'a self, sync: &'a str, which: Dropping<'a>) -> Fut<'a, Dropped>;
 }
 
@@ -145,6 +148,17 @@ impl<D: Dialect> OwedRows for Store<D> {
                 groups_total,
                 groups,
             })
+        })
+    }
+
+    fn owed_counts(&self) -> Fut<'_, HashMap<String, i64>> {
+        boxed(async move {
+            let mut conn = self.pool.acquire().await?;
+            let counts: Vec<(String, i64)> =
+                D::query("SELECT sync, count(*) FROM row_errors GROUP BY sync")
+                    .fetch_all(&mut conn)
+                    .await?;
+            Ok(counts.into_iter().collect())
         })
     }
 
