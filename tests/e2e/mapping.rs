@@ -1,6 +1,8 @@
 //! A sync's `mapping` shapes what the destination receives, in `fields` and
-//! in `previous` alike; a mapping that reads a column the model does not
-//! return is a config error, caught by `ebb check` as well as `ebb run`.
+//! in `previous` alike: numeric segments index arrays, `"*" = "*"` passes
+//! every field and `{ ignore = true }` takes one out. A mapping that reads
+//! or ignores a column the model does not return is a config error, caught
+//! by `ebb check` as well as `ebb run`.
 
 use serde_json::{Value, json};
 
@@ -79,6 +81,115 @@ fn mapping_a_missing_column_fails_run_and_check() {
     };
     rejected_without_touching_state(bad, &["run", SYNC], &["phone", SYNC]);
     rejected_without_touching_state(bad, &["check"], &["phone", SYNC]);
+}
+
+/// A Postgres `users` table with a `meta` JSON column: user 1 has two
+/// tags, user 2 none, user 3 a `meta` without tags.
+fn users_with_tags() -> Option<Warehouse> {
+    let wh = Warehouse::postgres()?;
+    wh.insert_users(1..=3);
+    wh.exec("ALTER TABLE users ADD COLUMN meta jsonb");
+    wh.exec(r#"UPDATE users SET meta = '{"tags": ["vip", "beta"]}' WHERE id = 1"#);
+    wh.exec(r#"UPDATE users SET meta = '{"tags": []}' WHERE id = 2"#);
+    wh.exec(r#"UPDATE users SET meta = '{"tier": 3}' WHERE id = 3"#);
+    Some(wh)
+}
+
+#[test]
+fn array_indexes_pick_elements_and_a_missing_one_leaves_its_target_out() {
+    let Some(wh) = users_with_tags() else {
+        return;
+    };
+    let project = Project::new();
+    project.write_config(
+        &Config::new(&wh)
+            .query("SELECT id, meta FROM users ORDER BY id")
+            .sync(r#"mapping = { "id" = "id", "traits.tags" = "meta.tags.0", "traits.second" = "meta.tags.1" }"#)
+            .render(),
+    );
+
+    let checked = project.ebb_ok(&["check"]);
+    assert!(
+        checked
+            .lines()
+            .any(|l| l.contains(SYNC) && !l.to_lowercase().contains("error")),
+        "check passes a path into a JSON column:\n{checked}"
+    );
+    project.run_ok();
+    assert_events(
+        &project.take_delivered(),
+        &[
+            added(json!({ "id": 1, "traits": { "tags": "vip", "second": "beta" } })),
+            added(json!({ "id": 2 })),
+            added(json!({ "id": 3 })),
+        ],
+    );
+}
+
+#[test]
+fn pass_through_sends_every_column_but_the_ignored_ones() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2);
+    project.write_config(
+        &Config::new(&wh)
+            .query(QUERY_WITH_PAIRS)
+            .sync(r#"mapping = { "*" = "*", "pairs" = { ignore = true }, "email" = { ignore = true }, "contact.email" = "email" }"#)
+            .render(),
+    );
+
+    project.run_ok();
+    let sent = |id: i64| {
+        let user = user(id);
+        json!({ "id": id, "plan": user["plan"], "contact": { "email": user["email"] } })
+    };
+    assert_events(&project.take_delivered(), &[added(sent(1)), added(sent(2))]);
+}
+
+#[test]
+fn a_mistyped_source_or_ignore_is_refused_with_the_column_it_meant() {
+    let mistyped_source = |wh: &Warehouse| {
+        Config::new(wh)
+            .sync(r#"mapping = { "id" = "id", "traits.email" = "emial" }"#)
+            .render()
+    };
+    let mentions = [
+        SYNC,
+        r#"mapping."traits.email""#,
+        "`emial`",
+        "did you mean `email`?",
+        "`plan`",
+    ];
+    rejected_without_touching_state(mistyped_source, &["check"], &mentions);
+    rejected_without_touching_state(mistyped_source, &["run", SYNC], &mentions);
+
+    let mistyped_ignore = |wh: &Warehouse| {
+        Config::new(wh)
+            .query(QUERY_WITH_PAIRS)
+            .sync(r#"mapping = { "*" = "*", "piars" = { ignore = true } }"#)
+            .render()
+    };
+    rejected_without_touching_state(
+        mistyped_ignore,
+        &["check"],
+        &[SYNC, "mapping.piars", "did you mean `pairs`?"],
+    );
+}
+
+#[test]
+fn a_target_cannot_index_an_array() {
+    rejected_without_touching_state(
+        |wh| {
+            Config::new(wh)
+                .sync(r#"mapping = { "id" = "id", "tags.0" = "email" }"#)
+                .render()
+        },
+        &["check"],
+        &[
+            &format!(r#"syncs.{SYNC}.mapping."tags.0""#),
+            "cannot index an array",
+        ],
+    );
 }
 
 #[test]

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 pub use alerts::Alerts;
 pub use destinations::Destination;
-pub use error::{ConfigError, Lazy, Unset};
+pub use error::{ConfigError, Lazy, Unset, did_you_mean};
 pub use models::{DiffIn, Model};
 pub use secrets::Secret;
 pub use server::Server;

@@ -16,7 +16,7 @@ use super::plugins::{RawPluginLimits, empty_table, plugin_limits, plugin_ref};
 use super::resolver::Resolver;
 use crate::event::Op;
 use crate::limits::Limits;
-use crate::mapping::Mapping;
+use crate::mapping::{self, Mapping};
 use crate::plugin::{self, PluginRef, js};
 use crate::schedule::{RawSchedule, Schedule};
 use crate::status::Status;
@@ -145,10 +145,12 @@ fn sync(name: String, s: RawSync, known: &Known, r: &Resolver) -> Result<Sync, I
         .map(|(i, t)| transform(&key, &name, &s.destination, i, t, r))
         .collect::<Result<_, _>>()?;
     let mapping = match s.mapping {
-        Some(table) => Some(
-            Mapping::parse(&table)
-                .map_err(|e| Invalid::new(format!("{key}.mapping"), e.to_string()))?,
-        ),
+        Some(table) => Some(Mapping::parse(&table).map_err(|e| {
+            Invalid::new(
+                format!("{key}.mapping.{}", mapping::key(&e.target)),
+                e.message,
+            )
+        })?),
         None => None,
     };
     let retry = retry(&s.retry);

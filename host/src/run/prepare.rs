@@ -10,6 +10,7 @@ use crate::config::{self, Config, DiffIn};
 use crate::diff::warehouse as pushdown;
 use crate::extract::{self, Templates};
 use crate::load::Loader;
+use crate::mapping::{self, Mapping};
 use crate::param::ParamKind;
 use crate::plugin::{ActionSpec, Engine, Grants, Spec, js};
 use crate::source::Warehouse;
@@ -110,21 +111,10 @@ fn check_fields(
     // With transforms in between, the shape reaching the mapping is theirs
     // to decide; only a direct mapping can be checked against the columns.
     if let Some(mapping) = sync.mapping.as_ref().filter(|_| direct) {
-        for field in mapping.source_fields() {
-            let known = columns
-                .iter()
-                .any(|c| c == field || field.starts_with(&format!("{c}.")));
-            if !known {
-                return Err(RunError::Refused(format!(
-                    "{key}.mapping: `{field}` is not a column of model `{}` (columns: {})",
-                    model,
-                    columns.join(", ")
-                )));
-            }
-        }
+        check_sources(&key, mapping, model, columns)?;
     }
     let produced: Option<HashSet<&str>> = match &sync.mapping {
-        Some(m) => Some(m.targets().collect()),
+        Some(m) => m.produces(direct.then_some(columns)),
         None if direct => Some(columns.iter().map(String::as_str).collect()),
         None => None,
     };
@@ -136,6 +126,42 @@ fn check_fields(
                     action.name, destination, field.name
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a mapping that reads, or ignores, a path no column of the model
+/// can hold: its first segment (or, for a column whose name has dots, its
+/// start) must be a column; an ignored path may also be under a target.
+fn check_sources(key: &str, mapping: &Mapping, model: &str, columns: &[String]) -> Result<()> {
+    let under = |path: &str, name: &str| {
+        path.strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    };
+    let in_columns = |path: &str| columns.iter().any(|c| under(path, c));
+    let refuse = |target: &str, what: String, path: &str| {
+        let head = path.split('.').next().unwrap_or(path);
+        let hint = config::did_you_mean(head, columns.iter().map(String::as_str))
+            .map(|close| format!(" did you mean `{close}`?"))
+            .unwrap_or_default();
+        let listed: Vec<String> = columns.iter().map(|c| format!("`{c}`")).collect();
+        RunError::Refused(format!(
+            "{key}.mapping.{}: {what} model `{model}` has no column `{head}`;{hint} its columns: {}",
+            mapping::key(target),
+            listed.join(", ")
+        ))
+    };
+    for read in mapping.reads() {
+        if !in_columns(read.source) {
+            let what = format!("source `{}` cannot exist:", read.source);
+            return Err(refuse(&read.target, what, read.source));
+        }
+    }
+    for path in mapping.ignored() {
+        if !in_columns(&path) && !mapping.targets().any(|t| under(&path, t)) {
+            let what = format!("ignores `{path}`, which nothing maps, and");
+            return Err(refuse(&path, what, &path));
         }
     }
     Ok(())
