@@ -168,3 +168,25 @@ fn server_port(server: &Server) -> u16 {
         .and_then(|p| p.parse().ok())
         .expect("host:port")
 }
+
+/// `ebb check` reads every URL of a destination's config, at any depth,
+/// against its `allow_hosts`: a grant that misses one fails the check
+/// naming the key, not every row of the first run.
+#[test]
+fn check_refuses_a_config_url_that_allow_hosts_does_not_grant() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=3);
+    let server = Server::start();
+    let other_port = format!("127.0.0.1:{}", server_port(&server) ^ 1);
+    project.write_config(&Config::new(&wh).http(&server, &other_port, 10).render());
+
+    let out = project.ebb(&["check"]);
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    let expected = format!(
+        "destinations.out.allow_hosts does not grant `{}` (config.url names it)",
+        server.host()
+    );
+    assert!(out.stderr.contains(&expected), "{}", out.stderr);
+    assert!(server.requests().is_empty());
+}
