@@ -333,6 +333,13 @@ fn refused_credentials_stop_the_run_at_its_first_batch_with_one_error() {
             .all(|e| e["error"].as_str().is_some_and(|m| m.contains("HTTP 401")))
     );
 
+    // One batch of ten that ebb:http posts in chunks of two: it stops at
+    // the first chunk too, so still one request.
+    project.write_config(&Config::new(&wh).http(&server, &server.host(), 2).render());
+    project.run().assert_status("failed");
+    assert_eq!(server.requests().len(), 2, "one more request, not five");
+    assert_eq!(project.errors().len(), 10);
+
     server.accept_all();
     project.run_ok();
     assert_events(&server.accepted(), &all_added(1..=10));

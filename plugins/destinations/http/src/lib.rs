@@ -1,11 +1,12 @@
 //! `ebb:http`: POSTs events as `{"events":[…]}` to one URL, in chunks of
 //! `batch_size`. A 2xx accepts the chunk unless its JSON body lists refused
 //! records as `{"rejected":[{"id":…,"error":…}]}`; 429 and 5xx retry the
-//! chunk (honouring `Retry-After`), 401/403 reject it as an auth error, any
-//! other status rejects it quoting the body. It is also the SDK's worked
+//! chunk (honouring `Retry-After`), 401/403 reject it as an auth error (and
+//! the batch's remaining chunks with it, unsent), any other status rejects
+//! it quoting the body. It is also the SDK's worked
 //! example of a destination.
 
-use ebb_sdk::{Action, Destination, Error, Event, Outcome, Spec, http};
+use ebb_sdk::{Action, Destination, Error, ErrorKind, Event, Outcome, Spec, http};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -92,11 +93,27 @@ impl Destination for Http {
     }
 
     fn write(config: &Config, _action: &str, batch: Vec<Event>) -> Result<Vec<Outcome>, Error> {
-        Ok(batch
-            .chunks(config.batch_size)
-            .flat_map(|chunk| post(config, chunk))
-            .collect())
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Refused credentials or a denied URL refuse every chunk alike:
+        // once one is, the rest get its answer without being sent.
+        let mut refused_all: Option<Outcome> = None;
+        for chunk in batch.chunks(config.batch_size) {
+            if let Some(outcome) = &refused_all {
+                outcomes.extend(std::iter::repeat_n(outcome.clone(), chunk.len()));
+                continue;
+            }
+            let answered = post(config, chunk);
+            refused_all = answered.first().filter(|o| unfixable(o)).cloned();
+            outcomes.extend(answered);
+        }
+        Ok(outcomes)
     }
+}
+
+/// Whether an outcome says no request to this endpoint can succeed until
+/// its config or grant is fixed.
+fn unfixable(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Reject(e) if matches!(e.kind, ErrorKind::Auth | ErrorKind::InvalidConfig))
 }
 
 /// Sends one chunk and returns one outcome per event in it.
@@ -249,6 +266,15 @@ mod tests {
                 "credentials refused: HTTP 401"
             ))]
         );
+    }
+
+    #[test]
+    fn refused_credentials_refuse_the_rest_of_the_batch_unsent() {
+        let mock = MockHttp::new().respond(401, "").respond(200, "");
+        let outcomes = write(json!({"url": URL, "batch_size": 1}), &["a", "b", "c"]);
+        let auth = Outcome::Reject(Error::auth("credentials refused: HTTP 401"));
+        assert_eq!(outcomes, [auth.clone(), auth.clone(), auth]);
+        assert_eq!(mock.requests().len(), 1, "one request, not one per chunk");
     }
 
     #[test]
