@@ -363,7 +363,7 @@ pub async fn reset(State(w): App, PathOf(sync): PathOf<String>) -> Result<Json<M
     let name = sync.clone();
     on_own_thread(move || async move { run::reset(&worker.cfg, &name).await })
         .await
-        .map_err(|e| busy_or(e, ApiError::from))?;
+        .map_err(|e| refused(e, ApiError::from))?;
     Ok(Json(Message {
         message: format!("sync `{sync}` reset: its next run sends every record as added"),
     }))
@@ -376,9 +376,9 @@ pub async fn reset(State(w): App, PathOf(sync): PathOf<String>) -> Result<Json<M
         (status = 200, description = "Sent again, each event under a new delivery id: how the destination answered", body = Replayed),
         (status = 400, description = "A run id that is not a number", body = ErrorBody),
         (status = 401, description = "No or a wrong token", body = ErrorBody),
-        (status = 404, description = "No such sync", body = ErrorBody),
+        (status = 404, description = "No such sync, or nothing is kept of that run (see [state] keep_runs)", body = ErrorBody),
         (status = 409, description = "A run, reset or replay of the sync is in progress", body = ErrorBody),
-        (status = 422, description = "Nothing is kept of that run, or the destination cannot be loaded", body = ErrorBody)))]
+        (status = 422, description = "The destination cannot be loaded", body = ErrorBody)))]
 pub async fn replay(
     State(w): App,
     PathOf((sync, run_id)): PathOf<(String, i64)>,
@@ -387,16 +387,18 @@ pub async fn replay(
     on_own_thread(move || async move { run::replay(&w.cfg, &w.engine, &sync, run_id).await })
         .await
         .map(Json)
-        .map_err(|e| busy_or(e, cannot_run))
+        .map_err(|e| refused(e, cannot_run))
 }
 
 /// A reset or replay refused because something of the sync is in progress
-/// is a 409; any other error is `otherwise`'s.
-fn busy_or(e: anyhow::Error, otherwise: fn(anyhow::Error) -> ApiError) -> ApiError {
+/// is a 409, and a replay of a run of which nothing is kept a 404; any
+/// other error is `otherwise`'s.
+fn refused(e: anyhow::Error, otherwise: fn(anyhow::Error) -> ApiError) -> ApiError {
     match e.downcast_ref::<run::RunError>() {
         Some(busy @ run::RunError::Busy(_)) => {
             ApiError::new(StatusCode::CONFLICT, "busy", busy.to_string())
         }
+        Some(missing @ run::RunError::Missing(_)) => ApiError::not_found(missing.to_string()),
         _ => otherwise(e),
     }
 }

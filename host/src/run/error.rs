@@ -35,6 +35,10 @@ pub enum RunError {
     /// model or mapping do not fit together.
     #[error("{0}")]
     Refused(String),
+    /// What the command works on is not there: a run of which nothing is
+    /// kept.
+    #[error("{0}")]
+    Missing(String),
     /// Something else of the sync is in progress (a run, reset or
     /// replay), so this may not start.
     #[error("{0}")]

@@ -54,7 +54,7 @@ pub async fn replay(
         None => Vec::new(),
     };
     let (Some(state), false) = (state, kept.is_empty()) else {
-        return Err(RunError::Refused(format!(
+        return Err(RunError::Missing(format!(
             "no delivered events are kept for run {run_id} of sync `{sync_name}`: it delivered nothing, \
              is not a run of this sync (see `ebb history {sync_name}`), or is older than the last {} runs \
              ([state] keep_runs)",
