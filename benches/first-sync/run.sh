@@ -123,20 +123,50 @@ for way in "${ways[@]}"; do
 	"$EBB" --config "${way#*:}/ebb.toml" check >/dev/null
 done
 
+# Changes 1 % of the rows, deletes 0.1 % and inserts 0.1 % (others each
+# run), printing how many changes that makes.
+change() {
+	local run=$1
+	psql -qtA "$PG" <<SQL | paste -sd+ | bc
+WITH u AS (UPDATE $SCHEMA.users SET plan = plan || '+', updated_at = updated_at + interval '1 day'
+           WHERE user_id % 100 = $run RETURNING 1) SELECT count(*) FROM u;
+WITH d AS (DELETE FROM $SCHEMA.users WHERE user_id % 1000 = 50 + $run RETURNING 1) SELECT count(*) FROM d;
+WITH i AS (INSERT INTO $SCHEMA.users
+           SELECT i, 'new' || i || '@example.com', 'free', '[]', md5(i::text), now()
+           FROM generate_series($ROWS * (1 + $run) + 1, $ROWS * (1 + $run) + $ROWS / 1000) AS i
+           RETURNING 1) SELECT count(*) FROM i;
+SQL
+}
+
+# Runs one sync of a way's project, reading ROWS rows, checks that the
+# counts named by FIELD (`ok`, `added+updated`) add up to WANT and prints
+# its line.
+timed_run() {
+	local name=$1 dir=$2 run=$3 copy=$4 rows=$5 field=$6 want=$7
+	timed=$( { /usr/bin/time -f "%e %M" "$EBB" --config "$dir/ebb.toml" run first --format json >"$dir/summary.json"; } 2>&1 | tail -1)
+	wall=${timed% *} rss=${timed#* }
+	got=$(python3 -c 'import json, sys; c = json.load(open(sys.argv[1]))["counts"]; print(sum(c[k] for k in sys.argv[2].split("+")))' "$dir/summary.json" "$field")
+	[[ $got == "$want" ]] || { echo "$name: $field is $got, not $want" >&2; exit 1; }
+	printf '%-34s %4s %8.2fs %10.0f %9.0f %7.1f\n' "$name" "$run" "$wall" \
+		"$(echo "$rows / $wall" | bc)" "$(echo "$rss / 1024" | bc)" "$(echo "$wall / $copy" | bc -l)"
+}
+
 printf '%-34s %4s %9s %10s %9s %7s\n' way run wall rows/s "RSS MiB" "×psql"
 for run in $(seq "$RUNS"); do
+	rows=$(psql -qtA "$PG" -c "SELECT count(*) FROM $SCHEMA.users")
 	start=$(date +%s.%N)
 	psql -q "$PG" -c "\\copy (SELECT user_id, email, plan, attributes, note, updated_at FROM $SCHEMA.users) TO '/dev/null'"
 	copy=$(echo "$(date +%s.%N) - $start" | bc)
-	printf '%-34s %4s %8.2fs %10.0f %9s %7s\n' "psql \\copy" "$run" "$copy" "$(echo "$ROWS / $copy" | bc)" - 1.0
+	printf '%-34s %4s %8.2fs %10.0f %9s %7s\n' "psql \\copy" "$run" "$copy" "$(echo "$rows / $copy" | bc)" - 1.0
 	for way in "${ways[@]}"; do
 		name=${way%%:*} dir=${way#*:}
 		rm -rf "$dir/.ebb/state.db"* "$dir/out/"*
-		timed=$( { /usr/bin/time -f "%e %M" "$EBB" --config "$dir/ebb.toml" run first --format json >"$dir/summary.json"; } 2>&1 | tail -1)
-		wall=${timed% *} rss=${timed#* }
-		ok=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["counts"]["ok"])' "$dir/summary.json")
-		[[ $ok == "$ROWS" ]] || { echo "$name delivered $ok of $ROWS rows" >&2; exit 1; }
-		printf '%-34s %4s %8.2fs %10.0f %9.0f %7.1f\n' "$name" "$run" "$wall" \
-			"$(echo "$ROWS / $wall" | bc)" "$(echo "$rss / 1024" | bc)" "$(echo "$wall / $copy" | bc -l)"
+		timed_run "$name" "$dir" "$run" "$copy" "$rows" ok "$rows"
 	done
+	# The next run of the first way, after a few changes: an incremental
+	# diff of the whole table (rows/s counts every row read).
+	dir=${ways[0]#*:}
+	changed=$(change "$run")
+	rows=$(psql -qtA "$PG" -c "SELECT count(*) FROM $SCHEMA.users")
+	timed_run "http, incremental ($changed changes)" "$dir" "$run" "$copy" "$rows" added+updated+deleted "$changed"
 done

@@ -41,7 +41,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use ebb::event::{Event, Op, Record};
+use ebb::event::{Event, Fields, Op, Record};
 use ebb::plugin::bindings::{WitEvent, WitOp};
 use ebb::plugin::{Engine, EngineOptions, Grants, Limits, PluginLocation, PluginRef, convert, js};
 use ebb::transform::{Caps, Step, run_chain};
@@ -160,8 +160,8 @@ fn change(i: usize) -> Event {
     Event {
         op: Op::Updated,
         id: (1000 + i).to_string(),
-        fields: row(if changed { "business" } else { "pro" }, 1_741_944_413),
-        previous: Some(row("pro", 1_740_816_000)),
+        fields: row(if changed { "business" } else { "pro" }, 1_741_944_413).into(),
+        previous: Some(row("pro", 1_740_816_000).into()),
         delivery_id: format!("{:032x}", i),
     }
 }
@@ -353,8 +353,8 @@ fn to_sdk(event: Event) -> ebb_sdk::Event {
             Op::Deleted => ebb_sdk::Op::Deleted,
         },
         id: event.id,
-        fields: event.fields,
-        previous: event.previous,
+        fields: event.fields.record(),
+        previous: event.previous.map(|p| p.record()),
         delivery_id: event.delivery_id,
     }
 }
@@ -367,8 +367,8 @@ fn from_sdk(event: ebb_sdk::Event) -> Event {
             ebb_sdk::Op::Deleted => Op::Deleted,
         },
         id: event.id,
-        fields: event.fields,
-        previous: event.previous,
+        fields: event.fields.into(),
+        previous: event.previous.map(Into::into),
         delivery_id: event.delivery_id,
     }
 }
@@ -511,7 +511,7 @@ async fn call_cost(settings: &Settings, engine: &Engine) -> anyhow::Result<()> {
     let batch = [Event {
         op: Op::Added,
         id: "1".into(),
-        fields: Record::new(),
+        fields: Fields::empty(),
         previous: None,
         delivery_id: String::new(),
     }];

@@ -3,13 +3,19 @@
 //! (never sooner than its Retry-After), and reports each batch with one
 //! delivery result per event as soon as it is done, so the caller commits
 //! exactly what was acknowledged, batch by batch.
+//!
+//! Each batch in flight is a task of its own, so the plugin's work (the
+//! guest encoding its requests) runs on every core while the run goes on
+//! preparing and committing on its own thread.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::Retry;
 use crate::event::Event;
@@ -51,6 +57,7 @@ impl Delivery {
     }
 }
 
+#[derive(Clone)]
 pub struct Loader {
     pub destination: Destination,
     /// The destination's name in the config.
@@ -83,20 +90,28 @@ impl Loader {
     /// as soon as the destination is done with it, so the caller can commit
     /// it while the others are still under way. After [`Loader::halt`], the
     /// batches in flight finish and no other starts.
-    pub fn deliver<'s>(&'s self, events: &'s [Event]) -> impl Stream<Item = Delivered> + 's {
-        futures::stream::iter(self.batches(events))
+    /// A batch still in flight when the stream is dropped is aborted.
+    pub fn deliver(&self, events: Arc<[Event]>) -> impl Stream<Item = Delivered> + '_ {
+        futures::stream::iter(self.batches(&events))
             .take_while(move |_| std::future::ready(!self.halt.is_cancelled()))
-            .map(move |range| async move {
-                let (deliveries, retried, unfixable) =
-                    self.deliver_batch(&events[range.clone()]).await;
-                if unfixable.is_some() {
-                    self.halt.cancel();
-                }
-                Delivered {
-                    range,
-                    deliveries,
-                    retried,
-                    unfixable,
+            .map(move |range| {
+                let (loader, events, r) = (self.clone(), events.clone(), range.clone());
+                let task = tokio::spawn(async move { loader.deliver_batch(&events[r]).await });
+                let task = AbortOnDropHandle::new(task);
+                async move {
+                    let (deliveries, retried, unfixable) = task.await.unwrap_or_else(|e| {
+                        let failed = Delivery::Failed(format!("{}: {e}", self.label));
+                        (vec![failed; range.len()], 0, None)
+                    });
+                    if unfixable.is_some() {
+                        self.halt.cancel();
+                    }
+                    Delivered {
+                        range,
+                        deliveries,
+                        retried,
+                        unfixable,
+                    }
                 }
             })
             .buffer_unordered(self.max_in_flight)
@@ -107,7 +122,7 @@ impl Loader {
         let mut out = Vec::new();
         let (mut start, mut bytes) = (0, 0);
         for (i, e) in events.iter().enumerate() {
-            let size = serde_json::to_vec(e).map(|b| b.len()).unwrap_or(0);
+            let size = json_size(e);
             if i > start && (i - start >= self.batch_records || bytes + size > self.batch_bytes) {
                 out.push(start..i);
                 (start, bytes) = (i, 0);
@@ -250,4 +265,16 @@ impl Loader {
         let jitter = (xxhash_rust::xxh3::xxh3_64(&nanos.to_le_bytes()) % 1000) as u32;
         step / 2 + step / 2 * jitter / 1000
     }
+}
+
+/// About how many bytes of JSON an event makes, without writing it: its
+/// records are JSON text already.
+fn json_size(e: &Event) -> usize {
+    const ENVELOPE: usize =
+        r#"{"op":"updated","id":"","fields":,"previous":,"delivery_id":""}"#.len();
+    ENVELOPE
+        + e.id.len()
+        + e.fields.json().len()
+        + e.previous.as_ref().map_or(4, |p| p.json().len())
+        + e.delivery_id.len()
 }

@@ -177,13 +177,13 @@ pub fn plan(sync: &str, plan: &Plan, format: Format) -> anyhow::Result<()> {
                     .event
                     .previous
                     .as_ref()
-                    .map(|p| Value::Object(p.clone()).to_string())
+                    .map(|p| p.json().to_owned())
                     .unwrap_or_default();
                 w.write_record([
                     e.op.as_str(),
                     &e.key,
                     &changed,
-                    &Value::Object(e.event.fields.clone()).to_string(),
+                    e.event.fields.json(),
                     &prev,
                 ])?;
             }
@@ -234,6 +234,7 @@ fn planned(e: &PlannedEvent) -> String {
         _ => e
             .event
             .fields
+            .record()
             .iter()
             .map(|(name, v)| format!("{name}: {}", cut(&v.to_string(), 0)))
             .collect(),

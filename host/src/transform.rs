@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use crate::event::{Event, Record};
+use crate::event::Event;
 use crate::limits::Limits;
 use crate::plugin::{self, CallError, Item};
 
@@ -59,7 +59,7 @@ impl Caps {
                     self.event_id_bytes
                 ));
             }
-            let bytes = json_len(&e.fields);
+            let bytes = e.fields.json().len();
             (bytes > self.record_bytes).then(|| {
                 format!(
                     "returned fields of {bytes} bytes of JSON, over the limit of {}; raise limits.record_bytes",
@@ -71,23 +71,6 @@ impl Caps {
 }
 
 /// The length of a record's JSON, counted without keeping it.
-fn json_len(record: &Record) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing a map with string keys to a sink that never fails cannot fail.
-    let _ = serde_json::to_writer(&mut count, record);
-    count.0
-}
-
 /// An event and the index of the change it came from.
 pub type Traced = (usize, Event);
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ebb::event::{Event, Op};
+use ebb::event::{Event, Fields, Op};
 use ebb::plugin::{
     BudgetFor, CallError, Engine, EngineOptions, ErrorKind, Grants, Item, Limits, Outcome,
     PluginError, PluginLocation, PluginRef, Rate, builtin,
@@ -43,7 +43,7 @@ fn event(id: &str, fields: Value) -> Event {
     Event {
         op: Op::Added,
         id: id.to_string(),
-        fields: fields.as_object().cloned().unwrap(),
+        fields: Fields::of(fields.as_object().unwrap()),
         previous: None,
         delivery_id: format!("d-{id}"),
     }
@@ -240,7 +240,7 @@ async fn calls_seen(transform: &ebb::plugin::Transform) -> u64 {
         .await
         .unwrap();
     match &items[..] {
-        [Item::Keep(e)] => e.fields["calls"].as_u64().unwrap(),
+        [Item::Keep(e)] => e.fields.record()["calls"].as_u64().unwrap(),
         other => panic!("expected one kept event, got {other:?}"),
     }
 }

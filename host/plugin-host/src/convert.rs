@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::bindings::{WitError, WitErrorKind, WitEvent, WitItem, WitOp, WitOutcome};
 use crate::error::{ErrorKind, RemoteError};
-use crate::event::{Event, Op, Record};
+use crate::event::{Event, Fields, NotObject, Op};
 use crate::verdict::{Item, Outcome};
 
 /// A guest sent event fields that are not a JSON object.
@@ -20,7 +20,7 @@ pub struct NotAnObject {
     /// `fields` or `previous`.
     pub part: &'static str,
     pub id: String,
-    pub error: serde_json::Error,
+    pub error: NotObject,
 }
 
 pub fn event_to_wit(event: &Event) -> WitEvent {
@@ -31,26 +31,26 @@ pub fn event_to_wit(event: &Event) -> WitEvent {
             Op::Deleted => WitOp::Deleted,
         },
         id: event.id.clone(),
-        fields: json_bytes(&event.fields),
-        previous: event.previous.as_ref().map(json_bytes),
+        fields: event.fields.json().as_bytes().to_vec(),
+        previous: event
+            .previous
+            .as_ref()
+            .map(|p| p.json().as_bytes().to_vec()),
         delivery_id: event.delivery_id.clone(),
     }
 }
 
-fn json_bytes(record: &Record) -> Vec<u8> {
-    serde_json::to_vec(record).expect("a JSON object with string keys always serialises")
-}
-
 pub fn event_from_wit(event: WitEvent) -> Result<Event, NotAnObject> {
-    let object = |part: &'static str, bytes: &[u8]| -> Result<Record, NotAnObject> {
-        serde_json::from_slice(bytes).map_err(|error| NotAnObject {
+    let id = &event.id;
+    let object = |part: &'static str, bytes: Vec<u8>| -> Result<Fields, NotAnObject> {
+        Fields::from_bytes(bytes).map_err(|error| NotAnObject {
             part,
-            id: event.id.clone(),
+            id: id.clone(),
             error,
         })
     };
-    let fields = object("fields", &event.fields)?;
-    let previous = match &event.previous {
+    let fields = object("fields", event.fields)?;
+    let previous = match event.previous {
         Some(bytes) => Some(object("previous", bytes)?),
         None => None,
     };
@@ -113,13 +113,10 @@ mod tests {
         Event {
             op: Op::Updated,
             id: "42".into(),
-            fields: serde_json::from_str(r#"{"email":"a@example.com","n":2}"#).unwrap(),
-            previous: Some(
-                json!({"email": "old@example.com"})
-                    .as_object()
-                    .cloned()
-                    .unwrap(),
-            ),
+            fields: Fields::from_json(r#"{"email":"a@example.com","n":2}"#.into()).unwrap(),
+            previous: Some(Fields::of(
+                json!({"email": "old@example.com"}).as_object().unwrap(),
+            )),
             delivery_id: "d-42".into(),
         }
     }
@@ -137,6 +134,11 @@ mod tests {
         wit.fields = b"[1,2]".to_vec();
         let err = event_from_wit(wit).unwrap_err().to_string();
         assert!(err.contains("`fields` of event `42`"), "{err}");
+        assert!(err.ends_with("a JSON array, not an object"), "{err}");
+        wit = event_to_wit(&event());
+        wit.previous = Some(b"{\"a\":".to_vec());
+        let err = event_from_wit(wit).unwrap_err().to_string();
+        assert!(err.contains("`previous` of event `42`"), "{err}");
     }
 
     #[test]

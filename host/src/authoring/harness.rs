@@ -201,7 +201,7 @@ async fn send(
         halt: CancellationToken::new(),
     };
     let mut deliveries = vec![Delivery::Failed("not attempted".into()); events.len()];
-    let mut batches = std::pin::pin!(loader.deliver(events));
+    let mut batches = std::pin::pin!(loader.deliver(events.into()));
     while let Some(done) = batches.next().await {
         for (i, delivery) in done.range.zip(done.deliveries) {
             deliveries[i] = delivery;

@@ -17,7 +17,7 @@ pub mod warehouse;
 
 use std::collections::HashMap;
 
-use crate::event::{Op, Record};
+use crate::event::{Fields, Op, Record};
 pub use hash::{fingerprint_of, key_hash};
 pub use spill::{PARTITIONS, Partition, Row, Spill, partition_of};
 
@@ -52,11 +52,11 @@ pub struct Change {
 }
 
 impl Change {
-    /// The record, parsed (only changes that are sent need it).
-    pub fn record(&self) -> Option<Record> {
+    /// The record's fields, for the change's event.
+    pub fn fields(&self) -> Option<Fields> {
         self.json
-            .as_deref()
-            .map(|j| parse(j.as_bytes()).unwrap_or_default())
+            .as_ref()
+            .map(|j| Fields::from_json(j.clone()).unwrap_or_else(|_| Fields::empty()))
     }
 }
 

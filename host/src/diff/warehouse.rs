@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::config::{Model, Source};
-use crate::event::{Op, Record};
+use crate::event::{Fields, Op};
 use crate::param::{Param, ParamKind};
 use crate::rows::RowChunk;
 use crate::source::{BoundQuery, Column, SourceError, Warehouse};
@@ -245,8 +245,8 @@ pub fn split(chunk: &RowChunk) -> Result<(Vec<Found>, RowChunk), String> {
 }
 
 /// A record the snapshot table keeps, parsed.
-pub fn parse_record(json: &str) -> Result<Record, String> {
-    serde_json::from_str(json).map_err(|e| {
+pub fn parse_record(json: String) -> Result<Fields, String> {
+    Fields::from_json(json).map_err(|e| {
         format!("the warehouse's snapshot table holds a record that is not a JSON object ({e}); `ebb reset` the sync to start over")
     })
 }
@@ -425,7 +425,7 @@ impl Snapshots {
                     key,
                     key_hash,
                     fingerprint: *fingerprint,
-                    json: serde_json::to_string(record)?,
+                    json: record.json().to_owned(),
                 });
             }
         }

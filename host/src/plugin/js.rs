@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use ebb_plugin_host::event::{Event, Op, Record};
+use ebb_plugin_host::event::{Event, Fields, Op};
 use ebb_plugin_host::{CallError, Item, PluginLocation, PluginRef, Transform};
 use serde_json::{Map, Value, json};
 
@@ -124,7 +124,7 @@ pub async fn probe(transform: &Transform, config: &Value) -> Result<Result<(), S
     let event = Event {
         op: Op::Added,
         id: "probe".into(),
-        fields: Record::new(),
+        fields: Fields::empty(),
         previous: None,
         delivery_id: String::new(),
     };

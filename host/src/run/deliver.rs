@@ -7,6 +7,7 @@
 //! failed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
@@ -51,6 +52,7 @@ impl Pass<'_> {
         mut commits: Vec<Commit>,
     ) -> Result<()> {
         let (origins, batch): (Vec<usize>, Vec<Event>) = events.into_iter().unzip();
+        let batch: Arc<[Event]> = batch.into();
         self.counts.sent += batch.len() as u64;
         let mut unanswered: HashMap<usize, usize> = HashMap::new();
         for origin in &origins {
@@ -69,7 +71,7 @@ impl Pass<'_> {
 
         let t = Instant::now();
         let (done_tx, mut done_rx) = futures::channel::mpsc::unbounded();
-        let (loader, events) = (self.loader, &batch);
+        let (loader, events) = (self.loader, batch.clone());
         let deliver = async move {
             let mut delivered = loader.deliver(events);
             while let Some(batch) = delivered.next().await {

@@ -14,7 +14,7 @@ use super::pass::{Pass, Reading};
 use crate::config;
 use crate::diff::warehouse::{self as pushdown, SnapshotError};
 use crate::diff::{self, Change, Spill};
-use crate::event::{Op, Record};
+use crate::event::{Fields, Op, Record};
 use crate::rows::RowRef;
 use crate::source::{BoundQuery, Warehouse};
 
@@ -199,7 +199,7 @@ impl Pass<'_> {
                 let key_hash = diff::key_hash(&key);
                 found
                     .previous
-                    .insert(key_hash, pushdown::parse_record(&record).map_err(bad)?);
+                    .insert(key_hash, pushdown::parse_record(record).map_err(bad)?);
                 Change {
                     key,
                     key_hash,
@@ -226,7 +226,7 @@ impl Pass<'_> {
                     Some(record) => {
                         found
                             .previous
-                            .insert(key_hash, pushdown::parse_record(&record).map_err(bad)?);
+                            .insert(key_hash, pushdown::parse_record(record).map_err(bad)?);
                         Op::Updated
                     }
                     None => Op::Added,
@@ -250,7 +250,7 @@ impl Pass<'_> {
 struct Pushed {
     changes: Vec<Change>,
     /// The records last delivered for the changes' keys.
-    previous: HashMap<u128, Record>,
+    previous: HashMap<u128, Fields>,
     /// Each key returned by several rows: how many, and the first.
     duplicates: BTreeMap<String, (usize, Record)>,
 }

@@ -9,7 +9,10 @@ use crate::transform::Traced;
 pub(super) fn apply(mapping: Option<&Mapping>, events: &mut [Traced]) {
     let Some(mapping) = mapping else { return };
     for (_, e) in events {
-        e.fields = mapping.apply(&e.fields);
-        e.previous = e.previous.as_ref().map(|p| mapping.apply(p));
+        e.fields = mapping.apply(&e.fields.record()).into();
+        e.previous = e
+            .previous
+            .as_ref()
+            .map(|p| mapping.apply(&p.record()).into());
     }
 }

@@ -15,7 +15,7 @@ use crate::config::{self, DiffIn};
 use crate::cursor::Cursor;
 use crate::delivery_id::{ChangeOf, DeliveryIds};
 use crate::diff::{Change, warehouse as pushdown};
-use crate::event::{Event, Record};
+use crate::event::{Event, Fields};
 use crate::extract;
 use crate::load::Loader;
 use crate::param::ParamKind;
@@ -137,7 +137,7 @@ impl<'a> Pass<'a> {
     pub(super) async fn changes(
         &mut self,
         changes: Vec<Change>,
-        previous: Option<HashMap<u128, Record>>,
+        previous: Option<HashMap<u128, Fields>>,
     ) -> Result<()> {
         let t = Instant::now();
         let mut previous = self.previous(&changes, previous).await?;

@@ -117,7 +117,9 @@ fn summarize(events: Vec<Event>, limit: Option<usize>) -> Plan {
             key: event.id.clone(),
             op: event.op,
             changes: match (event.op, &event.previous) {
-                (Op::Updated, Some(previous)) => Some(changes(previous, &event.fields)),
+                (Op::Updated, Some(previous)) => {
+                    Some(changes(&previous.record(), &event.fields.record()))
+                }
                 _ => None,
             },
             event,
@@ -177,8 +179,8 @@ mod tests {
         Event {
             op,
             id: id.into(),
-            fields: record(fields),
-            previous: previous.map(record),
+            fields: record(fields).into(),
+            previous: previous.map(|p| record(p).into()),
             delivery_id: String::new(),
         }
     }

@@ -80,7 +80,7 @@ pub async fn replay(
         replay_id: operation.id(),
         ..Replayed::default()
     };
-    let mut delivered = loader.deliver(&events);
+    let mut delivered = loader.deliver(events.into());
     while let Some(done) = delivered.next().await {
         // What stopped the replay comes first; the batch's own errors say
         // the same.

@@ -94,7 +94,7 @@ pub async fn test_record(
             Op::Added
         },
         id: key.clone(),
-        fields,
+        fields: fields.into(),
         previous,
         delivery_id: delivery_id::tested(&key, started_ms),
     };
@@ -123,7 +123,7 @@ pub async fn test_record(
 
     loader.retry.max_attempts = 1;
     let recorder = loader.destination.record();
-    let mut deliveries = loader.deliver(&tested.events);
+    let mut deliveries = loader.deliver(tested.events.clone().into());
     while let Some(done) = deliveries.next().await {
         for (i, delivery) in done.range.zip(done.deliveries) {
             let outcome = delivery.outcome();

@@ -12,7 +12,7 @@ use super::error::Result;
 use super::pass::Pass;
 use crate::delivery_id;
 use crate::diff::Change;
-use crate::event::{Event, Op, Record};
+use crate::event::{Event, Fields, Op};
 use crate::state::{Commit, RowError};
 use crate::transform::{self, Traced};
 
@@ -22,8 +22,8 @@ impl Pass<'_> {
     pub(super) async fn previous(
         &self,
         changes: &[Change],
-        given: Option<HashMap<u128, Record>>,
-    ) -> Result<HashMap<u128, Record>> {
+        given: Option<HashMap<u128, Fields>>,
+    ) -> Result<HashMap<u128, Fields>> {
         Ok(match (given, self.reader) {
             (Some(previous), _) => previous,
             (None, Some(state)) => {
@@ -43,7 +43,7 @@ impl Pass<'_> {
     pub(super) fn events(
         &mut self,
         changes: &[Change],
-        previous: &mut HashMap<u128, Record>,
+        previous: &mut HashMap<u128, Fields>,
     ) -> (Vec<Traced>, Vec<Commit>) {
         let mut commits = Vec::new();
         let mut traced = Vec::new();
@@ -77,7 +77,7 @@ impl Pass<'_> {
         &mut self,
         changes: &[Change],
         traced: Vec<Traced>,
-        mut previous: HashMap<u128, Record>,
+        mut previous: HashMap<u128, Fields>,
         commits: &mut Vec<Commit>,
     ) -> Result<Vec<Traced>> {
         let origins: Vec<usize> = traced.iter().map(|(o, _)| *o).collect();
@@ -154,11 +154,14 @@ impl Pass<'_> {
 
 /// The event a change becomes before transforms, given the record last
 /// delivered for its key: a deletion carries that record as its fields.
-fn event_of(c: &Change, prev: Option<Record>, delivery_id: String) -> Event {
+fn event_of(c: &Change, prev: Option<Fields>, delivery_id: String) -> Event {
     Event {
         op: c.op,
         id: c.key.clone(),
-        fields: c.record().or_else(|| prev.clone()).unwrap_or_default(),
+        fields: c
+            .fields()
+            .or_else(|| prev.clone())
+            .unwrap_or_else(Fields::empty),
         previous: prev,
         delivery_id,
     }

@@ -46,7 +46,7 @@ use self::store::Store;
 use self::types::Batch;
 use crate::delivery_id::DeliveryIds;
 use crate::diff::Entry;
-use crate::event::Record;
+use crate::event::Fields;
 use crate::param::Param;
 use crate::status::{Counts, Status};
 
@@ -156,7 +156,7 @@ impl State {
     }
 
     /// The committed records for these key hashes (those that exist).
-    pub async fn records(&self, sync: &str, hashes: &[u128]) -> Result<HashMap<u128, Record>> {
+    pub async fn records(&self, sync: &str, hashes: &[u128]) -> Result<HashMap<u128, Fields>> {
         self.0.records(sync, hashes).await
     }
 

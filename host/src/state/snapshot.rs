@@ -9,13 +9,13 @@ use std::collections::HashMap;
 use super::dialect::{Conn, Dialect, Lookup};
 use super::error::Result;
 use super::rows::{EntryColumns, commit_columns, entry, hash_bytes, hash_of, if_dropped_columns};
-use super::rows::{json, natural_order, range_end, to_json};
+use super::rows::{natural_order, range_end, to_json};
 use super::runs::beat;
 use super::sql::Columns;
 use super::store::{Fut, Store, boxed};
 use super::types::{Batch, RowError};
 use crate::diff::Entry;
-use crate::event::Record;
+use crate::event::Fields;
 
 pub trait Snapshots {
     fn snapshot_range<'a>(&'a self, sync: &'a str, lo: u128, hi: Option<u128>) -> Fut<'a, Entries>;
@@ -28,7 +28,7 @@ pub trait Snapshots {
 }
 
 type Entries = Vec<Entry>;
-type Records = HashMap<u128, Record>;
+type Records = HashMap<u128, Fields>;
 
 impl<D: Dialect> Snapshots for Store<D> {
     fn snapshot_range<'a>(&'a self, sync: &'a str, lo: u128, hi: Option<u128>) -> Fut<'a, Entries> {
@@ -62,7 +62,9 @@ impl<D: Dialect> Snapshots for Store<D> {
             let rows: Vec<(Vec<u8>, String)> = self.look_up(select, sync, hashes).await?;
             let mut out = HashMap::with_capacity(rows.len());
             for (hash, record) in rows {
-                out.insert(hash_of(hash), json(&record)?);
+                let fields =
+                    Fields::from_json(record).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                out.insert(hash_of(hash), fields);
             }
             Ok(out)
         })
