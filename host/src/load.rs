@@ -9,11 +9,14 @@
 //! preparing and committing on its own thread.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use serde_json::Value;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -71,12 +74,14 @@ pub struct Loader {
     pub retry: Retry,
     /// Once cancelled, no new batch goes out; those in flight finish.
     pub halt: CancellationToken,
+    /// `max_in_flight` permits: a batch goes out holding one.
+    pub slots: Arc<Semaphore>,
 }
 
 /// One batch the destination is done with: which events it held, what
 /// became of each, and how many retries it took.
 pub struct Delivered {
-    pub range: std::ops::Range<usize>,
+    pub range: Range<usize>,
     pub deliveries: Vec<Delivery>,
     pub retried: u64,
     /// Why no retry can deliver this batch, or any other: the destination
@@ -86,39 +91,61 @@ pub struct Delivered {
 }
 
 impl Loader {
-    /// Delivers `events` in batches, several in flight, yielding each batch
-    /// as soon as the destination is done with it, so the caller can commit
-    /// it while the others are still under way. After [`Loader::halt`], the
-    /// batches in flight finish and no other starts.
-    /// A batch still in flight when the stream is dropped is aborted.
-    pub fn deliver(&self, events: Arc<[Event]>) -> impl Stream<Item = Delivered> + '_ {
-        futures::stream::iter(self.batches(&events))
-            .take_while(move |_| std::future::ready(!self.halt.is_cancelled()))
-            .map(move |range| {
+    /// Delivers `events` in batches, yielding each batch as soon as the
+    /// destination is done with it, so the caller can commit it while the
+    /// others are still under way.
+    ///
+    /// Every batch is a task, started at once, that waits for one of the
+    /// destination's `max_in_flight` slots (shared by all the loader's
+    /// calls, so a caller may start the next events before the last ones
+    /// are answered) and then goes out in order. After [`Loader::halt`],
+    /// the batches in flight finish and no other starts: the stream ends
+    /// without them. Batches are aborted when the stream is dropped.
+    pub fn deliver(&self, events: Arc<[Event]>) -> impl Stream<Item = Delivered> + 'static {
+        let turns: FuturesUnordered<_> = self
+            .batches(&events)
+            .into_iter()
+            .map(|range| {
                 let (loader, events, r) = (self.clone(), events.clone(), range.clone());
-                let task = tokio::spawn(async move { loader.deliver_batch(&events[r]).await });
-                let task = AbortOnDropHandle::new(task);
+                let task = tokio::spawn(async move { loader.take_turn(&events, r).await });
+                let (task, label) = (AbortOnDropHandle::new(task), self.label.clone());
                 async move {
-                    let (deliveries, retried, unfixable) = task.await.unwrap_or_else(|e| {
-                        let failed = Delivery::Failed(format!("{}: {e}", self.label));
-                        (vec![failed; range.len()], 0, None)
-                    });
-                    if unfixable.is_some() {
-                        self.halt.cancel();
-                    }
-                    Delivered {
-                        range,
-                        deliveries,
-                        retried,
-                        unfixable,
-                    }
+                    task.await.unwrap_or_else(|e| {
+                        let failed = Delivery::Failed(format!("{label}: {e}"));
+                        Some(Delivered {
+                            deliveries: vec![failed; range.len()],
+                            range,
+                            retried: 0,
+                            unfixable: None,
+                        })
+                    })
                 }
             })
-            .buffer_unordered(self.max_in_flight)
+            .collect();
+        turns.filter_map(std::future::ready)
+    }
+
+    /// Delivers one batch once a slot is free, unless the loader halted
+    /// meanwhile.
+    async fn take_turn(&self, events: &[Event], range: Range<usize>) -> Option<Delivered> {
+        let _slot = self.slots.acquire().await.ok()?;
+        if self.halt.is_cancelled() {
+            return None;
+        }
+        let (deliveries, retried, unfixable) = self.deliver_batch(&events[range.clone()]).await;
+        if unfixable.is_some() {
+            self.halt.cancel();
+        }
+        Some(Delivered {
+            range,
+            deliveries,
+            retried,
+            unfixable,
+        })
     }
 
     /// Consecutive ranges within the record and byte limits of one batch.
-    fn batches(&self, events: &[Event]) -> Vec<std::ops::Range<usize>> {
+    fn batches(&self, events: &[Event]) -> Vec<Range<usize>> {
         let mut out = Vec::new();
         let (mut start, mut bytes) = (0, 0);
         for (i, e) in events.iter().enumerate() {

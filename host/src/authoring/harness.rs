@@ -7,10 +7,12 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::mock::{Mock, Script};
@@ -199,6 +201,7 @@ async fn send(
             ..Retry::default()
         },
         halt: CancellationToken::new(),
+        slots: Arc::new(Semaphore::new(1)),
     };
     let mut deliveries = vec![Delivery::Failed("not attempted".into()); events.len()];
     let mut batches = std::pin::pin!(loader.deliver(events.into()));

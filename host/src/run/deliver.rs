@@ -5,12 +5,17 @@
 //! not yet committed. A change is committed once every event made from it
 //! (a transform may make several) is acknowledged, and owed if any of them
 //! failed.
+//!
+//! A chunk's batches are sent before the chunk before it is settled: the
+//! destination works on one chunk while the run commits the last one and
+//! prepares the next, on other cores (see [`Loader::deliver`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 
 use super::commit::{commit_of, snapshot_of};
 use super::error::{Result, RunError};
@@ -18,13 +23,23 @@ use super::pass::Pass;
 use crate::delivery_id;
 use crate::diff::Change;
 use crate::event::{Event, Op};
-use crate::load::Delivered;
+use crate::load::{Delivered, Loader};
 use crate::state::{Commit, RowError, State};
 use crate::transform::Traced;
 
+/// A chunk whose batches are under way.
+pub(super) struct InFlight {
+    acks: Acks,
+    batch: Arc<[Event]>,
+    /// Changes decided without the destination, committed with the first
+    /// batch answered.
+    commits: Vec<Commit>,
+    answers: BoxStream<'static, Delivered>,
+}
+
 /// What the destination has answered so far of one chunk's events.
-struct Acks<'c> {
-    changes: &'c [Change],
+struct Acks {
+    changes: Vec<Change>,
     /// The change each event came from.
     origins: Vec<usize>,
     /// Per change, how many of its events are not answered yet.
@@ -40,62 +55,91 @@ struct Acks<'c> {
     unfixable: Option<String>,
 }
 
-impl Pass<'_> {
-    /// Delivers the chunk's events and commits what the destination
-    /// acknowledged, with `commits` (changes decided without it).
-    pub(super) async fn deliver(
-        &mut self,
-        state: &State,
-        run_id: i64,
-        changes: &[Change],
+impl InFlight {
+    /// Sends the chunk's events.
+    fn send(
+        loader: &Loader,
+        changes: Vec<Change>,
         events: Vec<Traced>,
-        mut commits: Vec<Commit>,
-    ) -> Result<()> {
+        commits: Vec<Commit>,
+    ) -> InFlight {
         let (origins, batch): (Vec<usize>, Vec<Event>) = events.into_iter().unzip();
         let batch: Arc<[Event]> = batch.into();
-        self.counts.sent += batch.len() as u64;
         let mut unanswered: HashMap<usize, usize> = HashMap::new();
         for origin in &origins {
             *unanswered.entry(*origin).or_default() += 1;
         }
-        let mut acks = Acks {
-            changes,
-            origins,
-            unanswered,
-            failures: HashMap::new(),
-            taken: HashMap::new(),
-            outcomes: HashMap::new(),
-            unfixable: None,
-        };
-        let mut delivered: Vec<String> = Vec::new();
+        InFlight {
+            acks: Acks {
+                changes,
+                origins,
+                unanswered,
+                failures: HashMap::new(),
+                taken: HashMap::new(),
+                outcomes: HashMap::new(),
+                unfixable: None,
+            },
+            answers: loader.deliver(batch.clone()).boxed(),
+            batch,
+            commits,
+        }
+    }
+}
 
+impl Pass<'_> {
+    /// Sends the chunk's events, then settles the chunk sent before it.
+    /// `commits` are changes decided without the destination.
+    pub(super) async fn deliver(
+        &mut self,
+        state: &State,
+        run_id: i64,
+        changes: Vec<Change>,
+        events: Vec<Traced>,
+        commits: Vec<Commit>,
+    ) -> Result<()> {
+        self.counts.sent += events.len() as u64;
+        let sent = InFlight::send(self.loader, changes, events, commits);
+        match self.in_flight.replace(sent) {
+            Some(last) => self.settle(state, run_id, last).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Settles the chunk still in flight, if any.
+    pub(super) async fn settle_last(&mut self) -> Result<()> {
+        match (self.in_flight.take(), self.writer) {
+            (Some(last), Some((state, run_id))) => self.settle(state, run_id, last).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits what the destination acknowledged of a chunk as its batches
+    /// are answered, and its row errors.
+    async fn settle(&mut self, state: &State, run_id: i64, chunk: InFlight) -> Result<()> {
+        let InFlight {
+            mut acks,
+            batch,
+            mut commits,
+            mut answers,
+        } = chunk;
         let t = Instant::now();
-        let (done_tx, mut done_rx) = futures::channel::mpsc::unbounded();
-        let (loader, events) = (self.loader, batch.clone());
-        let deliver = async move {
-            let mut delivered = loader.deliver(events);
-            while let Some(batch) = delivered.next().await {
-                let _ = done_tx.unbounded_send(batch);
+        let mut delivered: Vec<String> = Vec::new();
+        let mut settled = Ok(());
+        while let Some(first) = answers.next().await {
+            self.answered(&mut acks, &batch, first, &mut commits, &mut delivered)?;
+            // Batches answered meanwhile go in the same commit.
+            while let Some(Some(more)) = answers.next().now_or_never() {
+                self.answered(&mut acks, &batch, more, &mut commits, &mut delivered)?;
             }
-            Ok::<_, RunError>(())
-        };
-        let commit = async {
-            while let Some(first) = done_rx.next().await {
-                let mut finished = vec![first];
-                while let Ok(more) = done_rx.try_recv() {
-                    finished.push(more);
-                }
-                for done in finished {
-                    self.answered(&mut acks, &batch, done, &mut commits, &mut delivered)?;
-                }
-                self.commit(state, run_id, &mut commits, &mut delivered)
-                    .await?;
+            settled = self
+                .commit(state, run_id, &mut commits, &mut delivered)
+                .await;
+            if settled.is_err() {
+                break;
             }
-            Ok::<_, RunError>(())
-        };
-        let delivering = futures::future::try_join(deliver, commit).await;
+        }
         crate::metrics::delivered(&self.sync.name, &acks.outcomes);
-        delivering?;
+        settled?;
         if let Some(why) = acks.unfixable {
             return Err(RunError::Unfixable(why));
         }
@@ -120,7 +164,7 @@ impl Pass<'_> {
     /// or a row error.
     fn answered(
         &mut self,
-        acks: &mut Acks<'_>,
+        acks: &mut Acks,
         batch: &[Event],
         done: Delivered,
         commits: &mut Vec<Commit>,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
+use super::deliver::InFlight;
 use super::error::Result;
 use super::map;
 use crate::config::{self, DiffIn};
@@ -58,6 +59,8 @@ pub(super) struct Pass<'a> {
     pub(super) snapshots: Option<pushdown::Snapshots>,
     /// What names each change for the destination.
     pub(super) ids: DeliveryIds,
+    /// The chunk sent last, not yet settled.
+    pub(super) in_flight: Option<InFlight>,
 }
 
 impl<'a> Pass<'a> {
@@ -86,6 +89,7 @@ impl<'a> Pass<'a> {
             error_text_bytes: crate::limits::Limits::default().error_text_bytes,
             snapshots: None,
             ids: DeliveryIds::default(),
+            in_flight: None,
         }
     }
 
@@ -116,7 +120,7 @@ impl<'a> Pass<'a> {
         match model.diff {
             DiffIn::Engine => {
                 self.diff_in_engine(warehouse, query, model, limits, deletions)
-                    .await
+                    .await?
             }
             DiffIn::Warehouse => {
                 let reading = Reading {
@@ -126,9 +130,10 @@ impl<'a> Pass<'a> {
                     deletions,
                     row_hash,
                 };
-                self.diff_in_warehouse(warehouse, query, &reading).await
+                self.diff_in_warehouse(warehouse, query, &reading).await?
             }
         }
+        self.settle_last().await
     }
 
     /// Transforms, maps, loads and commits one chunk of changes. `previous`
@@ -148,7 +153,7 @@ impl<'a> Pass<'a> {
             .await?;
         map::apply(self.sync.mapping.as_ref(), &mut events);
         match self.writer {
-            Some((state, run_id)) => self.deliver(state, run_id, &changes, events, commits).await,
+            Some((state, run_id)) => self.deliver(state, run_id, changes, events, commits).await,
             None => {
                 self.planned.extend(events.into_iter().map(|(_, e)| e));
                 Ok(())

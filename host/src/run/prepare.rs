@@ -260,6 +260,7 @@ pub(super) async fn destination(
         retry: sync.retry,
         destination,
         halt: tokio_util::sync::CancellationToken::new(),
+        slots: std::sync::Arc::new(tokio::sync::Semaphore::new(dest.max_in_flight)),
     };
     Ok((loader, action))
 }

@@ -115,7 +115,14 @@ pub fn commit_columns<'a>(sync: &'a str, run_id: i64, batch: &Batch<'a>) -> Comm
         keys: Vec::with_capacity(batch.commits.len()),
         delivered: batch.delivered,
     };
-    for c in batch.commits {
+    // In the snapshot's order: each statement then writes neighbouring
+    // rows, a few pages, rather than rows all over the table.
+    let mut commits: Vec<&Commit> = batch.commits.iter().collect();
+    commits.sort_unstable_by_key(|c| match c {
+        Commit::Upsert { key_hash, .. } | Commit::Delete { key_hash, .. } => *key_hash,
+        Commit::Settle { .. } => 0,
+    });
+    for c in commits {
         match c {
             Commit::Upsert {
                 key,

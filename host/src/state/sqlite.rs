@@ -259,7 +259,10 @@ fn options(url: &str) -> Result<SqliteConnectOptions> {
         // SQLite runs on a worker thread that hands rows over a channel;
         // at sqlx's default of 50 the reader and the worker wake each
         // other every few rows of a snapshot range.
-        .row_buffer_size(ROW_CHANNEL))
+        .row_buffer_size(ROW_CHANNEL)
+        // A multi-row upsert keeps a statement journal: in memory, not in
+        // a temporary file.
+        .pragma("temp_store", "memory"))
 }
 
 /// Opens the pool, waiting out another process that holds the file's lock
