@@ -80,6 +80,20 @@ CREATE TABLE sync_state (
     Migration::Alike(schema::run_kinds),
     Migration::Alike(schema::owed_delivered_events),
     Migration::OwedKeyOrder,
+    Migration::Own(
+        "
+CREATE TABLE delivered (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    sync TEXT NOT NULL,
+    run_id BIGINT NOT NULL,
+    events BYTEA NOT NULL
+);
+CREATE INDEX delivered_by_run ON delivered (sync, run_id, id);
+INSERT INTO delivered (sync, run_id, events)
+    SELECT sync, run_id, convert_to(event, 'UTF8') FROM deliveries ORDER BY id;
+DROP TABLE deliveries;
+",
+    ),
 ];
 
 /// How this store spells the column types [`Migration::Alike`] uses.
@@ -233,13 +247,13 @@ impl Dialect for PgSchema {
             .bind(*sync)
             .bind(keys);
         Stmt::from(settle).execute(conn).await?;
-        if !delivered.is_empty() {
-            let keep = sqlx::query(
-                "INSERT INTO deliveries (sync, run_id, event) SELECT $1, $2, e FROM UNNEST($3::text[]) AS t (e)",
+        if let Some(events) = delivered {
+            let keep = sqlx::query::<Postgres>(
+                "INSERT INTO delivered (sync, run_id, events) VALUES ($1, $2, $3)",
             )
             .bind(*sync)
             .bind(*run_id)
-            .bind(delivered);
+            .bind(&events[..]);
             Stmt::from(keep).execute(conn).await?;
         }
         Ok(())

@@ -102,8 +102,35 @@ pub struct CommitColumns<'a> {
     pub deletes: Vec<Vec<u8>>,
     /// Every committed key: none of them is owed any more.
     pub keys: Vec<&'a str>,
-    /// The events delivered, as JSON, in the order they were acknowledged.
-    pub delivered: &'a [String],
+    /// The events delivered, packed ([`pack_events`]), if any.
+    pub delivered: Option<Vec<u8>>,
+}
+
+/// Events as one value of `delivered.events`: JSON lines, compressed with
+/// zstd. One row per commit rather than per event, and a few times smaller,
+/// because keeping every event of a large first sync for `ebb replay`
+/// would otherwise write it to the state store twice over. (Rows moved
+/// from the table before it hold one event, uncompressed.)
+pub fn pack_events(events: &[String]) -> Option<Vec<u8>> {
+    if events.is_empty() {
+        return None;
+    }
+    let lines = events.join("\n");
+    // Compressing into memory fails only for want of memory: the events
+    // are then kept as they are.
+    Some(zstd::bulk::compress(lines.as_bytes(), 1).unwrap_or_else(|_| lines.into_bytes()))
+}
+
+/// The events of one `delivered.events` value.
+pub fn unpack_events(packed: &[u8]) -> std::io::Result<Vec<String>> {
+    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+    let lines = if packed.starts_with(&ZSTD_MAGIC) {
+        zstd::decode_all(packed)?
+    } else {
+        packed.to_vec()
+    };
+    let text = String::from_utf8(lines).map_err(std::io::Error::other)?;
+    Ok(text.lines().map(str::to_owned).collect())
 }
 
 pub fn commit_columns<'a>(sync: &'a str, run_id: i64, batch: &Batch<'a>) -> CommitColumns<'a> {
@@ -113,7 +140,7 @@ pub fn commit_columns<'a>(sync: &'a str, run_id: i64, batch: &Batch<'a>) -> Comm
         upserts: Upserts::default(),
         deletes: Vec::new(),
         keys: Vec::with_capacity(batch.commits.len()),
-        delivered: batch.delivered,
+        delivered: pack_events(batch.delivered),
     };
     // In the snapshot's order: each statement then writes neighbouring
     // rows, a few pages, rather than rows all over the table.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::dialect::{Conn, Dialect, Lookup};
 use super::error::Result;
 use super::rows::{EntryColumns, commit_columns, entry, hash_bytes, hash_of, if_dropped_columns};
-use super::rows::{natural_order, range_end, to_json};
+use super::rows::{natural_order, range_end, to_json, unpack_events};
 use super::runs::beat;
 use super::sql::Columns;
 use super::store::{Fut, Store, boxed};
@@ -96,14 +96,19 @@ impl<D: Dialect> Snapshots for Store<D> {
     fn deliveries<'a>(&'a self, sync: &'a str, run_id: i64) -> Fut<'a, Vec<String>> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
-            let events: Vec<(String,)> = D::query(
-                "SELECT event FROM deliveries WHERE sync = $1 AND run_id = $2 ORDER BY id",
+            let packed: Vec<(Vec<u8>,)> = D::query(
+                "SELECT events FROM delivered WHERE sync = $1 AND run_id = $2 ORDER BY id",
             )
             .bind(sync)
             .bind(run_id)
             .fetch_all(&mut conn)
             .await?;
-            Ok(events.into_iter().map(|(event,)| event).collect())
+            let mut events = Vec::new();
+            for (packed,) in packed {
+                let unpacked = unpack_events(&packed).map_err(|e| sqlx::Error::Decode(e.into()))?;
+                events.extend(unpacked);
+            }
+            Ok(events)
         })
     }
 
@@ -112,7 +117,7 @@ impl<D: Dialect> Snapshots for Store<D> {
             let mut conn = self.pool.acquire().await?;
             D::query(
                 // A range below the oldest run kept (all of them when none is).
-                "DELETE FROM deliveries WHERE sync = $1 AND run_id < COALESCE( \
+                "DELETE FROM delivered WHERE sync = $1 AND run_id < COALESCE( \
                  (SELECT min(id) FROM (SELECT id FROM runs WHERE sync = $1 AND kind = 'run' \
                  ORDER BY id DESC LIMIT $2) AS kept), \
                  9223372036854775807)",

@@ -106,6 +106,20 @@ CREATE TABLE snapshot (
     Migration::Alike(schema::run_kinds),
     Migration::Alike(schema::owed_delivered_events),
     Migration::OwedKeyOrder,
+    Migration::Own(
+        "
+CREATE TABLE delivered (
+    id INTEGER PRIMARY KEY,
+    sync TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    events BLOB NOT NULL
+);
+CREATE INDEX delivered_by_run ON delivered (sync, run_id, id);
+INSERT INTO delivered (sync, run_id, events)
+    SELECT sync, run_id, CAST(event AS BLOB) FROM deliveries ORDER BY id;
+DROP TABLE deliveries;
+",
+    ),
 ];
 
 /// After this migration the snapshot is ordered by key hash, which SQL
@@ -207,13 +221,13 @@ impl Dialect for SqliteFile {
         if owes {
             delete_in(conn, "row_errors", "key", sync, &chunk.keys).await?;
         }
-        for events in chunk.delivered.chunks(CHUNK) {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("INSERT INTO deliveries (sync, run_id, event) ");
-            q.push_values(events, |mut row, event| {
-                row.push_bind(sync).push_bind(chunk.run_id).push_bind(event);
-            });
-            Stmt::from(q.build()).execute(conn).await?;
+        if let Some(events) = &chunk.delivered {
+            Self::query("INSERT INTO delivered (sync, run_id, events) VALUES ($1, $2, $3)")
+                .bind(sync)
+                .bind(chunk.run_id)
+                .bind(&events[..])
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }
