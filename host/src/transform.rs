@@ -9,12 +9,17 @@
 //! transform and the limit), so one plugin cannot blow up the memory of the
 //! destination, the state store or an alert.
 
+use std::sync::Arc;
+
+use futures::StreamExt;
 use serde_json::Value;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::event::Event;
 use crate::limits::Limits;
 use crate::plugin::{self, CallError, Item};
 
+#[derive(Clone)]
 pub struct Step {
     pub label: String,
     pub transform: plugin::Transform,
@@ -81,6 +86,45 @@ pub struct Transformed {
     pub failed: Vec<(usize, String)>,
 }
 
+/// Runs the chain over `events` in pieces of `piece` events, as many at
+/// once as there are cores, each a task of its own (with an instance of
+/// each transform apiece), keeping the events in order: a chunk's
+/// transforms use every core, not just the run's.
+pub async fn run_chain_across_cores(
+    steps: &[Step],
+    mut events: Vec<Traced>,
+    piece: usize,
+) -> Result<Transformed, CallError> {
+    if steps.is_empty() || events.len() <= piece {
+        return run_chain(steps, events).await;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (steps, total): (Arc<[Step]>, usize) = (steps.into(), events.len());
+    let mut pieces = Vec::new();
+    while !events.is_empty() {
+        let rest = events.split_off(piece.min(events.len()));
+        pieces.push(std::mem::replace(&mut events, rest));
+    }
+    let mut done = futures::stream::iter(pieces)
+        .map(|piece| {
+            let steps = steps.clone();
+            AbortOnDropHandle::new(tokio::spawn(async move { run_chain(&steps, piece).await }))
+        })
+        .buffered(cores);
+    let mut all = Transformed {
+        events: Vec::with_capacity(total),
+        failed: Vec::new(),
+    };
+    while let Some(joined) = done.next().await {
+        // A panic in a piece is the run's, as if it ran here.
+        let piece = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        all.events.extend(piece.events);
+        all.failed.extend(piece.failed);
+    }
+    Ok(all)
+}
+
+/// Runs each step over the events in turn, in one call a step.
 pub async fn run_chain(steps: &[Step], events: Vec<Traced>) -> Result<Transformed, CallError> {
     let mut current = events;
     let mut failed = Vec::new();

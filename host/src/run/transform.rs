@@ -82,7 +82,8 @@ impl Pass<'_> {
     ) -> Result<Vec<Traced>> {
         let origins: Vec<usize> = traced.iter().map(|(o, _)| *o).collect();
         let t = Instant::now();
-        let mut transformed = transform::run_chain(self.steps, traced).await?;
+        let piece = self.loader.batch_records;
+        let mut transformed = transform::run_chain_across_cores(self.steps, traced, piece).await?;
         self.name_deliveries(changes, &mut transformed.events);
         let resumed = self.skip_delivered(changes, &mut transformed.events);
         self.timed("transform", t);

@@ -372,7 +372,8 @@ mod tests {
     use crate::state::runs::Runs;
     use crate::state::snapshot::Snapshots;
     use crate::state::store::Store;
-    use crate::state::types::Claim;
+    use crate::state::types::{Batch, Claim};
+    use crate::status::Counts;
 
     /// Processes started together (two `ebb run`s, a run beside `ebb serve`)
     /// all open and migrate a new file at once; each waits its turn.
@@ -476,16 +477,11 @@ mod tests {
         let old = connect(options(&url).expect("url").create_if_missing(true))
             .await
             .expect("create");
-        let before = MIGRATIONS.len() - 1;
-        assert!(matches!(MIGRATIONS[before], Migration::OwedKeyOrder));
-        for migration in &MIGRATIONS[..before] {
-            let sql = migration.sql(&TYPES);
-            sqlx::raw_sql(&sql).execute(&old).await.expect("old schema");
-        }
-        sqlx::raw_sql(&format!("PRAGMA user_version = {before}"))
-            .execute(&old)
-            .await
-            .expect("old version");
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| matches!(m, Migration::OwedKeyOrder))
+            .expect("the migration that orders owed rows");
+        migrate_to(&old, before).await;
         for key in ["a10", "10", "a2", "9", "b"] {
             sqlx::query(
                 "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload) \
@@ -505,5 +501,62 @@ mod tests {
         let owed = store.owed("s", None).await.expect("owed");
         let keys: Vec<&str> = owed.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["9", "10", "a2", "a10", "b"]);
+    }
+
+    /// Events kept one a row before deliveries were packed are still
+    /// replayed, in order, after the upgrade, and new ones follow them.
+    #[tokio::test]
+    async fn upgrading_an_older_file_keeps_the_deliveries_kept() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let old = connect(options(&url).expect("url").create_if_missing(true))
+            .await
+            .expect("create");
+        migrate_to(&old, MIGRATIONS.len() - 1).await;
+        for event in [r#"{"id":"2"}"#, r#"{"id":"1","fields":{"s":"a\\nb"}}"#] {
+            sqlx::query("INSERT INTO deliveries (sync, run_id, event) VALUES ('s', 7, ?)")
+                .bind(event)
+                .execute(&old)
+                .await
+                .expect("old delivery");
+        }
+        old.close().await;
+
+        let store = Store::<SqliteFile>::open(&url, true)
+            .await
+            .expect("upgrade")
+            .expect("store");
+        let claim = store.claim("s", Duration::from_secs(60)).await;
+        let Ok(Claim::Started(run_id)) = claim else {
+            panic!("not claimed: {:?}", claim.err())
+        };
+        let delivered = [r#"{"id":"3"}"#.to_owned(), r#"{"id":"4"}"#.to_owned()];
+        let batch = Batch {
+            commits: &[],
+            errors: &[],
+            delivered: &delivered,
+            counts: &Counts::default(),
+        };
+        assert!(store.commit("s", run_id, batch).await.expect("commit"));
+        assert_eq!(
+            store.deliveries("s", 7).await.expect("old run"),
+            [r#"{"id":"2"}"#, r#"{"id":"1","fields":{"s":"a\\nb"}}"#]
+        );
+        assert_eq!(
+            store.deliveries("s", run_id).await.expect("new run"),
+            delivered
+        );
+    }
+
+    /// Creates the schema as the first `version` migrations leave it.
+    async fn migrate_to(pool: &SqlitePool, version: usize) {
+        for migration in &MIGRATIONS[..version] {
+            let sql = migration.sql(&TYPES);
+            sqlx::raw_sql(&sql).execute(pool).await.expect("old schema");
+        }
+        sqlx::raw_sql(&format!("PRAGMA user_version = {version}"))
+            .execute(pool)
+            .await
+            .expect("old version");
     }
 }

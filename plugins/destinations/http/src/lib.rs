@@ -116,11 +116,17 @@ fn unfixable(outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Reject(e) if matches!(e.kind, ErrorKind::Auth | ErrorKind::InvalidConfig))
 }
 
+/// The request body, written straight from the events.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    events: &'a [Event],
+}
+
 /// Sends one chunk and returns one outcome per event in it.
 fn post(config: &Config, chunk: &[Event]) -> Vec<Outcome> {
     let mut request = http::post(&config.url)
         .headers(&config.headers)
-        .json(&json!({ "events": chunk }));
+        .json(&Body { events: chunk });
     if let Some(ms) = config.timeout_ms {
         request = request.timeout(Duration::from_millis(ms));
     }
