@@ -6,85 +6,24 @@
 //! (a transform may make several) is acknowledged, and owed if any of them
 //! failed.
 //!
-//! A chunk's batches are sent before the chunk before it is settled: the
-//! destination works on one chunk while the run commits the last one and
-//! prepares the next, on other cores (see [`Loader::deliver`]).
+//! A chunk's batches are sent ([`InFlight`]) before the chunk before it is
+//! settled: the destination works on one chunk while the run commits the
+//! last one and prepares the next, on other cores.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
-use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
 use super::commit::{commit_of, snapshot_of};
 use super::error::{Result, RunError};
+use super::in_flight::{Acks, InFlight};
 use super::pass::Pass;
 use crate::delivery_id;
 use crate::diff::Change;
-use crate::event::{Event, Op};
-use crate::load::{Delivered, Loader};
+use crate::event::Event;
+use crate::load::Delivered;
 use crate::state::{Commit, RowError, State};
 use crate::transform::Traced;
-
-/// A chunk whose batches are under way.
-pub(super) struct InFlight {
-    acks: Acks,
-    batch: Arc<[Event]>,
-    /// Changes decided without the destination, committed with the first
-    /// batch answered.
-    commits: Vec<Commit>,
-    answers: BoxStream<'static, Delivered>,
-}
-
-/// What the destination has answered so far of one chunk's events.
-struct Acks {
-    changes: Vec<Change>,
-    /// The change each event came from.
-    origins: Vec<usize>,
-    /// Per change, how many of its events are not answered yet.
-    unanswered: HashMap<usize, usize>,
-    /// Per change, the first failure among its events and that event.
-    failures: HashMap<usize, (String, usize)>,
-    /// Per change split into several events, the delivery ids of those
-    /// acknowledged, kept with its row error if another one failed.
-    taken: HashMap<usize, Vec<String>>,
-    /// What became of each op's events, for the metrics.
-    outcomes: HashMap<(Op, &'static str), u64>,
-    /// Why the destination cannot take any batch (see [`Delivered::unfixable`]).
-    unfixable: Option<String>,
-}
-
-impl InFlight {
-    /// Sends the chunk's events.
-    fn send(
-        loader: &Loader,
-        changes: Vec<Change>,
-        events: Vec<Traced>,
-        commits: Vec<Commit>,
-    ) -> InFlight {
-        let (origins, batch): (Vec<usize>, Vec<Event>) = events.into_iter().unzip();
-        let batch: Arc<[Event]> = batch.into();
-        let mut unanswered: HashMap<usize, usize> = HashMap::new();
-        for origin in &origins {
-            *unanswered.entry(*origin).or_default() += 1;
-        }
-        InFlight {
-            acks: Acks {
-                changes,
-                origins,
-                unanswered,
-                failures: HashMap::new(),
-                taken: HashMap::new(),
-                outcomes: HashMap::new(),
-                unfixable: None,
-            },
-            answers: loader.deliver(batch.clone()).boxed(),
-            batch,
-            commits,
-        }
-    }
-}
 
 impl Pass<'_> {
     /// Sends the chunk's events, then settles the chunk sent before it.

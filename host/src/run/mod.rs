@@ -6,8 +6,8 @@
 //! [`test_record`] sends one record along it without one; [`replay`],
 //! [`reset`] and [`drop_owed`] work on what runs delivered.
 //!
-//! After [`prepare`], each chunk of changes is committed as soon as the
-//! destination acknowledged it, so a crash loses at most the chunk in
+//! After [`prepare`], each batch of changes is committed as soon as the
+//! destination acknowledged it, so a crash loses at most the batches in
 //! flight, which the next run derives again. The run does not know who
 //! started it: the CLI and `ebb serve` decide what follows it (printing,
 //! alerts).
@@ -18,6 +18,7 @@ mod diff;
 mod drop;
 mod error;
 mod extract;
+mod in_flight;
 mod lifecycle;
 mod map;
 mod operation;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
-use super::deliver::InFlight;
 use super::error::Result;
+use super::in_flight::InFlight;
 use super::map;
 use crate::config::{self, DiffIn};
 use crate::cursor::Cursor;
