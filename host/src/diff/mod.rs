@@ -32,11 +32,11 @@ pub fn partition_bounds(p: usize) -> (u128, Option<u128>) {
     (lo, hi)
 }
 
-/// One committed snapshot entry, as the diff compares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One committed snapshot entry, as the diff compares it: without its key,
+/// which only a deletion needs (see [`Classified::gone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub key_hash: u128,
-    pub key: String,
     pub fingerprint: u128,
 }
 
@@ -71,8 +71,12 @@ pub struct Duplicate {
 
 #[derive(Debug, Default)]
 pub struct Classified {
+    /// What was added or updated.
     pub changes: Vec<Change>,
     pub duplicates: Vec<Duplicate>,
+    /// Key hashes of snapshot entries the model no longer returns: deleted,
+    /// once their keys are read.
+    pub gone: Vec<u128>,
 }
 
 fn parse(json: &[u8]) -> std::io::Result<Record> {
@@ -131,17 +135,11 @@ pub fn classify(
         });
     }
     if deletions {
-        for e in snapshot {
-            if !count.contains_key(&e.key_hash) {
-                out.changes.push(Change {
-                    key: e.key.clone(),
-                    key_hash: e.key_hash,
-                    op: Op::Deleted,
-                    json: None,
-                    fingerprint: 0,
-                });
-            }
-        }
+        out.gone = snapshot
+            .iter()
+            .filter(|e| !count.contains_key(&e.key_hash))
+            .map(|e| e.key_hash)
+            .collect();
     }
     Ok(out)
 }
@@ -175,7 +173,6 @@ mod tests {
         Entry {
             key_hash: key_hash(&key),
             fingerprint: fingerprint_of(&json),
-            key,
         }
     }
 
@@ -197,10 +194,8 @@ mod tests {
         let rows: Vec<Row> = rows.iter().map(parked).collect();
         let got = classify(&rows, &snapshot, true).unwrap();
         let ops: Vec<_> = got.changes.iter().map(|c| (c.key.as_str(), c.op)).collect();
-        assert_eq!(
-            ops,
-            [("2", Op::Updated), ("4", Op::Added), ("3", Op::Deleted)]
-        );
+        assert_eq!(ops, [("2", Op::Updated), ("4", Op::Added)]);
+        assert_eq!(got.gone, [key_hash("3")]);
         assert_eq!(got.duplicates.len(), 1);
         assert_eq!(
             (got.duplicates[0].key.as_str(), got.duplicates[0].rows),
@@ -209,7 +204,7 @@ mod tests {
         assert_eq!(got.duplicates[0].first, rec(json!({"id": 5, "n": 1})));
 
         let incremental = classify(&rows, &snapshot, false).unwrap();
-        assert!(incremental.changes.iter().all(|c| c.op != Op::Deleted));
+        assert!(incremental.gone.is_empty());
     }
 
     #[test]

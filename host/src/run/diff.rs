@@ -103,6 +103,11 @@ impl Pass<'_> {
             };
             let classified = diff::classify(&extracted, &snapshot, deletions)
                 .doing("cannot read back extracted rows")?;
+            // Deletions need their keys, read for them alone.
+            let mut keys = match (reader, classified.gone.is_empty()) {
+                (Some(s), false) => s.snapshot_keys(&sync.name, &classified.gone).await?,
+                _ => HashMap::new(),
+            };
             // The changes hold copies of what they need: the partition can
             // go before they are delivered.
             drop(extracted);
@@ -111,6 +116,17 @@ impl Pass<'_> {
                 self.duplicate(model, d.key, d.rows, d.first);
             }
             changes.extend(classified.changes);
+            for key_hash in classified.gone {
+                if let Some(key) = keys.remove(&key_hash) {
+                    changes.push(Change {
+                        key,
+                        key_hash,
+                        op: Op::Deleted,
+                        json: None,
+                        fingerprint: 0,
+                    });
+                }
+            }
             self.timed("diff", t);
             // A partition of a large model can hold several chunks of
             // changes (every row of it, on a first run): they are handled a

@@ -155,6 +155,15 @@ impl State {
         self.0.snapshot_entries(sync, hashes).await
     }
 
+    /// The keys of these key hashes in the snapshot (those that exist).
+    pub async fn snapshot_keys(
+        &self,
+        sync: &str,
+        hashes: &[u128],
+    ) -> Result<HashMap<u128, String>> {
+        self.0.snapshot_keys(sync, hashes).await
+    }
+
     /// The committed records for these key hashes (those that exist).
     pub async fn records(&self, sync: &str, hashes: &[u128]) -> Result<HashMap<u128, Fields>> {
         self.0.records(sync, hashes).await

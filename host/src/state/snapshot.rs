@@ -21,6 +21,7 @@ pub trait Snapshots {
     fn snapshot_range<'a>(&'a self, sync: &'a str, lo: u128, hi: Option<u128>) -> Fut<'a, Entries>;
     fn snapshot_entries<'a>(&'a self, sync: &'a str, hashes: &'a [u128]) -> Fut<'a, Entries>;
     fn records<'a>(&'a self, sync: &'a str, hashes: &'a [u128]) -> Fut<'a, Records>;
+    fn snapshot_keys<'a>(&'a self, sync: &'a str, hashes: &'a [u128]) -> Fut<'a, Keys>;
     fn commit<'a>(&'a self, sync: &'a str, run_id: i64, batch: Batch<'a>) -> Fut<'a, bool>;
     fn deliveries<'a>(&'a self, sync: &'a str, run_id: i64) -> Fut<'a, Vec<String>>;
     fn prune_deliveries<'a>(&'a self, sync: &'a str, keep_runs: u32) -> Fut<'a, ()>;
@@ -29,13 +30,14 @@ pub trait Snapshots {
 
 type Entries = Vec<Entry>;
 type Records = HashMap<u128, Fields>;
+type Keys = HashMap<u128, String>;
 
 impl<D: Dialect> Snapshots for Store<D> {
     fn snapshot_range<'a>(&'a self, sync: &'a str, lo: u128, hi: Option<u128>) -> Fut<'a, Entries> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
             let rows: Vec<EntryColumns> = D::query(
-                "SELECT key_hash, key, fingerprint FROM snapshot \
+                "SELECT key_hash || fingerprint FROM snapshot \
                  WHERE sync = $1 AND key_hash >= $2 AND key_hash < $3",
             )
             .bind(sync)
@@ -50,7 +52,7 @@ impl<D: Dialect> Snapshots for Store<D> {
     fn snapshot_entries<'a>(&'a self, sync: &'a str, hashes: &'a [u128]) -> Fut<'a, Entries> {
         boxed(async move {
             let select =
-                "SELECT key_hash, key, fingerprint FROM snapshot WHERE sync = $1 AND key_hash";
+                "SELECT key_hash || fingerprint FROM snapshot WHERE sync = $1 AND key_hash";
             let rows: Vec<EntryColumns> = self.look_up(select, sync, hashes).await?;
             Ok(rows.into_iter().map(entry).collect())
         })
@@ -67,6 +69,17 @@ impl<D: Dialect> Snapshots for Store<D> {
                 out.insert(hash_of(hash), fields);
             }
             Ok(out)
+        })
+    }
+
+    fn snapshot_keys<'a>(&'a self, sync: &'a str, hashes: &'a [u128]) -> Fut<'a, Keys> {
+        boxed(async move {
+            let select = "SELECT key_hash, key FROM snapshot WHERE sync = $1 AND key_hash";
+            let rows: Vec<(Vec<u8>, String)> = self.look_up(select, sync, hashes).await?;
+            Ok(rows
+                .into_iter()
+                .map(|(hash, key)| (hash_of(hash), key))
+                .collect())
         })
     }
 

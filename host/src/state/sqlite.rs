@@ -447,7 +447,6 @@ mod tests {
             entries,
             [Entry {
                 key_hash,
-                key: "k".into(),
                 fingerprint: 7
             }]
         );
