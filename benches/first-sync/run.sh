@@ -2,9 +2,10 @@
 # A first full sync, end to end: a Postgres table of ROWS rows (about 215
 # bytes each) sent by `ebb run` to a loopback HTTP sink that answers at once
 # (or written by `ebb:file`), four ways, next to `psql` copying the same
-# rows out. Prints wall time, rows/s, peak RSS and the ratio to `psql` for
-# each, RUNS times; the ratio is the number to compare, as the machine is
-# shared.
+# rows out; then, after 1 % of the rows are updated, 0.1 % deleted and 0.1 %
+# inserted, an incremental run of the first way. Prints wall time, rows/s,
+# peak RSS and the ratio to `psql` for each, RUNS times; the ratio is the
+# number to compare, as the machine is shared.
 #
 #   benches/first-sync/run.sh [ROWS] [RUNS]        (default 1000000 3)
 #

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::changes::{all_added, assert_counts};
+use crate::support::background::Background;
 use crate::support::config::Config;
 use crate::support::events::{added, assert_events, ids};
 use crate::support::project::{Project, SYNC};
@@ -344,4 +345,40 @@ fn refused_credentials_stop_the_run_at_its_first_batch_with_one_error() {
     project.run_ok();
     assert_events(&server.accepted(), &all_added(1..=10));
     assert_eq!(project.errors(), Vec::<Value>::new());
+}
+
+/// The next chunk's batches are sent before the last chunk is settled, yet
+/// no more than `max_in_flight` requests are ever open at once: 2,500 rows
+/// in batches of 1,000 two at a time make chunks of 2,000 and 500, and the
+/// third batch waits for one of the first two to be answered.
+#[test]
+fn batches_of_the_next_chunk_wait_for_a_slot() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=2500);
+    let server = Server::start();
+    server.script(None, Reply::Hold, 3);
+    let config = Config::new(&wh)
+        .http_within(&server, &server.host(), 1000, 60)
+        .render()
+        .replace("max_in_flight = 1", "max_in_flight = 2");
+    project.write_config(&config);
+
+    let mut run = Background::start(&project);
+    run.wait_until("two batches are out", || server.requests().len() == 2);
+    // Were the slots not shared across chunks, the third batch would be
+    // out within milliseconds of the second chunk being sent.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(server.requests().len(), 2, "a third request went out");
+    server.release();
+    run.wait_until("the third batch took the freed slot", || {
+        server.requests().len() == 3
+    });
+    server.release();
+    server.release();
+    let out = run.into_child().wait_with_output().expect("wait for ebb");
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary JSON");
+    assert_eq!(summary["status"], "success", "{summary:#}");
+    assert_eq!(summary["counts"]["ok"], 2500, "{summary:#}");
+    assert_eq!(ids(&server.accepted()).len(), 2500);
 }

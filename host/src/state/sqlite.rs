@@ -471,16 +471,11 @@ mod tests {
     /// the file is upgraded.
     #[tokio::test]
     async fn upgrading_an_older_file_orders_the_rows_already_owed() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("state.db").display());
-        let old = connect(options(&url).expect("url").create_if_missing(true))
-            .await
-            .expect("create");
         let before = MIGRATIONS
             .iter()
             .position(|m| matches!(m, Migration::OwedKeyOrder))
             .expect("the migration that orders owed rows");
-        migrate_to(&old, before).await;
+        let (_dir, url, old) = older_file(before).await;
         for key in ["a10", "10", "a2", "9", "b"] {
             sqlx::query(
                 "INSERT INTO row_errors (sync, key, op, run_id, attempts, error, payload) \
@@ -493,10 +488,7 @@ mod tests {
         }
         old.close().await;
 
-        let store = Store::<SqliteFile>::open(&url, true)
-            .await
-            .expect("upgrade")
-            .expect("store");
+        let store = upgraded(&url).await;
         let owed = store.owed("s", None).await.expect("owed");
         let keys: Vec<&str> = owed.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["9", "10", "a2", "a10", "b"]);
@@ -506,12 +498,7 @@ mod tests {
     /// replayed, in order, after the upgrade, and new ones follow them.
     #[tokio::test]
     async fn upgrading_an_older_file_keeps_the_deliveries_kept() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("state.db").display());
-        let old = connect(options(&url).expect("url").create_if_missing(true))
-            .await
-            .expect("create");
-        migrate_to(&old, MIGRATIONS.len() - 1).await;
+        let (_dir, url, old) = older_file(MIGRATIONS.len() - 1).await;
         for event in [r#"{"id":"2"}"#, r#"{"id":"1","fields":{"s":"a\\nb"}}"#] {
             sqlx::query("INSERT INTO deliveries (sync, run_id, event) VALUES ('s', 7, ?)")
                 .bind(event)
@@ -521,10 +508,7 @@ mod tests {
         }
         old.close().await;
 
-        let store = Store::<SqliteFile>::open(&url, true)
-            .await
-            .expect("upgrade")
-            .expect("store");
+        let store = upgraded(&url).await;
         let claim = store.claim("s", Duration::from_secs(60)).await;
         let Ok(Claim::Started(run_id)) = claim else {
             panic!("not claimed: {:?}", claim.err())
@@ -547,15 +531,33 @@ mod tests {
         );
     }
 
-    /// Creates the schema as the first `version` migrations leave it.
-    async fn migrate_to(pool: &SqlitePool, version: usize) {
+    /// A file as an Ebb that knew the first `version` migrations left it,
+    /// with its URL and a pool on it.
+    async fn older_file(version: usize) -> (tempfile::TempDir, String, SqlitePool) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let pool = connect(options(&url).expect("url").create_if_missing(true))
+            .await
+            .expect("create");
         for migration in &MIGRATIONS[..version] {
             let sql = migration.sql(&TYPES);
-            sqlx::raw_sql(&sql).execute(pool).await.expect("old schema");
+            sqlx::raw_sql(&sql)
+                .execute(&pool)
+                .await
+                .expect("old schema");
         }
         sqlx::raw_sql(&format!("PRAGMA user_version = {version}"))
-            .execute(pool)
+            .execute(&pool)
             .await
             .expect("old version");
+        (dir, url, pool)
+    }
+
+    /// The store on `url`, upgraded.
+    async fn upgraded(url: &str) -> Store<SqliteFile> {
+        Store::<SqliteFile>::open(url, true)
+            .await
+            .expect("upgrade")
+            .expect("store")
     }
 }
