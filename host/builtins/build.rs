@@ -2,11 +2,12 @@
 //! components, so `ebb` embeds `ebb:http` and friends and the end-to-end
 //! tests have guests to load (wasmtime's `test-programs` pattern).
 //!
-//! It is the build script of a crate with no dependencies, so cargo runs
-//! it at the start of a build, beside the host's dependencies (wasmtime
-//! and Cranelift take minutes), rather than after them. It hands `ebb`'s
-//! build script the table of built-ins it generates and the folder of the
-//! fixtures (`links` metadata: `DEP_EBB_BUILTINS_TABLE`, `…_FIXTURES`).
+//! It is the build script of a crate with no dependencies, so cargo may
+//! run it while the host's dependencies still compile (wasmtime and
+//! Cranelift take minutes), where `ebb`'s own build script waits for the
+//! build scripts of all of them. It hands `ebb`'s build script the table of
+//! built-ins it generates and the folder of the fixtures (`links` metadata:
+//! `DEP_EBB_BUILTINS_TABLE`, `…_FIXTURES`).
 //!
 //! The guests are built by a nested `cargo build` in their own target dir,
 //! `target/wasm`, so it never waits on the lock of the build that runs this
