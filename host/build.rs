@@ -1,13 +1,18 @@
 //! Generates what `ebb` includes at build time: the table of built-in
 //! plugins (built by the `ebb-builtins` crate's build script, which cargo
-//! runs early, beside the host's dependencies) and the SDK's files, which
+//! may run while the host's dependencies compile) and the SDK's files, which
 //! `ebb plugin new` writes next to a new plugin. Tests find the fixtures
 //! through `EBB_FIXTURE_DIR`.
+
+#[path = "build_support.rs"]
+mod build_support;
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use build_support::{fail, write_if_changed};
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -67,18 +72,4 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
             ));
         }
     }
-}
-
-/// Leaves the file alone when unchanged, so the host is not rebuilt.
-fn write_if_changed(path: &Path, contents: &str) {
-    if fs::read_to_string(path).is_ok_and(|old| old == contents) {
-        return;
-    }
-    fs::write(path, contents)
-        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
-}
-
-fn fail(message: &str) -> ! {
-    eprintln!("error: {message}");
-    std::process::exit(1);
 }

@@ -14,10 +14,14 @@
 //! script, with the outer build's flags and wrappers (clippy, coverage)
 //! cleared because they are meant for the host, not for wasm.
 
+#[path = "../build_support.rs"]
+mod build_support;
+
 use std::env;
 use std::fmt::Write as _;
-use std::fs;
 use std::path::{Path, PathBuf};
+
+use build_support::{fail, write_if_changed};
 use std::process::{Command, Stdio};
 
 const TARGET: &str = "wasm32-wasip2";
@@ -173,18 +177,4 @@ fn builtin_table(workspace: &Path, wasm_dir: &Path) -> String {
     }
     src.push_str("];\n");
     src
-}
-
-/// Leaves the file alone when unchanged, so the host is not rebuilt.
-fn write_if_changed(path: &Path, contents: &str) {
-    if fs::read_to_string(path).is_ok_and(|old| old == contents) {
-        return;
-    }
-    fs::write(path, contents)
-        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
-}
-
-fn fail(message: &str) -> ! {
-    eprintln!("error: {message}");
-    std::process::exit(1);
 }
