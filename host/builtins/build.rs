@@ -16,6 +16,8 @@
 
 #[path = "../build_support.rs"]
 mod build_support;
+#[path = "../nested_cargo.rs"]
+mod nested_cargo;
 
 use std::env;
 use std::fmt::Write as _;
@@ -53,18 +55,6 @@ const FIXTURES: &[&str] = &[
     "ebb-rogue-destination",
     "ebb-rogue-transform",
 ];
-/// Settings of the outer build (clippy's wrapper, coverage flags, its target
-/// dir, target and profile, its jobserver) that must not reach the guests.
-const LEAKY_VARS: &[&str] = &[
-    "RUSTC_WRAPPER",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "CARGO_TARGET_DIR",
-    "CARGO_MAKEFLAGS",
-];
-const LEAKY_PREFIXES: &[&str] = &["CARGO_BUILD_", "CARGO_PROFILE_", "__CARGO"];
-
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let workspace = manifest_dir
@@ -112,8 +102,7 @@ fn check_target_installed() {
 }
 
 fn build_guests(workspace: &Path, target_dir: &Path) {
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = nested_cargo::cargo();
     cmd.current_dir(workspace)
         .args([
             "build",
@@ -126,14 +115,6 @@ fn build_guests(workspace: &Path, target_dir: &Path) {
         .arg(target_dir);
     for package in PLUGINS.iter().map(|(_, package)| package).chain(FIXTURES) {
         cmd.args(["-p", package]);
-    }
-    for (key, _) in env::vars_os() {
-        let key = key.to_string_lossy();
-        if LEAKY_VARS.contains(&key.as_ref())
-            || LEAKY_PREFIXES.iter().any(|prefix| key.starts_with(prefix))
-        {
-            cmd.env_remove(key.as_ref());
-        }
     }
     // Keep stdout for cargo directives: the nested build reports on stderr.
     cmd.stdout(Stdio::from(std::io::stderr()));

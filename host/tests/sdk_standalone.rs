@@ -14,17 +14,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Settings of the outer build that must not reach the nested one (the
-/// same list as `host/build.rs`).
-const LEAKY_VARS: &[&str] = &[
-    "RUSTC_WRAPPER",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "RUSTFLAGS",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "CARGO_TARGET_DIR",
-    "CARGO_MAKEFLAGS",
-];
-const LEAKY_PREFIXES: &[&str] = &["CARGO_BUILD_", "CARGO_PROFILE_", "__CARGO"];
+#[path = "../nested_cargo.rs"]
+mod nested_cargo;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -76,16 +67,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn cargo(dir: &Path, args: &[&str]) -> Output {
-    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(program);
-    for (key, _) in std::env::vars_os() {
-        let name = key.to_string_lossy();
-        if LEAKY_VARS.contains(&name.as_ref())
-            || LEAKY_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
-        {
-            command.env_remove(&key);
-        }
-    }
+    let mut command = nested_cargo::cargo();
     command
         .current_dir(dir)
         .args(args)

@@ -13,12 +13,7 @@ use crate::support::warehouse::Warehouse;
 #[test]
 fn destination_cannot_reach_a_host_it_was_not_granted() {
     let project = Project::new();
-    let wh = Warehouse::sqlite(&project);
-    wh.insert_users(1..=3);
-    let server = Server::start();
-    // Same address, another port: the grant is per host:port.
-    let other_port = format!("127.0.0.1:{}", server_port(&server) ^ 1);
-    project.write_config(&Config::new(&wh).http(&server, &other_port, 10).render());
+    let (wh, server) = granted_another_port(&project);
 
     let run = project.ebb(&["run", SYNC, "--format", "json"]);
     assert!(
@@ -160,6 +155,17 @@ config = {{ url = "{url}", batch_size = 10 }}
         .render()
 }
 
+/// Three users and an `ebb:http` destination whose `allow_hosts` grants
+/// the sink's address on another port (the grant is per host:port).
+fn granted_another_port(project: &Project) -> (Warehouse, Server) {
+    let wh = Warehouse::sqlite(project);
+    wh.insert_users(1..=3);
+    let server = Server::start();
+    let other_port = format!("127.0.0.1:{}", server_port(&server) ^ 1);
+    project.write_config(&Config::new(&wh).http(&server, &other_port, 10).render());
+    (wh, server)
+}
+
 fn server_port(server: &Server) -> u16 {
     server
         .host()
@@ -175,11 +181,7 @@ fn server_port(server: &Server) -> u16 {
 #[test]
 fn check_refuses_a_config_url_that_allow_hosts_does_not_grant() {
     let project = Project::new();
-    let wh = Warehouse::sqlite(&project);
-    wh.insert_users(1..=3);
-    let server = Server::start();
-    let other_port = format!("127.0.0.1:{}", server_port(&server) ^ 1);
-    project.write_config(&Config::new(&wh).http(&server, &other_port, 10).render());
+    let (_wh, server) = granted_another_port(&project);
 
     let out = project.ebb(&["check"]);
     assert_eq!(out.code, Some(1), "{}", out.text());
