@@ -63,6 +63,9 @@ class Sink(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+# A backlog of 5 (the default) overflows when Ebb opens its 8 connections
+# at once, and a refused connection is retried a second later.
+ThreadingHTTPServer.request_queue_size = 128
 server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
 with open(sys.argv[1], "w") as f:
     f.write(str(server.server_address[1]))

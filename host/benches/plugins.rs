@@ -11,7 +11,8 @@
 //!   JSON bytes with the host's own conversions, as at the component
 //!   boundary;
 //! - `native`: the same source through the SDK's `Transform` trait, events
-//!   passed as values.
+//!   passed as values (`unpack-pairs` works on records as JSON text, so
+//!   its `apply` writes and parses them around that).
 //!
 //! So `wasm / native+json` is the price of the sandbox itself (compiled
 //! guest code, copies into and out of linear memory, a fresh instance per

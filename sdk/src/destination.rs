@@ -1,11 +1,12 @@
 //! The destination side: the [`Destination`] trait a connector implements,
 //! and the glue that turns the `ebb:plugin/destination` exports into calls
-//! on it (config parsed once per call, events decoded, outcomes kept
-//! index-aligned with the batch).
+//! on it (config parsed once per call, events checked and, unless the
+//! destination takes them raw, decoded; outcomes kept index-aligned with
+//! the batch).
 
 use crate::bindings::destination::ebb::plugin::types as wit;
 use crate::bindings::destination::exports::ebb::plugin::destination::Guest;
-use crate::{Error, Event, Spec, config, event};
+use crate::{Error, Event, RawEvent, Spec, config, event};
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
 
@@ -29,6 +30,26 @@ pub trait Destination {
     /// the whole batch with that error.
     fn write(config: &Self::Config, action: &str, batch: Vec<Event>)
     -> Result<Vec<Outcome>, Error>;
+
+    /// Delivers one batch whose records are still the host's JSON text, as
+    /// [`Destination::write`] does. The SDK always calls this one; the
+    /// default parses each event's records and calls `write`. A
+    /// destination that sends records on as they are (into a request body,
+    /// a file) overrides it and skips parsing and writing them again, the
+    /// largest cost inside such a plugin; its `write` can then convert and
+    /// delegate: `Self::write_raw(config, action, batch.into_iter().map(Into::into).collect())`.
+    fn write_raw(
+        config: &Self::Config,
+        action: &str,
+        batch: Vec<RawEvent>,
+    ) -> Result<Vec<Outcome>, Error> {
+        event::map_decoded(
+            batch,
+            RawEvent::decode,
+            |events| Self::write(config, action, events),
+            Outcome::Reject,
+        )
+    }
 }
 
 /// What happened to one event of a batch.
@@ -94,7 +115,8 @@ pub(crate) fn write<D: Destination>(
         parse_valid::<D>(config).map_err(|problems| Error::invalid_config(problems.join("; ")))?;
     event::map_decoded(
         batch,
-        |events| D::write(&config, action, events),
+        RawEvent::try_from,
+        |events| D::write_raw(&config, action, events),
         Outcome::Reject,
     )
 }

@@ -52,7 +52,7 @@ pub use destination::{Destination, Outcome};
 #[cfg(feature = "guest")]
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "guest")]
-pub use event::{Event, Op, Record};
+pub use event::{Event, Op, RawEvent, Record};
 pub use spec::{Action, Field, FieldType, Spec};
 #[cfg(feature = "guest")]
 pub use transform::{Item, Transform};

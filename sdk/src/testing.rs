@@ -47,7 +47,7 @@ use crate::http::{Method, Request, Response, denied_error, failed_error, redact_
 use crate::log::Level;
 use crate::spec::{Spec, SpecError};
 use crate::transform::{self, Item, Transform};
-use crate::{Error, Event, Op, Outcome};
+use crate::{Error, Event, Op, Outcome, RawEvent};
 use serde::Serialize;
 use serde_json::Value;
 use std::cell::RefCell;
@@ -306,15 +306,24 @@ pub fn write<D: Destination>(
     action: &str,
     batch: Vec<Event>,
 ) -> Result<Vec<Outcome>, Error> {
-    let batch = batch.into_iter().map(Into::into).collect();
+    let batch = batch
+        .into_iter()
+        .map(|event| RawEvent::from(event).into())
+        .collect();
     destination::write::<D>(&config.to_string(), action, batch)
 }
 
 /// Calls the transform's `apply` export with `config` and `batch`: one
 /// item per event, in order; a bad config fails every event.
 pub fn apply<T: Transform>(config: Value, batch: Vec<Event>) -> Vec<Item> {
-    let batch = batch.into_iter().map(Into::into).collect();
+    let batch = batch
+        .into_iter()
+        .map(|event| RawEvent::from(event).into())
+        .collect();
     transform::apply::<T>(&config.to_string(), batch)
+        .into_iter()
+        .map(Item::decode)
+        .collect()
 }
 
 /// The deletion of record `id`, whose last delivered fields were

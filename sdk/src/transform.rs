@@ -3,7 +3,7 @@
 
 use crate::bindings::destination::ebb::plugin::types as wit;
 use crate::bindings::transform::exports::ebb::plugin::transform::{Guest, Item as WitItem};
-use crate::{Error, Event, config, event};
+use crate::{Error, Event, RawEvent, config, event};
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
 
@@ -24,23 +24,77 @@ pub trait Transform {
             .map(|event| Self::apply(config, event))
             .collect()
     }
+
+    /// Transforms a batch whose records are still the host's JSON text:
+    /// one item per event, in order. The SDK always calls this one; the
+    /// default parses each event's records, calls
+    /// [`Transform::apply_batch`] and writes what it keeps back. A
+    /// transform that leaves many events as they are (one that looks at
+    /// `op` first, or at few events) overrides it, keeps those raw, and
+    /// calls [`RawEvent::decode`] and `apply` on the rest.
+    fn apply_raw(config: &Self::Config, batch: Vec<RawEvent>) -> Vec<Item<RawEvent>> {
+        let count = batch.len();
+        let items = event::map_decoded(
+            batch,
+            RawEvent::decode,
+            |events| Ok(Self::apply_batch(config, events)),
+            Item::Fail,
+        );
+        match items {
+            Ok(items) => items.into_iter().map(Item::into_raw).collect(),
+            Err(error) => vec![Item::Fail(error); count],
+        }
+    }
 }
 
-/// What becomes of one event.
+/// What becomes of one event: an [`Event`], or a [`RawEvent`] in
+/// [`Transform::apply_raw`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum Item {
+pub enum Item<E = Event> {
     /// Keep the event, possibly changed.
-    Keep(Event),
+    Keep(E),
     /// Drop it: nothing is sent, and the record still counts as synced.
     Drop,
     /// Replace it with several events.
-    Split(Vec<Event>),
+    Split(Vec<E>),
     /// This event cannot be transformed; it becomes a row error.
     Fail(Error),
 }
 
-impl From<Item> for WitItem {
-    fn from(item: Item) -> Self {
+impl<E> Item<E> {
+    /// The same item over other events; an event `convert` fails on fails
+    /// the item.
+    fn convert<F>(self, convert: impl Fn(E) -> Result<F, Error>) -> Item<F> {
+        let converted = match self {
+            Item::Keep(event) => convert(event).map(Item::Keep),
+            Item::Drop => Ok(Item::Drop),
+            Item::Split(events) => events
+                .into_iter()
+                .map(convert)
+                .collect::<Result<_, _>>()
+                .map(Item::Split),
+            Item::Fail(error) => Ok(Item::Fail(error)),
+        };
+        converted.unwrap_or_else(Item::Fail)
+    }
+}
+
+impl Item {
+    /// The item with its events' records written as JSON text.
+    pub fn into_raw(self) -> Item<RawEvent> {
+        self.convert(|event| Ok(event.into()))
+    }
+}
+
+impl Item<RawEvent> {
+    /// The item with its events' records parsed.
+    pub fn decode(self) -> Item {
+        self.convert(RawEvent::decode)
+    }
+}
+
+impl From<Item<RawEvent>> for WitItem {
+    fn from(item: Item<RawEvent>) -> Self {
         match item {
             Item::Keep(event) => WitItem::Keep(event.into()),
             Item::Drop => WitItem::Drop,
@@ -54,12 +108,13 @@ impl From<Item> for WitItem {
 /// `crate::testing` calls it natively): one item per event, in order; an
 /// event that does not decode fails at its index, and a bad config fails
 /// every event.
-pub(crate) fn apply<T: Transform>(config: &str, batch: Vec<wit::Event>) -> Vec<Item> {
+pub(crate) fn apply<T: Transform>(config: &str, batch: Vec<wit::Event>) -> Vec<Item<RawEvent>> {
     let count = batch.len();
     let items = config::parse::<T::Config>(config).and_then(|config| {
         event::map_decoded(
             batch,
-            |events| Ok(T::apply_batch(&config, events)),
+            RawEvent::try_from,
+            |events| Ok(T::apply_raw(&config, events)),
             Item::Fail,
         )
     });

@@ -4,7 +4,7 @@
 //! that tail a JSON-lines file. Each batch is synced to disk before the
 //! events count as delivered.
 
-use ebb_sdk::{Action, Destination, Error, Event, Outcome, Spec};
+use ebb_sdk::{Action, Destination, Error, Event, Outcome, RawEvent, Spec};
 use serde::Deserialize;
 use serde_json::json;
 use std::fs::{self, OpenOptions};
@@ -64,7 +64,16 @@ impl Destination for File {
         Ok(())
     }
 
-    fn write(config: &Config, _action: &str, batch: Vec<Event>) -> Result<Vec<Outcome>, Error> {
+    fn write(config: &Config, action: &str, batch: Vec<Event>) -> Result<Vec<Outcome>, Error> {
+        Self::write_raw(config, action, batch.into_iter().map(Into::into).collect())
+    }
+
+    /// Records go into the file as the host sent them, never parsed.
+    fn write_raw(
+        config: &Config,
+        _action: &str,
+        batch: Vec<RawEvent>,
+    ) -> Result<Vec<Outcome>, Error> {
         if !Path::new(OUT_DIR).is_dir() {
             return Err(Error::invalid_config(format!(
                 "no output directory is granted: the operator must set allow_dir on this destination \
@@ -83,7 +92,7 @@ impl Destination for File {
 }
 
 /// Appends one JSON line per event and syncs the file.
-fn append(path: &Path, batch: &[Event]) -> io::Result<()> {
+fn append(path: &Path, batch: &[RawEvent]) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -136,8 +145,12 @@ mod tests {
         let path = dir.join("nested/events.jsonl");
         let mut update = testing::event(Op::Updated, "2", json!({"plan": "team"}));
         update.previous = Some(json!({"plan": "pro"}).as_object().unwrap().clone());
-        append(&path, &[testing::event(Op::Added, "1", json!({"a": 1}))]).unwrap();
-        append(&path, &[update]).unwrap();
+        append(
+            &path,
+            &[testing::event(Op::Added, "1", json!({"a": 1})).into()],
+        )
+        .unwrap();
+        append(&path, &[update.into()]).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         let lines: Vec<serde_json::Value> = text

@@ -6,7 +6,7 @@
 //! it quoting the body. It is also the SDK's worked
 //! example of a destination.
 
-use ebb_sdk::{Action, Destination, Error, ErrorKind, Event, Outcome, Spec, http};
+use ebb_sdk::{Action, Destination, Error, ErrorKind, Event, Outcome, RawEvent, Spec, http};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -92,7 +92,16 @@ impl Destination for Http {
         }
     }
 
-    fn write(config: &Config, _action: &str, batch: Vec<Event>) -> Result<Vec<Outcome>, Error> {
+    fn write(config: &Config, action: &str, batch: Vec<Event>) -> Result<Vec<Outcome>, Error> {
+        Self::write_raw(config, action, batch.into_iter().map(Into::into).collect())
+    }
+
+    /// Records go into the body as the host sent them, never parsed.
+    fn write_raw(
+        config: &Config,
+        _action: &str,
+        batch: Vec<RawEvent>,
+    ) -> Result<Vec<Outcome>, Error> {
         let mut outcomes = Vec::with_capacity(batch.len());
         // Refused credentials or a denied URL refuse every chunk alike:
         // once one is, the rest get its answer without being sent.
@@ -119,11 +128,11 @@ fn unfixable(outcome: &Outcome) -> bool {
 /// The request body, written straight from the events.
 #[derive(serde::Serialize)]
 struct Body<'a> {
-    events: &'a [Event],
+    events: &'a [RawEvent],
 }
 
 /// Sends one chunk and returns one outcome per event in it.
-fn post(config: &Config, chunk: &[Event]) -> Vec<Outcome> {
+fn post(config: &Config, chunk: &[RawEvent]) -> Vec<Outcome> {
     let mut request = http::post(&config.url)
         .headers(&config.headers)
         .json(&Body { events: chunk });
@@ -151,7 +160,7 @@ fn post(config: &Config, chunk: &[Event]) -> Vec<Outcome> {
             )
         })
         .collect();
-    let outcome = |event: &Event| match refused.get(&event.id) {
+    let outcome = |event: &RawEvent| match refused.get(&event.id) {
         Some(error) => {
             Outcome::Reject(Error::rejected(format!("refused by the endpoint: {error}")))
         }

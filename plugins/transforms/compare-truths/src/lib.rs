@@ -8,7 +8,7 @@
 //! on both sides counts as equal. Numbers compare as written, so `1` and
 //! `1.0` differ. Every other event is kept unchanged.
 
-use ebb_sdk::{Event, Item, Op, Record, Transform};
+use ebb_sdk::{Event, Item, Op, RawEvent, Record, Transform};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -28,17 +28,36 @@ impl Transform for CompareTruths {
     type Config = Config;
 
     fn apply(config: &Config, event: Event) -> Item {
-        let unchanged = event.op == Op::Updated
-            && event
-                .previous
-                .as_ref()
-                .is_some_and(|previous| same(config, &event.fields, previous));
-        if unchanged {
+        if unchanged(config, &event) {
             Item::Drop
         } else {
             Item::Keep(event)
         }
     }
+
+    /// Only an update with a previous record can be dropped: every other
+    /// event is kept as it came, unparsed.
+    fn apply_raw(config: &Config, batch: Vec<RawEvent>) -> Vec<Item<RawEvent>> {
+        let item = |event: RawEvent| {
+            if event.op != Op::Updated || event.previous.is_none() {
+                return Item::Keep(event);
+            }
+            match event.clone().decode() {
+                Ok(decoded) if unchanged(config, &decoded) => Item::Drop,
+                Ok(_) => Item::Keep(event),
+                Err(error) => Item::Fail(error),
+            }
+        };
+        batch.into_iter().map(item).collect()
+    }
+}
+
+fn unchanged(config: &Config, event: &Event) -> bool {
+    event.op == Op::Updated
+        && event
+            .previous
+            .as_ref()
+            .is_some_and(|previous| same(config, &event.fields, previous))
 }
 
 fn same(config: &Config, now: &Record, before: &Record) -> bool {
@@ -69,15 +88,23 @@ mod tests {
     use ebb_sdk::testing;
     use serde_json::json;
 
+    /// Through the export glue (`apply_raw`), and through `apply`: both
+    /// must agree.
     fn kept(config: Value, op: Op, fields: Value, previous: Option<Value>) -> bool {
-        let config: Config = serde_json::from_value(config).unwrap();
         let mut event = testing::event(op, "1", fields);
         event.previous = previous.map(|value| value.as_object().unwrap().clone());
-        match CompareTruths::apply(&config, event) {
-            Item::Keep(_) => true,
-            Item::Drop => false,
+        let raw = match &testing::apply::<CompareTruths>(config.clone(), vec![event.clone()])[..] {
+            [Item::Keep(kept)] => {
+                assert_eq!(kept, &event);
+                true
+            }
+            [Item::Drop] => false,
             other => panic!("unexpected {other:?}"),
-        }
+        };
+        let config: Config = serde_json::from_value(config).unwrap();
+        let decoded = matches!(CompareTruths::apply(&config, event), Item::Keep(_));
+        assert_eq!(raw, decoded);
+        raw
     }
 
     #[test]

@@ -17,9 +17,18 @@
 //! count as no pairs. An event without the field is kept unchanged. Both
 //! `fields` and `previous` are unpacked, so a later `compare-truths` compares
 //! like with like.
+//!
+//! Records are read as the host sent them ([`RawEvent`]): only the field
+//! itself is parsed, and the rest of the record is written back as it came.
 
-use ebb_sdk::{Error, Event, Item, Record, Transform};
-use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+
+use ebb_sdk::{Error, Event, Item, RawEvent, Transform};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Map, Value};
 
 /// The transform; public so it can also be called natively (the host's
@@ -54,45 +63,117 @@ fn default_value() -> String {
 impl Transform for UnpackPairs {
     type Config = Config;
 
-    fn apply(config: &Config, mut event: Event) -> Item {
-        let field = &config.field;
-        if let Err(problem) = unpack(config, &mut event.fields) {
+    /// The same unpacking as the component's, through the raw path.
+    fn apply(config: &Config, event: Event) -> Item {
+        unpack_event(config, event.into()).decode()
+    }
+
+    fn apply_raw(config: &Config, batch: Vec<RawEvent>) -> Vec<Item<RawEvent>> {
+        batch
+            .into_iter()
+            .map(|event| unpack_event(config, event))
+            .collect()
+    }
+}
+
+fn unpack_event(config: &Config, mut event: RawEvent) -> Item<RawEvent> {
+    let field = &config.field;
+    match unpack(config, &event.fields) {
+        Ok(Some(fields)) => event.fields = fields,
+        Ok(None) => {}
+        Err(problem) => {
             return Item::Fail(Error::rejected(format!(
                 "event {}: field `{field}` {problem}",
                 event.id
             )));
         }
-        if let Some(previous) = &mut event.previous
-            && let Err(problem) = unpack(config, previous)
-        {
-            return Item::Fail(Error::rejected(format!(
-                "event {}: previous value of field `{field}` {problem}",
-                event.id
-            )));
-        }
-        Item::Keep(event)
     }
+    if let Some(previous) = &event.previous {
+        match unpack(config, previous) {
+            Ok(Some(previous)) => event.previous = Some(previous),
+            Ok(None) => {}
+            Err(problem) => {
+                return Item::Fail(Error::rejected(format!(
+                    "event {}: previous value of field `{field}` {problem}",
+                    event.id
+                )));
+            }
+        }
+    }
+    Item::Keep(event)
 }
 
-fn unpack(config: &Config, record: &mut Record) -> Result<(), String> {
-    let Some(value) = record.get_mut(&config.field) else {
-        return Ok(());
+/// The record with its field unpacked, or `None` when it has no such field.
+fn unpack(config: &Config, record: &RawValue) -> Result<Option<Box<RawValue>>, String> {
+    let Entries(mut entries) = serde_json::from_str(record.get())
+        .map_err(|e| format!("cannot be read: the record is not a JSON object ({e})"))?;
+    let Some(at) = entries.iter().position(|(key, _)| *key == config.field) else {
+        return Ok(None);
     };
-    let object = to_object(config, value)?;
+    let (field, value) = entries.remove(at);
+    let value: Value =
+        serde_json::from_str(value.get()).map_err(|e| format!("cannot be read: {e}"))?;
+    let object = to_object(config, &value)?;
     match config.into.as_deref() {
-        None => *value = Value::Object(object),
+        None => entries.insert(at, (field, Cow::Owned(raw(&object)?))),
         Some("") => {
-            record.shift_remove(&config.field);
-            for (key, value) in object {
-                record.entry(key).or_insert(value);
+            for (key, value) in &object {
+                if !entries.iter().any(|(k, _)| k == key) {
+                    entries.push((key.clone(), Cow::Owned(raw(value)?)));
+                }
             }
         }
         Some(into) => {
-            record.shift_remove(&config.field);
-            record.insert(into.to_owned(), Value::Object(object));
+            let object = Cow::Owned(raw(&object)?);
+            match entries.iter_mut().find(|(key, _)| key == into) {
+                Some((_, value)) => *value = object,
+                None => entries.push((into.to_owned(), object)),
+            }
         }
     }
-    Ok(())
+    raw(&Entries(entries)).map(Some)
+}
+
+fn raw<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawValue>, String> {
+    to_raw_value(value).map_err(|e| format!("cannot be written: {e}"))
+}
+
+/// A record's top-level fields in order, their values still JSON text:
+/// what is not unpacked is neither parsed nor written anew.
+struct Entries<'a>(Vec<(String, Cow<'a, RawValue>)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+
+        impl<'de> Visitor<'de> for Fields {
+            type Value = Entries<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Entries<'de>, M::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some((key, value)) = map.next_entry::<String, &RawValue>()? {
+                    entries.push((key, Cow::Borrowed(value)));
+                }
+                Ok(Entries(entries))
+            }
+        }
+
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 fn to_object(config: &Config, value: &Value) -> Result<Map<String, Value>, String> {
@@ -188,6 +269,21 @@ mod tests {
         assert_eq!(
             fields.as_object().unwrap().keys().collect::<Vec<_>>(),
             ["id", "pairs", "z"]
+        );
+    }
+
+    #[test]
+    fn leaves_the_rest_of_the_record_as_it_came() {
+        let config: Config = serde_json::from_value(json!({})).unwrap();
+        let fields = r#"{"n":1.50,"s":"\u00e9","pairs":[["a",1]],"z":[ 1 ]}"#;
+        let mut event = RawEvent::from(testing::event(Op::Added, "1", json!({})));
+        event.fields = RawValue::from_string(fields.to_owned()).unwrap();
+        let Item::Keep(event) = unpack_event(&config, event) else {
+            panic!("expected keep");
+        };
+        assert_eq!(
+            event.fields.get(),
+            r#"{"n":1.50,"s":"\u00e9","pairs":{"a":1},"z":[ 1 ]}"#
         );
     }
 
