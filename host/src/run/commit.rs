@@ -2,10 +2,12 @@
 //! snapshot (in the warehouse first, for `diff = "warehouse"`), together
 //! with the events delivered (for `ebb replay`) and the row errors, in one
 //! transaction of the state store, so a crash loses at most what was in
-//! flight. A run another process closed as abandoned commits nothing.
+//! flight. A run another process closed as abandoned commits nothing. The
+//! state store writes while the run goes on ([`Committing`]).
 
 use std::time::Instant;
 
+use super::committing::{Committing, Written};
 use super::error::{Doing, Result, RunError};
 use super::pass::Pass;
 use crate::diff::Change;
@@ -14,7 +16,7 @@ use crate::state::{Commit, Snapshot, State};
 
 impl Pass<'_> {
     /// Commits these changes, the events delivered with them and the row
-    /// errors gathered so far.
+    /// errors gathered so far, once the commit before it is done.
     pub(super) async fn commit(
         &mut self,
         state: &State,
@@ -22,10 +24,11 @@ impl Pass<'_> {
         commits: &mut Vec<Commit>,
         delivered: &mut Vec<String>,
     ) -> Result<()> {
-        let t = Instant::now();
+        self.committed().await?;
         // The warehouse keeps this sync's snapshot: there first, then the
         // state store only learns that the keys are no longer owed.
         if let Some(snapshots) = &mut self.snapshots {
+            let t = Instant::now();
             snapshots
                 .commit(&self.sync.name, commits)
                 .await
@@ -41,34 +44,39 @@ impl Pass<'_> {
                 };
                 *c = Commit::Settle { key };
             }
+            self.timed("commit", t);
         }
         let mut errors = std::mem::take(&mut self.errors);
         for error in &mut errors {
             let message = std::mem::take(&mut error.message);
             error.message = cap_error(message, self.error_text_bytes);
         }
-        let committed = state
-            .commit(
-                &self.sync.name,
-                run_id,
-                commits,
-                &errors,
-                delivered,
-                &self.counts,
-            )
-            .await
-            .doing("cannot commit acknowledged changes to the state store")?;
-        if !committed {
-            return Err(RunError::Stopped(taken_over_message(run_id)));
-        }
-        commits.clear();
-        delivered.clear();
-        self.timed("commit", t);
+        let written = Written {
+            commits: std::mem::take(commits),
+            errors,
+            delivered: std::mem::take(delivered),
+            counts: self.counts.clone(),
+        };
+        self.committing = Some(Committing::start(state, &self.sync.name, run_id, written));
         self.progress.set_message(format!(
             "extracted {}, sent {}",
             self.counts.extracted, self.counts.sent
         ));
         Ok(())
+    }
+
+    /// Waits for the commit under way, if any.
+    pub(super) async fn committed(&mut self) -> Result<()> {
+        let Some(committing) = self.committing.take() else {
+            return Ok(());
+        };
+        let run_id = committing.run_id;
+        let (committed, took) = committing.finish().await?;
+        self.took("commit", took);
+        match committed {
+            true => Ok(()),
+            false => Err(RunError::Stopped(taken_over_message(run_id))),
+        }
     }
 }
 

@@ -178,6 +178,9 @@ impl Claimed {
         pass.error_text_bytes = cfg.limits.error_text_bytes;
         let execution = pass.execute(warehouse, &model, &source, &limits, cursor_kind, row_hash);
         let result = drive(execution, &loader.halt, run_id, stop, taken_over).await;
+        // Whatever ended the pass, its last commit is written (or refused)
+        // before the run's end is.
+        let result = result.and(pass.committed().await);
         heartbeat.abort();
         progress.finish_and_clear();
         let (status, error) = ending(result, &pass.counts);

@@ -13,6 +13,7 @@
 //! alerts).
 
 mod commit;
+mod committing;
 mod deliver;
 mod diff;
 mod drop;

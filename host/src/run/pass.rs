@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 
+use super::committing::Committing;
 use super::error::Result;
 use super::in_flight::InFlight;
 use super::map;
@@ -61,6 +62,8 @@ pub(super) struct Pass<'a> {
     pub(super) ids: DeliveryIds,
     /// The chunk sent last, not yet settled.
     pub(super) in_flight: Option<InFlight>,
+    /// The last commit, while the state store writes it.
+    pub(super) committing: Option<Committing>,
 }
 
 impl<'a> Pass<'a> {
@@ -90,12 +93,17 @@ impl<'a> Pass<'a> {
             snapshots: None,
             ids: DeliveryIds::default(),
             in_flight: None,
+            committing: None,
         }
     }
 
     pub(super) fn timed(&mut self, stage: &'static str, since: Instant) {
+        self.took(stage, since.elapsed());
+    }
+
+    pub(super) fn took(&mut self, stage: &'static str, time: Duration) {
         if let Some((_, d)) = self.timings.iter_mut().find(|(s, _)| *s == stage) {
-            *d += since.elapsed();
+            *d += time;
         }
     }
 
