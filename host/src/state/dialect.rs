@@ -45,6 +45,13 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// share use.
     const TYPES: ColumnTypes;
 
+    /// Reads the snapshot entries of a key-hash range (`$1` the sync, `$2`
+    /// and `$3` the bounds) as one value: each `key_hash || fingerprint` in
+    /// hex, concatenated (see [`super::rows::entries_of_hex`]). Drivers
+    /// handle every row on its own, which cost several times the
+    /// database's own scan; one value a range does not.
+    const SNAPSHOT_RANGE: &'static str;
+
     /// Connects to the store at `url`; with `create` false, `None` if
     /// there is no store there yet (and nothing is created).
     fn connect(

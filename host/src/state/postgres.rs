@@ -115,6 +115,8 @@ impl Dialect for PgSchema {
 
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     const TYPES: ColumnTypes = TYPES;
+    const SNAPSHOT_RANGE: &'static str = "SELECT string_agg(encode(key_hash || fingerprint, 'hex'), '') FROM snapshot \
+         WHERE sync = $1 AND key_hash >= $2 AND key_hash < $3";
 
     async fn connect(url: &str, create: bool) -> Result<Option<(PgPool, PgSchema)>> {
         let (url, name) = split_schema(url)?;

@@ -225,6 +225,28 @@ pub type ScheduleColumns = (String, Option<i64>, bool);
 /// text, which decodes as bytes alike).
 pub type EntryColumns = (Vec<u8>,);
 
+/// Snapshot entries from their `key_hash || fingerprint` bytes in hex,
+/// concatenated (as [`super::dialect::Dialect::SNAPSHOT_RANGE`] reads
+/// them), in either case.
+pub fn entries_of_hex(hex: &str) -> Vec<Entry> {
+    let hash = |hex: &[u8]| {
+        std::str::from_utf8(hex)
+            .ok()
+            .and_then(|hex| u128::from_str_radix(hex, 16).ok())
+            .unwrap_or(0)
+    };
+    hex.as_bytes()
+        .chunks(64)
+        .map(|both| {
+            let (key_hash, fingerprint) = both.split_at(both.len().min(32));
+            Entry {
+                key_hash: hash(key_hash),
+                fingerprint: hash(fingerprint),
+            }
+        })
+        .collect()
+}
+
 pub fn entry((both,): EntryColumns) -> Entry {
     let hash = |bytes: &[u8]| <[u8; 16]>::try_from(bytes).map_or(0, u128::from_be_bytes);
     let (key_hash, fingerprint) = both.split_at(both.len().min(16));
@@ -254,6 +276,27 @@ pub fn owed_row((key, op, run_id, attempts, error, payload): OwedColumns) -> Owe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_read_from_hex_in_either_case() {
+        let (a, b) = (0x0123_4567_89ab_cdef_0011_2233_4455_6677_u128, 42_u128);
+        let hex = format!("{a:032x}{b:032X}{b:032x}{a:032x}");
+        let entries = entries_of_hex(&hex);
+        assert_eq!(
+            entries,
+            [
+                Entry {
+                    key_hash: a,
+                    fingerprint: b
+                },
+                Entry {
+                    key_hash: b,
+                    fingerprint: a
+                }
+            ]
+        );
+        assert!(entries_of_hex("").is_empty());
+    }
 
     #[test]
     fn fingerprints_round_trip_and_bad_bytes_read_as_zero() {

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use super::dialect::{Conn, Dialect, Lookup};
 use super::error::Result;
-use super::rows::{EntryColumns, commit_columns, entry, hash_bytes, hash_of, if_dropped_columns};
+use super::rows::if_dropped_columns;
+use super::rows::{EntryColumns, commit_columns, entries_of_hex, entry, hash_bytes, hash_of};
 use super::rows::{natural_order, range_end, to_json, unpack_events};
 use super::runs::beat;
 use super::sql::Columns;
@@ -36,16 +37,13 @@ impl<D: Dialect> Snapshots for Store<D> {
     fn snapshot_range<'a>(&'a self, sync: &'a str, lo: u128, hi: Option<u128>) -> Fut<'a, Entries> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
-            let rows: Vec<EntryColumns> = D::query(
-                "SELECT key_hash || fingerprint FROM snapshot \
-                 WHERE sync = $1 AND key_hash >= $2 AND key_hash < $3",
-            )
-            .bind(sync)
-            .bind(hash_bytes(lo))
-            .bind(range_end(hi))
-            .fetch_all(&mut conn)
-            .await?;
-            Ok(rows.into_iter().map(entry).collect())
+            let hex: Option<String> = D::query(D::SNAPSHOT_RANGE)
+                .bind(sync)
+                .bind(hash_bytes(lo))
+                .bind(range_end(hi))
+                .scalar(&mut conn)
+                .await?;
+            Ok(entries_of_hex(hex.as_deref().unwrap_or_default()))
         })
     }
 

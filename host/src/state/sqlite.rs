@@ -142,6 +142,8 @@ impl Dialect for SqliteFile {
 
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     const TYPES: ColumnTypes = TYPES;
+    const SNAPSHOT_RANGE: &'static str = "SELECT group_concat(hex(key_hash || fingerprint), '') FROM snapshot \
+         WHERE sync = $1 AND key_hash >= $2 AND key_hash < $3";
 
     async fn connect(url: &str, create: bool) -> Result<Option<(SqlitePool, SqliteFile)>> {
         let opts = options(url)?;
