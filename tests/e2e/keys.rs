@@ -117,3 +117,45 @@ fn null_and_duplicate_keys_are_row_errors_until_fixed() {
     project.run_ok();
     assert_events(&project.take_delivered(), &[]);
 }
+
+/// A delivered key comes back twice, its first row unchanged: the key is a
+/// duplicate all the same, the row error's payload is that first row, and
+/// nothing is sent, updated or deleted for the key. Once the repeat is
+/// gone, the key is unchanged and nothing is sent.
+#[test]
+fn a_delivered_key_returned_twice_is_a_duplicate_of_its_first_row() {
+    let project = Project::new();
+    let wh = Warehouse::sqlite(&project);
+    wh.exec(CREATE_ACCOUNTS);
+    for row in 1..=3 {
+        insert_account(&wh, row, Some(row));
+    }
+    project.write_config(&Config::new(&wh).query(QUERY).render());
+    project.run_ok();
+    assert_events(&project.take_delivered(), &all_added([1, 2, 3]));
+
+    // Row 4 repeats key 2, after it, with another email.
+    insert_account(&wh, 4, Some(2));
+    let repeated = project.run();
+    repeated.assert_status("failed");
+    assert_counts(
+        &repeated,
+        &[
+            ("extracted", 4),
+            ("sent", 0),
+            ("updated", 0),
+            ("deleted", 0),
+        ],
+    );
+    assert_events(&project.take_delivered(), &[]);
+    let errors = project.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["key"], "2");
+    assert!(names(errors[0]["error"].as_str().unwrap(), "2"));
+    assert_eq!(errors[0]["payload"], user(2));
+
+    wh.exec("DELETE FROM accounts WHERE rowid = 4");
+    project.run_ok();
+    assert_events(&project.take_delivered(), &[]);
+    assert_eq!(project.errors(), Vec::<Value>::new());
+}
