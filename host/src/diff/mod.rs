@@ -24,6 +24,11 @@ pub use spill::{PARTITIONS, Partition, Row, Spill, partition_of};
 /// How much extracted data stays in memory before the diff spills to disk.
 pub const MEMORY_BUDGET: usize = 64 << 20;
 
+/// How much of the snapshot's entries a full model's diff reads while the
+/// source is still being read (half a million entries): the state store
+/// has nothing else to do meanwhile.
+pub const READ_AHEAD: usize = 16 << 20;
+
 /// The first key hash of partition `p` and the first of the next one
 /// (`None` past the last), as the snapshot's range bounds.
 pub fn partition_bounds(p: usize) -> (u128, Option<u128>) {

@@ -8,15 +8,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use futures::StreamExt;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::error::{Doing, Result, RunError};
 use super::pass::{Pass, Reading};
 use crate::config;
 use crate::diff::warehouse::{self as pushdown, SnapshotError};
-use crate::diff::{self, Change, Spill};
+use crate::diff::{self, Change, Entry, Spill};
 use crate::event::{Fields, Op, Record};
 use crate::rows::RowRef;
 use crate::source::{BoundQuery, Warehouse};
+use crate::state::StateError;
 
 impl Pass<'_> {
     /// Reads every row, parks it in a [`Spill`] and compares it with the
@@ -29,8 +31,43 @@ impl Pass<'_> {
         limits: &crate::limits::Limits,
         deletions: bool,
     ) -> Result<()> {
+        let ahead = self.read_ahead(deletions);
         let spill = self.spill(warehouse, query, model, limits).await?;
-        self.compare(spill, model, deletions).await
+        let early = match ahead {
+            Some(task) => task
+                .await
+                .doing("cannot read the snapshot ahead of the diff")??,
+            None => Vec::new(),
+        };
+        self.compare(spill, early, model, deletions).await
+    }
+
+    /// The snapshot's first ranges, read in a task of its own while the
+    /// source is read, up to about [`diff::READ_AHEAD`] bytes of entries; a
+    /// full model's diff reads them all, and the state store would sit
+    /// idle meanwhile.
+    fn read_ahead(
+        &self,
+        deletions: bool,
+    ) -> Option<AbortOnDropHandle<std::result::Result<Vec<Vec<Entry>>, StateError>>> {
+        let (Some(state), true) = (self.reader, deletions) else {
+            return None;
+        };
+        let (state, sync) = (state.clone(), self.sync.name.clone());
+        let task = tokio::spawn(async move {
+            let (mut ranges, mut bytes) = (Vec::new(), 0);
+            for p in 0..diff::PARTITIONS {
+                let (lo, hi) = diff::partition_bounds(p);
+                let range = state.snapshot_range(&sync, lo, hi).await?;
+                bytes += range.len() * size_of::<Entry>();
+                ranges.push(range);
+                if bytes >= diff::READ_AHEAD {
+                    break;
+                }
+            }
+            Ok(ranges)
+        });
+        Some(AbortOnDropHandle::new(task))
     }
 
     /// Reads every row of the model into a [`Spill`], keyed.
@@ -61,17 +98,20 @@ impl Pass<'_> {
     }
 
     /// Compares the spilled rows with the snapshot a partition at a time,
-    /// handing the changes on a chunk at a time.
+    /// handing the changes on a chunk at a time. `early` holds the first
+    /// ranges of the snapshot, read ahead.
     async fn compare(
         &mut self,
         mut spill: Spill,
+        early: Vec<Vec<Entry>>,
         model: &config::Model,
         deletions: bool,
     ) -> Result<()> {
         // A full model compares every partition with its whole range of
-        // the snapshot: the next range is read while this one is compared.
+        // the snapshot: past those read ahead, the next range is read while
+        // this one is compared.
         let (reader, sync) = (self.reader, self.sync);
-        let mut ranges = futures::stream::iter(0..diff::PARTITIONS)
+        let mut ranges = futures::stream::iter(early.len()..diff::PARTITIONS)
             .map(|p| async move {
                 match reader {
                     Some(s) if deletions => {
@@ -82,10 +122,14 @@ impl Pass<'_> {
                 }
             })
             .buffered(2);
+        let mut early = early.into_iter();
         let mut changes = Vec::new();
         for p in 0..diff::PARTITIONS {
             let t = Instant::now();
-            let range = ranges.next().await.transpose()?.flatten();
+            let range = match early.next() {
+                Some(range) => Some(range),
+                None => ranges.next().await.transpose()?.flatten(),
+            };
             let partition = spill.take(p).doing("cannot read back extracted rows")?;
             let extracted = partition.rows().doing("cannot read back extracted rows")?;
             if extracted.is_empty() && !deletions {
