@@ -75,7 +75,6 @@ impl Caps {
     }
 }
 
-/// The length of a record's JSON, counted without keeping it.
 /// An event and the index of the change it came from.
 pub type Traced = (usize, Event);
 
