@@ -15,10 +15,8 @@ mod hash;
 mod spill;
 pub mod warehouse;
 
-use std::collections::HashMap;
-
 use crate::event::{Fields, Op, Record};
-pub use hash::{fingerprint_of, key_hash};
+pub use hash::{ByKeyHash, fingerprint_of, key_hash};
 pub use spill::{PARTITIONS, Partition, Row, Spill, partition_of};
 
 /// How much extracted data stays in memory before the diff spills to disk.
@@ -98,11 +96,12 @@ pub fn classify(
     snapshot: &[Entry],
     deletions: bool,
 ) -> std::io::Result<Classified> {
-    let mut count: HashMap<u128, usize> = HashMap::with_capacity(rows.len());
+    let mut count: ByKeyHash<usize> =
+        ByKeyHash::with_capacity_and_hasher(rows.len(), Default::default());
     for r in rows {
         *count.entry(r.key_hash).or_default() += 1;
     }
-    let known: HashMap<u128, u128> = snapshot
+    let known: ByKeyHash<u128> = snapshot
         .iter()
         .map(|e| (e.key_hash, e.fingerprint))
         .collect();

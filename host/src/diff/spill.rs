@@ -8,20 +8,24 @@
 //!
 //! Each partition has a buffer of a fixed share of the budget
 //! (`budget / PARTITIONS`), reserved once at its full size: a full buffer is
-//! appended to the partition's own file in a temporary folder (created on
-//! the first such write, deleted when the spill is dropped) and reused, so
+//! appended to one temporary file (created on the first such write, gone
+//! when the spill is dropped) as a block of that partition, and reused, so
 //! the buffers together never hold more than the budget. (A row larger
-//! than a whole buffer goes straight to its file.) Key hashes are uniform,
+//! than a whole buffer goes straight to the file.) Key hashes are uniform,
 //! so a model well within the budget never touches the disk. A buffer left
 //! to grow by doubling, and kept at its largest after a flush, would hold
-//! up to twice its rows.
+//! up to twice its rows. One file for all partitions, with each block's
+//! place kept in memory, rather than a file each: creating and emptying
+//! 256 files cost more than the blocks' reads. The file keeps what was
+//! read until the spill is dropped: the disk it takes at its peak, once
+//! every row is parked, is the same either way.
 //!
 //! A partition is read back as one block of bytes, its rows borrowing their
 //! keys and JSON from it ([`Partition::rows`]): the diff keeps one copy of a
 //! partition, not the bytes and an owned key and record for each row.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 
 /// How many partitions rows are spread over: a model at the 30-million-row
 /// limit leaves about 120,000 rows (some tens of MiB) per partition.
@@ -47,8 +51,50 @@ pub struct Spill {
     /// How many bytes each partition's buffer holds before it is written.
     share: usize,
     /// Created on the first write.
-    files: Option<(tempfile::TempDir, Vec<File>)>,
+    file: Option<Parked>,
     rows: u64,
+}
+
+/// The temporary file full buffers go to, and where each partition's
+/// blocks lie in it, in the order they were written.
+struct Parked {
+    file: File,
+    end: u64,
+    blocks: Vec<Vec<(u64, usize)>>,
+}
+
+impl Parked {
+    fn new() -> std::io::Result<Parked> {
+        Ok(Parked {
+            file: tempfile::tempfile()?,
+            end: 0,
+            blocks: vec![Vec::new(); PARTITIONS],
+        })
+    }
+
+    /// Appends `bytes` as partition `p`'s next block.
+    fn append(&mut self, p: usize, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.seek(SeekFrom::Start(self.end))?;
+        self.file.write_all(bytes)?;
+        self.blocks[p].push((self.end, bytes.len()));
+        self.end += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Partition `p`'s blocks, one after the other.
+    fn read(&mut self, p: usize) -> std::io::Result<Vec<u8>> {
+        let blocks = std::mem::take(&mut self.blocks[p]);
+        // Sized exactly: reading into a growing vector could reserve up to
+        // twice the partition.
+        let mut bytes = vec![0; blocks.iter().map(|(_, len)| len).sum()];
+        let mut at = 0;
+        for (offset, len) in blocks {
+            self.file.seek(SeekFrom::Start(offset))?;
+            self.file.read_exact(&mut bytes[at..at + len])?;
+            at += len;
+        }
+        Ok(bytes)
+    }
 }
 
 impl Spill {
@@ -57,7 +103,7 @@ impl Spill {
         Spill {
             buffers: vec![Vec::new(); PARTITIONS],
             share: budget / PARTITIONS,
-            files: None,
+            file: None,
             rows: 0,
         }
     }
@@ -68,7 +114,7 @@ impl Spill {
 
     /// Whether any row went to disk.
     pub fn spilled(&self) -> bool {
-        self.files.is_some()
+        self.file.is_some()
     }
 
     /// Parks a row by its key and its record's JSON, from which its key
@@ -98,8 +144,7 @@ impl Spill {
             self.write(p)?;
             if size > self.share {
                 // A row larger than a whole buffer goes straight to disk.
-                let file = &mut files(&mut self.files)?[p];
-                return row.iter().try_for_each(|b| file.write_all(b));
+                return parked(&mut self.file)?.append(p, &row.concat());
             }
         }
         let buf = &mut self.buffers[p];
@@ -110,54 +155,41 @@ impl Spill {
         Ok(())
     }
 
-    /// Appends partition `p`'s buffer to its file and empties it.
+    /// Appends partition `p`'s buffer to the file and empties it.
     fn write(&mut self, p: usize) -> std::io::Result<()> {
         if !self.buffers[p].is_empty() {
-            files(&mut self.files)?[p].write_all(&self.buffers[p])?;
+            parked(&mut self.file)?.append(p, &self.buffers[p])?;
             self.buffers[p].clear();
         }
         Ok(())
     }
 
     /// Partition `p`'s rows in the order they were pushed. Each partition
-    /// can be read once; its file is emptied as it is read.
+    /// can be read once.
     ///
     /// Once rows went to disk, the first read writes every buffer out and
     /// frees it: otherwise the partitions not read yet would keep up to the
     /// whole budget in memory while the diff holds the one it reads and
     /// the changes it delivers.
     pub fn take(&mut self, p: usize) -> std::io::Result<Partition> {
-        let Some((dir, _)) = &self.files else {
+        if self.file.is_none() {
             let bytes = std::mem::take(&mut self.buffers[p]);
             return Ok(Partition { bytes });
-        };
-        let path = dir.path().join(p.to_string());
+        }
         for q in 0..PARTITIONS {
             self.write(q)?;
             self.buffers[q] = Vec::new();
         }
-        let mut file = File::open(&path)?;
-        // Sized exactly: reading into a growing vector could reserve up to
-        // twice the partition.
-        let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
-        file.read_to_end(&mut bytes)?;
-        // Only this partition's rows are needed again: give the disk back.
-        files(&mut self.files)?[p] = File::create(path)?;
+        let bytes = parked(&mut self.file)?.read(p)?;
         Ok(Partition { bytes })
     }
 }
 
-/// The partitions' files, created with their folder on first use.
-fn files(slot: &mut Option<(tempfile::TempDir, Vec<File>)>) -> std::io::Result<&mut Vec<File>> {
+/// The spill's file, created on first use.
+fn parked(slot: &mut Option<Parked>) -> std::io::Result<&mut Parked> {
     match slot {
-        Some((_, files)) => Ok(files),
-        None => {
-            let dir = tempfile::Builder::new().prefix("ebb-diff-").tempdir()?;
-            let files = (0..PARTITIONS)
-                .map(|p| File::create(dir.path().join(p.to_string())))
-                .collect::<std::io::Result<Vec<_>>>()?;
-            Ok(&mut slot.insert((dir, files)).1)
-        }
+        Some(parked) => Ok(parked),
+        None => Ok(slot.insert(Parked::new()?)),
     }
 }
 
