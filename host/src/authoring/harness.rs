@@ -239,7 +239,7 @@ fn transformed((event, item): (&Event, Item)) -> Verdict {
     };
     let count = events.len();
     for (i, made) in events.iter_mut().enumerate() {
-        made.delivery_id = delivery_id::made(&event.delivery_id, count, i + 1);
+        made.delivery_id = delivery_id::made(event.delivery_id.clone(), count, i + 1);
     }
     Verdict {
         id: event.id.clone(),

@@ -116,7 +116,7 @@ pub async fn test_record(
     let mut events = transformed.events;
     let made = events.len();
     for (i, (_, e)) in events.iter_mut().enumerate() {
-        e.delivery_id = delivery_id::made(&base_id, made, i + 1);
+        e.delivery_id = delivery_id::made(base_id.clone(), made, i + 1);
     }
     map::apply(sync.mapping.as_ref(), &mut events);
     tested.events = events.into_iter().map(|(_, e)| e).collect();

@@ -120,16 +120,16 @@ impl Pass<'_> {
     /// transforms did to them: the change's own, or, for a change split
     /// into several events, the change's with a `-N` suffix in order.
     fn name_deliveries(&self, changes: &[Change], events: &mut [Traced]) {
-        let mut made: HashMap<usize, usize> = HashMap::new();
+        // Events know their change by its index in `changes`.
+        let mut made = vec![0; changes.len()];
         for (origin, _) in events.iter() {
-            *made.entry(*origin).or_default() += 1;
+            made[*origin] += 1;
         }
-        let mut seen: HashMap<usize, usize> = HashMap::new();
+        let mut seen = vec![0; changes.len()];
         for (origin, event) in events.iter_mut() {
-            let n = seen.entry(*origin).or_default();
-            *n += 1;
+            seen[*origin] += 1;
             let base = self.delivery_id(&changes[*origin]);
-            event.delivery_id = delivery_id::made(&base, made[origin], *n);
+            event.delivery_id = delivery_id::made(base, made[*origin], seen[*origin]);
         }
     }
 }
