@@ -12,7 +12,7 @@ use super::error::{Doing, Result, RunError};
 use super::pass::Pass;
 use crate::diff::Change;
 use crate::limits::cap_error;
-use crate::state::{Commit, Snapshot, State};
+use crate::state::{Commit, EventLines, Snapshot, State};
 
 impl Pass<'_> {
     /// Commits these changes, the events delivered with them and the row
@@ -22,7 +22,7 @@ impl Pass<'_> {
         state: &State,
         run_id: i64,
         commits: &mut Vec<Commit>,
-        delivered: &mut Vec<String>,
+        delivered: &mut EventLines,
     ) -> Result<()> {
         self.committed().await?;
         // The warehouse keeps this sync's snapshot: there first, then the

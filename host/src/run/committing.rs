@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::error::{Doing, Result};
-use crate::state::{Commit, RowError, State, StateError};
+use crate::state::{Commit, EventLines, RowError, State, StateError};
 use crate::status::Counts;
 
 /// What one commit writes.
 pub(super) struct Written {
     pub(super) commits: Vec<Commit>,
     pub(super) errors: Vec<RowError>,
-    /// The events delivered, as JSON, for `ebb replay`.
-    pub(super) delivered: Vec<String>,
+    /// The events delivered, for `ebb replay`.
+    pub(super) delivered: EventLines,
     /// The run's counts so far.
     pub(super) counts: Counts,
 }

@@ -22,7 +22,7 @@ use crate::delivery_id;
 use crate::diff::Change;
 use crate::event::Event;
 use crate::load::Delivered;
-use crate::state::{Commit, RowError, State};
+use crate::state::{Commit, EventLines, RowError, State};
 use crate::transform::Traced;
 
 impl Pass<'_> {
@@ -62,7 +62,7 @@ impl Pass<'_> {
             mut answers,
         } = chunk;
         let t = Instant::now();
-        let mut delivered: Vec<String> = Vec::new();
+        let mut delivered = EventLines::default();
         let mut settled = Ok(());
         while let Some(first) = answers.next().await {
             self.answered(&mut acks, &batch, first, &mut commits, &mut delivered)?;
@@ -92,7 +92,7 @@ impl Pass<'_> {
         self.timed("load", t);
         // What was decided without the destination, when nothing was sent.
         if !commits.is_empty() || !self.errors.is_empty() {
-            self.commit(state, run_id, &mut commits, &mut Vec::new())
+            self.commit(state, run_id, &mut commits, &mut EventLines::default())
                 .await?;
         }
         Ok(())
@@ -107,7 +107,7 @@ impl Pass<'_> {
         batch: &[Event],
         done: Delivered,
         commits: &mut Vec<Commit>,
-        delivered: &mut Vec<String>,
+        delivered: &mut EventLines,
     ) -> Result<()> {
         self.counts.retried += done.retried;
         if let Some(why) = done.unfixable {
@@ -125,7 +125,7 @@ impl Pass<'_> {
             let c = &mut self.counts;
             let failure = delivery.tally(&mut c.ok, &mut c.rejected, &mut c.failed);
             if failure.is_none() && self.keep_deliveries {
-                delivered.push(serde_json::to_string(&batch[i])?);
+                delivered.push(&batch[i])?;
             }
             match failure {
                 Some(message) => {

@@ -54,8 +54,8 @@ use self::error::Result;
 pub use self::error::StateError;
 pub use self::rows::time;
 pub use self::types::{
-    Claim, Claimed, Commit, Dropped, Dropping, ErrorGroup, ErrorGroups, OwedFilter, OwedPage,
-    OwedRow, Page, RowError, RunEnd, RunKind, RunRecord, Snapshot, SyncControl,
+    Claim, Claimed, Commit, Dropped, Dropping, ErrorGroup, ErrorGroups, EventLines, OwedFilter,
+    OwedPage, OwedRow, Page, RowError, RunEnd, RunKind, RunRecord, Snapshot, SyncControl,
 };
 
 /// The store behind `[state] url`; commands use it without knowing which.
@@ -179,7 +179,7 @@ impl State {
         run_id: i64,
         commits: &[Commit],
         errors: &[RowError],
-        delivered: &[String],
+        delivered: &EventLines,
         counts: &Counts,
     ) -> Result<bool> {
         let batch = Batch {

@@ -6,7 +6,7 @@
 use chrono::{TimeZone, Utc};
 use serde::Serialize;
 
-use super::types::{Batch, Commit, OwedRow, RowError, RunKind, RunRecord};
+use super::types::{Batch, Commit, EventLines, OwedRow, RowError, RunKind, RunRecord};
 use crate::diff::Entry;
 use crate::status::Status;
 
@@ -111,14 +111,14 @@ pub struct CommitColumns<'a> {
 /// because keeping every event of a large first sync for `ebb replay`
 /// would otherwise write it to the state store twice over. (Rows moved
 /// from the table before it hold one event, uncompressed.)
-pub fn pack_events(events: &[String]) -> Option<Vec<u8>> {
+pub fn pack_events(events: &EventLines) -> Option<Vec<u8>> {
     if events.is_empty() {
         return None;
     }
-    let lines = events.join("\n");
+    let lines = events.as_bytes();
     // Compressing into memory fails only for want of memory: the events
     // are then kept as they are.
-    Some(zstd::bulk::compress(lines.as_bytes(), 1).unwrap_or_else(|_| lines.into_bytes()))
+    Some(zstd::bulk::compress(lines, 1).unwrap_or_else(|_| lines.to_vec()))
 }
 
 /// The events of one `delivered.events` value.

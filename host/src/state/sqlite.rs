@@ -374,7 +374,7 @@ mod tests {
     use crate::state::runs::Runs;
     use crate::state::snapshot::Snapshots;
     use crate::state::store::Store;
-    use crate::state::types::{Batch, Claim};
+    use crate::state::types::{Batch, Claim, EventLines};
     use crate::status::Counts;
 
     /// Processes started together (two `ebb run`s, a run beside `ebb serve`)
@@ -515,7 +515,12 @@ mod tests {
         let Ok(Claim::Started(run_id)) = claim else {
             panic!("not claimed: {:?}", claim.err())
         };
-        let delivered = [r#"{"id":"3"}"#.to_owned(), r#"{"id":"4"}"#.to_owned()];
+        let mut delivered = EventLines::default();
+        for id in ["3", "4"] {
+            delivered
+                .push(&serde_json::json!({ "id": id }))
+                .expect("event");
+        }
         let batch = Batch {
             commits: &[],
             errors: &[],
@@ -529,7 +534,7 @@ mod tests {
         );
         assert_eq!(
             store.deliveries("s", run_id).await.expect("new run"),
-            delivered
+            [r#"{"id":"3"}"#, r#"{"id":"4"}"#]
         );
     }
 

@@ -221,13 +221,39 @@ pub struct SyncControl {
     pub disabled: bool,
 }
 
+/// Events delivered, kept for `ebb replay`: their JSON, a line each, written
+/// into one buffer as they are acknowledged rather than into a string each
+/// that a commit joins.
+#[derive(Debug, Default)]
+pub struct EventLines(Vec<u8>);
+
+impl EventLines {
+    /// Adds `event`'s JSON as the next line.
+    pub fn push(&mut self, event: &impl serde::Serialize) -> serde_json::Result<()> {
+        let len = self.0.len();
+        if len > 0 {
+            self.0.push(b'\n');
+        }
+        serde_json::to_writer(&mut self.0, event).inspect_err(|_| self.0.truncate(len))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The lines, `\n` between them (JSON keeps its own escaped).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// What one commit moves into the store.
 #[derive(Clone, Copy)]
 pub struct Batch<'a> {
     pub commits: &'a [Commit],
     pub errors: &'a [RowError],
-    /// The events delivered, as JSON, in the order they were acknowledged.
-    pub delivered: &'a [String],
+    /// The events delivered, in the order they were acknowledged.
+    pub delivered: &'a EventLines,
     /// What the run has counted so far, shown while it runs.
     pub counts: &'a Counts,
 }
