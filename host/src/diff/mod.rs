@@ -27,6 +27,12 @@ pub const MEMORY_BUDGET: usize = 64 << 20;
 /// has nothing else to do meanwhile.
 pub const READ_AHEAD: usize = 16 << 20;
 
+/// How long changes short of a chunk wait for more before they are sent,
+/// once they make a batch: long enough that a dense diff (a first sync's)
+/// fills whole chunks, short enough that an incremental run's few changes
+/// go out while the diff goes on rather than after it.
+pub const CHUNK_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The first key hash of partition `p` and the first of the next one
 /// (`None` past the last), as the snapshot's range bounds.
 pub fn partition_bounds(p: usize) -> (u128, Option<u128>) {

@@ -124,6 +124,8 @@ impl Pass<'_> {
             .buffered(2);
         let mut early = early.into_iter();
         let mut changes = Vec::new();
+        // Since when a batch's worth of changes, short of a chunk, waits.
+        let mut waiting: Option<Instant> = None;
         for p in 0..diff::PARTITIONS {
             let t = Instant::now();
             let range = match early.next() {
@@ -179,6 +181,18 @@ impl Pass<'_> {
             let chunk = self.chunk_size();
             while changes.len() >= chunk {
                 self.changes(changes.drain(..chunk).collect(), None).await?;
+                waiting = None;
+            }
+            // Sparse changes (an incremental run's) would otherwise wait
+            // for most of the diff to fill a chunk, and the last of them be
+            // sent only after it: a batch's worth goes once it has waited
+            // a while for more.
+            if changes.len() >= self.loader.batch_records {
+                let since = *waiting.get_or_insert_with(Instant::now);
+                if since.elapsed() >= diff::CHUNK_WAIT {
+                    self.changes(std::mem::take(&mut changes), None).await?;
+                    waiting = None;
+                }
             }
         }
         self.changes(changes, None).await
