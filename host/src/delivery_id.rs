@@ -69,8 +69,8 @@ impl DeliveryIds {
         if let Some(owed) = self.still_owed(change) {
             return owed.delivery_id.clone();
         }
-        // One hash over the parts laid end to end (each string after its
-        // length), which every run of every version has named ids by.
+        // One hash over the parts laid end to end, each string after its
+        // length: the bytes ids have always been hashed from.
         let mut parts = Vec::with_capacity(self.sync.len() + change.key.len() + 48);
         for part in [self.sync.as_bytes(), change.key.as_bytes()] {
             parts.extend_from_slice(&(part.len() as u64).to_le_bytes());
