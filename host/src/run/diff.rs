@@ -18,7 +18,7 @@ use crate::diff::{self, Change, Entry, Spill};
 use crate::event::{Fields, Op, Record};
 use crate::rows::RowRef;
 use crate::source::{BoundQuery, Warehouse};
-use crate::state::StateError;
+use crate::state::{State, StateError};
 
 impl Pass<'_> {
     /// Reads every row, parks it in a [`Spill`] and compares it with the
@@ -57,8 +57,7 @@ impl Pass<'_> {
         let task = tokio::spawn(async move {
             let (mut ranges, mut bytes) = (Vec::new(), 0);
             for p in 0..diff::PARTITIONS {
-                let (lo, hi) = diff::partition_bounds(p);
-                let range = state.snapshot_range(&sync, lo, hi).await?;
+                let range = partition_range(&state, &sync, p).await?;
                 bytes += range.len() * size_of::<Entry>();
                 ranges.push(range);
                 if bytes >= diff::READ_AHEAD {
@@ -114,10 +113,7 @@ impl Pass<'_> {
         let mut ranges = futures::stream::iter(early.len()..diff::PARTITIONS)
             .map(|p| async move {
                 match reader {
-                    Some(s) if deletions => {
-                        let (lo, hi) = diff::partition_bounds(p);
-                        s.snapshot_range(&sync.name, lo, hi).await.map(Some)
-                    }
+                    Some(s) if deletions => partition_range(s, &sync.name, p).await.map(Some),
                     _ => Ok(None),
                 }
             })
@@ -317,6 +313,16 @@ impl Pass<'_> {
         found.changes.push(change);
         Ok(())
     }
+}
+
+/// The snapshot's entries in partition `p`'s key-hash range.
+async fn partition_range(
+    state: &State,
+    sync: &str,
+    p: usize,
+) -> std::result::Result<Vec<Entry>, StateError> {
+    let (lo, hi) = diff::partition_bounds(p);
+    state.snapshot_range(sync, lo, hi).await
 }
 
 /// What a `diff = "warehouse"` pass has found and not yet handed on.
