@@ -24,9 +24,12 @@ impl Pass<'_> {
         commits: &mut Vec<Commit>,
         delivered: &mut EventLines,
     ) -> Result<()> {
-        self.committed().await?;
-        // The warehouse keeps this sync's snapshot: there first, then the
-        // state store only learns that the keys are no longer owed.
+        // The warehouse keeps this sync's snapshot: there first, once the
+        // commit before it is done, then the state store only learns that
+        // the keys are no longer owed.
+        if self.snapshots.is_some() {
+            self.committed().await?;
+        }
         if let Some(snapshots) = &mut self.snapshots {
             let t = Instant::now();
             snapshots
@@ -57,7 +60,11 @@ impl Pass<'_> {
             delivered: std::mem::take(delivered),
             counts: self.counts.clone(),
         };
-        self.committing = Some(Committing::start(state, &self.sync.name, run_id, written));
+        // Made ready while the commit before it is written.
+        let mut next = Committing::start(state, &self.sync.name, run_id, written);
+        self.committed().await?;
+        next.go();
+        self.committing = Some(next);
         self.progress.set_message(format!(
             "extracted {}, sent {}",
             self.counts.extracted, self.counts.sent

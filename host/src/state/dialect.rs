@@ -62,6 +62,9 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// How messages name the store.
     fn describe(&self) -> String;
 
+    /// Told after a commit's transaction has committed.
+    fn committed(&self) {}
+
     /// The transaction migrations run in, holding what makes processes
     /// opening one store migrate one after the other.
     fn begin_migration(&self, pool: &Pool<Self>) -> impl Future<Output = Result<Tx<Self>>> + Send;

@@ -18,6 +18,7 @@
 //! postgres.rs hold that and nothing else. How values are stored and
 //! columns decode is rows.rs.
 
+mod checkpoint;
 mod dialect;
 mod error;
 mod owed;
@@ -43,19 +44,19 @@ use self::schedules::Schedules;
 use self::snapshot::Snapshots;
 use self::sqlite::SqliteFile;
 use self::store::Store;
-use self::types::Batch;
 use crate::delivery_id::DeliveryIds;
 use crate::diff::Entry;
 use crate::event::Fields;
 use crate::param::Param;
-use crate::status::{Counts, Status};
+use crate::status::Status;
 
 use self::error::Result;
 pub use self::error::StateError;
-pub use self::rows::time;
+pub use self::rows::{CommitColumns, time};
 pub use self::types::{
-    Claim, Claimed, Commit, Dropped, Dropping, ErrorGroup, ErrorGroups, EventLines, OwedFilter,
-    OwedPage, OwedRow, Page, RowError, RunEnd, RunKind, RunRecord, Snapshot, SyncControl,
+    Batch, Claim, Claimed, Commit, Dropped, Dropping, ErrorGroup, ErrorGroups, EventLines,
+    OwedFilter, OwedPage, OwedRow, Page, RowError, RunEnd, RunKind, RunRecord, Snapshot,
+    SyncControl,
 };
 
 /// The store behind `[state] url`; commands use it without knowing which.
@@ -173,22 +174,8 @@ impl State {
     /// delivered (for `ebb replay`), records row errors and the run's
     /// counts so far, atomically, if the run is still running; `false`
     /// (and nothing written) if another process closed it as abandoned.
-    pub async fn commit(
-        &self,
-        sync: &str,
-        run_id: i64,
-        commits: &[Commit],
-        errors: &[RowError],
-        delivered: &EventLines,
-        counts: &Counts,
-    ) -> Result<bool> {
-        let batch = Batch {
-            commits,
-            errors,
-            delivered,
-            counts,
-        };
-        self.0.commit(sync, run_id, batch).await
+    pub async fn commit(&self, commit: &CommitColumns<'_>) -> Result<bool> {
+        self.0.commit(commit).await
     }
 
     /// The events run `run_id` delivered (as JSON), in the order they were

@@ -224,6 +224,7 @@ impl Dialect for PgSchema {
             deletes,
             keys,
             delivered,
+            ..
         } = chunk;
         if !upserts.keys.is_empty() {
             let upsert = sqlx::query(

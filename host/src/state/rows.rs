@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::types::{Batch, Commit, EventLines, OwedRow, RowError, RunKind, RunRecord};
 use crate::diff::Entry;
-use crate::status::Status;
+use crate::status::{Counts, Status};
 
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
@@ -93,17 +93,73 @@ pub struct Upserts<'a> {
 }
 
 /// What a commit writes in bulk, column by column, so each store writes a
-/// chunk of commits in a few statements rather than one per row.
+/// chunk of commits in a few statements rather than one per row. Made
+/// ready ([`CommitColumns::of`]: sorted, events compressed) before the
+/// store's turn to write it comes, so the commit before it is written
+/// meanwhile.
 pub struct CommitColumns<'a> {
-    pub sync: &'a str,
-    pub run_id: i64,
-    pub upserts: Upserts<'a>,
+    pub(super) sync: &'a str,
+    pub(super) run_id: i64,
+    pub(super) upserts: Upserts<'a>,
     /// Key hashes of deletions.
-    pub deletes: Vec<Vec<u8>>,
+    pub(super) deletes: Vec<Vec<u8>>,
     /// Every committed key: none of them is owed any more.
-    pub keys: Vec<&'a str>,
+    pub(super) keys: Vec<&'a str>,
     /// The events delivered, packed ([`pack_events`]), if any.
-    pub delivered: Option<Vec<u8>>,
+    pub(super) delivered: Option<Vec<u8>>,
+    pub(super) errors: &'a [RowError],
+    /// What the run has counted so far, shown while it runs.
+    pub(super) counts: &'a Counts,
+}
+
+impl<'a> CommitColumns<'a> {
+    /// The columns of what `batch` moves into the store for run `run_id`.
+    pub fn of(sync: &'a str, run_id: i64, batch: Batch<'a>) -> CommitColumns<'a> {
+        let mut out = CommitColumns {
+            sync,
+            run_id,
+            upserts: Upserts::default(),
+            deletes: Vec::new(),
+            keys: Vec::with_capacity(batch.commits.len()),
+            delivered: pack_events(batch.delivered),
+            errors: batch.errors,
+            counts: batch.counts,
+        };
+        // In the snapshot's order: each statement then writes neighbouring
+        // rows, a few pages, rather than rows all over the table.
+        let mut commits: Vec<&Commit> = batch.commits.iter().collect();
+        commits.sort_unstable_by_key(|c| match c {
+            Commit::Upsert { key_hash, .. } | Commit::Delete { key_hash, .. } => *key_hash,
+            Commit::Settle { .. } => 0,
+        });
+        for c in commits {
+            match c {
+                Commit::Upsert {
+                    key,
+                    key_hash,
+                    fingerprint,
+                    json,
+                } => {
+                    out.upserts.hashes.push(hash_bytes(*key_hash));
+                    out.upserts.keys.push(key);
+                    out.upserts.fingerprints.push(hash_bytes(*fingerprint));
+                    out.upserts.records.push(json);
+                    out.keys.push(key);
+                }
+                Commit::Delete { key, key_hash } => {
+                    out.deletes.push(hash_bytes(*key_hash));
+                    out.keys.push(key);
+                }
+                Commit::Settle { key } => out.keys.push(key),
+            }
+        }
+        out
+    }
+
+    /// Whether the commit writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.errors.is_empty() && self.delivered.is_none()
+    }
 }
 
 /// Events as one value of `delivered.events`: JSON lines, compressed with
@@ -131,46 +187,6 @@ pub fn unpack_events(packed: &[u8]) -> std::io::Result<Vec<String>> {
     };
     let text = String::from_utf8(lines).map_err(std::io::Error::other)?;
     Ok(text.lines().map(str::to_owned).collect())
-}
-
-pub fn commit_columns<'a>(sync: &'a str, run_id: i64, batch: &Batch<'a>) -> CommitColumns<'a> {
-    let mut out = CommitColumns {
-        sync,
-        run_id,
-        upserts: Upserts::default(),
-        deletes: Vec::new(),
-        keys: Vec::with_capacity(batch.commits.len()),
-        delivered: pack_events(batch.delivered),
-    };
-    // In the snapshot's order: each statement then writes neighbouring
-    // rows, a few pages, rather than rows all over the table.
-    let mut commits: Vec<&Commit> = batch.commits.iter().collect();
-    commits.sort_unstable_by_key(|c| match c {
-        Commit::Upsert { key_hash, .. } | Commit::Delete { key_hash, .. } => *key_hash,
-        Commit::Settle { .. } => 0,
-    });
-    for c in commits {
-        match c {
-            Commit::Upsert {
-                key,
-                key_hash,
-                fingerprint,
-                json,
-            } => {
-                out.upserts.hashes.push(hash_bytes(*key_hash));
-                out.upserts.keys.push(key);
-                out.upserts.fingerprints.push(hash_bytes(*fingerprint));
-                out.upserts.records.push(json);
-                out.keys.push(key);
-            }
-            Commit::Delete { key, key_hash } => {
-                out.deletes.push(hash_bytes(*key_hash));
-                out.keys.push(key);
-            }
-            Commit::Settle { key } => out.keys.push(key),
-        }
-    }
-    out
 }
 
 /// The fingerprint and record columns a row error stores for [`RowError::if_dropped`].

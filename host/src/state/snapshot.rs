@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use super::dialect::{Conn, Dialect, Lookup};
 use super::error::Result;
 use super::rows::if_dropped_columns;
-use super::rows::{EntryColumns, commit_columns, entries_of_hex, entry, hash_bytes, hash_of};
+use super::rows::{CommitColumns, EntryColumns, entries_of_hex, entry, hash_bytes, hash_of};
 use super::rows::{natural_order, range_end, to_json, unpack_events};
 use super::runs::beat;
 use super::sql::Columns;
 use super::store::{Fut, Store, boxed};
-use super::types::{Batch, RowError};
+use super::types::RowError;
 use crate::diff::Entry;
 use crate::event::Fields;
 
@@ -23,7 +23,7 @@ pub trait Snapshots {
     fn snapshot_entries<'a>(&'a self, sync: &'a str, hashes: &'a [u128]) -> Fut<'a, Entries>;
     fn records<'a>(&'a self, sync: &'a str, hashes: &'a [u128]) -> Fut<'a, Records>;
     fn snapshot_keys<'a>(&'a self, sync: &'a str, hashes: &'a [u128]) -> Fut<'a, Keys>;
-    fn commit<'a>(&'a self, sync: &'a str, run_id: i64, batch: Batch<'a>) -> Fut<'a, bool>;
+    fn commit<'a>(&'a self, commit: &'a CommitColumns<'a>) -> Fut<'a, bool>;
     fn deliveries<'a>(&'a self, sync: &'a str, run_id: i64) -> Fut<'a, Vec<String>>;
     fn prune_deliveries<'a>(&'a self, sync: &'a str, keep_runs: u32) -> Fut<'a, ()>;
     fn reset<'a>(&'a self, sync: &'a str) -> Fut<'a, ()>;
@@ -81,25 +81,27 @@ impl<D: Dialect> Snapshots for Store<D> {
         })
     }
 
-    fn commit<'a>(&'a self, sync: &'a str, run_id: i64, batch: Batch<'a>) -> Fut<'a, bool> {
+    fn commit<'a>(&'a self, commit: &'a CommitColumns<'a>) -> Fut<'a, bool> {
         boxed(async move {
-            if batch.commits.is_empty() && batch.errors.is_empty() && batch.delivered.is_empty() {
+            if commit.is_empty() {
                 return Ok(true);
             }
+            let (sync, run_id) = (commit.sync, commit.run_id);
             let mut tx = self.pool.begin().await?;
             if !beat::<D>(&mut tx, run_id).await? {
                 return Ok(false);
             }
             D::query("UPDATE runs SET counts = $1 WHERE id = $2")
-                .bind(to_json(batch.counts))
+                .bind(to_json(commit.counts))
                 .bind(run_id)
                 .execute(&mut tx)
                 .await?;
-            D::write_commit(&mut tx, &commit_columns(sync, run_id, &batch)).await?;
-            for e in batch.errors {
+            D::write_commit(&mut tx, commit).await?;
+            for e in commit.errors {
                 record_error::<D>(&mut tx, sync, run_id, e).await?;
             }
             tx.commit().await?;
+            self.dialect.committed();
             Ok(true)
         })
     }

@@ -23,7 +23,7 @@ pub fn boxed<'a, T>(body: impl Future<Output = Result<T>> + Send + 'a) -> Fut<'a
 
 pub struct Store<D: Dialect> {
     pub(super) pool: Pool<D>,
-    dialect: D,
+    pub(super) dialect: D,
 }
 
 impl<D: Dialect> Store<D> {
