@@ -46,8 +46,8 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     const TYPES: ColumnTypes;
 
     /// Reads the snapshot entries of a key-hash range (`$1` the sync, `$2`
-    /// and `$3` the bounds) as one value: each `key_hash || fingerprint` in
-    /// hex, concatenated (see [`super::rows::entries_of_hex`]). Drivers
+    /// and `$3` the bounds) as one value: each `key_hash || fingerprint`,
+    /// concatenated (see [`super::rows::entries_of`]). Drivers
     /// handle every row on its own, which cost several times the
     /// database's own scan; one value a range does not.
     const SNAPSHOT_RANGE: &'static str;

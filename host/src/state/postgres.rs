@@ -115,7 +115,7 @@ impl Dialect for PgSchema {
 
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     const TYPES: ColumnTypes = TYPES;
-    const SNAPSHOT_RANGE: &'static str = "SELECT string_agg(encode(key_hash || fingerprint, 'hex'), '') FROM snapshot \
+    const SNAPSHOT_RANGE: &'static str = "SELECT string_agg(key_hash || fingerprint, ''::bytea) FROM snapshot \
          WHERE sync = $1 AND key_hash >= $2 AND key_hash < $3";
 
     async fn connect(url: &str, create: bool) -> Result<Option<(PgPool, PgSchema)>> {

@@ -78,7 +78,12 @@ pub fn natural_order(key: &str) -> Vec<u8> {
 }
 
 pub fn hash_of(bytes: Vec<u8>) -> u128 {
-    bytes.try_into().map(u128::from_be_bytes).unwrap_or(0)
+    hash_of_bytes(&bytes)
+}
+
+/// A 16-byte hash; bytes of any other length read as 0.
+fn hash_of_bytes(bytes: &[u8]) -> u128 {
+    <[u8; 16]>::try_from(bytes).map_or(0, u128::from_be_bytes)
 }
 
 /// The upserts of a chunk of commits, column by column: Postgres binds
@@ -241,34 +246,24 @@ pub type ScheduleColumns = (String, Option<i64>, bool);
 /// text, which decodes as bytes alike).
 pub type EntryColumns = (Vec<u8>,);
 
-/// Snapshot entries from their `key_hash || fingerprint` bytes in hex,
+/// Snapshot entries from their `key_hash || fingerprint` bytes,
 /// concatenated (as [`super::dialect::Dialect::SNAPSHOT_RANGE`] reads
-/// them), in either case.
-pub fn entries_of_hex(hex: &str) -> Vec<Entry> {
-    let hash = |hex: &[u8]| {
-        std::str::from_utf8(hex)
-            .ok()
-            .and_then(|hex| u128::from_str_radix(hex, 16).ok())
-            .unwrap_or(0)
-    };
-    hex.as_bytes()
-        .chunks(64)
-        .map(|both| {
-            let (key_hash, fingerprint) = both.split_at(both.len().min(32));
-            Entry {
-                key_hash: hash(key_hash),
-                fingerprint: hash(fingerprint),
-            }
-        })
-        .collect()
+/// them).
+pub fn entries_of(bytes: &[u8]) -> Vec<Entry> {
+    bytes.chunks(32).map(entry_of).collect()
 }
 
 pub fn entry((both,): EntryColumns) -> Entry {
-    let hash = |bytes: &[u8]| <[u8; 16]>::try_from(bytes).map_or(0, u128::from_be_bytes);
+    entry_of(&both)
+}
+
+/// One entry of its `key_hash || fingerprint` bytes; a hash of the wrong
+/// length reads as 0.
+fn entry_of(both: &[u8]) -> Entry {
     let (key_hash, fingerprint) = both.split_at(both.len().min(16));
     Entry {
-        key_hash: hash(key_hash),
-        fingerprint: hash(fingerprint),
+        key_hash: hash_of_bytes(key_hash),
+        fingerprint: hash_of_bytes(fingerprint),
     }
 }
 
@@ -294,10 +289,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn entries_read_from_hex_in_either_case() {
+    fn entries_read_from_their_bytes_laid_end_to_end() {
         let (a, b) = (0x0123_4567_89ab_cdef_0011_2233_4455_6677_u128, 42_u128);
-        let hex = format!("{a:032x}{b:032X}{b:032x}{a:032x}");
-        let entries = entries_of_hex(&hex);
+        let bytes = [a, b, b, a].map(u128::to_be_bytes).concat();
+        let entries = entries_of(&bytes);
         assert_eq!(
             entries,
             [
@@ -311,7 +306,7 @@ mod tests {
                 }
             ]
         );
-        assert!(entries_of_hex("").is_empty());
+        assert!(entries_of(&[]).is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::dialect::{Conn, Dialect, Lookup};
 use super::error::Result;
 use super::rows::if_dropped_columns;
-use super::rows::{CommitColumns, EntryColumns, entries_of_hex, entry, hash_bytes, hash_of};
+use super::rows::{CommitColumns, EntryColumns, entries_of, entry, hash_bytes, hash_of};
 use super::rows::{natural_order, range_end, to_json, unpack_events};
 use super::runs::beat;
 use super::sql::Columns;
@@ -37,13 +37,13 @@ impl<D: Dialect> Snapshots for Store<D> {
     fn snapshot_range<'a>(&'a self, sync: &'a str, lo: u128, hi: Option<u128>) -> Fut<'a, Entries> {
         boxed(async move {
             let mut conn = self.pool.acquire().await?;
-            let hex: Option<String> = D::query(D::SNAPSHOT_RANGE)
+            let entries: Option<Vec<u8>> = D::query(D::SNAPSHOT_RANGE)
                 .bind(sync)
                 .bind(hash_bytes(lo))
                 .bind(range_end(hi))
                 .scalar(&mut conn)
                 .await?;
-            Ok(entries_of_hex(hex.as_deref().unwrap_or_default()))
+            Ok(entries_of(entries.as_deref().unwrap_or_default()))
         })
     }
 

@@ -147,7 +147,7 @@ impl Dialect for SqliteFile {
 
     const MIGRATIONS: &'static [Migration] = MIGRATIONS;
     const TYPES: ColumnTypes = TYPES;
-    const SNAPSHOT_RANGE: &'static str = "SELECT group_concat(hex(key_hash || fingerprint), '') FROM snapshot \
+    const SNAPSHOT_RANGE: &'static str = "SELECT CAST(group_concat(key_hash || fingerprint, '') AS BLOB) FROM snapshot \
          WHERE sync = $1 AND key_hash >= $2 AND key_hash < $3";
 
     async fn connect(url: &str, create: bool) -> Result<Option<(SqlitePool, SqliteFile)>> {
