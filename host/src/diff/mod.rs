@@ -20,12 +20,15 @@ pub use hash::{ByKeyHash, fingerprint_of, key_hash};
 pub use spill::{PARTITIONS, Partition, Row, Spill, partition_of};
 
 /// How much extracted data stays in memory before the diff spills to disk.
-pub const MEMORY_BUDGET: usize = 64 << 20;
+/// With [`READ_AHEAD`], what a diff holds whatever the model's size.
+pub const MEMORY_BUDGET: usize = 48 << 20;
 
 /// How much of the snapshot's entries a full model's diff reads while the
-/// source is still being read (half a million entries): the state store
-/// has nothing else to do meanwhile.
-pub const READ_AHEAD: usize = 16 << 20;
+/// source is still being read (a million entries): the state store has
+/// nothing else to do meanwhile, and every range read then is one the
+/// compare does not wait for. Parking 16 MiB more rows on disk instead
+/// costs far less than that wait.
+pub const READ_AHEAD: usize = 32 << 20;
 
 /// How long changes short of a chunk wait for more before they are sent,
 /// once they make a batch: long enough that a dense diff (a first sync's)
