@@ -120,6 +120,9 @@ impl Pass<'_> {
             .buffered(2);
         let mut early = early.into_iter();
         let mut changes = Vec::new();
+        // Key hashes of deletions, whose keys are looked up a few hundred
+        // at a time rather than a partition's handful at a time.
+        let mut gone = Vec::new();
         // Since when a batch's worth of changes, short of a chunk, waits.
         let mut waiting: Option<Instant> = None;
         for p in 0..diff::PARTITIONS {
@@ -145,11 +148,6 @@ impl Pass<'_> {
             };
             let classified = diff::classify(&extracted, &snapshot, deletions)
                 .doing("cannot read back extracted rows")?;
-            // Deletions need their keys, read for them alone.
-            let mut keys = match (reader, classified.gone.is_empty()) {
-                (Some(s), false) => s.snapshot_keys(&sync.name, &classified.gone).await?,
-                _ => HashMap::new(),
-            };
             // The changes hold copies of what they need: the partition can
             // go before they are delivered.
             drop(extracted);
@@ -158,16 +156,9 @@ impl Pass<'_> {
                 self.duplicate(model, d.key, d.rows, d.first);
             }
             changes.extend(classified.changes);
-            for key_hash in classified.gone {
-                if let Some(key) = keys.remove(&key_hash) {
-                    changes.push(Change {
-                        key,
-                        key_hash,
-                        op: Op::Deleted,
-                        json: None,
-                        fingerprint: 0,
-                    });
-                }
+            gone.extend(classified.gone);
+            if gone.len() >= DELETIONS_LOOKED_UP {
+                deleted(reader, &sync.name, std::mem::take(&mut gone), &mut changes).await?;
             }
             self.timed("diff", t);
             // A partition of a large model can hold several chunks of
@@ -191,6 +182,7 @@ impl Pass<'_> {
                 }
             }
         }
+        deleted(reader, &sync.name, gone, &mut changes).await?;
         self.changes(changes, None).await
     }
 
@@ -313,6 +305,36 @@ impl Pass<'_> {
         found.changes.push(change);
         Ok(())
     }
+}
+
+/// How many deletions' keys are looked up together.
+const DELETIONS_LOOKED_UP: usize = 500;
+
+/// Adds a deletion to `changes` for each of `gone`, the key hashes of
+/// snapshot entries no longer extracted, with the key the snapshot keeps
+/// (a deletion needs it, and the diff reads only hashes).
+async fn deleted(
+    reader: Option<&State>,
+    sync: &str,
+    gone: Vec<u128>,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let (Some(state), false) = (reader, gone.is_empty()) else {
+        return Ok(());
+    };
+    let mut keys = state.snapshot_keys(sync, &gone).await?;
+    for key_hash in gone {
+        if let Some(key) = keys.remove(&key_hash) {
+            changes.push(Change {
+                key,
+                key_hash,
+                op: Op::Deleted,
+                json: None,
+                fingerprint: 0,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The snapshot's entries in partition `p`'s key-hash range.
