@@ -16,8 +16,8 @@
 //! between its read and its write, how a chunk of commits is written in a
 //! few statements) is each one's `Dialect` (dialect.rs): sqlite.rs and
 //! postgres.rs hold that and nothing else, but for the task that copies
-//! SQLite's log into its file beside the writes (checkpoint.rs). How values are stored and
-//! columns decode is rows.rs.
+//! SQLite's log into its file beside the writes (checkpoint.rs). How
+//! values are stored and columns decode is rows.rs.
 
 mod checkpoint;
 mod dialect;
