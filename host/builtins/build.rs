@@ -27,8 +27,14 @@ use build_support::{fail, write_if_changed};
 use std::process::{Command, Stdio};
 
 const TARGET: &str = "wasm32-wasip2";
-/// The workspace profile for plugins: optimised, stripped, LTO.
-const PROFILE: &str = "plugin";
+/// The workspace profile for plugins: optimised, stripped, LTO; the same
+/// without LTO for a debug build, which builds them in a fifth of the time.
+fn plugin_profile() -> &'static str {
+    match env::var("PROFILE").as_deref() {
+        Ok("release") => "plugin",
+        _ => "plugin-dev",
+    }
+}
 /// Built-in plugin names (as in `plugin = "ebb:http"`) and their crates.
 const PLUGINS: &[(&str, &str)] = &[
     ("http", "ebb-http"),
@@ -76,8 +82,9 @@ fn main() {
     }
     check_target_installed();
     let target_dir = workspace.join("target").join("wasm");
-    build_guests(workspace, &target_dir);
-    let wasm_dir = target_dir.join(TARGET).join(PROFILE);
+    let profile = plugin_profile();
+    build_guests(workspace, &target_dir, profile);
+    let wasm_dir = target_dir.join(TARGET).join(profile);
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let table = out_dir.join("builtin_plugins.rs");
     write_if_changed(&table, &builtin_table(workspace, &wasm_dir));
@@ -101,13 +108,13 @@ fn check_target_installed() {
     }
 }
 
-fn build_guests(workspace: &Path, target_dir: &Path) {
+fn build_guests(workspace: &Path, target_dir: &Path, profile: &str) {
     let mut cmd = nested_cargo::cargo();
     cmd.current_dir(workspace)
         .args([
             "build",
             "--profile",
-            PROFILE,
+            profile,
             "--target",
             TARGET,
             "--target-dir",
