@@ -79,7 +79,8 @@ impl DeliveryIds {
         parts.extend_from_slice(change.op.as_str().as_bytes());
         parts.extend_from_slice(&change.fingerprint.unwrap_or(0).to_le_bytes());
         parts.extend_from_slice(&self.epoch.to_le_bytes());
-        hex::encode(xxhash_rust::xxh3::xxh3_128(&parts).to_be_bytes())
+        // Its 16 bytes in hex, most significant first.
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&parts))
     }
 }
 

@@ -139,7 +139,7 @@ impl Pass<'_> {
                 }
                 None => {}
             }
-            let left = acks.unanswered.entry(origin).or_default();
+            let left = &mut acks.unanswered[origin];
             *left = left.saturating_sub(1);
             if *left > 0 {
                 continue;

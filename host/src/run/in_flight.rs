@@ -31,7 +31,7 @@ pub(super) struct Acks {
     /// The change each event came from.
     pub(super) origins: Vec<usize>,
     /// Per change, how many of its events are not answered yet.
-    pub(super) unanswered: HashMap<usize, usize>,
+    pub(super) unanswered: Vec<u32>,
     /// Per change, the first failure among its events and that event.
     pub(super) failures: HashMap<usize, (String, usize)>,
     /// Per change split into several events, the delivery ids of those
@@ -53,9 +53,9 @@ impl InFlight {
     ) -> InFlight {
         let (origins, batch): (Vec<usize>, Vec<Event>) = events.into_iter().unzip();
         let batch: Arc<[Event]> = batch.into();
-        let mut unanswered: HashMap<usize, usize> = HashMap::new();
+        let mut unanswered = vec![0; changes.len()];
         for origin in &origins {
-            *unanswered.entry(*origin).or_default() += 1;
+            unanswered[*origin] += 1;
         }
         InFlight {
             acks: Acks {
