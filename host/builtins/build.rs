@@ -27,8 +27,8 @@ use build_support::{fail, write_if_changed};
 use std::process::{Command, Stdio};
 
 const TARGET: &str = "wasm32-wasip2";
-/// The workspace profile for plugins: optimised, stripped, LTO; the same
-/// without LTO for a debug build, which builds them in a fifth of the time.
+/// The workspace profile for plugins: optimised, stripped, LTO; for a
+/// debug build the same without LTO, which is a quarter of their build.
 fn plugin_profile() -> &'static str {
     match env::var("PROFILE").as_deref() {
         Ok("release") => "plugin",
