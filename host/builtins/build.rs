@@ -1,66 +1,58 @@
-//! Builds the first-party plugins and the test fixtures to `wasm32-wasip2`
-//! components, so `ebb` embeds `ebb:http` and friends and the end-to-end
-//! tests have guests to load (wasmtime's `test-programs` pattern).
+//! Gives `ebb` its built-in plugins: the table of components it embeds,
+//! handed to `ebb`'s build script through `links` metadata
+//! (`DEP_EBB_BUILTINS_TABLE`).
 //!
-//! It is the build script of a crate with no dependencies, so cargo may
-//! run it while the host's dependencies still compile (wasmtime and
-//! Cranelift take minutes), where `ebb`'s own build script waits for the
-//! build scripts of all of them. It hands `ebb`'s build script the table of
-//! built-ins it generates and the folder of the fixtures (`links` metadata:
-//! `DEP_EBB_BUILTINS_TABLE`, `…_FIXTURES`).
+//! The plugins written in Rust are checked in already built, in
+//! `plugins/built/`, beside `SOURCES`: the sha256 of every file they are
+//! built from (`plugins/build.sh` writes both, CI rebuilds and compares).
+//! While `SOURCES` matches the tree they are embedded as they are, so a
+//! fresh clone builds the host and no WebAssembly at all. Once a plugin,
+//! the SDK, the WIT or a dependency changed, this script builds them
+//! itself (`guest_build.rs`) and warns that `plugins/build.sh` should run:
+//! nothing stale is ever embedded.
 //!
-//! The guests are built by a nested `cargo build` in their own target dir,
-//! `target/wasm`, so it never waits on the lock of the build that runs this
-//! script, with the outer build's flags and wrappers (clippy, coverage)
-//! cleared because they are meant for the host, not for wasm.
+//! It is the build script of a crate with no dependencies, so cargo may run
+//! it while the host's dependencies still compile (wasmtime and Cranelift
+//! take minutes), where `ebb`'s own build script waits for the build
+//! scripts of all of them.
 
 #[path = "../build_support.rs"]
 mod build_support;
+#[path = "../guest_build.rs"]
+mod guest_build;
 #[path = "../nested_cargo.rs"]
 mod nested_cargo;
 
 use std::env;
 use std::fmt::Write as _;
+use std::fs;
 use std::path::{Path, PathBuf};
 
-use build_support::{fail, write_if_changed};
-use std::process::{Command, Stdio};
+use build_support::{fail, files, write_if_changed};
+use sha2::{Digest, Sha256};
 
-const TARGET: &str = "wasm32-wasip2";
-/// The workspace profile for plugins: optimised, stripped, LTO; for a
-/// debug build the same without LTO, which is a quarter of their build.
-fn plugin_profile() -> &'static str {
-    match env::var("PROFILE").as_deref() {
-        Ok("release") => "plugin",
-        _ => "plugin-dev",
-    }
-}
-/// Built-in plugin names (as in `plugin = "ebb:http"`) and their crates.
+/// Built-in plugin names (as in `plugin = "ebb:http"`) and their folders:
+/// the folder `plugins/<kind>/<name>` holds the crate `ebb-<name>`, built
+/// to `ebb_<name>.wasm` (the convention `plugins/build.sh` follows).
 const PLUGINS: &[(&str, &str)] = &[
-    ("http", "ebb-http"),
-    ("file", "ebb-file"),
-    ("segment", "ebb-segment"),
-    ("hubspot", "ebb-hubspot"),
-    ("salesforce", "ebb-salesforce"),
-    ("mixpanel", "ebb-mixpanel"),
-    ("braze", "ebb-braze"),
-    ("customerio", "ebb-customerio"),
-    ("unpack-pairs", "ebb-unpack-pairs"),
-    ("compare-truths", "ebb-compare-truths"),
+    ("http", "plugins/destinations/http"),
+    ("file", "plugins/destinations/file"),
+    ("segment", "plugins/destinations/segment"),
+    ("hubspot", "plugins/destinations/hubspot"),
+    ("salesforce", "plugins/destinations/salesforce"),
+    ("mixpanel", "plugins/destinations/mixpanel"),
+    ("braze", "plugins/destinations/braze"),
+    ("customerio", "plugins/destinations/customerio"),
+    ("unpack-pairs", "plugins/transforms/unpack-pairs"),
+    ("compare-truths", "plugins/transforms/compare-truths"),
 ];
-/// Built-ins checked in already built, with their file in the workspace:
+/// Built-ins checked in with a build of their own, and their file:
 /// `ebb:js` holds QuickJS, which needs a C compiler for wasm that a plain
 /// Rust toolchain lacks (its `build.sh` rebuilds it; CI checks the copy).
 const PREBUILT: &[(&str, &str)] = &[("js", "plugins/transforms/js/ebb_js.wasm")];
-/// Guests only the tests use; found through `EBB_FIXTURE_DIR`.
-const FIXTURES: &[&str] = &[
-    "ebb-misbehave",
-    "ebb-v0-1-0-transform",
-    "ebb-v0-1-0-destination",
-    "ebb-shape-mismatch",
-    "ebb-rogue-destination",
-    "ebb-rogue-transform",
-];
+/// Where `plugins/build.sh` puts the plugins and `SOURCES`.
+const BUILT: &str = "plugins/built";
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let workspace = manifest_dir
@@ -68,77 +60,103 @@ fn main() {
         .nth(2)
         .expect("host/builtins/ lives in the workspace");
     // `sdk` holds the WIT contract too (`sdk/wit/since_v*/`).
-    for watched in [
-        "sdk",
-        "plugins",
-        "tests/fixtures",
-        "Cargo.toml",
-        "Cargo.lock",
-    ] {
+    for watched in ["sdk", "plugins", "Cargo.toml", "Cargo.lock"] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()
         );
     }
-    check_target_installed();
-    let target_dir = workspace.join("target").join("wasm");
-    let profile = plugin_profile();
-    build_guests(workspace, &target_dir, profile);
-    let wasm_dir = target_dir.join(TARGET).join(profile);
+    let wasm_dir = match changed_sources(workspace) {
+        None => workspace.join(BUILT),
+        Some(changed) => {
+            println!(
+                "cargo:warning={BUILT} is older than its sources ({changed}): building the \
+                 plugins instead; run plugins/build.sh and commit {BUILT}"
+            );
+            let crates: Vec<String> = PLUGINS.iter().map(|(_, f)| crate_of(f)).collect();
+            let crates: Vec<&str> = crates.iter().map(String::as_str).collect();
+            guest_build::build(workspace, plugin_profile(), &crates)
+        }
+    };
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let table = out_dir.join("builtin_plugins.rs");
     write_if_changed(&table, &builtin_table(workspace, &wasm_dir));
     println!("cargo:table={}", table.display());
-    println!("cargo:fixtures={}", wasm_dir.display());
 }
 
-fn check_target_installed() {
-    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let sysroot = Command::new(rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_else(|e| fail(&format!("cannot run rustc to find the sysroot: {e}")));
-    if !Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(TARGET)
-        .is_dir()
-    {
-        fail("the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`");
+/// The workspace profile for plugins built here: optimised, stripped, LTO;
+/// for a debug build the same without LTO, a quarter of their build.
+fn plugin_profile() -> &'static str {
+    match env::var("PROFILE").as_deref() {
+        Ok("release") => "plugin",
+        _ => "plugin-dev",
     }
 }
 
-fn build_guests(workspace: &Path, target_dir: &Path, profile: &str) {
-    let mut cmd = nested_cargo::cargo();
-    cmd.current_dir(workspace)
-        .args([
-            "build",
-            "--profile",
-            profile,
-            "--target",
-            TARGET,
-            "--target-dir",
-        ])
-        .arg(target_dir);
-    for package in PLUGINS.iter().map(|(_, package)| package).chain(FIXTURES) {
-        cmd.args(["-p", package]);
+/// The crate in plugin folder `folder`.
+fn crate_of(folder: &str) -> String {
+    let name = folder.rsplit('/').next().expect("a folder");
+    format!("ebb-{name}")
+}
+
+/// The files that differ between `plugins/built/SOURCES` and the tree
+/// (a few of them, named), or `None` when the built plugins are current.
+fn changed_sources(workspace: &Path) -> Option<String> {
+    let recorded = fs::read_to_string(workspace.join(BUILT).join("SOURCES")).unwrap_or_default();
+    let current = sources(workspace);
+    if recorded == current {
+        return None;
     }
-    // Keep stdout for cargo directives: the nested build reports on stderr.
-    cmd.stdout(Stdio::from(std::io::stderr()));
-    match cmd.status() {
-        Ok(status) if status.success() => {}
-        Ok(status) => fail(&format!(
-            "building the plugins for {TARGET} failed ({status}); see the errors above"
-        )),
-        Err(e) => fail(&format!("cannot run cargo to build the plugins: {e}")),
+    let (recorded, current): (Vec<&str>, Vec<&str>) =
+        (recorded.lines().collect(), current.lines().collect());
+    let mut changed: Vec<&str> = current
+        .iter()
+        .filter(|line| !recorded.contains(line))
+        .chain(recorded.iter().filter(|line| !current.contains(line)))
+        .filter_map(|line| line.split_once("  ").map(|(_, path)| path))
+        .collect();
+    changed.sort();
+    changed.dedup();
+    let mut named = changed
+        .iter()
+        .take(3)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if changed.len() > 3 {
+        write!(named, " and {} more", changed.len() - 3).expect("writing to a String");
     }
+    Some(if named.is_empty() {
+        "no SOURCES".into()
+    } else {
+        named
+    })
+}
+
+/// What the plugins are built from, as `sha256sum` lists it: every file of
+/// the workspace's manifest and lock, the SDK and the plugins' folders, by
+/// path in byte order (as `plugins/build.sh` writes `SOURCES`).
+fn sources(workspace: &Path) -> String {
+    let mut found = Vec::new();
+    let roots = ["Cargo.toml", "Cargo.lock", "sdk"];
+    for root in roots.iter().chain(PLUGINS.iter().map(|(_, folder)| folder)) {
+        files(workspace, &workspace.join(root), &mut found);
+    }
+    found.sort();
+    let mut list = String::new();
+    for (relative, path) in found {
+        let bytes = fs::read(&path)
+            .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
+        writeln!(list, "{:x}  {relative}", Sha256::digest(&bytes)).expect("writing to a String");
+    }
+    list
 }
 
 /// The Rust source `host/src/plugin/builtin.rs` includes.
 fn builtin_table(workspace: &Path, wasm_dir: &Path) -> String {
-    let built = PLUGINS.iter().map(|(name, package)| {
-        let file = wasm_dir.join(format!("{}.wasm", package.replace('-', "_")));
-        (*name, file)
+    let built = PLUGINS.iter().map(|(name, folder)| {
+        let file = format!("{}.wasm", crate_of(folder).replace('-', "_"));
+        (*name, wasm_dir.join(file))
     });
     let prebuilt = PREBUILT
         .iter()
@@ -154,7 +172,10 @@ fn builtin_table(workspace: &Path, wasm_dir: &Path) -> String {
     );
     for (name, wasm) in &all {
         if !wasm.is_file() {
-            fail(&format!("the plugin {} is missing", wasm.display()));
+            fail(&format!(
+                "the plugin {} is missing: run plugins/build.sh",
+                wasm.display()
+            ));
         }
         writeln!(
             src,

@@ -1,7 +1,5 @@
 //! The plugin engine against real components: the first-party plugins and
-//! the `misbehave` fixture, built to wasm32-wasip2 by the build script.
-//! Tests that need a component are skipped (with a note) when
-//! `EBB_FIXTURE_DIR` was not set at build time.
+//! the tests' fixtures (`ebb_fixtures`).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -13,23 +11,6 @@ use ebb::plugin::{
     PluginError, PluginLocation, PluginRef, Rate, builtin,
 };
 use serde_json::{Value, json};
-
-fn fixture(file: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(option_env!("EBB_FIXTURE_DIR")?).join(file);
-    path.is_file().then_some(path)
-}
-
-macro_rules! fixture_or_skip {
-    ($file:expr) => {
-        match fixture($file) {
-            Some(path) => path,
-            None => {
-                eprintln!("skipped: fixture {} not built", $file);
-                return;
-            }
-        }
-    };
-}
 
 fn file_ref(label: &str, path: PathBuf) -> PluginRef {
     PluginRef {
@@ -154,7 +135,7 @@ async fn unknown_builtin_lists_the_known_ones() {
 
 #[tokio::test]
 async fn misbehaving_guests_fail_the_call_not_the_engine() {
-    let path = fixture_or_skip!("ebb_misbehave.wasm");
+    let path = ebb_fixtures::path("ebb_misbehave.wasm");
     let engine = engine();
     let limits = Limits {
         memory_bytes: 32 << 20,
@@ -208,7 +189,7 @@ async fn misbehaving_guests_fail_the_call_not_the_engine() {
 
 #[tokio::test]
 async fn concurrent_calls_are_isolated() {
-    let path = fixture_or_skip!("ebb_misbehave.wasm");
+    let path = ebb_fixtures::path("ebb_misbehave.wasm");
     let transform = engine()
         .transform(&file_ref("transform `misbehave`", path), Limits::default())
         .await
@@ -247,7 +228,7 @@ async fn calls_seen(transform: &ebb::plugin::Transform) -> u64 {
 
 #[tokio::test]
 async fn an_instance_serves_its_handle_until_it_fails() {
-    let path = fixture_or_skip!("ebb_misbehave.wasm");
+    let path = ebb_fixtures::path("ebb_misbehave.wasm");
     let engine = engine();
     let plugin = file_ref("transform `misbehave`", path);
     let transform = engine.transform(&plugin, Limits::default()).await.unwrap();
@@ -271,7 +252,7 @@ async fn an_instance_serves_its_handle_until_it_fails() {
 
 #[tokio::test]
 async fn transforms_built_against_a_frozen_version_still_run() {
-    let path = fixture_or_skip!("ebb_v0_1_0_transform.wasm");
+    let path = ebb_fixtures::path("ebb_v0_1_0_transform.wasm");
     let transform = engine()
         .transform(&file_ref("transform `old`", path), Limits::default())
         .await
@@ -307,7 +288,7 @@ async fn transforms_built_against_a_frozen_version_still_run() {
 
 #[tokio::test]
 async fn destinations_built_against_a_frozen_version_still_deliver() {
-    let path = fixture_or_skip!("ebb_v0_1_0_destination.wasm");
+    let path = ebb_fixtures::path("ebb_v0_1_0_destination.wasm");
     let destination = engine()
         .destination(&file_ref("destination `old`", path), Grants::default())
         .await
@@ -335,7 +316,7 @@ async fn destinations_built_against_a_frozen_version_still_deliver() {
 
 #[tokio::test]
 async fn a_plugin_built_against_an_unknown_version_is_refused_naming_both() {
-    let path = fixture_or_skip!("ebb_v0_1_0_transform.wasm");
+    let path = ebb_fixtures::path("ebb_v0_1_0_transform.wasm");
     // The same component as if built against an ebb:plugin@0.9.0 that this
     // Ebb never released: every name of the package says 0.9.0.
     let mut bytes = std::fs::read(&path).unwrap();
@@ -372,7 +353,7 @@ async fn a_plugin_built_against_an_unknown_version_is_refused_naming_both() {
 /// many is refused when loaded, naming the plugin and the mismatch.
 #[tokio::test]
 async fn a_same_version_shape_mismatch_is_refused_at_load() {
-    let path = fixture_or_skip!("ebb_shape_mismatch.wasm");
+    let path = ebb_fixtures::path("ebb_shape_mismatch.wasm");
     let err = engine()
         .transform(&file_ref("transform `odd`", path), Limits::default())
         .await
@@ -391,7 +372,7 @@ async fn a_same_version_shape_mismatch_is_refused_at_load() {
 
 #[tokio::test]
 async fn precompiled_components_are_cached_on_disk() {
-    let path = fixture_or_skip!("ebb_http.wasm");
+    let path = ebb_fixtures::path("ebb_http.wasm");
     let cache = tempfile::tempdir().unwrap();
     let opts = EngineOptions {
         cache_dir: Some(cache.path().to_path_buf()),
@@ -436,7 +417,7 @@ async fn precompiled_components_are_cached_on_disk() {
 
 #[tokio::test]
 async fn http_destination_cannot_reach_ungranted_hosts() {
-    let path = fixture_or_skip!("ebb_http.wasm");
+    let path = ebb_fixtures::path("ebb_http.wasm");
     let grants = Grants {
         allow_hosts: vec!["api.example.com".into()],
         ..Grants::default()
@@ -467,7 +448,7 @@ async fn http_destination_cannot_reach_ungranted_hosts() {
 #[tokio::test]
 async fn http_destination_posts_to_a_granted_host() {
     use axum::{Json, Router, routing::post};
-    let path = fixture_or_skip!("ebb_http.wasm");
+    let path = ebb_fixtures::path("ebb_http.wasm");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let app = Router::new().route(
         "/ingest",
@@ -510,7 +491,7 @@ async fn http_destination_posts_to_a_granted_host() {
 #[tokio::test]
 async fn a_guest_waiting_on_the_network_times_out() {
     use axum::{Router, routing::post};
-    let path = fixture_or_skip!("ebb_http.wasm");
+    let path = ebb_fixtures::path("ebb_http.wasm");
     let app = Router::new().route(
         "/slow",
         post(|| async {
@@ -551,7 +532,7 @@ async fn a_guest_waiting_on_the_network_times_out() {
 
 #[tokio::test]
 async fn file_destination_writes_only_into_its_granted_folder() {
-    let path = fixture_or_skip!("ebb_file.wasm");
+    let path = ebb_fixtures::path("ebb_file.wasm");
     let out = tempfile::tempdir().unwrap();
     let grants = Grants {
         dir: Some(out.path().to_path_buf()),
@@ -617,7 +598,7 @@ async fn load_errors_name_the_plugin_and_the_fix() {
         "{err}"
     );
 
-    let path = fixture_or_skip!("ebb_misbehave.wasm");
+    let path = ebb_fixtures::path("ebb_misbehave.wasm");
     let mut pinned = file_ref("transform `m`", path.clone());
     pinned.sha256 = Some("00".repeat(32));
     let err = engine
@@ -648,7 +629,7 @@ async fn load_errors_name_the_plugin_and_the_fix() {
 
 #[tokio::test]
 async fn destinations_are_not_transforms() {
-    let path = fixture_or_skip!("ebb_http.wasm");
+    let path = ebb_fixtures::path("ebb_http.wasm");
     let err = engine()
         .transform(&file_ref("transform `h`", path), Limits::default())
         .await
@@ -663,8 +644,8 @@ async fn destinations_are_not_transforms() {
 #[tokio::test]
 #[ignore]
 async fn timings() {
-    let http = fixture_or_skip!("ebb_http.wasm");
-    let misbehave = fixture_or_skip!("ebb_misbehave.wasm");
+    let http = ebb_fixtures::path("ebb_http.wasm");
+    let misbehave = ebb_fixtures::path("ebb_misbehave.wasm");
     let cache = tempfile::tempdir().unwrap();
     let opts = EngineOptions {
         cache_dir: Some(cache.path().to_path_buf()),

@@ -95,8 +95,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     /// Prints the cost of a fresh instance per call. The fixtures are built
-    /// by `ebb`'s build script; from the workspace root, run
-    /// `EBB_FIXTURE_DIR=$PWD/target/wasm/wasm32-wasip2/plugin cargo test -p ebb-plugin-host --release --lib instantiate_timing -- --ignored --nocapture`.
+    /// by `ebb`'s tests (`ebb-fixtures`); from the workspace root, run
+    /// `EBB_FIXTURE_DIR=$PWD/target/wasm/wasm32-wasip2/plugin-dev cargo test -p ebb-plugin-host --release --lib instantiate_timing -- --ignored --nocapture`.
     #[tokio::test]
     #[ignore]
     async fn instantiate_timing() {

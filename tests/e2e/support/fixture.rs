@@ -25,7 +25,5 @@ pub fn rogue_transform_wasm() -> PathBuf {
 }
 
 fn fixture(file: &str) -> PathBuf {
-    let path = PathBuf::from(env!("EBB_FIXTURE_DIR")).join(file);
-    assert!(path.is_file(), "fixture {} was not built", path.display());
-    path
+    ebb_fixtures::path(file)
 }
