@@ -1,5 +1,5 @@
-//! The plugin engine against real components: the first-party plugins and
-//! the tests' fixtures (`ebb_fixtures`).
+//! The plugin engine against real components: the first-party plugins (as
+//! checked in) and the tests' fixtures (`ebb_fixtures`).
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -11,6 +11,14 @@ use ebb::plugin::{
     PluginError, PluginLocation, PluginRef, Rate, builtin,
 };
 use serde_json::{Value, json};
+
+/// A first-party plugin's checked-in component (`plugins/built/`), to load
+/// by path.
+fn checked_in(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/built")
+        .join(file)
+}
 
 fn file_ref(label: &str, path: PathBuf) -> PluginRef {
     PluginRef {
@@ -372,7 +380,7 @@ async fn a_same_version_shape_mismatch_is_refused_at_load() {
 
 #[tokio::test]
 async fn precompiled_components_are_cached_on_disk() {
-    let path = ebb_fixtures::path("ebb_http.wasm");
+    let path = checked_in("ebb_http.wasm");
     let cache = tempfile::tempdir().unwrap();
     let opts = EngineOptions {
         cache_dir: Some(cache.path().to_path_buf()),
@@ -417,7 +425,7 @@ async fn precompiled_components_are_cached_on_disk() {
 
 #[tokio::test]
 async fn http_destination_cannot_reach_ungranted_hosts() {
-    let path = ebb_fixtures::path("ebb_http.wasm");
+    let path = checked_in("ebb_http.wasm");
     let grants = Grants {
         allow_hosts: vec!["api.example.com".into()],
         ..Grants::default()
@@ -448,7 +456,7 @@ async fn http_destination_cannot_reach_ungranted_hosts() {
 #[tokio::test]
 async fn http_destination_posts_to_a_granted_host() {
     use axum::{Json, Router, routing::post};
-    let path = ebb_fixtures::path("ebb_http.wasm");
+    let path = checked_in("ebb_http.wasm");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let app = Router::new().route(
         "/ingest",
@@ -491,7 +499,7 @@ async fn http_destination_posts_to_a_granted_host() {
 #[tokio::test]
 async fn a_guest_waiting_on_the_network_times_out() {
     use axum::{Router, routing::post};
-    let path = ebb_fixtures::path("ebb_http.wasm");
+    let path = checked_in("ebb_http.wasm");
     let app = Router::new().route(
         "/slow",
         post(|| async {
@@ -532,7 +540,7 @@ async fn a_guest_waiting_on_the_network_times_out() {
 
 #[tokio::test]
 async fn file_destination_writes_only_into_its_granted_folder() {
-    let path = ebb_fixtures::path("ebb_file.wasm");
+    let path = checked_in("ebb_file.wasm");
     let out = tempfile::tempdir().unwrap();
     let grants = Grants {
         dir: Some(out.path().to_path_buf()),
@@ -629,7 +637,7 @@ async fn load_errors_name_the_plugin_and_the_fix() {
 
 #[tokio::test]
 async fn destinations_are_not_transforms() {
-    let path = ebb_fixtures::path("ebb_http.wasm");
+    let path = checked_in("ebb_http.wasm");
     let err = engine()
         .transform(&file_ref("transform `h`", path), Limits::default())
         .await
@@ -644,7 +652,7 @@ async fn destinations_are_not_transforms() {
 #[tokio::test]
 #[ignore]
 async fn timings() {
-    let http = ebb_fixtures::path("ebb_http.wasm");
+    let http = checked_in("ebb_http.wasm");
     let misbehave = ebb_fixtures::path("ebb_misbehave.wasm");
     let cache = tempfile::tempdir().unwrap();
     let opts = EngineOptions {
