@@ -102,7 +102,9 @@ fn crate_of(folder: &str) -> String {
 /// The files that differ between `plugins/built/SOURCES` and the tree
 /// (a few of them, named), or `None` when the built plugins are current.
 fn changed_sources(workspace: &Path) -> Option<String> {
-    let recorded = fs::read_to_string(workspace.join(BUILT).join("SOURCES")).unwrap_or_default();
+    let Ok(recorded) = fs::read_to_string(workspace.join(BUILT).join("SOURCES")) else {
+        return Some("no SOURCES".into());
+    };
     let current = sources(workspace);
     if recorded == current {
         return None;
@@ -127,7 +129,7 @@ fn changed_sources(workspace: &Path) -> Option<String> {
         write!(named, " and {} more", changed.len() - 3).expect("writing to a String");
     }
     Some(if named.is_empty() {
-        "no SOURCES".into()
+        "SOURCES is out of order".into()
     } else {
         named
     })
