@@ -130,6 +130,8 @@ struct Crash {
     /// The table holding what was delivered: the state store's snapshot,
     /// or the warehouse's with `diff = "warehouse"`.
     snapshot: String,
+    /// Whether that is the warehouse's.
+    in_warehouse: bool,
 }
 
 impl Crash {
@@ -148,9 +150,9 @@ impl Crash {
                 (wh, GATED_QUERY)
             }
         };
-        let snapshot = match (source, wh.schema()) {
-            (Source::GatedPostgresDiffing, Some(schema)) => format!("{schema}.snapshots"),
-            _ => format!("{}.snapshot", state.schema()),
+        let (snapshot, in_warehouse) = match (source, wh.schema()) {
+            (Source::GatedPostgresDiffing, Some(schema)) => (format!("{schema}.snapshots"), true),
+            _ => (format!("{}.snapshot", state.schema()), false),
         };
         wh.insert_users(FIRST);
         let server = Server::start();
@@ -181,6 +183,7 @@ impl Crash {
             project,
             state,
             snapshot,
+            in_warehouse,
         })
     }
 
@@ -192,7 +195,10 @@ impl Crash {
     /// The ids of the events these requests delivered that the state store
     /// shows committed.
     fn committed(&self, requests: &[Received]) -> BTreeSet<String> {
-        let snapshot = self.state.snapshot_in(&self.snapshot, SYNC);
+        let snapshot = match self.in_warehouse {
+            true => self.state.snapshot_in(&self.snapshot, SYNC),
+            false => self.state.snapshot(SYNC),
+        };
         requests
             .iter()
             .flat_map(Received::accepted)

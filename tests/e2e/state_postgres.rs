@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// The number of migrations this build of Ebb applies to a Postgres store.
-const POSTGRES_MIGRATIONS: i64 = 8;
+const POSTGRES_MIGRATIONS: i64 = 9;
 
 /// A project keeping its state in a fresh Postgres schema, or `None` (after
 /// saying so) without a server outside CI.

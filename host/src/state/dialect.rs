@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use super::error::Result;
+use super::record_blocks::{Packed, SnapshotRows};
 use super::rows::CommitColumns;
 use super::schema::{ColumnTypes, Migration};
 use super::sql::{Columns, Driver, Stmt};
@@ -52,6 +53,10 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     /// database's own scan; one value a range does not.
     const SNAPSHOT_RANGE: &'static str;
 
+    /// Gives `$1` new ids for `record_blocks`, one a row, inside a
+    /// transaction that writes.
+    const BLOCK_IDS: &'static str;
+
     /// Connects to the store at `url`; with `create` false, `None` if
     /// there is no store there yet (and nothing is created).
     fn connect(
@@ -94,8 +99,25 @@ pub trait Dialect: Send + Sync + Sized + 'static {
         lookup: Lookup<'_>,
     ) -> impl Future<Output = sqlx::Result<Vec<O>>> + Send;
 
-    /// Writes a chunk of commits in a few statements: the snapshot's
-    /// upserts and deletes, the keys no longer owed, the events delivered.
+    /// Writes blocks of `sync`'s records under `ids`, every record live.
+    fn insert_blocks(
+        conn: &mut Conn<Self>,
+        sync: &str,
+        ids: &[i64],
+        blocks: &[Packed],
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+
+    /// Inserts or updates (key, fingerprint, place) the snapshot rows of
+    /// `sync` in a few statements.
+    fn upsert_snapshot(
+        conn: &mut Conn<Self>,
+        sync: &str,
+        rows: &SnapshotRows<'_>,
+    ) -> impl Future<Output = sqlx::Result<()>> + Send;
+
+    /// Writes a chunk of commits in a few statements: the records' blocks,
+    /// the snapshot's upserts and deletes, the keys no longer owed, the
+    /// events delivered.
     fn write_commit(
         conn: &mut Conn<Self>,
         chunk: &CommitColumns<'_>,

@@ -24,6 +24,7 @@ mod dialect;
 mod error;
 mod owed;
 mod postgres;
+mod record_blocks;
 mod rows;
 mod runs;
 mod schedules;

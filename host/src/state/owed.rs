@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use super::dialect::{Conn, Dialect, RowLock};
 use super::error::Result;
+use super::record_blocks;
 use super::rows::{OwedColumns, OwedIdColumns, hash_bytes, hash_of, owed_row};
 use super::store::{Fut, Store, boxed};
 use super::types::{
@@ -254,25 +255,24 @@ async fn owed_in<D: Dialect>(
 /// Stops owing `row`: the snapshot takes what it holds for the row as
 /// delivered (a deletion forgets the key).
 async fn forget<D: Dialect>(conn: &mut Conn<D>, sync: &str, row: &OwedRow) -> Result<()> {
-    let key_hash = hash_bytes(crate::diff::key_hash(&row.key));
     if row.op == "deleted" {
         D::query("DELETE FROM snapshot WHERE sync = $1 AND key_hash = $2")
             .bind(sync)
-            .bind(&key_hash)
+            .bind(hash_bytes(crate::diff::key_hash(&row.key)))
             .execute(conn)
             .await?;
     } else {
-        D::query(
-            "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) \
-             SELECT sync, $3, key, fingerprint, record FROM row_errors \
-             WHERE sync = $1 AND key = $2 AND fingerprint IS NOT NULL \
-             ON CONFLICT (sync, key_hash) DO UPDATE SET fingerprint = excluded.fingerprint, record = excluded.record",
+        let taken: Option<(Vec<u8>, String)> = D::query(
+            "SELECT fingerprint, record FROM row_errors \
+             WHERE sync = $1 AND key = $2 AND fingerprint IS NOT NULL AND record IS NOT NULL",
         )
         .bind(sync)
         .bind(&row.key)
-        .bind(&key_hash)
-        .execute(conn)
+        .fetch_optional(&mut *conn)
         .await?;
+        if let Some((fingerprint, record)) = taken {
+            record_blocks::put_one::<D>(conn, sync, &row.key, fingerprint, record).await?;
+        }
     }
     D::query("DELETE FROM row_errors WHERE sync = $1 AND key = $2")
         .bind(sync)

@@ -6,6 +6,7 @@
 use chrono::{TimeZone, Utc};
 use serde::Serialize;
 
+use super::record_blocks::{Packed, pack};
 use super::types::{Batch, Commit, EventLines, OwedRow, RowError, RunKind, RunRecord};
 use crate::diff::Entry;
 use crate::status::{Counts, Status};
@@ -93,8 +94,8 @@ pub struct Upserts<'a> {
     pub hashes: Vec<Vec<u8>>,
     pub keys: Vec<&'a str>,
     pub fingerprints: Vec<Vec<u8>>,
-    /// The records as JSON.
-    pub records: Vec<&'a str>,
+    /// The records, packed in this order ([`super::record_blocks::pack`]).
+    pub blocks: Vec<Packed>,
 }
 
 /// What a commit writes in bulk, column by column, so each store writes a
@@ -118,7 +119,8 @@ pub struct CommitColumns<'a> {
 }
 
 impl<'a> CommitColumns<'a> {
-    /// The columns of what `batch` moves into the store for run `run_id`.
+    /// The columns of what `batch` moves into the store for run `run_id`,
+    /// its records packed into blocks.
     pub fn of(sync: &'a str, run_id: i64, batch: Batch<'a>) -> CommitColumns<'a> {
         let mut out = CommitColumns {
             sync,
@@ -137,6 +139,7 @@ impl<'a> CommitColumns<'a> {
             Commit::Upsert { key_hash, .. } | Commit::Delete { key_hash, .. } => *key_hash,
             Commit::Settle { .. } => 0,
         });
+        let mut records = Vec::new();
         for c in commits {
             match c {
                 Commit::Upsert {
@@ -148,7 +151,7 @@ impl<'a> CommitColumns<'a> {
                     out.upserts.hashes.push(hash_bytes(*key_hash));
                     out.upserts.keys.push(key);
                     out.upserts.fingerprints.push(hash_bytes(*fingerprint));
-                    out.upserts.records.push(json);
+                    records.push((*key_hash, json.as_str()));
                     out.keys.push(key);
                 }
                 Commit::Delete { key, key_hash } => {
@@ -158,7 +161,13 @@ impl<'a> CommitColumns<'a> {
                 Commit::Settle { key } => out.keys.push(key),
             }
         }
+        out.upserts.blocks = pack(records);
         out
+    }
+
+    /// How many snapshot rows the commit replaces or deletes at most.
+    pub(super) fn changed(&self) -> usize {
+        self.upserts.keys.len() + self.deletes.len()
     }
 
     /// Whether the commit writes nothing.

@@ -14,6 +14,14 @@ pub enum Migration {
     /// cannot compute, which the store fills for the rows already owed
     /// once the column is there.
     OwedKeyOrder,
+    /// The snapshot's records moved into blocks (record_blocks.rs): `add`
+    /// makes the table and the column pointing into it, the store moves
+    /// the records, and `then` drops the column they were in and adds the
+    /// triggers that count each block's live records.
+    RecordBlocks {
+        add: &'static str,
+        then: &'static str,
+    },
 }
 
 impl Migration {
@@ -22,6 +30,7 @@ impl Migration {
             Migration::Own(sql) => Cow::Borrowed(sql),
             Migration::Alike(sql) => Cow::Owned(sql(types)),
             Migration::OwedKeyOrder => Cow::Owned(owed_key_order(types)),
+            Migration::RecordBlocks { add, .. } => Cow::Borrowed(add),
         }
     }
 }

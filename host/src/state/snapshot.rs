@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use super::dialect::{Conn, Dialect, Lookup};
 use super::error::Result;
+use super::record_blocks;
 use super::rows::if_dropped_columns;
 use super::rows::{CommitColumns, EntryColumns, entries_of, entry, hash_bytes, hash_of};
 use super::rows::{natural_order, range_end, to_json, unpack_events};
@@ -58,15 +59,8 @@ impl<D: Dialect> Snapshots for Store<D> {
 
     fn records<'a>(&'a self, sync: &'a str, hashes: &'a [u128]) -> Fut<'a, Records> {
         boxed(async move {
-            let select = "SELECT key_hash, record FROM snapshot WHERE sync = $1 AND key_hash";
-            let rows: Vec<(Vec<u8>, String)> = self.look_up(select, sync, hashes).await?;
-            let mut out = HashMap::with_capacity(rows.len());
-            for (hash, record) in rows {
-                let fields =
-                    Fields::from_json(record).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-                out.insert(hash_of(hash), fields);
-            }
-            Ok(out)
+            let mut conn = self.pool.acquire().await?;
+            Ok(record_blocks::records::<D>(&mut conn, sync, hashes).await?)
         })
     }
 
@@ -146,6 +140,8 @@ impl<D: Dialect> Snapshots for Store<D> {
     fn reset<'a>(&'a self, sync: &'a str) -> Fut<'a, ()> {
         boxed(async move {
             let mut tx = self.pool.begin().await?;
+            // The blocks first: the snapshot's triggers then count nothing.
+            record_blocks::drop_all::<D>(&mut tx, sync).await?;
             for table in ["snapshot", "row_errors", "sync_state"] {
                 D::query(&format!("DELETE FROM {table} WHERE sync = $1"))
                     .bind(sync)

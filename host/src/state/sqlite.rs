@@ -20,7 +20,8 @@ use sqlx::{Encode, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Type};
 use super::checkpoint::{Checkpointer, WAL_PAGES};
 use super::dialect::{Dialect, Lookup, Pool, RowLock, Tx};
 use super::error::{Result, StateError};
-use super::rows::{CommitColumns, Upserts, hash_bytes};
+use super::record_blocks::{self, Packed, SnapshotRows};
+use super::rows::{CommitColumns, hash_bytes};
 use super::schema::{self, ColumnTypes, Migration};
 use super::sql::{Columns, Driver, Stmt};
 
@@ -123,6 +124,38 @@ INSERT INTO delivered (sync, run_id, events)
 DROP TABLE deliveries;
 ",
     ),
+    Migration::RecordBlocks {
+        add: "
+CREATE TABLE record_blocks (
+    id INTEGER PRIMARY KEY,
+    sync TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    live INTEGER NOT NULL
+);
+CREATE TABLE record_block_bytes (
+    id INTEGER PRIMARY KEY,
+    records BLOB NOT NULL
+);
+CREATE INDEX record_blocks_sparse ON record_blocks (sync, id) WHERE live < (size + 1) / 2;
+ALTER TABLE snapshot RENAME TO snapshot_with_records;
+CREATE TABLE snapshot (
+    sync TEXT NOT NULL,
+    key_hash BLOB NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    place INTEGER NOT NULL,
+    PRIMARY KEY (sync, key_hash)
+) WITHOUT ROWID;
+",
+        then: "
+DROP TABLE snapshot_with_records;
+CREATE TRIGGER snapshot_record_replaced AFTER UPDATE OF place ON snapshot
+    WHEN old.place <> new.place
+    BEGIN UPDATE record_blocks SET live = live - 1 WHERE id = old.place / 16; END;
+CREATE TRIGGER snapshot_record_deleted AFTER DELETE ON snapshot
+    BEGIN UPDATE record_blocks SET live = live - 1 WHERE id = old.place / 16; END;
+",
+    },
 ];
 
 /// After this migration the snapshot is ordered by key hash, which SQL
@@ -149,6 +182,9 @@ impl Dialect for SqliteFile {
     const TYPES: ColumnTypes = TYPES;
     const SNAPSHOT_RANGE: &'static str = "SELECT CAST(group_concat(key_hash || fingerprint, '') AS BLOB) FROM snapshot \
          WHERE sync = $1 AND key_hash >= $2 AND key_hash < $3";
+    // One writer at a time holds the file, so the next ids are free.
+    const BLOCK_IDS: &'static str = "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+         SELECT (SELECT COALESCE(max(id), 0) FROM record_blocks) + i FROM n";
 
     async fn connect(url: &str, create: bool) -> Result<Option<(SqlitePool, SqliteFile)>> {
         let opts = options(url)?;
@@ -217,12 +253,65 @@ impl Dialect for SqliteFile {
         Ok(out)
     }
 
+    async fn insert_blocks(
+        conn: &mut SqliteConnection,
+        sync: &str,
+        ids: &[i64],
+        blocks: &[Packed],
+    ) -> sqlx::Result<()> {
+        for start in (0..ids.len()).step_by(CHUNK) {
+            let rows = start..ids.len().min(start + CHUNK);
+            let mut q =
+                QueryBuilder::<Sqlite>::new("INSERT INTO record_blocks (id, sync, size, live) ");
+            q.push_values(rows.clone(), |mut row, i| {
+                row.push_bind(ids[i])
+                    .push_bind(sync)
+                    .push_bind(blocks[i].size)
+                    .push_bind(blocks[i].size);
+            });
+            Stmt::from(q.build()).execute(&mut *conn).await?;
+            let mut q =
+                QueryBuilder::<Sqlite>::new("INSERT INTO record_block_bytes (id, records) ");
+            q.push_values(rows, |mut row, i| {
+                row.push_bind(ids[i]).push_bind(&blocks[i].bytes[..]);
+            });
+            Stmt::from(q.build()).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_snapshot(
+        conn: &mut SqliteConnection,
+        sync: &str,
+        rows: &SnapshotRows<'_>,
+    ) -> sqlx::Result<()> {
+        let n = rows.keys.len();
+        for start in (0..n).step_by(CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO snapshot (sync, key_hash, key, fingerprint, place) ",
+            );
+            q.push_values(start..n.min(start + CHUNK), |mut row, i| {
+                row.push_bind(sync)
+                    .push_bind(&rows.hashes[i][..])
+                    .push_bind(rows.keys[i])
+                    .push_bind(&rows.fingerprints[i][..])
+                    .push_bind(rows.places[i]);
+            });
+            q.push(
+                " ON CONFLICT (sync, key_hash) DO UPDATE SET key = excluded.key, \
+                 fingerprint = excluded.fingerprint, place = excluded.place",
+            );
+            Stmt::from(q.build()).execute(conn).await?;
+        }
+        Ok(())
+    }
+
     async fn write_commit(
         conn: &mut SqliteConnection,
         chunk: &CommitColumns<'_>,
     ) -> sqlx::Result<()> {
         let sync = chunk.sync;
-        upsert_snapshot(conn, sync, &chunk.upserts).await?;
+        record_blocks::upsert::<Self>(conn, sync, &chunk.upserts).await?;
         delete_in(conn, "snapshot", "key_hash", sync, &chunk.deletes).await?;
         // Most commits settle keys nobody owes: one lookup spares them the
         // deletes.
@@ -241,36 +330,8 @@ impl Dialect for SqliteFile {
                 .execute(&mut *conn)
                 .await?;
         }
-        Ok(())
+        record_blocks::tidy::<Self>(conn, sync, chunk.changed()).await
     }
-}
-
-/// Inserts or replaces the snapshot rows of `upserts`, CHUNK rows a
-/// statement.
-async fn upsert_snapshot(
-    conn: &mut SqliteConnection,
-    sync: &str,
-    upserts: &Upserts<'_>,
-) -> sqlx::Result<()> {
-    let n = upserts.keys.len();
-    for start in (0..n).step_by(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO snapshot (sync, key_hash, key, fingerprint, record) ",
-        );
-        q.push_values(start..n.min(start + CHUNK), |mut row, i| {
-            row.push_bind(sync)
-                .push_bind(&upserts.hashes[i][..])
-                .push_bind(upserts.keys[i])
-                .push_bind(&upserts.fingerprints[i][..])
-                .push_bind(upserts.records[i]);
-        });
-        q.push(
-            " ON CONFLICT (sync, key_hash) DO UPDATE SET key = excluded.key, \
-             fingerprint = excluded.fingerprint, record = excluded.record",
-        );
-        Stmt::from(q.build()).execute(conn).await?;
-    }
-    Ok(())
 }
 
 fn options(url: &str) -> Result<SqliteConnectOptions> {
@@ -412,7 +473,7 @@ mod tests {
     /// `running` rows of one sync (a dead run and a later one); upgrading
     /// keeps the later, closes the other, and from then on the index holds.
     #[tokio::test]
-    async fn upgrading_an_older_file_rehashes_the_snapshot_and_closes_extra_running_runs() {
+    async fn upgrading_an_older_file_moves_the_snapshot_and_closes_extra_running_runs() {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("state.db").display());
         let old = connect(options(&url).expect("url").create_if_missing(true))
@@ -438,7 +499,7 @@ mod tests {
             .expect("old runs");
         }
         sqlx::query(
-            "INSERT INTO snapshot (sync, key, fingerprint, record) VALUES ('s', 'k', ?, '{}')",
+            r#"INSERT INTO snapshot (sync, key, fingerprint, record) VALUES ('s', 'k', ?, '{"a":1}')"#,
         )
         .bind(hash_bytes(7))
         .execute(&old)
@@ -463,6 +524,9 @@ mod tests {
                 fingerprint: 7
             }]
         );
+        // Its record moved into a block.
+        let records = store.records("s", &[key_hash]).await.expect("records");
+        assert_eq!(records[&key_hash].json(), r#"{"a":1}"#);
         let statuses: Vec<(i64, String)> =
             sqlx::query_as("SELECT id, status FROM runs ORDER BY id")
                 .fetch_all(&store.pool)
@@ -511,7 +575,13 @@ mod tests {
     /// replayed, in order, after the upgrade, and new ones follow them.
     #[tokio::test]
     async fn upgrading_an_older_file_keeps_the_deliveries_kept() {
-        let (_dir, url, old) = older_file(MIGRATIONS.len() - 1).await;
+        let before = MIGRATIONS
+            .iter()
+            .position(
+                |m| matches!(m, Migration::Own(sql) if sql.contains("CREATE TABLE delivered")),
+            )
+            .expect("the migration that packs kept events");
+        let (_dir, url, old) = older_file(before).await;
         for event in [r#"{"id":"2"}"#, r#"{"id":"1","fields":{"s":"a\\nb"}}"#] {
             sqlx::query("INSERT INTO deliveries (sync, run_id, event) VALUES ('s', 7, ?)")
                 .bind(event)
@@ -592,6 +662,93 @@ mod tests {
         };
         let columns = CommitColumns::of("s", run_id, batch);
         assert!(store.commit(&columns).await.expect("commit"));
+    }
+
+    /// Records replaced over and over stay readable, each the last one
+    /// committed, while no block is left less than half live (so the
+    /// blocks never hold more than twice the records still live).
+    #[tokio::test]
+    async fn records_replaced_again_and_again_keep_their_blocks_tidy() {
+        use std::collections::BTreeMap;
+
+        use crate::state::record_blocks::BLOCK;
+        use crate::state::types::Commit;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let store = upgraded(&url).await;
+        let Ok(Claim::Started(run_id)) = store.claim("s", Duration::from_secs(60)).await else {
+            panic!("not claimed")
+        };
+        let keys: Vec<String> = (0..10 * BLOCK).map(|i| format!("k{i}")).collect();
+        let mut live: BTreeMap<&str, String> = BTreeMap::new();
+        for round in 0..12 {
+            let mut commits = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                let key_hash = crate::diff::key_hash(key);
+                // Every key first; then three in four, a different three each
+                // round; a few deleted now and then, and back later.
+                if round > 0 && (i + round) % 4 == 0 {
+                    continue;
+                }
+                if round % 5 == 3 && i % 7 == 0 {
+                    commits.push(Commit::Delete {
+                        key: key.clone(),
+                        key_hash,
+                    });
+                    live.remove(key.as_str());
+                    continue;
+                }
+                let json = format!(r#"{{"key":"{key}","round":{round}}}"#);
+                commits.push(Commit::Upsert {
+                    key: key.clone(),
+                    key_hash,
+                    fingerprint: round as u128,
+                    json: json.clone(),
+                });
+                live.insert(key, json);
+            }
+            let batch = Batch {
+                commits: &commits,
+                errors: &[],
+                delivered: &EventLines::default(),
+                counts: &Counts::default(),
+            };
+            let columns = CommitColumns::of("s", run_id, batch);
+            assert!(store.commit(&columns).await.expect("commit"));
+
+            let hashes: Vec<u128> = keys.iter().map(|k| crate::diff::key_hash(k)).collect();
+            let records = store.records("s", &hashes).await.expect("records");
+            let read: BTreeMap<&str, String> = keys
+                .iter()
+                .filter_map(|k| {
+                    let fields = records.get(&crate::diff::key_hash(k))?;
+                    Some((k.as_str(), fields.json().to_owned()))
+                })
+                .collect();
+            assert_eq!(read, live, "round {round}");
+            let (blocks, size, held, sparse, bytes): (i64, i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT count(*), sum(size), sum(live), sum(2 * live < size), \
+                 (SELECT count(*) FROM record_block_bytes) FROM record_blocks",
+            )
+            .fetch_one(&store.pool)
+            .await
+            .expect("blocks");
+            assert_eq!(held, live.len() as i64, "round {round}");
+            assert!(
+                size <= 2 * held,
+                "round {round}: {size} records kept for {held}"
+            );
+            assert_eq!((sparse, bytes), (0, blocks), "round {round}");
+        }
+        store.reset("s").await.expect("reset");
+        let left: (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM record_blocks), (SELECT count(*) FROM record_block_bytes)",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .expect("blocks");
+        assert_eq!(left, (0, 0));
     }
 
     /// A file as an Ebb that knew the first `version` migrations left it,

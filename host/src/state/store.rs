@@ -8,6 +8,7 @@ use futures::future::BoxFuture;
 
 use super::dialect::{Conn, Dialect, Pool};
 use super::error::{Result, StateError};
+use super::record_blocks;
 use super::rows::natural_order;
 use super::schema::Migration;
 use super::sql::Driver;
@@ -51,8 +52,13 @@ impl<D: Dialect> Store<D> {
         }
         for (i, migration) in D::MIGRATIONS.iter().enumerate().skip(version as usize) {
             D::Db::script(&mut tx, &migration.sql(&D::TYPES)).await?;
-            if let Migration::OwedKeyOrder = migration {
-                order_keys::<D>(&mut tx).await?;
+            match migration {
+                Migration::OwedKeyOrder => order_keys::<D>(&mut tx).await?,
+                Migration::RecordBlocks { then, .. } => {
+                    record_blocks::move_into_blocks::<D>(&mut tx).await?;
+                    D::Db::script(&mut tx, then).await?;
+                }
+                Migration::Own(_) | Migration::Alike(_) => {}
             }
             D::migrated(&mut tx, i + 1).await?;
         }

@@ -71,14 +71,39 @@ impl PostgresState {
     }
 
     /// The records the snapshot holds for `sync`, by key: what Ebb has
-    /// committed as delivered (a deletion, by the key's absence).
+    /// committed as delivered (a deletion, by the key's absence). The keys
+    /// come from the table; the records, packed in blocks, through Ebb's
+    /// own reader.
     pub fn snapshot(&self, sync: &str) -> BTreeMap<String, Value> {
-        self.snapshot_in(&format!("{}.snapshot", self.schema), sync)
+        let sql = format!("SELECT key FROM {}.snapshot WHERE sync = $1", self.schema);
+        let keys: Vec<String> = self
+            .rt
+            .block_on(sqlx::query_scalar(&sql).bind(sync).fetch_all(&self.pool))
+            .unwrap_or_else(|e| panic!("reading the snapshot of {sync}: {e}"));
+        let hashes: Vec<u128> = keys.iter().map(|k| ebb::diff::key_hash(k)).collect();
+        let mut records = self
+            .rt
+            .block_on(async {
+                let state = ebb::state::State::open(&self.url()).await?;
+                state.records(sync, &hashes).await
+            })
+            .unwrap_or_else(|e| panic!("reading the records of {sync}: {e}"));
+        keys.into_iter()
+            .zip(hashes)
+            .map(|(key, hash)| {
+                let fields = records
+                    .remove(&hash)
+                    .unwrap_or_else(|| panic!("no record of {key} in the snapshot"));
+                let record = serde_json::from_str(fields.json())
+                    .unwrap_or_else(|e| panic!("snapshot record of {key} is not JSON: {e}"));
+                (key, record)
+            })
+            .collect()
     }
 
-    /// [`PostgresState::snapshot`] from another table of the same database
-    /// with `sync`, `key` and `record` columns: a warehouse's
-    /// `diff = "warehouse"` snapshot.
+    /// The records of a table of the same database with `sync`, `key` and
+    /// `record` columns, by key: a warehouse's `diff = "warehouse"`
+    /// snapshot.
     pub fn snapshot_in(&self, table: &str, sync: &str) -> BTreeMap<String, Value> {
         let sql = format!("SELECT key, record FROM {table} WHERE sync = $1");
         let rows: Vec<(String, String)> = self

@@ -1,0 +1,489 @@
+//! Where the snapshot keeps its records: in blocks of up to [`BLOCK`]
+//! records, compressed together, in tables of their own: `record_blocks`
+//! counts each block's records, `record_block_bytes` holds them (apart,
+//! so that counting does not rewrite the records' pages). A snapshot row keeps the key, the fingerprint the
+//! diff reads and the record's place: its block's id times [`BLOCK`], plus
+//! its slot in the block.
+//!
+//! As a column of the snapshot's rows, every record of a first sync went
+//! through the key-ordered B-tree, once into the log and once into the
+//! file, and that was most of what the state store spent on it. A block
+//! is one row per [`BLOCK`] records and a few times smaller than they are;
+//! a snapshot row without its record is a fifth of what it was. Blocks
+//! are small so that reading one record (`previous`) unpacks a few
+//! kilobytes, not a whole commit's worth.
+//!
+//! A record replaced or deleted stays in its block until the block goes:
+//! each block counts the snapshot rows still pointing into it (`live`,
+//! kept by triggers on the snapshot), a commit deletes the blocks it
+//! emptied, and moves the live records of blocks less than half live into
+//! new blocks ([`tidy`]), so the records take at most about twice their
+//! packed room however often they change.
+
+use std::collections::HashMap;
+
+use super::dialect::{Conn, Dialect, Lookup};
+use super::rows::{Upserts, hash_bytes, hash_of};
+use super::sql::Columns;
+use crate::event::Fields;
+
+/// Records a block holds at most. Places are written with it, and the
+/// snapshot's triggers divide by it: it cannot change.
+pub const BLOCK: usize = 16;
+
+/// Blocks less than half live (`2 * live < size`), as the partial index
+/// `record_blocks_sparse` is written: SQLite uses a partial index only for
+/// a query naming its condition as it is, and not at all for one that
+/// multiplies the column (`live * 2 < size`).
+const SPARSE: &str = "live < (size + 1) / 2";
+
+/// A block ready to be written: its records, packed.
+pub struct Packed {
+    /// How many records it holds.
+    pub size: i64,
+    /// Each record's key hash (16 bytes), length (4 bytes, little-endian)
+    /// and JSON text, one after the other, compressed with zstd (or, if
+    /// that failed, after a 0 byte as they are).
+    pub bytes: Vec<u8>,
+}
+
+/// Packs records, in the order given, into blocks of [`BLOCK`]: record `i`
+/// goes to block `i / BLOCK`, slot `i % BLOCK`.
+pub fn pack<'a>(records: impl IntoIterator<Item = (u128, &'a str)>) -> Vec<Packed> {
+    let mut blocks = Vec::new();
+    let mut frames = Vec::new();
+    let mut size = 0;
+    // One compression context for all blocks: making one is a good part of
+    // compressing a few kilobytes.
+    let mut zstd = zstd::bulk::Compressor::new(1).ok();
+    let mut close = |frames: &mut Vec<u8>, size: &mut i64| {
+        // Compressing into memory fails only for want of memory: the
+        // block is then kept as it is.
+        let bytes = zstd
+            .as_mut()
+            .and_then(|z| z.compress(frames).ok())
+            .unwrap_or_else(|| [&[0][..], frames].concat());
+        blocks.push(Packed { size: *size, bytes });
+        frames.clear();
+        *size = 0;
+    };
+    for (key_hash, record) in records {
+        frames.extend_from_slice(&key_hash.to_be_bytes());
+        frames.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        frames.extend_from_slice(record.as_bytes());
+        size += 1;
+        if size == BLOCK as i64 {
+            close(&mut frames, &mut size);
+        }
+    }
+    if size > 0 {
+        close(&mut frames, &mut size);
+    }
+    blocks
+}
+
+/// Unpacks blocks with one decompression context: making one costs more
+/// than unpacking a block.
+pub struct Unpacker(Option<zstd::bulk::Decompressor<'static>>);
+
+impl Unpacker {
+    pub fn new() -> Unpacker {
+        Unpacker(zstd::bulk::Decompressor::new().ok())
+    }
+
+    /// A block's records: key hash and JSON text, slot by slot.
+    pub fn unpack(&mut self, bytes: &[u8]) -> std::io::Result<Vec<(u128, String)>> {
+        let frames = match bytes {
+            [0, raw @ ..] => raw.to_vec(),
+            [] => Vec::new(),
+            _ => self.decompress(bytes)?,
+        };
+        let mut out = Vec::with_capacity(BLOCK);
+        let mut rest = &frames[..];
+        while !rest.is_empty() {
+            let (head, tail) = rest.split_at_checked(20).ok_or_else(cut_short)?;
+            let (hash, len) = head.split_at(16);
+            let key_hash = u128::from_be_bytes(hash.try_into().map_err(|_| cut_short())?);
+            let len = u32::from_le_bytes(len.try_into().map_err(|_| cut_short())?) as usize;
+            let (record, tail) = tail.split_at_checked(len).ok_or_else(cut_short)?;
+            let record = String::from_utf8(record.to_vec()).map_err(std::io::Error::other)?;
+            out.push((key_hash, record));
+            rest = tail;
+        }
+        Ok(out)
+    }
+
+    fn decompress(&mut self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        // `pack` writes the size of what it compressed into the frame.
+        let size = zstd::zstd_safe::get_frame_content_size(bytes).map_err(|_| cut_short())?;
+        match (&mut self.0, size) {
+            (Some(zstd), Some(size)) => zstd.decompress(bytes, size as usize),
+            _ => zstd::decode_all(bytes),
+        }
+    }
+}
+
+fn cut_short() -> std::io::Error {
+    std::io::Error::other("a block of the snapshot's records is cut short")
+}
+
+/// The place of slot `slot` of block `id`.
+pub fn place(id: i64, slot: usize) -> i64 {
+    id * BLOCK as i64 + slot as i64
+}
+
+/// The block and slot of a place.
+fn block_and_slot(place: i64) -> (i64, usize) {
+    (place / BLOCK as i64, (place % BLOCK as i64) as usize)
+}
+
+/// The places of `blocks` once written with `ids`, record by record.
+pub fn places(ids: &[i64], blocks: &[Packed]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for (id, block) in ids.iter().zip(blocks) {
+        out.extend((0..block.size as usize).map(|slot| place(*id, slot)));
+    }
+    out
+}
+
+/// Snapshot rows to insert or update, column by column.
+pub struct SnapshotRows<'a> {
+    pub hashes: &'a [Vec<u8>],
+    pub keys: &'a [&'a str],
+    pub fingerprints: &'a [Vec<u8>],
+    pub places: &'a [i64],
+}
+
+/// Writes `blocks` of `sync`'s records, returning their ids in order.
+pub async fn write<D: Dialect>(
+    conn: &mut Conn<D>,
+    sync: &str,
+    blocks: &[Packed],
+) -> sqlx::Result<Vec<i64>> {
+    if blocks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<(i64,)> = D::query(D::BLOCK_IDS)
+        .bind(blocks.len() as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+    let ids: Vec<i64> = ids.into_iter().map(|(id,)| id).collect();
+    D::insert_blocks(conn, sync, &ids, blocks).await?;
+    Ok(ids)
+}
+
+/// Writes a commit's upserts: their records' blocks, then their snapshot
+/// rows pointing into them.
+pub async fn upsert<D: Dialect>(
+    conn: &mut Conn<D>,
+    sync: &str,
+    upserts: &Upserts<'_>,
+) -> sqlx::Result<()> {
+    let ids = write::<D>(conn, sync, &upserts.blocks).await?;
+    let rows = SnapshotRows {
+        hashes: &upserts.hashes,
+        keys: &upserts.keys,
+        fingerprints: &upserts.fingerprints,
+        places: &places(&ids, &upserts.blocks),
+    };
+    D::upsert_snapshot(conn, sync, &rows).await
+}
+
+/// The records of the snapshot rows of `sync` whose key hash is one of
+/// `hashes` (those that exist).
+pub async fn records<D: Dialect>(
+    conn: &mut Conn<D>,
+    sync: &str,
+    hashes: &[u128],
+) -> sqlx::Result<HashMap<u128, Fields>> {
+    let lookup = Lookup {
+        select: "SELECT key_hash, place FROM snapshot WHERE sync = $1 AND key_hash",
+        sync,
+        hashes,
+    };
+    let rows: Vec<(Vec<u8>, i64)> = D::by_key_hash(&mut *conn, lookup).await?;
+    let mut wanted: HashMap<i64, Vec<(usize, u128)>> = HashMap::new();
+    for (hash, place) in rows {
+        let key_hash = hash_of(hash);
+        let (block, slot) = block_and_slot(place);
+        wanted.entry(block).or_default().push((slot, key_hash));
+    }
+    let ids: Vec<i64> = wanted.keys().copied().collect();
+    let mut out = HashMap::with_capacity(hashes.len());
+    let mut unpacker = Unpacker::new();
+    for (id, bytes) in blocks::<D, (i64, Vec<u8>)>(conn, "id, records", &ids).await? {
+        let records = unpacker
+            .unpack(&bytes)
+            .map_err(|e| sqlx::Error::Decode(e.into()))?;
+        for (slot, key_hash) in wanted.remove(&id).unwrap_or_default() {
+            let record = match records.get(slot) {
+                Some((hash, record)) if *hash == key_hash => record.clone(),
+                _ => return Err(missing(key_hash)),
+            };
+            let fields = Fields::from_json(record).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            out.insert(key_hash, fields);
+        }
+    }
+    match wanted.into_values().flatten().next() {
+        Some((_, key_hash)) => Err(missing(key_hash)),
+        None => Ok(out),
+    }
+}
+
+/// The columns `columns` of the blocks `ids`, a few hundred a statement.
+async fn blocks<D: Dialect, O: Columns>(
+    conn: &mut Conn<D>,
+    columns: &str,
+    ids: &[i64],
+) -> sqlx::Result<Vec<O>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT {columns} FROM record_block_bytes WHERE id IN ({})",
+            list.join(",")
+        );
+        let mut q = D::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        out.extend(q.fetch_all::<O>(&mut *conn).await?);
+    }
+    Ok(out)
+}
+
+fn missing(key_hash: u128) -> sqlx::Error {
+    sqlx::Error::Decode(
+        format!(
+            "the state store has lost the record of the snapshot row with key hash {key_hash:032x}; \
+             `ebb reset` the sync to deliver it again"
+        )
+        .into(),
+    )
+}
+
+/// After a commit of `sync` that replaced or deleted `changed` records:
+/// deletes the blocks no snapshot row points into any more, and moves the
+/// live records of up to `8 + changed / 8` blocks less than half live
+/// into new blocks (a block gets there only after `BLOCK / 2` of its
+/// records went, so that many keep up with what the commits empty).
+pub async fn tidy<D: Dialect>(conn: &mut Conn<D>, sync: &str, changed: usize) -> sqlx::Result<()> {
+    drop_empty::<D>(conn, sync).await?;
+    let sparse: Vec<(i64, Vec<u8>)> = D::query(&format!(
+        "SELECT b.id, r.records FROM record_blocks AS b JOIN record_block_bytes AS r ON r.id = b.id \
+         WHERE b.sync = $1 AND {SPARSE} ORDER BY b.id LIMIT $2"
+    ))
+    .bind(sync)
+    .bind((8 + changed / 8) as i64)
+    .fetch_all(&mut *conn)
+    .await?;
+    if sparse.is_empty() {
+        return Ok(());
+    }
+    let mut held = HashMap::new();
+    let mut unpacker = Unpacker::new();
+    for (id, bytes) in &sparse {
+        let records = unpacker
+            .unpack(bytes)
+            .map_err(|e| sqlx::Error::Decode(e.into()))?;
+        for (slot, (key_hash, record)) in records.into_iter().enumerate() {
+            held.insert(key_hash, (place(*id, slot), record));
+        }
+    }
+    let hashes: Vec<u128> = held.keys().copied().collect();
+    let lookup = Lookup {
+        select: "SELECT key_hash, key, fingerprint, place FROM snapshot WHERE sync = $1 AND key_hash",
+        sync,
+        hashes: &hashes,
+    };
+    let rows: Vec<(Vec<u8>, String, Vec<u8>, i64)> = D::by_key_hash(&mut *conn, lookup).await?;
+    let mut live: Vec<Moving> = rows
+        .into_iter()
+        .filter_map(|(hash, key, fingerprint, at)| {
+            // Live: the row still points at this copy of the record.
+            let (place, record) = held.remove(&hash_of(hash.clone()))?;
+            (place == at).then_some((hash, key, fingerprint, record))
+        })
+        .collect();
+    live.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    rewrite::<D>(conn, sync, &live).await?;
+    // The blocks left behind are empty now.
+    drop_empty::<D>(conn, sync).await
+}
+
+/// A snapshot row and its record, on their way to a new block: key hash,
+/// key, fingerprint, record.
+type Moving = (Vec<u8>, String, Vec<u8>, String);
+
+/// Packs `rows`' records into new blocks of `sync`, in the order given, and
+/// points their snapshot rows (inserted or updated) at them.
+async fn rewrite<D: Dialect>(conn: &mut Conn<D>, sync: &str, rows: &[Moving]) -> sqlx::Result<()> {
+    let blocks = pack(rows.iter().map(|r| (hash_of(r.0.clone()), r.3.as_str())));
+    let ids = write::<D>(conn, sync, &blocks).await?;
+    let hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.0.clone()).collect();
+    let keys: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let fingerprints: Vec<Vec<u8>> = rows.iter().map(|r| r.2.clone()).collect();
+    let rows = SnapshotRows {
+        hashes: &hashes,
+        keys: &keys,
+        fingerprints: &fingerprints,
+        places: &places(&ids, &blocks),
+    };
+    D::upsert_snapshot(conn, sync, &rows).await
+}
+
+/// Deletes `sync`'s blocks no snapshot row points into.
+async fn drop_empty<D: Dialect>(conn: &mut Conn<D>, sync: &str) -> sqlx::Result<()> {
+    let empty = format!("SELECT id FROM record_blocks WHERE sync = $1 AND {SPARSE} AND live <= 0");
+    D::query(&format!(
+        "DELETE FROM record_block_bytes WHERE id IN ({empty})"
+    ))
+    .bind(sync)
+    .execute(&mut *conn)
+    .await?;
+    D::query(&format!("DELETE FROM record_blocks WHERE id IN ({empty})"))
+        .bind(sync)
+        .execute(conn)
+        .await
+}
+
+/// Deletes all of `sync`'s blocks.
+pub async fn drop_all<D: Dialect>(conn: &mut Conn<D>, sync: &str) -> sqlx::Result<()> {
+    D::query(
+        "DELETE FROM record_block_bytes WHERE id IN (SELECT id FROM record_blocks WHERE sync = $1)",
+    )
+    .bind(sync)
+    .execute(&mut *conn)
+    .await?;
+    D::query("DELETE FROM record_blocks WHERE sync = $1")
+        .bind(sync)
+        .execute(conn)
+        .await
+}
+
+/// Moves the snapshot as it was before records had blocks
+/// (`snapshot_with_records`, each row with its record) into the snapshot
+/// and its blocks, a sync at a time in key-hash order.
+pub async fn move_into_blocks<D: Dialect>(conn: &mut Conn<D>) -> sqlx::Result<()> {
+    const PAGE: i64 = 16 * 1024;
+    let mut after: (String, Vec<u8>) = Default::default();
+    loop {
+        let page: Vec<(String, Vec<u8>)> = D::query(
+            "SELECT sync, key_hash FROM snapshot_with_records \
+             WHERE sync > $1 OR (sync = $1 AND key_hash > $2) \
+             ORDER BY sync, key_hash LIMIT $3",
+        )
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(PAGE)
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some(last) = page.last().cloned() else {
+            return Ok(());
+        };
+        for sync in page.chunk_by(|a, b| a.0 == b.0) {
+            let (name, first) = &sync[0];
+            let end = &sync[sync.len() - 1].1;
+            let rows: Vec<Moving> = D::query(
+                "SELECT key_hash, key, fingerprint, record FROM snapshot_with_records \
+                 WHERE sync = $1 AND key_hash >= $2 AND key_hash <= $3 ORDER BY key_hash",
+            )
+            .bind(name)
+            .bind(first)
+            .bind(end)
+            .fetch_all(&mut *conn)
+            .await?;
+            rewrite::<D>(conn, name, &rows).await?;
+        }
+        after = last;
+    }
+}
+
+/// One record as a block of its own, with its snapshot row.
+pub async fn put_one<D: Dialect>(
+    conn: &mut Conn<D>,
+    sync: &str,
+    key: &str,
+    fingerprint: Vec<u8>,
+    record: String,
+) -> sqlx::Result<()> {
+    let hash = hash_bytes(crate::diff::key_hash(key));
+    rewrite::<D>(conn, sync, &[(hash, key.to_owned(), fingerprint, record)]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_come_back_from_their_blocks_slot_by_slot() {
+        let records: Vec<(u128, String)> = (0..40u128)
+            .map(|i| (i * 7919, format!(r#"{{"id":{i},"note":"é {i}"}}"#)))
+            .collect();
+        let blocks = pack(records.iter().map(|(h, r)| (*h, r.as_str())));
+        assert_eq!(
+            blocks.iter().map(|b| b.size).collect::<Vec<_>>(),
+            [16, 16, 8]
+        );
+        let back: Vec<(u128, String)> = blocks
+            .iter()
+            .flat_map(|b| Unpacker::new().unpack(&b.bytes).expect("unpacks"))
+            .collect();
+        assert_eq!(back, records);
+        assert_eq!(
+            places(&[5, 9, 2], &blocks)[15..18],
+            [place(5, 15), place(9, 0), place(9, 1)]
+        );
+        assert_eq!(block_and_slot(place(9, 1)), (9, 1));
+    }
+
+    /// The migrations spell the index's condition and the places' block
+    /// size as this module does.
+    #[test]
+    fn the_stores_count_blocks_as_this_module_does() {
+        use super::super::dialect::Dialect;
+        use super::super::schema::Migration;
+        fn record_blocks<D: Dialect>() -> String {
+            D::MIGRATIONS
+                .iter()
+                .find_map(|m| match m {
+                    Migration::RecordBlocks { add, then } => Some(format!("{add}{then}")),
+                    _ => None,
+                })
+                .expect("the migration to record blocks")
+        }
+        for sql in [
+            record_blocks::<super::super::sqlite::SqliteFile>(),
+            record_blocks::<super::super::postgres::PgSchema>(),
+        ] {
+            assert!(sql.contains(&format!("WHERE {SPARSE};")), "{sql}");
+            let blocks = sql
+                .to_lowercase()
+                .matches(&format!("old.place / {BLOCK};"))
+                .count();
+            assert!(
+                blocks > 0 && blocks == sql.matches("place / ").count(),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cut_block_is_an_error_not_a_panic() {
+        let blocks = pack([(1, r#"{"a":1}"#)]);
+        let frames = zstd::decode_all(&blocks[0].bytes[..]).expect("zstd");
+        let raw = |frames: &[u8]| [&[0][..], frames].concat();
+        let mut unpacker = Unpacker::new();
+        let one = unpacker.unpack(&raw(&frames)).expect("raw");
+        assert_eq!(one, [(1, r#"{"a":1}"#.into())]);
+        for cut in [1, 19, 20, frames.len() - 1] {
+            assert!(
+                unpacker.unpack(&raw(&frames[..cut])).is_err(),
+                "cut at {cut}"
+            );
+        }
+        assert!(unpacker.unpack(b"{not a block").is_err());
+        assert!(unpacker.unpack(&blocks[0].bytes[..9]).is_err());
+        assert!(unpacker.unpack(&[]).expect("empty").is_empty());
+    }
+}
