@@ -1,17 +1,17 @@
 //! Where the snapshot keeps its records: in blocks of up to [`BLOCK`]
 //! records, compressed together, in tables of their own: `record_blocks`
-//! counts each block's records, `record_block_bytes` holds them (apart,
-//! so that counting does not rewrite the records' pages). A snapshot row keeps the key, the fingerprint the
-//! diff reads and the record's place: its block's id times [`BLOCK`], plus
-//! its slot in the block.
+//! counts each block's records, `record_block_bytes` holds them (apart, so
+//! that counting does not rewrite the records' pages). A snapshot row
+//! keeps the key, the fingerprint the diff reads and the record's place:
+//! its block's id times [`BLOCK`], plus its slot in the block.
 //!
 //! As a column of the snapshot's rows, every record of a first sync went
 //! through the key-ordered B-tree, once into the log and once into the
 //! file, and that was most of what the state store spent on it. A block
-//! is one row per [`BLOCK`] records and a few times smaller than they are;
-//! a snapshot row without its record is a fifth of what it was. Blocks
-//! are small so that reading one record (`previous`) unpacks a few
-//! kilobytes, not a whole commit's worth.
+//! is one row per [`BLOCK`] records and about a third of their size, and a
+//! snapshot row without its record is small. Blocks are small so that
+//! reading one record (`previous`) unpacks a few kilobytes, not a whole
+//! commit's worth.
 //!
 //! A record replaced or deleted stays in its block until the block goes:
 //! each block counts the snapshot rows still pointing into it (`live`,
