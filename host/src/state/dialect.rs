@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 
 use super::error::Result;
-use super::record_blocks::{Packed, SnapshotRows};
-use super::rows::CommitColumns;
+use super::packing::Packed;
+use super::rows::{CommitColumns, SnapshotRows};
 use super::schema::{ColumnTypes, Migration};
 use super::sql::{Columns, Driver, Stmt};
 

@@ -23,6 +23,7 @@ mod checkpoint;
 mod dialect;
 mod error;
 mod owed;
+mod packing;
 mod postgres;
 mod record_blocks;
 mod rows;

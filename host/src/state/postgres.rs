@@ -24,8 +24,9 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
 
 use super::dialect::{Dialect, Lookup, Pool, RowLock, Tx};
 use super::error::{Result, StateError};
-use super::record_blocks::{self, Packed, SnapshotRows};
-use super::rows::{CommitColumns, hash_bytes};
+use super::packing::Packed;
+use super::record_blocks;
+use super::rows::{CommitColumns, SnapshotRows, hash_bytes};
 use super::schema::{self, ColumnTypes, Migration};
 use super::sql::{Columns, Driver, Stmt};
 

@@ -1,14 +1,15 @@
-//! Where the snapshot keeps its records: in blocks of up to [`BLOCK`]
-//! records, compressed together, in tables of their own: `record_blocks`
-//! counts each block's records, `record_block_bytes` holds them (apart, so
-//! that counting does not rewrite the records' pages). A snapshot row
-//! keeps the key, the fingerprint the diff reads and the record's place:
-//! its block's id times [`BLOCK`], plus its slot in the block.
+//! Where the snapshot keeps its records: in blocks of up to
+//! [`BLOCK`](super::packing::BLOCK) (16) records, compressed together
+//! (packing.rs), in tables of their own: `record_blocks` counts each
+//! block's records, `record_block_bytes` holds them (apart, so that
+//! counting does not rewrite the records' pages). A snapshot row keeps the
+//! key, the fingerprint the diff reads and the record's place: its block's
+//! id times 16, plus its slot in the block.
 //!
 //! As a column of the snapshot's rows, every record of a first sync went
 //! through the key-ordered B-tree, once into the log and once into the
 //! file, and that was most of what the state store spent on it. A block
-//! is one row per [`BLOCK`] records and about a third of their size, and a
+//! is one row per 16 records and about a third of their size, and a
 //! snapshot row without its record is small. Blocks are small so that
 //! reading one record (`previous`) unpacks a few kilobytes, not a whole
 //! commit's worth.
@@ -23,136 +24,16 @@
 use std::collections::HashMap;
 
 use super::dialect::{Conn, Dialect, Lookup};
-use super::rows::{Upserts, hash_bytes, hash_of};
+use super::packing::{Packed, Unpacker, block_and_slot, pack, place, places};
+use super::rows::{SnapshotRows, Upserts, hash_bytes, hash_of};
 use super::sql::Columns;
 use crate::event::Fields;
-
-/// Records a block holds at most. Places are written with it, and the
-/// snapshot's triggers divide by it: it cannot change.
-pub const BLOCK: usize = 16;
 
 /// Blocks less than half live (`2 * live < size`), as the partial index
 /// `record_blocks_sparse` is written: SQLite uses a partial index only for
 /// a query naming its condition as it is, and not at all for one that
 /// multiplies the column (`live * 2 < size`).
 const SPARSE: &str = "live < (size + 1) / 2";
-
-/// A block ready to be written: its records, packed.
-pub struct Packed {
-    /// How many records it holds.
-    pub size: i64,
-    /// Each record's key hash (16 bytes), length (4 bytes, little-endian)
-    /// and JSON text, one after the other, compressed with zstd (or, if
-    /// that failed, after a 0 byte as they are).
-    pub bytes: Vec<u8>,
-}
-
-/// Packs records, in the order given, into blocks of [`BLOCK`]: record `i`
-/// goes to block `i / BLOCK`, slot `i % BLOCK`.
-pub fn pack<'a>(records: impl IntoIterator<Item = (u128, &'a str)>) -> Vec<Packed> {
-    let mut blocks = Vec::new();
-    let mut frames = Vec::new();
-    let mut size = 0;
-    // One compression context for all blocks: making one is a good part of
-    // compressing a few kilobytes.
-    let mut zstd = zstd::bulk::Compressor::new(1).ok();
-    let mut close = |frames: &mut Vec<u8>, size: &mut i64| {
-        // Compressing into memory fails only for want of memory: the
-        // block is then kept as it is.
-        let bytes = zstd
-            .as_mut()
-            .and_then(|z| z.compress(frames).ok())
-            .unwrap_or_else(|| [&[0][..], frames].concat());
-        blocks.push(Packed { size: *size, bytes });
-        frames.clear();
-        *size = 0;
-    };
-    for (key_hash, record) in records {
-        frames.extend_from_slice(&key_hash.to_be_bytes());
-        frames.extend_from_slice(&(record.len() as u32).to_le_bytes());
-        frames.extend_from_slice(record.as_bytes());
-        size += 1;
-        if size == BLOCK as i64 {
-            close(&mut frames, &mut size);
-        }
-    }
-    if size > 0 {
-        close(&mut frames, &mut size);
-    }
-    blocks
-}
-
-/// Unpacks blocks with one decompression context: making one costs more
-/// than unpacking a block.
-pub struct Unpacker(Option<zstd::bulk::Decompressor<'static>>);
-
-impl Unpacker {
-    pub fn new() -> Unpacker {
-        Unpacker(zstd::bulk::Decompressor::new().ok())
-    }
-
-    /// A block's records: key hash and JSON text, slot by slot.
-    pub fn unpack(&mut self, bytes: &[u8]) -> std::io::Result<Vec<(u128, String)>> {
-        let frames = match bytes {
-            [0, raw @ ..] => raw.to_vec(),
-            [] => Vec::new(),
-            _ => self.decompress(bytes)?,
-        };
-        let mut out = Vec::with_capacity(BLOCK);
-        let mut rest = &frames[..];
-        while !rest.is_empty() {
-            let (head, tail) = rest.split_at_checked(20).ok_or_else(cut_short)?;
-            let (hash, len) = head.split_at(16);
-            let key_hash = u128::from_be_bytes(hash.try_into().map_err(|_| cut_short())?);
-            let len = u32::from_le_bytes(len.try_into().map_err(|_| cut_short())?) as usize;
-            let (record, tail) = tail.split_at_checked(len).ok_or_else(cut_short)?;
-            let record = String::from_utf8(record.to_vec()).map_err(std::io::Error::other)?;
-            out.push((key_hash, record));
-            rest = tail;
-        }
-        Ok(out)
-    }
-
-    fn decompress(&mut self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-        // `pack` writes the size of what it compressed into the frame.
-        let size = zstd::zstd_safe::get_frame_content_size(bytes).map_err(|_| cut_short())?;
-        match (&mut self.0, size) {
-            (Some(zstd), Some(size)) => zstd.decompress(bytes, size as usize),
-            _ => zstd::decode_all(bytes),
-        }
-    }
-}
-
-fn cut_short() -> std::io::Error {
-    std::io::Error::other("a block of the snapshot's records is cut short")
-}
-
-/// The place of slot `slot` of block `id`.
-pub fn place(id: i64, slot: usize) -> i64 {
-    id * BLOCK as i64 + slot as i64
-}
-
-/// The block and slot of a place.
-fn block_and_slot(place: i64) -> (i64, usize) {
-    (place / BLOCK as i64, (place % BLOCK as i64) as usize)
-}
-
-/// The places of `blocks` once written with `ids`, record by record.
-pub fn places(ids: &[i64], blocks: &[Packed]) -> Vec<i64> {
-    let mut out = Vec::new();
-    for (id, block) in ids.iter().zip(blocks) {
-        out.extend((0..block.size as usize).map(|slot| place(*id, slot)));
-    }
-    out
-}
-
-/// Snapshot rows to insert or update, column by column.
-pub struct SnapshotRows<'a> {
-    pub hashes: &'a [Vec<u8>],
-    pub keys: &'a [&'a str],
-    pub fingerprints: &'a [Vec<u8>],
-    pub places: &'a [i64],
-}
 
 /// Writes `blocks` of `sync`'s records, returning their ids in order.
 pub async fn write<D: Dialect>(
@@ -413,29 +294,8 @@ pub async fn put_one<D: Dialect>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::packing::BLOCK;
     use super::*;
-
-    #[test]
-    fn records_come_back_from_their_blocks_slot_by_slot() {
-        let records: Vec<(u128, String)> = (0..40u128)
-            .map(|i| (i * 7919, format!(r#"{{"id":{i},"note":"é {i}"}}"#)))
-            .collect();
-        let blocks = pack(records.iter().map(|(h, r)| (*h, r.as_str())));
-        assert_eq!(
-            blocks.iter().map(|b| b.size).collect::<Vec<_>>(),
-            [16, 16, 8]
-        );
-        let back: Vec<(u128, String)> = blocks
-            .iter()
-            .flat_map(|b| Unpacker::new().unpack(&b.bytes).expect("unpacks"))
-            .collect();
-        assert_eq!(back, records);
-        assert_eq!(
-            places(&[5, 9, 2], &blocks)[15..18],
-            [place(5, 15), place(9, 0), place(9, 1)]
-        );
-        assert_eq!(block_and_slot(place(9, 1)), (9, 1));
-    }
 
     /// The migrations spell the index's condition and the places' block
     /// size as this module does.
@@ -466,24 +326,5 @@ mod tests {
                 "{sql}"
             );
         }
-    }
-
-    #[test]
-    fn a_cut_block_is_an_error_not_a_panic() {
-        let blocks = pack([(1, r#"{"a":1}"#)]);
-        let frames = zstd::decode_all(&blocks[0].bytes[..]).expect("zstd");
-        let raw = |frames: &[u8]| [&[0][..], frames].concat();
-        let mut unpacker = Unpacker::new();
-        let one = unpacker.unpack(&raw(&frames)).expect("raw");
-        assert_eq!(one, [(1, r#"{"a":1}"#.into())]);
-        for cut in [1, 19, 20, frames.len() - 1] {
-            assert!(
-                unpacker.unpack(&raw(&frames[..cut])).is_err(),
-                "cut at {cut}"
-            );
-        }
-        assert!(unpacker.unpack(b"{not a block").is_err());
-        assert!(unpacker.unpack(&blocks[0].bytes[..9]).is_err());
-        assert!(unpacker.unpack(&[]).expect("empty").is_empty());
     }
 }

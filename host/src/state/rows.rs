@@ -6,7 +6,7 @@
 use chrono::{TimeZone, Utc};
 use serde::Serialize;
 
-use super::record_blocks::{Packed, pack};
+use super::packing::{Packed, pack};
 use super::types::{Batch, Commit, EventLines, OwedRow, RowError, RunKind, RunRecord};
 use crate::diff::Entry;
 use crate::status::{Counts, Status};
@@ -96,6 +96,14 @@ pub struct Upserts<'a> {
     pub fingerprints: Vec<Vec<u8>>,
     /// The records, packed in this order ([`super::record_blocks::pack`]).
     pub blocks: Vec<Packed>,
+}
+
+/// Snapshot rows to insert or update, column by column.
+pub struct SnapshotRows<'a> {
+    pub hashes: &'a [Vec<u8>],
+    pub keys: &'a [&'a str],
+    pub fingerprints: &'a [Vec<u8>],
+    pub places: &'a [i64],
 }
 
 /// What a commit writes in bulk, column by column, so each store writes a

@@ -20,8 +20,9 @@ use sqlx::{Encode, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Type};
 use super::checkpoint::{Checkpointer, WAL_PAGES};
 use super::dialect::{Dialect, Lookup, Pool, RowLock, Tx};
 use super::error::{Result, StateError};
-use super::record_blocks::{self, Packed, SnapshotRows};
-use super::rows::{CommitColumns, hash_bytes};
+use super::packing::Packed;
+use super::record_blocks;
+use super::rows::{CommitColumns, SnapshotRows, hash_bytes};
 use super::schema::{self, ColumnTypes, Migration};
 use super::sql::{Columns, Driver, Stmt};
 
@@ -671,7 +672,7 @@ mod tests {
     async fn records_replaced_again_and_again_keep_their_blocks_tidy() {
         use std::collections::BTreeMap;
 
-        use crate::state::record_blocks::BLOCK;
+        use crate::state::packing::BLOCK;
         use crate::state::types::Commit;
 
         let dir = tempfile::tempdir().expect("temp dir");
