@@ -10,14 +10,15 @@
 //! to one run at a time (see runs.rs).
 //!
 //! Each statement is written once, in the module named after what it keeps
-//! (runs.rs, snapshot.rs, owed.rs, schedules.rs), and runs on either
-//! database through sql.rs. What the two databases do differently (how
-//! they connect and migrate, how a transaction keeps others from writing
-//! between its read and its write, how a chunk of commits is written in a
-//! few statements) is each one's `Dialect` (dialect.rs): sqlite.rs and
-//! postgres.rs hold that and nothing else, but for the task that copies
-//! SQLite's log into its file beside the writes (checkpoint.rs). How
-//! values are stored and columns decode is rows.rs.
+//! (runs.rs, snapshot.rs, record_blocks.rs for the snapshot's records,
+//! owed.rs, schedules.rs), and runs on either database through sql.rs.
+//! What the two databases do differently (how they connect and migrate,
+//! how a transaction keeps others from writing between its read and its
+//! write, how a chunk of commits is written in a few statements) is each
+//! one's `Dialect` (dialect.rs): sqlite.rs and postgres.rs hold that and
+//! nothing else, but for the task that copies SQLite's log into its file
+//! beside the writes (checkpoint.rs). How values are stored and columns
+//! decode is rows.rs; how records are packed into blocks, packing.rs.
 
 mod checkpoint;
 mod dialect;
