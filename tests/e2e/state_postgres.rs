@@ -6,6 +6,7 @@
 //! processes that start together migrate once, and a newer schema is refused.
 
 use crate::support::config::Config;
+use crate::support::events::assert_events;
 use crate::support::project::{Project, SYNC};
 use crate::support::state::PostgresState;
 use crate::support::warehouse::Warehouse;
@@ -173,4 +174,56 @@ fn postgres_state_replays_what_a_run_delivered() {
         return;
     };
     replay::replay_resends_exactly_what_a_run_delivered(&project);
+}
+
+/// A store that an Ebb from before the records' blocks wrote (each
+/// snapshot row holding its record) is upgraded in place when it is next
+/// opened: the records move into blocks, and the next run's updates and
+/// deletions carry them as `previous`.
+#[test]
+fn an_older_postgres_store_keeps_its_records_through_the_upgrade() {
+    let Some((state, project)) = project() else {
+        return;
+    };
+    let wh = Warehouse::sqlite(&project);
+    wh.insert_users(1..=10);
+    project.write_config(&Config::new(&wh).render());
+    project.run_ok();
+    project.take_delivered();
+    let delivered = state.snapshot(SYNC);
+    assert_eq!(delivered.len(), 10);
+
+    // The store as the schema before the blocks left it.
+    let mut older = String::from(
+        "DROP TRIGGER snapshot_record_replaced ON snapshot; \
+         DROP TRIGGER snapshot_record_deleted ON snapshot; \
+         DROP FUNCTION snapshot_record_gone(); \
+         DROP TABLE record_blocks; DROP TABLE record_block_bytes; \
+         ALTER TABLE snapshot ADD COLUMN record TEXT;",
+    );
+    for (key, record) in &delivered {
+        let record = record.to_string().replace('\'', "''");
+        older += &format!("UPDATE snapshot SET record = '{record}' WHERE key = '{key}';");
+    }
+    older += "ALTER TABLE snapshot DROP COLUMN place; \
+              ALTER TABLE snapshot ALTER COLUMN record SET NOT NULL; \
+              DELETE FROM schema_version WHERE version = 9;";
+    state.exec(&older);
+    assert_eq!(
+        state.versions(),
+        (1..POSTGRES_MIGRATIONS).collect::<Vec<_>>()
+    );
+
+    changes::change_users(&wh);
+    project.run_ok();
+    assert_events(&project.take_delivered(), &changes::change_events());
+    assert_eq!(
+        state.versions(),
+        (1..=POSTGRES_MIGRATIONS).collect::<Vec<_>>()
+    );
+    let after = state.snapshot(SYNC);
+    for key in ["1", "6", "10"] {
+        assert_eq!(after[key], delivered[key], "the record of {key}");
+    }
+    assert!(!after.contains_key("5"), "5 was deleted");
 }
