@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    return_freed_memory_sooner();
     let cli = Cli::parse_args();
     // A model reading millions of rows is a long statement by design: the
     // driver's slow-statement warnings are only wanted when asked for. A
@@ -58,6 +59,33 @@ fn main() -> ExitCode {
         Err(e) => {
             ebb::tell!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// mimalloc (v3) keeps memory it freed for a second before it gives it
+/// back to the system (`purge_delay`, 1,000 ms). A sync frees and allocates
+/// fast enough that this was 30–80 MiB of peak RSS, which took a 10 M-row
+/// first sync past its 256 MiB bound; a tenth of that delay keeps it under
+/// without a measurable cost (BENCHMARKS.md, "Seventh round"). A delay set
+/// with `MIMALLOC_PURGE_DELAY` is left as it is.
+fn return_freed_memory_sooner() {
+    use std::ffi::{c_int, c_long};
+    // The option's number in `mi_option_e` of the mimalloc that
+    // `libmimalloc-sys` builds; its Rust bindings do not name it.
+    const PURGE_DELAY: c_int = 15;
+    const DEFAULT: c_long = 1000;
+    unsafe extern "C" {
+        fn mi_option_get(option: c_int) -> c_long;
+        fn mi_option_set(option: c_int, value: c_long);
+    }
+    // SAFETY: both only read or write a number in mimalloc's table of
+    // options, and ignore an option number they do not know. The delay is
+    // changed only if option 15 holds mimalloc's default for it, so a
+    // mimalloc that numbers its options otherwise is left alone.
+    unsafe {
+        if mi_option_get(PURGE_DELAY) == DEFAULT {
+            mi_option_set(PURGE_DELAY, DEFAULT / 10);
         }
     }
 }
