@@ -94,7 +94,7 @@ pub struct Upserts<'a> {
     pub hashes: Vec<Vec<u8>>,
     pub keys: Vec<&'a str>,
     pub fingerprints: Vec<Vec<u8>>,
-    /// The records, packed in this order ([`super::record_blocks::pack`]).
+    /// The records, packed in this order ([`super::packing::pack`]).
     pub blocks: Vec<Packed>,
 }
 

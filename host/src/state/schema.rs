@@ -15,8 +15,9 @@ pub enum Migration {
     /// once the column is there.
     OwedKeyOrder,
     /// The snapshot's records moved into blocks (record_blocks.rs): `add`
-    /// makes the table and the column pointing into it, the store moves
-    /// the records, and `then` drops the column they were in and adds the
+    /// makes the blocks' tables and a snapshot without records beside the
+    /// old one (`snapshot_with_records`), the store moves the rows and
+    /// their records over, and `then` drops the old snapshot and adds the
     /// triggers that count each block's live records.
     RecordBlocks {
         add: &'static str,
