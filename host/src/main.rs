@@ -66,9 +66,9 @@ fn main() -> ExitCode {
 /// mimalloc (v3) keeps memory it freed for a second before it gives it
 /// back to the system (`purge_delay`, 1,000 ms). A sync frees and allocates
 /// fast enough that this was 30–80 MiB of peak RSS, which took a 10 M-row
-/// first sync past its 256 MiB bound; a tenth of that delay keeps it under
-/// without a measurable cost (BENCHMARKS.md, "Seventh round"). A delay set
-/// with `MIMALLOC_PURGE_DELAY` is left as it is.
+/// first sync past its 256 MiB bound; a tenth of that delay keeps it under,
+/// at a cost within the machine's noise (BENCHMARKS.md, "Seventh round").
+/// Another delay set with `MIMALLOC_PURGE_DELAY` is left as it is.
 fn return_freed_memory_sooner() {
     use std::ffi::{c_int, c_long};
     // The option's number in `mi_option_e` of the mimalloc that
