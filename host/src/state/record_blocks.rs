@@ -26,7 +26,6 @@ use std::collections::HashMap;
 use super::dialect::{Conn, Dialect, Lookup};
 use super::packing::{Packed, Unpacker, block_and_slot, pack, place, places};
 use super::rows::{SnapshotRows, Upserts, hash_bytes, hash_of};
-use super::sql::Columns;
 use crate::event::Fields;
 
 /// Blocks less than half live (`2 * live < size`), as the partial index
@@ -70,6 +69,13 @@ pub async fn upsert<D: Dialect>(
     D::upsert_snapshot(conn, sync, &rows).await
 }
 
+/// A snapshot row's key hash, place and the bytes of its record's block,
+/// read in one statement: commits write beside the reads (and `tidy` may
+/// move a record and delete its old block), so a row and its block are read
+/// from one snapshot of the store.
+const RECORDS_OF: &str = "SELECT s.key_hash, s.place, b.records FROM snapshot AS s \
+     LEFT JOIN record_block_bytes AS b ON b.id = s.place / 16 WHERE s.sync = $1 AND s.key_hash";
+
 /// The records of the snapshot rows of `sync` whose key hash is one of
 /// `hashes` (those that exist).
 pub async fn records<D: Dialect>(
@@ -78,57 +84,34 @@ pub async fn records<D: Dialect>(
     hashes: &[u128],
 ) -> sqlx::Result<HashMap<u128, Fields>> {
     let lookup = Lookup {
-        select: "SELECT key_hash, place FROM snapshot WHERE sync = $1 AND key_hash",
+        select: RECORDS_OF,
         sync,
         hashes,
     };
-    let rows: Vec<(Vec<u8>, i64)> = D::by_key_hash(&mut *conn, lookup).await?;
-    let mut wanted: HashMap<i64, Vec<(usize, u128)>> = HashMap::new();
-    for (hash, place) in rows {
+    let rows: Vec<(Vec<u8>, i64, Option<Vec<u8>>)> = D::by_key_hash(conn, lookup).await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    let mut unpacker = Unpacker::new();
+    // Keys in one block each bring its bytes: it is unpacked once.
+    let mut unpacked: HashMap<i64, Vec<(u128, String)>> = HashMap::new();
+    for (hash, place, bytes) in rows {
         let key_hash = hash_of(hash);
         let (block, slot) = block_and_slot(place);
-        wanted.entry(block).or_default().push((slot, key_hash));
-    }
-    let ids: Vec<i64> = wanted.keys().copied().collect();
-    let mut out = HashMap::with_capacity(hashes.len());
-    let mut unpacker = Unpacker::new();
-    for (id, bytes) in blocks::<D, (i64, Vec<u8>)>(conn, "id, records", &ids).await? {
-        let records = unpacker
-            .unpack(&bytes)
-            .map_err(|e| sqlx::Error::Decode(e.into()))?;
-        for (slot, key_hash) in wanted.remove(&id).unwrap_or_default() {
-            let record = match records.get(slot) {
-                Some((hash, record)) if *hash == key_hash => record.clone(),
-                _ => return Err(missing(key_hash)),
-            };
-            let fields = Fields::from_json(record).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            out.insert(key_hash, fields);
-        }
-    }
-    match wanted.into_values().flatten().next() {
-        Some((_, key_hash)) => Err(missing(key_hash)),
-        None => Ok(out),
-    }
-}
-
-/// The columns `columns` of the blocks `ids`, a few hundred a statement.
-async fn blocks<D: Dialect, O: Columns>(
-    conn: &mut Conn<D>,
-    columns: &str,
-    ids: &[i64],
-) -> sqlx::Result<Vec<O>> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let list: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "SELECT {columns} FROM record_block_bytes WHERE id IN ({})",
-            list.join(",")
-        );
-        let mut q = D::query(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        out.extend(q.fetch_all::<O>(&mut *conn).await?);
+        let records = match (unpacked.get(&block), bytes) {
+            (Some(records), _) => records,
+            (None, Some(bytes)) => {
+                let records = unpacker
+                    .unpack(&bytes)
+                    .map_err(|e| sqlx::Error::Decode(e.into()))?;
+                unpacked.entry(block).or_insert(records)
+            }
+            (None, None) => return Err(missing(key_hash)),
+        };
+        let record = match records.get(slot) {
+            Some((hash, record)) if *hash == key_hash => record.clone(),
+            _ => return Err(missing(key_hash)),
+        };
+        let fields = Fields::from_json(record).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        out.insert(key_hash, fields);
     }
     Ok(out)
 }
@@ -297,8 +280,8 @@ mod tests {
     use super::super::packing::BLOCK;
     use super::*;
 
-    /// The migrations spell the index's condition and the places' block
-    /// size as this module does.
+    /// The migrations and the records' lookup spell the index's condition
+    /// and the places' block size as this module does.
     #[test]
     fn the_stores_count_blocks_as_this_module_does() {
         use super::super::dialect::Dialect;
@@ -312,6 +295,7 @@ mod tests {
                 })
                 .expect("the migration to record blocks")
         }
+        assert!(RECORDS_OF.contains(&format!("s.place / {BLOCK} ")));
         for sql in [
             record_blocks::<super::super::sqlite::SqliteFile>(),
             record_blocks::<super::super::postgres::PgSchema>(),
