@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use super::dialect::{Conn, Dialect, Lookup};
 use super::packing::{Packed, Unpacker, block_and_slot, pack, place, places};
-use super::rows::{SnapshotRows, Upserts, hash_bytes, hash_of};
+use super::rows::{SnapshotRows, Upserts, hash_bytes, hash_of, hash_of_bytes};
 use crate::event::Fields;
 
 /// Blocks less than half live (`2 * live < size`), as the partial index
@@ -101,14 +101,14 @@ pub async fn records<D: Dialect>(
             (None, Some(bytes)) => {
                 let records = unpacker
                     .unpack(&bytes)
-                    .map_err(|e| sqlx::Error::Decode(e.into()))?;
+                    .map_err(|e| unreadable(sync, block, e))?;
                 unpacked.entry(block).or_insert(records)
             }
-            (None, None) => return Err(missing(key_hash)),
+            (None, None) => return Err(missing(sync, key_hash)),
         };
         let record = match records.get(slot) {
             Some((hash, record)) if *hash == key_hash => record.clone(),
-            _ => return Err(missing(key_hash)),
+            _ => return Err(missing(sync, key_hash)),
         };
         let fields = Fields::from_json(record).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         out.insert(key_hash, fields);
@@ -116,11 +116,23 @@ pub async fn records<D: Dialect>(
     Ok(out)
 }
 
-fn missing(key_hash: u128) -> sqlx::Error {
+/// A snapshot row of `sync` whose record is not where it points.
+fn missing(sync: &str, key_hash: u128) -> sqlx::Error {
     sqlx::Error::Decode(
         format!(
-            "the state store has lost the record of the snapshot row with key hash {key_hash:032x}; \
-             `ebb reset` the sync to deliver it again"
+            "the state store has lost the record of sync `{sync}`'s snapshot row with key hash \
+             {key_hash:032x}; `ebb reset {sync}` delivers every record again"
+        )
+        .into(),
+    )
+}
+
+/// A block of `sync`'s records that does not unpack.
+fn unreadable(sync: &str, block: i64, error: std::io::Error) -> sqlx::Error {
+    sqlx::Error::Decode(
+        format!(
+            "block {block} of sync `{sync}`'s snapshot records cannot be read ({error}); \
+             `ebb reset {sync}` delivers every record again"
         )
         .into(),
     )
@@ -149,7 +161,7 @@ pub async fn tidy<D: Dialect>(conn: &mut Conn<D>, sync: &str, changed: usize) ->
     for (id, bytes) in &sparse {
         let records = unpacker
             .unpack(bytes)
-            .map_err(|e| sqlx::Error::Decode(e.into()))?;
+            .map_err(|e| unreadable(sync, *id, e))?;
         for (slot, (key_hash, record)) in records.into_iter().enumerate() {
             held.insert(key_hash, (place(*id, slot), record));
         }
@@ -165,7 +177,7 @@ pub async fn tidy<D: Dialect>(conn: &mut Conn<D>, sync: &str, changed: usize) ->
         .into_iter()
         .filter_map(|(hash, key, fingerprint, at)| {
             // Live: the row still points at this copy of the record.
-            let (place, record) = held.remove(&hash_of(hash.clone()))?;
+            let (place, record) = held.remove(&hash_of_bytes(&hash))?;
             (place == at).then_some((hash, key, fingerprint, record))
         })
         .collect();
@@ -182,7 +194,7 @@ type Moving = (Vec<u8>, String, Vec<u8>, String);
 /// Packs `rows`' records into new blocks of `sync`, in the order given, and
 /// points their snapshot rows (inserted or updated) at them.
 async fn rewrite<D: Dialect>(conn: &mut Conn<D>, sync: &str, rows: &[Moving]) -> sqlx::Result<()> {
-    let blocks = pack(rows.iter().map(|r| (hash_of(r.0.clone()), r.3.as_str())));
+    let blocks = pack(rows.iter().map(|r| (hash_of_bytes(&r.0), r.3.as_str())));
     let ids = write::<D>(conn, sync, &blocks).await?;
     let hashes: Vec<Vec<u8>> = rows.iter().map(|r| r.0.clone()).collect();
     let keys: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();

@@ -83,7 +83,7 @@ pub fn hash_of(bytes: Vec<u8>) -> u128 {
 }
 
 /// A 16-byte hash; bytes of any other length read as 0.
-fn hash_of_bytes(bytes: &[u8]) -> u128 {
+pub fn hash_of_bytes(bytes: &[u8]) -> u128 {
     <[u8; 16]>::try_from(bytes).map_or(0, u128::from_be_bytes)
 }
 

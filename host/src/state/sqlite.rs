@@ -752,6 +752,61 @@ mod tests {
         assert_eq!(left, (0, 0));
     }
 
+    /// A block that no longer unpacks, or a row whose block is gone, is an
+    /// error naming the sync and what to do, not a missing `previous`.
+    #[tokio::test]
+    async fn a_lost_record_is_an_error_that_names_the_sync() {
+        use crate::state::types::Commit;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let store = upgraded(&url).await;
+        let Ok(Claim::Started(run_id)) = store.claim("s", Duration::from_secs(60)).await else {
+            panic!("not claimed")
+        };
+        let key_hash = crate::diff::key_hash("k");
+        let commits = [Commit::Upsert {
+            key: "k".into(),
+            key_hash,
+            fingerprint: 1,
+            json: r#"{"a":1}"#.into(),
+        }];
+        let batch = Batch {
+            commits: &commits,
+            errors: &[],
+            delivered: &EventLines::default(),
+            counts: &Counts::default(),
+        };
+        assert!(
+            store
+                .commit(&CommitColumns::of("s", run_id, batch))
+                .await
+                .expect("commit")
+        );
+        for (damage, says) in [
+            (
+                "UPDATE record_block_bytes SET records = x'00ff'",
+                "cannot be read",
+            ),
+            ("DELETE FROM record_block_bytes", "has lost the record"),
+        ] {
+            sqlx::query(damage)
+                .execute(&store.pool)
+                .await
+                .expect("damage");
+            let error = store
+                .records("s", &[key_hash])
+                .await
+                .expect_err("no record");
+            let error = error.to_string();
+            assert!(error.contains(says), "{error}");
+            assert!(
+                error.contains("sync `s`") && error.contains("`ebb reset s`"),
+                "{error}"
+            );
+        }
+    }
+
     /// A file as an Ebb that knew the first `version` migrations left it,
     /// with its URL and a pool on it.
     async fn older_file(version: usize) -> (tempfile::TempDir, String, SqlitePool) {
