@@ -675,12 +675,7 @@ mod tests {
         use crate::state::packing::BLOCK;
         use crate::state::types::Commit;
 
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("state.db").display());
-        let store = upgraded(&url).await;
-        let Ok(Claim::Started(run_id)) = store.claim("s", Duration::from_secs(60)).await else {
-            panic!("not claimed")
-        };
+        let (_dir, store, run_id) = running().await;
         let keys: Vec<String> = (0..10 * BLOCK).map(|i| format!("k{i}")).collect();
         let mut live: BTreeMap<&str, String> = BTreeMap::new();
         for round in 0..12 {
@@ -758,12 +753,7 @@ mod tests {
     async fn a_lost_record_is_an_error_that_names_the_sync() {
         use crate::state::types::Commit;
 
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("state.db").display());
-        let store = upgraded(&url).await;
-        let Ok(Claim::Started(run_id)) = store.claim("s", Duration::from_secs(60)).await else {
-            panic!("not claimed")
-        };
+        let (_dir, store, run_id) = running().await;
         let key_hash = crate::diff::key_hash("k");
         let commits = [Commit::Upsert {
             key: "k".into(),
@@ -827,6 +817,17 @@ mod tests {
             .await
             .expect("old version");
         (dir, url, pool)
+    }
+
+    /// A new store in a temporary folder, with a run of sync `s` started.
+    async fn running() -> (tempfile::TempDir, Store<SqliteFile>, i64) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("state.db").display());
+        let store = upgraded(&url).await;
+        let Ok(Claim::Started(run_id)) = store.claim("s", Duration::from_secs(60)).await else {
+            panic!("not claimed")
+        };
+        (dir, store, run_id)
     }
 
     /// The store on `url`, upgraded.
