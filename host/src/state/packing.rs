@@ -6,6 +6,13 @@
 /// snapshot's triggers divide by it: it cannot change.
 pub const BLOCK: usize = 16;
 
+/// zstd's level for blocks. A block is a few kilobytes, where level 1
+/// spends most of its time building entropy tables: level −1 packs a
+/// million of the benchmark's records in about half the time (and unpacks
+/// them in 40 % of it) for a quarter more bytes (BENCHMARKS.md, "Eighth
+/// round").
+const LEVEL: i32 = -1;
+
 /// A block ready to be written: its records, packed.
 pub struct Packed {
     /// How many records it holds.
@@ -24,7 +31,7 @@ pub fn pack<'a>(records: impl IntoIterator<Item = (u128, &'a str)>) -> Vec<Packe
     let mut size = 0;
     // One compression context for all blocks: making one is a good part of
     // compressing a few kilobytes.
-    let mut zstd = zstd::bulk::Compressor::new(1).ok();
+    let mut zstd = zstd::bulk::Compressor::new(LEVEL).ok();
     let mut close = |frames: &mut Vec<u8>, size: &mut i64| {
         // Compressing into memory fails only for want of memory: the
         // block is then kept as it is.
