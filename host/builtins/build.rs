@@ -31,21 +31,6 @@ use std::path::{Path, PathBuf};
 use build_support::{fail, files, write_if_changed};
 use sha2::{Digest, Sha256};
 
-/// Built-in plugin names (as in `plugin = "ebb:http"`) and their folders:
-/// the folder `plugins/<kind>/<name>` holds the crate `ebb-<name>`, built
-/// to `ebb_<name>.wasm` (the convention `plugins/build.sh` follows).
-const PLUGINS: &[(&str, &str)] = &[
-    ("http", "plugins/destinations/http"),
-    ("file", "plugins/destinations/file"),
-    ("segment", "plugins/destinations/segment"),
-    ("hubspot", "plugins/destinations/hubspot"),
-    ("salesforce", "plugins/destinations/salesforce"),
-    ("mixpanel", "plugins/destinations/mixpanel"),
-    ("braze", "plugins/destinations/braze"),
-    ("customerio", "plugins/destinations/customerio"),
-    ("unpack-pairs", "plugins/transforms/unpack-pairs"),
-    ("compare-truths", "plugins/transforms/compare-truths"),
-];
 /// Built-ins checked in with a build of their own, and their file:
 /// `ebb:js` holds QuickJS, which needs a C compiler for wasm that a plain
 /// Rust toolchain lacks (its `build.sh` rebuilds it; CI checks the copy).
@@ -73,7 +58,10 @@ fn main() {
                 "cargo:warning={BUILT} is older than its sources ({changed}): building the \
                  plugins instead; run plugins/build.sh and commit {BUILT}"
             );
-            let crates: Vec<String> = PLUGINS.iter().map(|(_, f)| crate_of(f)).collect();
+            let crates: Vec<String> = plugin_folders(workspace)
+                .iter()
+                .map(|f| crate_of(f))
+                .collect();
             let crates: Vec<&str> = crates.iter().map(String::as_str).collect();
             guest_build::build(workspace, plugin_profile(), &crates)
         }
@@ -93,10 +81,37 @@ fn plugin_profile() -> &'static str {
     }
 }
 
+/// The folders of the plugins built from Rust, as `plugins/build.sh` finds
+/// them: each `plugins/<kind>/<name>` that holds a crate (`Cargo.toml`) and
+/// no build of its own (`build.sh`), by path. The folder holds the crate
+/// `ebb-<name>`, built to `ebb_<name>.wasm`: the built-in `ebb:<name>`.
+fn plugin_folders(workspace: &Path) -> Vec<String> {
+    let mut folders = Vec::new();
+    for kind in ["plugins/destinations", "plugins/transforms"] {
+        let entries = fs::read_dir(workspace.join(kind))
+            .unwrap_or_else(|e| fail(&format!("cannot list {kind}: {e}")));
+        for entry in entries {
+            let path = entry
+                .unwrap_or_else(|e| fail(&format!("cannot list {kind}: {e}")))
+                .path();
+            if path.join("Cargo.toml").is_file() && !path.join("build.sh").is_file() {
+                let name = path.file_name().expect("a listed entry").to_string_lossy();
+                folders.push(format!("{kind}/{name}"));
+            }
+        }
+    }
+    folders.sort();
+    folders
+}
+
+/// The plugin in `folder`: its name as a built-in, after `ebb:`.
+fn name_of(folder: &str) -> &str {
+    folder.rsplit('/').next().expect("a folder")
+}
+
 /// The crate in plugin folder `folder`.
 fn crate_of(folder: &str) -> String {
-    let name = folder.rsplit('/').next().expect("a folder");
-    format!("ebb-{name}")
+    format!("ebb-{}", name_of(folder))
 }
 
 /// The files that differ between `plugins/built/SOURCES` and the tree
@@ -140,8 +155,8 @@ fn changed_sources(workspace: &Path) -> Option<String> {
 /// path in byte order (as `plugins/build.sh` writes `SOURCES`).
 fn sources(workspace: &Path) -> String {
     let mut found = Vec::new();
-    let roots = ["Cargo.toml", "Cargo.lock", "sdk"];
-    for root in roots.iter().chain(PLUGINS.iter().map(|(_, folder)| folder)) {
+    let roots = ["Cargo.toml", "Cargo.lock", "sdk"].map(String::from);
+    for root in roots.into_iter().chain(plugin_folders(workspace)) {
         files(workspace, &workspace.join(root), &mut found);
     }
     found.sort();
@@ -156,9 +171,10 @@ fn sources(workspace: &Path) -> String {
 
 /// The Rust source `host/src/plugin/builtin.rs` includes.
 fn builtin_table(workspace: &Path, wasm_dir: &Path) -> String {
-    let built = PLUGINS.iter().map(|(name, folder)| {
+    let folders = plugin_folders(workspace);
+    let built = folders.iter().map(|folder| {
         let file = format!("{}.wasm", crate_of(folder).replace('-', "_"));
-        (*name, wasm_dir.join(file))
+        (name_of(folder), wasm_dir.join(file))
     });
     let prebuilt = PREBUILT
         .iter()
