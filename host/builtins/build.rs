@@ -51,24 +51,22 @@ fn main() {
             workspace.join(watched).display()
         );
     }
-    let wasm_dir = match changed_sources(workspace) {
+    let folders = plugin_folders(workspace);
+    let wasm_dir = match changed_sources(workspace, &folders) {
         None => workspace.join(BUILT),
         Some(changed) => {
             println!(
                 "cargo:warning={BUILT} is older than its sources ({changed}): building the \
                  plugins instead; run plugins/build.sh and commit {BUILT}"
             );
-            let crates: Vec<String> = plugin_folders(workspace)
-                .iter()
-                .map(|f| crate_of(f))
-                .collect();
+            let crates: Vec<String> = folders.iter().map(|f| crate_of(f)).collect();
             let crates: Vec<&str> = crates.iter().map(String::as_str).collect();
             guest_build::build(workspace, plugin_profile(), &crates)
         }
     };
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     let table = out_dir.join("builtin_plugins.rs");
-    write_if_changed(&table, &builtin_table(workspace, &wasm_dir));
+    write_if_changed(&table, &builtin_table(workspace, &folders, &wasm_dir));
     println!("cargo:table={}", table.display());
 }
 
@@ -116,11 +114,11 @@ fn crate_of(folder: &str) -> String {
 
 /// The files that differ between `plugins/built/SOURCES` and the tree
 /// (a few of them, named), or `None` when the built plugins are current.
-fn changed_sources(workspace: &Path) -> Option<String> {
+fn changed_sources(workspace: &Path, folders: &[String]) -> Option<String> {
     let Ok(recorded) = fs::read_to_string(workspace.join(BUILT).join("SOURCES")) else {
         return Some("no SOURCES".into());
     };
-    let current = sources(workspace);
+    let current = sources(workspace, folders);
     if recorded == current {
         return None;
     }
@@ -153,10 +151,10 @@ fn changed_sources(workspace: &Path) -> Option<String> {
 /// What the plugins are built from, as `sha256sum` lists it: every file of
 /// the workspace's manifest and lock, the SDK and the plugins' folders, by
 /// path in byte order (as `plugins/build.sh` writes `SOURCES`).
-fn sources(workspace: &Path) -> String {
+fn sources(workspace: &Path, folders: &[String]) -> String {
     let mut found = Vec::new();
-    let roots = ["Cargo.toml", "Cargo.lock", "sdk"].map(String::from);
-    for root in roots.into_iter().chain(plugin_folders(workspace)) {
+    let roots = ["Cargo.toml", "Cargo.lock", "sdk"];
+    for root in roots.into_iter().chain(folders.iter().map(String::as_str)) {
         files(workspace, &workspace.join(root), &mut found);
     }
     found.sort();
@@ -170,8 +168,7 @@ fn sources(workspace: &Path) -> String {
 }
 
 /// The Rust source `host/src/plugin/builtin.rs` includes.
-fn builtin_table(workspace: &Path, wasm_dir: &Path) -> String {
-    let folders = plugin_folders(workspace);
+fn builtin_table(workspace: &Path, folders: &[String], wasm_dir: &Path) -> String {
     let built = folders.iter().map(|folder| {
         let file = format!("{}.wasm", crate_of(folder).replace('-', "_"));
         (name_of(folder), wasm_dir.join(file))
