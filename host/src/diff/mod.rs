@@ -3,7 +3,9 @@
 //!
 //! Each extracted row is reduced to its key's hash, its fingerprint
 //! (xxh3-128 of the record's JSON, columns in query order) and its JSON,
-//! and parked in a [`Spill`] partitioned by key hash. Once extraction ends,
+//! and parked in a [`Spill`] partitioned by key hash, where rows matching
+//! the snapshot's entries read ahead are settled (see [`ahead`]). Once
+//! extraction ends,
 //! partitions are classified one at a time against the snapshot entries of
 //! the same key-hash range: `added` (key not in the snapshot), `updated`
 //! (fingerprint differs), `deleted` (snapshot key not extracted; full
@@ -11,11 +13,13 @@
 //! row carrying it: which of them is "the" row cannot be known, so none is
 //! synced and the snapshot keeps what was last delivered.
 
+mod ahead;
 mod hash;
 mod spill;
 pub mod warehouse;
 
 use crate::event::{Fields, Op, Record};
+pub use ahead::Range;
 pub use hash::{ByKeyHash, fingerprint_of, key_hash};
 pub use spill::{PARTITIONS, Partition, Row, Spill, partition_of};
 
@@ -76,9 +80,12 @@ impl Change {
 #[derive(Debug, Clone)]
 pub struct Duplicate {
     pub key: String,
+    pub key_hash: u128,
     pub rows: usize,
-    /// The first of its rows, for the row error's payload.
-    pub first: Record,
+    /// The first of its rows, for the row error's payload; `None` when
+    /// that row was settled ahead (see [`ahead`]): it is then the record
+    /// the snapshot keeps for the key.
+    pub first: Option<Record>,
 }
 
 #[derive(Debug, Default)]
@@ -91,56 +98,62 @@ pub struct Classified {
     pub gone: Vec<u128>,
 }
 
-fn parse(json: &[u8]) -> std::io::Result<Record> {
-    serde_json::from_slice(json)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
-/// Compares one partition's extracted rows (in extraction order) with the
-/// snapshot entries of the same range. With `deletions` false (incremental
-/// models), snapshot keys that were not extracted are left alone. Only the
-/// changes and duplicates take copies of their rows.
+fn parse(json: &[u8]) -> std::io::Result<Record> {
+    serde_json::from_slice(json).map_err(invalid)
+}
+
+/// Compares one partition's parked rows (in extraction order) with the
+/// snapshot entries of the same range, counting the rows settled ahead of
+/// it. With `deletions` false (incremental models), snapshot keys that were
+/// not extracted are left alone. Only the changes and duplicates take
+/// copies of their rows.
 pub fn classify(
     rows: &[Row<'_>],
-    snapshot: &[Entry],
+    snapshot: &Range,
     deletions: bool,
 ) -> std::io::Result<Classified> {
+    // Each parked key's rows; 0 once a duplicate is reported.
     let mut count: ByKeyHash<usize> =
         ByKeyHash::with_capacity_and_hasher(rows.len(), Default::default());
     for r in rows {
         *count.entry(r.key_hash).or_default() += 1;
     }
-    let known: ByKeyHash<u128> = snapshot
-        .iter()
-        .map(|e| (e.key_hash, e.fingerprint))
-        .collect();
     let mut out = Classified::default();
     for r in rows {
-        match count[&r.key_hash] {
-            1 => {}
-            // A duplicated key already reported.
-            0 => continue,
-            n => {
-                count.insert(r.key_hash, 0);
-                out.duplicates.push(Duplicate {
-                    first: parse(r.json)?,
-                    key: r.key.to_string(),
-                    rows: n,
-                });
-                continue;
-            }
+        let at = snapshot.find(r.key_hash);
+        let parked = count[&r.key_hash];
+        if parked == 0 {
+            continue;
         }
-        let op = match known.get(&r.key_hash) {
+        let rows = parked + usize::from(at.is_some_and(|i| snapshot.settled[i]));
+        let known = at.map(|i| snapshot.entries[i].fingerprint);
+        if rows > 1 {
+            count.insert(r.key_hash, 0);
+            // The first parked row of the key: after a settled one, which
+            // had the snapshot's record (as this row has, if it matches).
+            let first = match r.after_settled && known != Some(r.fingerprint) {
+                true => None,
+                false => Some(parse(r.json)?),
+            };
+            out.duplicates.push(Duplicate {
+                key: r.key.to_string(),
+                key_hash: r.key_hash,
+                rows,
+                first,
+            });
+            continue;
+        }
+        let op = match known {
             None => Op::Added,
-            Some(fp) if *fp != r.fingerprint => Op::Updated,
+            Some(fp) if fp != r.fingerprint => Op::Updated,
             Some(_) => continue,
         };
         out.changes.push(Change {
-            json: Some(
-                std::str::from_utf8(r.json)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
-                    .to_string(),
-            ),
+            json: Some(std::str::from_utf8(r.json).map_err(invalid)?.to_string()),
             key: r.key.to_string(),
             key_hash: r.key_hash,
             op,
@@ -149,9 +162,11 @@ pub fn classify(
     }
     if deletions {
         out.gone = snapshot
+            .entries
             .iter()
-            .filter(|e| !count.contains_key(&e.key_hash))
-            .map(|e| e.key_hash)
+            .zip(&snapshot.settled)
+            .filter(|(e, settled)| !**settled && !count.contains_key(&e.key_hash))
+            .map(|(e, _)| e.key_hash)
             .collect();
     }
     Ok(out)
@@ -173,12 +188,7 @@ mod tests {
 
     /// What the spill gives back for a row.
     fn parked((key, json): &(String, Vec<u8>)) -> Row<'_> {
-        Row {
-            key_hash: key_hash(key),
-            fingerprint: fingerprint_of(json),
-            key,
-            json,
-        }
+        Row::new(key, json)
     }
 
     fn entry(key: &str, record: serde_json::Value) -> Entry {
@@ -205,6 +215,7 @@ mod tests {
             row("5", &rec(json!({"id": 5, "n": 2}))),
         ];
         let rows: Vec<Row> = rows.iter().map(parked).collect();
+        let snapshot = Range::new(snapshot.to_vec());
         let got = classify(&rows, &snapshot, true).unwrap();
         let ops: Vec<_> = got.changes.iter().map(|c| (c.key.as_str(), c.op)).collect();
         assert_eq!(ops, [("2", Op::Updated), ("4", Op::Added)]);
@@ -214,10 +225,58 @@ mod tests {
             (got.duplicates[0].key.as_str(), got.duplicates[0].rows),
             ("5", 2)
         );
-        assert_eq!(got.duplicates[0].first, rec(json!({"id": 5, "n": 1})));
+        assert_eq!(got.duplicates[0].first, Some(rec(json!({"id": 5, "n": 1}))));
 
         let incremental = classify(&rows, &snapshot, false).unwrap();
         assert!(incremental.gone.is_empty());
+    }
+
+    #[test]
+    fn rows_settled_ahead_count_for_duplicates_and_deletions() {
+        // Keys of one partition, so that one range holds them all.
+        let keys: Vec<String> = (0..5000)
+            .map(|i| i.to_string())
+            .filter(|k| partition_of(key_hash(k)) == 7)
+            .take(6)
+            .collect();
+        let r = |i: usize, n: i64| row(&keys[i], &rec(json!({"id": i, "n": n})));
+        let e = |i: usize, n: i64| entry(&keys[i], json!({"id": i, "n": n}));
+        let mut spill = Spill::new(MEMORY_BUDGET);
+        // Keys 0–4 were delivered with n = 0; key 5 is new.
+        spill.read_ahead(7, Range::new((0..5).map(|i| e(i, 0)).collect()));
+        let rows = [
+            r(0, 0), // unchanged: settled
+            r(1, 0), // settled, then again with a change: a duplicate whose
+            r(1, 1), // first row is the snapshot's record
+            r(2, 1), // a change, then the delivered record (settled): a
+            r(2, 0), // duplicate whose first row is parked
+            r(3, 0), // settled twice: a duplicate whose second row stands
+            r(3, 0), // for the first
+            r(5, 0), // added
+        ];
+        for (key, json) in &rows {
+            spill.push(&Row::new(key, json)).unwrap();
+        }
+        let (partition, range) = spill.take(7).unwrap();
+        let parked = partition.rows().unwrap();
+        assert_eq!(parked.len(), 4);
+        let got = classify(&parked, &range.unwrap(), true).unwrap();
+        let ops: Vec<_> = got.changes.iter().map(|c| (c.key.as_str(), c.op)).collect();
+        assert_eq!(ops, [(keys[5].as_str(), Op::Added)]);
+        // Key 4 was not extracted; key 0 was, though never parked.
+        assert_eq!(got.gone, [key_hash(&keys[4])]);
+        let dups: Vec<_> = (got.duplicates.iter())
+            .map(|d| (d.key.as_str(), d.key_hash, d.rows, d.first.clone()))
+            .collect();
+        let first = |i: usize, n: i64| Some(rec(json!({"id": i, "n": n})));
+        assert_eq!(
+            dups,
+            [
+                (keys[1].as_str(), key_hash(&keys[1]), 2, None),
+                (keys[2].as_str(), key_hash(&keys[2]), 2, first(2, 1)),
+                (keys[3].as_str(), key_hash(&keys[3]), 2, first(3, 0)),
+            ]
+        );
     }
 
     #[test]

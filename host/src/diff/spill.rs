@@ -20,6 +20,11 @@
 //! read until the spill is dropped: the disk it takes at its peak, once
 //! every row is parked, is the same either way.
 //!
+//! Once a partition's range of the snapshot is read ahead
+//! ([`Spill::read_ahead`]), a full buffer first drops the rows that range
+//! settles (see [`super::ahead`]) and is written only if it is still full:
+//! an incremental run's unchanged rows never reach the disk.
+//!
 //! A partition is read back as one block of bytes, its rows borrowing their
 //! keys and JSON from it ([`Partition::rows`]): the diff keeps one copy of a
 //! partition, not the bytes and an owned key and record for each row.
@@ -27,20 +32,78 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 
+use super::ahead::{Ahead, Arrival, Range};
+
 /// How many partitions rows are spread over: a model at the 30-million-row
 /// limit leaves about 120,000 rows (some tens of MiB) per partition.
 pub const PARTITIONS: usize = 256;
 
 /// One row as the diff needs it: the key's hash (the snapshot's order),
 /// the record's fingerprint, the key, and the record's JSON, the last two
-/// borrowed from the [`Partition`] they were read from.
+/// borrowed from the [`Partition`] they were read from; and whether a row
+/// of the same key was settled before it (see [`super::ahead`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Row<'a> {
     pub key_hash: u128,
     pub fingerprint: u128,
     pub key: &'a str,
     pub json: &'a [u8],
+    pub after_settled: bool,
 }
+
+impl<'a> Row<'a> {
+    /// A row as extracted, its hashes taken.
+    pub fn new(key: &'a str, json: &'a [u8]) -> Row<'a> {
+        Row {
+            key_hash: super::hash::key_hash(key),
+            fingerprint: super::hash::fingerprint_of(json),
+            key,
+            json,
+            after_settled: false,
+        }
+    }
+
+    /// The row parked at the start of `bytes`, and how many bytes it takes.
+    fn parked(bytes: &'a [u8]) -> std::io::Result<(Row<'a>, usize)> {
+        fn take<'a>(bytes: &mut &'a [u8], n: usize) -> std::io::Result<&'a [u8]> {
+            if bytes.len() < n {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the diff's spill file is truncated",
+                ));
+            }
+            let (head, rest) = bytes.split_at(n);
+            *bytes = rest;
+            Ok(head)
+        }
+        fn u128_of(b: &[u8]) -> u128 {
+            u128::from_le_bytes(b.try_into().expect("16 bytes"))
+        }
+        fn len_of(b: &[u8]) -> usize {
+            u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
+        }
+        let mut rest = bytes;
+        let key_hash = u128_of(take(&mut rest, 16)?);
+        let fingerprint = u128_of(take(&mut rest, 16)?);
+        let after_settled = take(&mut rest, 1)?[0] == 1;
+        let n = len_of(take(&mut rest, 4)?);
+        let key = std::str::from_utf8(take(&mut rest, n)?)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let n = len_of(take(&mut rest, 4)?);
+        let json = take(&mut rest, n)?;
+        let row = Row {
+            key_hash,
+            fingerprint,
+            key,
+            json,
+            after_settled,
+        };
+        Ok((row, bytes.len() - rest.len()))
+    }
+}
+
+/// Where a parked row keeps its `after_settled` byte.
+const AFTER_SETTLED_AT: usize = 32;
 
 pub fn partition_of(key_hash: u128) -> usize {
     (key_hash >> 120) as usize
@@ -53,6 +116,9 @@ pub struct Spill {
     /// Created on the first write.
     file: Option<Parked>,
     rows: u64,
+    /// The snapshot's ranges read ahead, which settle a full buffer's rows
+    /// before it is written.
+    ahead: Ahead,
 }
 
 /// The temporary file full buffers go to, and where each partition's
@@ -105,7 +171,19 @@ impl Spill {
             share: budget / PARTITIONS,
             file: None,
             rows: 0,
+            ahead: Ahead::default(),
         }
+    }
+
+    /// Partition `p`'s range of the snapshot, read ahead: from now on, its
+    /// rows that match their entries are settled (see [`super::ahead`]).
+    pub fn read_ahead(&mut self, p: usize, range: Range) {
+        self.ahead.add(p, range);
+    }
+
+    /// How many partitions, from the first, have their range read ahead.
+    pub fn ranges_ahead(&self) -> usize {
+        self.ahead.len()
     }
 
     pub fn rows(&self) -> u64 {
@@ -117,34 +195,44 @@ impl Spill {
         self.file.is_some()
     }
 
-    /// Parks a row by its key and its record's JSON, from which its key
-    /// hash and fingerprint are taken.
-    pub fn push(&mut self, key: &str, json: &[u8]) -> std::io::Result<()> {
-        let key_hash = super::hash::key_hash(key);
+    /// Parks a row.
+    pub fn push(&mut self, row: &Row<'_>) -> std::io::Result<()> {
+        let (key_hash, fingerprint) = (row.key_hash, row.fingerprint);
         let p = partition_of(key_hash);
-        let (hash, fingerprint) = (
-            key_hash.to_le_bytes(),
-            super::hash::fingerprint_of(json).to_le_bytes(),
-        );
+        let (hash, print) = (key_hash.to_le_bytes(), fingerprint.to_le_bytes());
         let (key_len, json_len) = (
-            (key.len() as u32).to_le_bytes(),
-            (json.len() as u32).to_le_bytes(),
+            (row.key.len() as u32).to_le_bytes(),
+            (row.json.len() as u32).to_le_bytes(),
         );
-        let row: [&[u8]; 6] = [
+        let row: [&[u8]; 7] = [
             &hash,
-            &fingerprint,
+            &print,
+            &[0],
             &key_len,
-            key.as_bytes(),
+            row.key.as_bytes(),
             &json_len,
-            json,
+            row.json,
         ];
         let size: usize = row.iter().map(|b| b.len()).sum();
         self.rows += 1;
         if self.buffers[p].len() + size > self.share {
+            self.settle(p)?;
+        }
+        if self.buffers[p].len() + size > self.share {
             self.write(p)?;
             if size > self.share {
-                // A row larger than a whole buffer goes straight to disk.
-                return parked(&mut self.file)?.append(p, &row.concat());
+                // A row larger than a whole buffer goes straight to disk,
+                // unless it settles.
+                let mut row = row.concat();
+                if let Some(range) = self.ahead.range(p) {
+                    match range.arrive(key_hash, fingerprint) {
+                        Arrival::Settled => return Ok(()),
+                        Arrival::Parked { after_settled } => {
+                            row[AFTER_SETTLED_AT] = u8::from(after_settled)
+                        }
+                    }
+                }
+                return parked(&mut self.file)?.append(p, &row);
             }
         }
         let buf = &mut self.buffers[p];
@@ -152,6 +240,30 @@ impl Spill {
             buf.reserve_exact(self.share);
         }
         row.iter().for_each(|b| buf.extend_from_slice(b));
+        Ok(())
+    }
+
+    /// Drops the rows of partition `p`'s buffer that its range read ahead
+    /// settles, and marks those that follow a settled row of their key.
+    fn settle(&mut self, p: usize) -> std::io::Result<()> {
+        // A first run's ranges are empty: nothing to settle.
+        let Some(range) = self.ahead.range(p).filter(|r| !r.entries.is_empty()) else {
+            return Ok(());
+        };
+        let buf = &mut self.buffers[p];
+        let (mut read, mut kept) = (0, 0);
+        while read < buf.len() {
+            let (row, len) = Row::parked(&buf[read..])?;
+            if let Arrival::Parked { after_settled } = range.arrive(row.key_hash, row.fingerprint) {
+                buf[read + AFTER_SETTLED_AT] = u8::from(after_settled);
+                if kept != read {
+                    buf.copy_within(read..read + len, kept);
+                }
+                kept += len;
+            }
+            read += len;
+        }
+        buf.truncate(kept);
         Ok(())
     }
 
@@ -164,24 +276,27 @@ impl Spill {
         Ok(())
     }
 
-    /// Partition `p`'s rows in the order they were pushed. Each partition
-    /// can be read once.
+    /// Partition `p`'s rows in the order they were pushed, but for those
+    /// settled, and its range if it was read ahead. Each partition can be
+    /// read once.
     ///
     /// Once rows went to disk, the first read writes every buffer out and
     /// frees it: otherwise the partitions not read yet would keep up to the
     /// whole budget in memory while the diff holds the one it reads and
     /// the changes it delivers.
-    pub fn take(&mut self, p: usize) -> std::io::Result<Partition> {
+    pub fn take(&mut self, p: usize) -> std::io::Result<(Partition, Option<Range>)> {
         if self.file.is_none() {
+            self.settle(p)?;
             let bytes = std::mem::take(&mut self.buffers[p]);
-            return Ok(Partition { bytes });
+            return Ok((Partition { bytes }, self.ahead.take(p)));
         }
         for q in 0..PARTITIONS {
+            self.settle(q)?;
             self.write(q)?;
             self.buffers[q] = Vec::new();
         }
         let bytes = parked(&mut self.file)?.read(p)?;
-        Ok(Partition { bytes })
+        Ok((Partition { bytes }, self.ahead.take(p)))
     }
 }
 
@@ -202,39 +317,12 @@ impl Partition {
     /// The rows in push order, borrowing their keys and JSON from the
     /// partition.
     pub fn rows(&self) -> std::io::Result<Vec<Row<'_>>> {
-        fn take<'a>(bytes: &mut &'a [u8], n: usize) -> std::io::Result<&'a [u8]> {
-            if bytes.len() < n {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the diff's spill file is truncated",
-                ));
-            }
-            let (head, rest) = bytes.split_at(n);
-            *bytes = rest;
-            Ok(head)
-        }
-        fn u128_of(b: &[u8]) -> u128 {
-            u128::from_le_bytes(b.try_into().expect("16 bytes"))
-        }
-        fn len_of(b: &[u8]) -> usize {
-            u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
-        }
         let mut bytes = self.bytes.as_slice();
         let mut rows = Vec::new();
         while !bytes.is_empty() {
-            let key_hash = u128_of(take(&mut bytes, 16)?);
-            let fingerprint = u128_of(take(&mut bytes, 16)?);
-            let n = len_of(take(&mut bytes, 4)?);
-            let key = std::str::from_utf8(take(&mut bytes, n)?)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-            let n = len_of(take(&mut bytes, 4)?);
-            let json = take(&mut bytes, n)?;
-            rows.push(Row {
-                key_hash,
-                fingerprint,
-                key,
-                json,
-            });
+            let (row, len) = Row::parked(bytes)?;
+            rows.push(row);
+            bytes = &bytes[len..];
         }
         Ok(rows)
     }
@@ -260,7 +348,7 @@ mod tests {
     fn spill_of(budget: usize, rows: &[(String, Vec<u8>)]) -> Spill {
         let mut spill = Spill::new(budget);
         for (key, json) in rows {
-            spill.push(key, json).unwrap();
+            spill.push(&Row::new(key, json)).unwrap();
         }
         spill
     }
@@ -278,7 +366,8 @@ mod tests {
             assert_eq!(spill.spilled(), budget != 1 << 20);
             let mut back = Vec::new();
             for p in 0..PARTITIONS {
-                let part = spill.take(p).unwrap();
+                let (part, range) = spill.take(p).unwrap();
+                assert!(range.is_none());
                 for r in part.rows().unwrap() {
                     assert_eq!(partition_of(r.key_hash), p);
                     assert_eq!(r.key_hash, super::super::hash::key_hash(r.key));
@@ -303,5 +392,55 @@ mod tests {
                 .iter()
                 .all(|b| b.capacity() == budget / PARTITIONS)
         );
+    }
+
+    #[test]
+    fn rows_matching_ranges_read_ahead_are_settled_in_memory_and_on_disk() {
+        let rows: Vec<_> = (0..2000).map(row).collect();
+        // The snapshot holds the even rows; every tenth row comes twice.
+        let twice = |i: usize| i.is_multiple_of(10);
+        let mut extracted = Vec::new();
+        for (i, r) in rows.iter().enumerate() {
+            extracted.push(r);
+            if twice(i) {
+                extracted.push(r);
+            }
+        }
+        for budget in [1 << 20, 200, 64 << 10] {
+            let mut spill = Spill::new(budget);
+            let mut ranges = vec![Vec::new(); PARTITIONS];
+            for (key, json) in rows.iter().step_by(2) {
+                let row = Row::new(key, json);
+                ranges[partition_of(row.key_hash)].push(super::super::Entry {
+                    key_hash: row.key_hash,
+                    fingerprint: row.fingerprint,
+                });
+            }
+            for (p, entries) in ranges.into_iter().enumerate() {
+                spill.read_ahead(p, Range::new(entries));
+            }
+            for (key, json) in &extracted {
+                spill.push(&Row::new(key, json)).unwrap();
+            }
+            let mut parked = Vec::new();
+            let mut settled = 0;
+            for p in 0..PARTITIONS {
+                let (part, range) = spill.take(p).unwrap();
+                settled += range.unwrap().settled.iter().filter(|s| **s).count();
+                for r in part.rows().unwrap() {
+                    parked.push((r.key.to_string(), r.after_settled));
+                }
+            }
+            assert_eq!(settled, 1000, "budget {budget}");
+            // The odd rows, and the second of each even row that came
+            // twice, after its first settled.
+            let mut want: Vec<_> = (0..2000)
+                .filter(|i| i % 2 == 1 || twice(*i))
+                .map(|i| (format!("k{i}"), i % 2 == 0))
+                .collect();
+            parked.sort();
+            want.sort();
+            assert_eq!(parked, want, "budget {budget}");
+        }
     }
 }

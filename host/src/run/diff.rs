@@ -8,21 +8,23 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use futures::StreamExt;
+use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::error::{Doing, Result, RunError};
 use super::pass::{Pass, Reading};
 use crate::config;
 use crate::diff::warehouse::{self as pushdown, SnapshotError};
-use crate::diff::{self, Change, Entry, Spill};
+use crate::diff::{self, Change, Entry, Range, Spill};
 use crate::event::{Fields, Op, Record};
 use crate::rows::RowRef;
 use crate::source::{BoundQuery, Warehouse};
 use crate::state::{State, StateError};
 
 impl Pass<'_> {
-    /// Reads every row, parks it in a [`Spill`] and compares it with the
-    /// state store's snapshot, partition by partition.
+    /// Reads every row, parks it in a [`Spill`] (which settles the rows
+    /// matching the snapshot's ranges read ahead) and compares the rest
+    /// with the state store's snapshot, partition by partition.
     pub(super) async fn diff_in_engine(
         &mut self,
         warehouse: Warehouse,
@@ -31,61 +33,63 @@ impl Pass<'_> {
         limits: &crate::limits::Limits,
         deletions: bool,
     ) -> Result<()> {
-        let ahead = self.read_ahead(deletions);
-        let spill = self.spill(warehouse, query, model, limits).await?;
-        let early = match ahead {
-            Some(task) => task
-                .await
-                .doing("cannot read the snapshot ahead of the diff")??,
-            None => Vec::new(),
-        };
-        self.compare(spill, early, model, deletions).await
+        let mut ahead = self.read_ahead(deletions);
+        let mut spill = Spill::new(diff::MEMORY_BUDGET);
+        self.spill(warehouse, query, model, limits, &mut spill, &mut ahead)
+            .await?;
+        if let Some(ahead) = ahead {
+            ahead.finish(&mut spill).await?;
+        }
+        self.compare(spill, model, deletions).await
     }
 
     /// The snapshot's first ranges, read in a task of its own while the
     /// source is read, up to about [`diff::READ_AHEAD`] bytes of entries; a
     /// full model's diff reads them all, and the state store would sit
     /// idle meanwhile.
-    fn read_ahead(
-        &self,
-        deletions: bool,
-    ) -> Option<AbortOnDropHandle<std::result::Result<Vec<Vec<Entry>>, StateError>>> {
+    fn read_ahead(&self, deletions: bool) -> Option<ReadingAhead> {
         let (Some(state), true) = (self.reader, deletions) else {
             return None;
         };
         let (state, sync) = (state.clone(), self.sync.name.clone());
+        let (send, ranges) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
-            let (mut ranges, mut bytes) = (Vec::new(), 0);
+            let mut bytes = 0;
             for p in 0..diff::PARTITIONS {
                 let range = partition_range(&state, &sync, p).await?;
-                bytes += range.len() * size_of::<Entry>();
-                ranges.push(range);
-                if bytes >= diff::READ_AHEAD {
+                bytes += range.entries.len() * size_of::<Entry>();
+                if send.send((p, range)).is_err() || bytes >= diff::READ_AHEAD {
                     break;
                 }
             }
-            Ok(ranges)
+            Ok(())
         });
-        Some(AbortOnDropHandle::new(task))
+        let task = AbortOnDropHandle::new(task);
+        Some(ReadingAhead { task, ranges })
     }
 
-    /// Reads every row of the model into a [`Spill`], keyed.
+    /// Reads every row of the model into `spill`, keyed, handing it the
+    /// snapshot's ranges as they are read ahead.
     async fn spill(
         &mut self,
         warehouse: Warehouse,
         query: BoundQuery,
         model: &config::Model,
         limits: &crate::limits::Limits,
-    ) -> Result<Spill> {
-        let mut spill = Spill::new(diff::MEMORY_BUDGET);
+        spill: &mut Spill,
+        ahead: &mut Option<ReadingAhead>,
+    ) -> Result<()> {
         let mut rows = warehouse.stream(query);
         while let Some(chunk) = self.next_chunk(&mut rows).await {
             let t = Instant::now();
             let chunk = chunk?;
+            if let Some(ahead) = ahead {
+                ahead.arrived(spill);
+            }
             for row in chunk.rows() {
                 if let Some(key) = self.keyed(model, row, limits)? {
                     spill
-                        .push(&key, row.json())
+                        .push(&diff::Row::new(&key, row.json()))
                         .doing("cannot park extracted rows for the diff")?;
                 }
             }
@@ -93,16 +97,14 @@ impl Pass<'_> {
             self.progress
                 .set_message(format!("extracted {}", self.counts.extracted));
         }
-        Ok(spill)
+        Ok(())
     }
 
-    /// Compares the spilled rows with the snapshot a partition at a time,
-    /// handing the changes on a chunk at a time. `early` holds the first
-    /// ranges of the snapshot, read ahead.
+    /// Compares the parked rows with the snapshot a partition at a time,
+    /// handing the changes on a chunk at a time.
     async fn compare(
         &mut self,
         mut spill: Spill,
-        early: Vec<Vec<Entry>>,
         model: &config::Model,
         deletions: bool,
     ) -> Result<()> {
@@ -110,7 +112,8 @@ impl Pass<'_> {
         // the snapshot: past those read ahead, the next range is read while
         // this one is compared.
         let (reader, sync) = (self.reader, self.sync);
-        let mut ranges = futures::stream::iter(early.len()..diff::PARTITIONS)
+        let early = spill.ranges_ahead();
+        let mut ranges = futures::stream::iter(early..diff::PARTITIONS)
             .map(|p| async move {
                 match reader {
                     Some(s) if deletions => partition_range(s, &sync.name, p).await.map(Some),
@@ -118,7 +121,6 @@ impl Pass<'_> {
                 }
             })
             .buffered(2);
-        let mut early = early.into_iter();
         let mut changes = Vec::new();
         // Key hashes of deletions, whose keys are looked up a few hundred
         // at a time rather than a partition's handful at a time.
@@ -127,11 +129,11 @@ impl Pass<'_> {
         let mut waiting: Option<Instant> = None;
         for p in 0..diff::PARTITIONS {
             let t = Instant::now();
-            let range = match early.next() {
-                Some(range) => Some(range),
-                None => ranges.next().await.transpose()?.flatten(),
+            let (partition, ahead) = spill.take(p).doing("cannot read back extracted rows")?;
+            let range = match p < early {
+                true => ahead,
+                false => ranges.next().await.transpose()?.flatten(),
             };
-            let partition = spill.take(p).doing("cannot read back extracted rows")?;
             let extracted = partition.rows().doing("cannot read back extracted rows")?;
             if extracted.is_empty() && !deletions {
                 continue;
@@ -142,9 +144,9 @@ impl Pass<'_> {
                 // snapshot: look those up rather than read the range.
                 (None, Some(s)) => {
                     let hashes: Vec<u128> = extracted.iter().map(|r| r.key_hash).collect();
-                    s.snapshot_entries(&sync.name, &hashes).await?
+                    Range::new(s.snapshot_entries(&sync.name, &hashes).await?)
                 }
-                (None, None) => Vec::new(),
+                (None, None) => Range::default(),
             };
             let classified = diff::classify(&extracted, &snapshot, deletions)
                 .doing("cannot read back extracted rows")?;
@@ -152,9 +154,7 @@ impl Pass<'_> {
             // go before they are delivered.
             drop(extracted);
             drop(partition);
-            for d in classified.duplicates {
-                self.duplicate(model, d.key, d.rows, d.first);
-            }
+            self.duplicates(model, classified.duplicates).await?;
             changes.extend(classified.changes);
             gone.extend(classified.gone);
             if gone.len() >= DELETIONS_LOOKED_UP {
@@ -184,6 +184,32 @@ impl Pass<'_> {
         }
         deleted(reader, &sync.name, gone, &mut changes).await?;
         self.changes(changes, None).await
+    }
+
+    /// The row errors of keys extracted more than once. A key whose first
+    /// row was settled shows the record the snapshot keeps for it, which
+    /// that row matched.
+    async fn duplicates(
+        &mut self,
+        model: &config::Model,
+        duplicates: Vec<diff::Duplicate>,
+    ) -> Result<()> {
+        let settled: Vec<u128> = (duplicates.iter())
+            .filter(|d| d.first.is_none())
+            .map(|d| d.key_hash)
+            .collect();
+        let mut delivered = match (self.reader, settled.is_empty()) {
+            (Some(state), false) => state.records(&self.sync.name, &settled).await?,
+            _ => HashMap::new(),
+        };
+        for d in duplicates {
+            let first = d.first.or_else(|| {
+                let record = delivered.remove(&d.key_hash);
+                record.map(|fields| fields.record())
+            });
+            self.duplicate(model, d.key, d.rows, first.unwrap_or_default());
+        }
+        Ok(())
     }
 
     /// Has the warehouse compare the model with the snapshot it keeps in
@@ -337,14 +363,40 @@ async fn deleted(
     Ok(())
 }
 
-/// The snapshot's entries in partition `p`'s key-hash range.
+/// The snapshot's entries in partition `p`'s key-hash range, sorted and
+/// indexed.
 async fn partition_range(
     state: &State,
     sync: &str,
     p: usize,
-) -> std::result::Result<Vec<Entry>, StateError> {
+) -> std::result::Result<Range, StateError> {
     let (lo, hi) = diff::partition_bounds(p);
-    state.snapshot_range(sync, lo, hi).await
+    Ok(Range::new(state.snapshot_range(sync, lo, hi).await?))
+}
+
+/// The snapshot's first ranges, as a task reads them while the source is
+/// read.
+struct ReadingAhead {
+    task: AbortOnDropHandle<std::result::Result<(), StateError>>,
+    ranges: mpsc::UnboundedReceiver<(usize, Range)>,
+}
+
+impl ReadingAhead {
+    /// Hands `spill` the ranges read so far.
+    fn arrived(&mut self, spill: &mut Spill) {
+        while let Ok((p, range)) = self.ranges.try_recv() {
+            spill.read_ahead(p, range);
+        }
+    }
+
+    /// Hands `spill` every range the task reads, once it has.
+    async fn finish(mut self, spill: &mut Spill) -> Result<()> {
+        (&mut self.task)
+            .await
+            .doing("cannot read the snapshot ahead of the diff")??;
+        self.arrived(spill);
+        Ok(())
+    }
 }
 
 /// What a `diff = "warehouse"` pass has found and not yet handed on.
