@@ -69,11 +69,6 @@ impl Range {
         (from as usize..to as usize).find(|&i| self.entries[i].key_hash == key_hash)
     }
 
-    /// Whether a row of `key_hash` was settled.
-    pub fn was_settled(&self, key_hash: u128) -> bool {
-        self.find(key_hash).is_some_and(|i| self.settled[i])
-    }
-
     /// Settles a parked row if it matches its entry and is the first of
     /// its key to.
     pub fn arrive(&mut self, key_hash: u128, fingerprint: u128) -> Arrival {
@@ -176,7 +171,7 @@ mod tests {
         assert_eq!(range.arrive(key_hash("a"), 1), Arrival::Settled);
         assert_eq!(range.arrive(key_hash("a"), 1), parked(true));
         assert_eq!(range.arrive(key_hash("a"), 2), parked(true));
-        assert!(range.was_settled(key_hash("a")));
+        assert!(range.settled[range.find(key_hash("a")).unwrap()]);
         assert_eq!(range.settled.iter().filter(|s| **s).count(), 1);
         // Too few entries for more than one bucket, and none at all.
         let one = Range::new(vec![entry("a", 1)]);

@@ -124,11 +124,11 @@ pub fn classify(
     }
     let mut out = Classified::default();
     for r in rows {
-        let at = snapshot.find(r.key_hash);
         let parked = count[&r.key_hash];
         if parked == 0 {
             continue;
         }
+        let at = snapshot.find(r.key_hash);
         let rows = parked + usize::from(at.is_some_and(|i| snapshot.settled[i]));
         let known = at.map(|i| snapshot.entries[i].fingerprint);
         if rows > 1 {
