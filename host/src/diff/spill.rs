@@ -119,6 +119,10 @@ pub struct Spill {
     /// The snapshot's ranges read ahead, which settle a full buffer's rows
     /// before it is written.
     ahead: Ahead,
+    /// How much of each buffer its range has settled: the rows it kept
+    /// are final, and looking at them again would take a row settled
+    /// after them for one before.
+    settled: Vec<usize>,
 }
 
 /// The temporary file full buffers go to, and where each partition's
@@ -172,6 +176,7 @@ impl Spill {
             file: None,
             rows: 0,
             ahead: Ahead::default(),
+            settled: vec![0; PARTITIONS],
         }
     }
 
@@ -251,7 +256,7 @@ impl Spill {
             return Ok(());
         };
         let buf = &mut self.buffers[p];
-        let (mut read, mut kept) = (0, 0);
+        let (mut read, mut kept) = (self.settled[p], self.settled[p]);
         while read < buf.len() {
             let (row, len) = Row::parked(&buf[read..])?;
             if let Arrival::Parked { after_settled } = range.arrive(row.key_hash, row.fingerprint) {
@@ -264,6 +269,7 @@ impl Spill {
             read += len;
         }
         buf.truncate(kept);
+        self.settled[p] = kept;
         Ok(())
     }
 
@@ -272,6 +278,7 @@ impl Spill {
         if !self.buffers[p].is_empty() {
             parked(&mut self.file)?.append(p, &self.buffers[p])?;
             self.buffers[p].clear();
+            self.settled[p] = 0;
         }
         Ok(())
     }
