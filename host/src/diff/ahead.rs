@@ -17,7 +17,13 @@
 //! the cache twice a row, on the thread that reads the source. That cost
 //! more than the compare it saved.
 
-use super::{Entry, PARTITIONS};
+/// One committed snapshot entry, as the diff compares it: without its key,
+/// which only a deletion needs (see [`super::Classified::gone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub key_hash: u128,
+    pub fingerprint: u128,
+}
 
 /// One partition's snapshot entries, sorted by key hash, and which of them
 /// a row settled.
@@ -102,41 +108,6 @@ pub enum Arrival {
     /// It stays parked; `after_settled` if a row of its key was settled
     /// before it.
     Parked { after_settled: bool },
-}
-
-/// The ranges read so far, by partition.
-pub struct Ahead {
-    ranges: Vec<Option<Range>>,
-}
-
-impl Default for Ahead {
-    fn default() -> Ahead {
-        Ahead {
-            ranges: std::iter::repeat_with(|| None).take(PARTITIONS).collect(),
-        }
-    }
-}
-
-impl Ahead {
-    /// Partition `p`'s range, read.
-    pub fn add(&mut self, p: usize, range: Range) {
-        self.ranges[p] = Some(range);
-    }
-
-    /// How many partitions, from the first, have their range here.
-    pub fn len(&self) -> usize {
-        self.ranges.iter().take_while(|r| r.is_some()).count()
-    }
-
-    /// Partition `p`'s range, if it is here.
-    pub fn range(&mut self, p: usize) -> Option<&mut Range> {
-        self.ranges[p].as_mut()
-    }
-
-    /// Partition `p`'s range, if it was read ahead.
-    pub fn take(&mut self, p: usize) -> Option<Range> {
-        self.ranges[p].take()
-    }
 }
 
 #[cfg(test)]

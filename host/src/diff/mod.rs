@@ -19,7 +19,7 @@ mod spill;
 pub mod warehouse;
 
 use crate::event::{Fields, Op, Record};
-pub use ahead::Range;
+pub use ahead::{Entry, Range};
 pub use hash::{ByKeyHash, fingerprint_of, key_hash};
 pub use spill::{PARTITIONS, Partition, Row, Spill, partition_of};
 
@@ -46,14 +46,6 @@ pub fn partition_bounds(p: usize) -> (u128, Option<u128>) {
     let lo = (p as u128) << 120;
     let hi = (p + 1 < PARTITIONS).then(|| ((p + 1) as u128) << 120);
     (lo, hi)
-}
-
-/// One committed snapshot entry, as the diff compares it: without its key,
-/// which only a deletion needs (see [`Classified::gone`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub key_hash: u128,
-    pub fingerprint: u128,
 }
 
 /// A change found by the diff.

@@ -32,7 +32,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use super::ahead::{Ahead, Arrival, Range};
+use super::ahead::{Arrival, Range};
 
 /// How many partitions rows are spread over: a model at the 30-million-row
 /// limit leaves about 120,000 rows (some tens of MiB) per partition.
@@ -116,9 +116,9 @@ pub struct Spill {
     /// Created on the first write.
     file: Option<Parked>,
     rows: u64,
-    /// The snapshot's ranges read ahead, which settle a full buffer's rows
-    /// before it is written.
-    ahead: Ahead,
+    /// The snapshot's ranges read ahead, by partition, which settle a
+    /// full buffer's rows before it is written.
+    ranges: Vec<Option<Range>>,
     /// How much of each buffer its range has settled: the rows it kept
     /// are final, and looking at them again would take a row settled
     /// after them for one before.
@@ -175,7 +175,7 @@ impl Spill {
             share: budget / PARTITIONS,
             file: None,
             rows: 0,
-            ahead: Ahead::default(),
+            ranges: std::iter::repeat_with(|| None).take(PARTITIONS).collect(),
             settled: vec![0; PARTITIONS],
         }
     }
@@ -183,12 +183,12 @@ impl Spill {
     /// Partition `p`'s range of the snapshot, read ahead: from now on, its
     /// rows that match their entries are settled (see [`super::ahead`]).
     pub fn read_ahead(&mut self, p: usize, range: Range) {
-        self.ahead.add(p, range);
+        self.ranges[p] = Some(range);
     }
 
     /// How many partitions, from the first, have their range read ahead.
     pub fn ranges_ahead(&self) -> usize {
-        self.ahead.len()
+        self.ranges.iter().take_while(|r| r.is_some()).count()
     }
 
     pub fn rows(&self) -> u64 {
@@ -229,7 +229,7 @@ impl Spill {
                 // A row larger than a whole buffer goes straight to disk,
                 // unless it settles.
                 let mut row = row.concat();
-                if let Some(range) = self.ahead.range(p) {
+                if let Some(range) = &mut self.ranges[p] {
                     match range.arrive(key_hash, fingerprint) {
                         Arrival::Settled => return Ok(()),
                         Arrival::Parked { after_settled } => {
@@ -252,7 +252,7 @@ impl Spill {
     /// settles, and marks those that follow a settled row of their key.
     fn settle(&mut self, p: usize) -> std::io::Result<()> {
         // A first run's ranges are empty: nothing to settle.
-        let Some(range) = self.ahead.range(p).filter(|r| !r.entries.is_empty()) else {
+        let Some(range) = self.ranges[p].as_mut().filter(|r| !r.entries.is_empty()) else {
             return Ok(());
         };
         let buf = &mut self.buffers[p];
@@ -295,7 +295,7 @@ impl Spill {
         if self.file.is_none() {
             self.settle(p)?;
             let bytes = std::mem::take(&mut self.buffers[p]);
-            return Ok((Partition { bytes }, self.ahead.take(p)));
+            return Ok((Partition { bytes }, self.ranges[p].take()));
         }
         for q in 0..PARTITIONS {
             self.settle(q)?;
@@ -303,7 +303,7 @@ impl Spill {
             self.buffers[q] = Vec::new();
         }
         let bytes = parked(&mut self.file)?.read(p)?;
-        Ok((Partition { bytes }, self.ahead.take(p)))
+        Ok((Partition { bytes }, self.ranges[p].take()))
     }
 }
 
