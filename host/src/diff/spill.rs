@@ -229,13 +229,10 @@ impl Spill {
                 // A row larger than a whole buffer goes straight to disk,
                 // unless it settles.
                 let mut row = row.concat();
-                if let Some(range) = &mut self.ranges[p] {
-                    match range.arrive(key_hash, fingerprint) {
-                        Arrival::Settled => return Ok(()),
-                        Arrival::Parked { after_settled } => {
-                            row[AFTER_SETTLED_AT] = u8::from(after_settled)
-                        }
-                    }
+                if let Some(range) = &mut self.ranges[p]
+                    && !stays(range, &mut row, key_hash, fingerprint)
+                {
+                    return Ok(());
                 }
                 return parked(&mut self.file)?.append(p, &row);
             }
@@ -259,8 +256,8 @@ impl Spill {
         let (mut read, mut kept) = (self.settled[p], self.settled[p]);
         while read < buf.len() {
             let (row, len) = Row::parked(&buf[read..])?;
-            if let Arrival::Parked { after_settled } = range.arrive(row.key_hash, row.fingerprint) {
-                buf[read + AFTER_SETTLED_AT] = u8::from(after_settled);
+            let (key_hash, fingerprint) = (row.key_hash, row.fingerprint);
+            if stays(range, &mut buf[read..read + len], key_hash, fingerprint) {
                 if kept != read {
                     buf.copy_within(read..read + len, kept);
                 }
@@ -304,6 +301,19 @@ impl Spill {
         }
         let bytes = parked(&mut self.file)?.read(p)?;
         Ok((Partition { bytes }, self.ranges[p].take()))
+    }
+}
+
+/// Whether a parked row, `row` its bytes, stays parked against its
+/// partition's range; if so, it is marked when it follows a settled row of
+/// its key.
+fn stays(range: &mut Range, row: &mut [u8], key_hash: u128, fingerprint: u128) -> bool {
+    match range.arrive(key_hash, fingerprint) {
+        Arrival::Settled => false,
+        Arrival::Parked { after_settled } => {
+            row[AFTER_SETTLED_AT] = u8::from(after_settled);
+            true
+        }
     }
 }
 
